@@ -1,0 +1,59 @@
+# Two commands: `make run` (install + start with a demo) and `make test` (install + every test).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+APT := $(shell command -v apt-get 2>/dev/null)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test test-fast bench install install-test system-deps node-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Reinstall only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test system-deps node-deps
+
+run: install
+	$(VENV)/bin/switchboard serve --demo
+
+# Chromium and PostgreSQL from Debian when apt is there; elsewhere Playwright's own Chromium
+# (PostgreSQL then has to be installed by hand: its initdb/pg_ctl must be on PATH).
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ] && [ -n "$(APT)" ]; then \
+	  echo "Installing$$missing with apt-get"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	elif echo "$$missing" | grep -q chromium; then \
+	  $(PY) -m playwright install chromium; \
+	fi
+
+# npm packages the browser tests load (Segment's analytics-next, built for a test page).
+node-deps:
+	@if [ -f e2e/package.json ] && [ ! -d e2e/node_modules ]; then cd e2e && npm install --no-audit --no-fund --silent; fi
+
+test: install-test
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: install-test
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: install-test
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) switchboard.db switchboard.db-wal switchboard.db-shm

@@ -1,0 +1,198 @@
+"""What the admin API, the CLI and the web app do to the workspace, in one place.
+
+Each function validates with the catalog's one validator, writes through the store, and
+returns JSON-ready dicts with secrets masked. Errors are ``ApiError``s that the API and the
+web app show as they are (status, code, message, field).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from server.catalog import Catalog, Manifest, SettingsError, mask_secrets, merge_settings, validate_settings
+from server.errors import ApiError
+from server.store import workspace
+from server.store.workspace import NotFound
+
+
+def _not_found(exc: NotFound) -> ApiError:
+    return ApiError(404, "not_found", f"No {exc.args[0]}")
+
+
+def _manifest(catalog: Catalog, slug: Any) -> Manifest:
+    manifest = catalog.get(slug) if isinstance(slug, str) else None
+    if manifest is None:
+        raise ApiError(422, "unknown_destination", f"{slug!r} is not in the catalog", field="slug")
+    return manifest
+
+
+def _settings_error(exc: SettingsError, prefix: str = "settings.") -> ApiError:
+    errors = [{"field": e["field"] if e["field"] == "mode" else prefix + e["field"], "message": e["message"]}
+              for e in exc.errors]
+    return ApiError(422, "validation_error", errors[0]["message"], field=errors[0]["field"], extra={"errors": errors})
+
+
+def source_json(source: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": source["id"],
+        "name": source["name"],
+        "slug": source["slug"],
+        "write_key": source["write_key"],
+        "enabled": source["enabled"],
+        "settings_version": source["settings_version"],
+        "created_at": source["created_at"].isoformat(),
+        "updated_at": source["updated_at"].isoformat(),
+    }
+
+
+def destination_json(catalog: Catalog, dest: dict[str, Any]) -> dict[str, Any]:
+    manifest = catalog.get(dest["slug"])
+    settings = mask_secrets(manifest, dest["settings"]) if manifest else {}
+    return {
+        "id": dest["id"],
+        "source_id": dest["source_id"],
+        "slug": dest["slug"],
+        "name": manifest.name if manifest else dest["slug"],
+        "mode": dest["mode"],
+        "enabled": dest["enabled"],
+        "settings": settings,
+        "created_at": dest["created_at"].isoformat(),
+        "updated_at": dest["updated_at"].isoformat(),
+    }
+
+
+def _text(value: Any, field: str, *, max_length: int = 200) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(422, "validation_error", f"{field} must be non-empty text", field=field)
+    if len(value) > max_length:
+        raise ApiError(422, "validation_error", f"{field} must be at most {max_length} characters", field=field)
+    return value.strip()
+
+
+def _bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ApiError(422, "validation_error", f"{field} must be true or false", field=field)
+    return value
+
+
+# ---------------------------------------------------------------- sources
+
+
+def create_source(engine: Engine, body: dict[str, Any], actor: str) -> dict[str, Any]:
+    name = _text(body.get("name"), "name")
+    return source_json(workspace.create_source(engine, name, actor=actor))
+
+
+def get_source(engine: Engine, source_id: int) -> dict[str, Any]:
+    try:
+        return source_json(workspace.get_source(engine, source_id))
+    except NotFound as exc:
+        raise _not_found(exc) from None
+
+
+def update_source(engine: Engine, source_id: int, body: dict[str, Any], actor: str) -> dict[str, Any]:
+    unknown = set(body) - {"name", "enabled"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ApiError(422, "validation_error", f"{field} cannot be changed here", field=field)
+    name = _text(body["name"], "name") if "name" in body else None
+    enabled = _bool(body["enabled"], "enabled") if "enabled" in body else None
+    try:
+        return source_json(workspace.update_source(engine, source_id, name=name, enabled=enabled, actor=actor))
+    except NotFound as exc:
+        raise _not_found(exc) from None
+
+
+# ---------------------------------------------------------------- destinations
+
+
+def add_destination(
+    engine: Engine, catalog: Catalog, source_id: int, body: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    manifest = _manifest(catalog, body.get("slug"))
+    mode = body.get("mode", manifest.default_mode)
+    if mode not in manifest.modes:
+        raise ApiError(422, "validation_error", f"{manifest.name} supports {' and '.join(manifest.modes)} mode",
+                       field="mode")
+    enabled = _bool(body.get("enabled", False), "enabled")
+    try:
+        settings = validate_settings(manifest, body.get("settings", {}), mode, enabled=enabled)
+    except SettingsError as exc:
+        raise _settings_error(exc) from None
+    try:
+        dest = workspace.add_destination(
+            engine, source_id, slug=manifest.slug, mode=mode, enabled=enabled, settings=settings, actor=actor,
+            label=manifest.name,
+        )
+    except NotFound as exc:
+        raise _not_found(exc) from None
+    return destination_json(catalog, dest)
+
+
+def get_destination(engine: Engine, catalog: Catalog, destination_id: int) -> dict[str, Any]:
+    try:
+        return destination_json(catalog, workspace.get_destination(engine, destination_id))
+    except NotFound as exc:
+        raise _not_found(exc) from None
+
+
+def update_destination(
+    engine: Engine, catalog: Catalog, destination_id: int, body: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    unknown = set(body) - {"settings", "enabled", "mode"}
+    if unknown:
+        field = sorted(unknown)[0]
+        raise ApiError(422, "validation_error", f"{field} cannot be changed here", field=field)
+    try:
+        current = workspace.get_destination(engine, destination_id)
+    except NotFound as exc:
+        raise _not_found(exc) from None
+    manifest = _manifest(catalog, current["slug"])
+    patch = body.get("settings", {})
+    if not isinstance(patch, dict):
+        raise ApiError(422, "validation_error", "settings must be an object", field="settings")
+    mode = body.get("mode", current["mode"])
+    enabled = _bool(body["enabled"], "enabled") if "enabled" in body else current["enabled"]
+    merged = merge_settings(manifest, current["settings"], patch)
+    try:
+        settings = validate_settings(manifest, merged, mode, enabled=enabled)
+    except SettingsError as exc:
+        raise _settings_error(exc) from None
+    dest = workspace.update_destination(
+        engine, destination_id, settings=settings, enabled=enabled, mode=mode, actor=actor, label=manifest.name
+    )
+    return destination_json(catalog, dest)
+
+
+def delete_destination(engine: Engine, catalog: Catalog, destination_id: int, actor: str) -> None:
+    try:
+        current = workspace.get_destination(engine, destination_id)
+        manifest = catalog.get(current["slug"])
+        workspace.delete_destination(engine, destination_id, actor=actor, label=manifest.name if manifest else None)
+    except NotFound as exc:
+        raise _not_found(exc) from None
+
+
+# ---------------------------------------------------------------- history
+
+
+def version_json(catalog: Catalog, source_id: int, row: dict[str, Any]) -> dict[str, Any]:
+    data = {
+        "source_id": source_id,
+        "version": row["version"],
+        "created_at": row["created_at"].isoformat(),
+        "actor": row["actor"],
+        "summary": row["summary"],
+    }
+    if "content" in row:
+        content = row["content"]
+        data["content"] = {
+            "source": content["source"],
+            "destinations": [
+                {**d, "settings": mask_secrets(catalog.get(d["slug"]), d["settings"]) if catalog.get(d["slug"]) else {}}
+                for d in content["destinations"]
+            ],
+        }
+    return data

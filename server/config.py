@@ -1,0 +1,164 @@
+"""Settings from the environment (``SWITCHBOARD_*``), gathered in one frozen dataclass.
+
+Every setting is read, parsed and checked here, once, at start-up. An invalid value raises
+``ConfigError`` whose message names the variable, and the CLI turns that into one line on
+stderr and exit status 2 — a server that starts with a half-understood configuration is worse
+than one that refuses to start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "SWITCHBOARD_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A SWITCHBOARD_* variable holds a value we cannot use."""
+
+
+def _url_path(value: str) -> str:
+    if not value.startswith("/") or value.endswith("/") and value != "/" or "//" in value:
+        raise ValueError("must be an absolute path like /ajs, without a trailing slash")
+    return value
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 < port < 65536:
+        raise ValueError("must be a port number between 1 and 65535")
+    return port
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be zero or a positive whole number")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _database_url(value: str) -> str:
+    if not (value.startswith("sqlite:///") or value.startswith("postgresql")):
+        raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+    return value
+
+
+def _public_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) origin such as https://analytics.example.com")
+    return value.rstrip("/")
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _setting(env: str, default: str, parse: Callable[[str], object] = str, doc: str = ""):
+    # The dataclass default is the parsed value (so Config(...) in tests is typed right);
+    # the raw text is kept for from_env and for the README's table.
+    parsed = parse(default) if default else default
+    return field(default=parsed, metadata={"env": env, "parse": parse, "doc": doc, "raw": default})
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole server configuration. ``Config.from_env()`` builds it; tests build it directly."""
+
+    database_url: str = _setting(
+        "DATABASE_URL", "sqlite:///./switchboard.db", _database_url,
+        "Where everything is stored: `sqlite:///path.db` (embedded) or `postgresql+psycopg://user:pw@host/db`.")
+    host: str = _setting("HOST", "127.0.0.1", str, "Address `switchboard serve` listens on.")
+    port: int = _setting("PORT", "8000", _port, "Port `switchboard serve` listens on.")
+    public_url: str = _setting(
+        "PUBLIC_URL", "", _public_url,
+        "Origin that snippets, bundles and the settings document point browsers at. Empty: `http://HOST:PORT`.")
+    admin_token: str = _setting(
+        "ADMIN_TOKEN", "", str, "Optional bootstrap admin API token, accepted in addition to tokens in the database.")
+    secret_key: str = _setting(
+        "SECRET_KEY", "", str, "Signs web sessions. Empty: generated on first run and kept in the database.")
+    log_level: str = _setting("LOG_LEVEL", "INFO", _log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+    bundle_path: str = _setting(
+        "BUNDLE_PATH", "/analytics.js/v1", _url_path,
+        "Path prefix of the bundle (`{prefix}/{writeKey}/analytics.min.js`). Rename it to dodge ad-blocker path rules.")
+    collector_prefix: str = _setting(
+        "COLLECTOR_PREFIX", "/v1", _url_path,
+        "Extra path prefix the Tracking API also answers under (it always answers under `/v1`).")
+    bundle_max_age: int = _setting(
+        "BUNDLE_MAX_AGE", "60", _non_negative_int, "Seconds browsers and CDNs may reuse a bundle (`max-age`).")
+    bundle_stale_while_revalidate: int = _setting(
+        "BUNDLE_STALE_WHILE_REVALIDATE", "3600", _non_negative_int,
+        "Seconds a stale bundle may be served while it is refetched.")
+    trust_proxy: bool = _setting(
+        "TRUST_PROXY", "false", _bool, "Take the client address from `X-Forwarded-For` (only behind your own proxy).")
+    rate_limit: int = _setting(
+        "RATE_LIMIT", "0", _non_negative_int, "Tracking API requests per second per write key; 0 turns it off.")
+    retry_window: float = _setting(
+        "RETRY_WINDOW", "14400", _positive_float,
+        "Seconds a failing cloud-mode delivery is retried before it becomes a dead letter.")
+    delivery_workers: bool = _setting(
+        "DELIVERY_WORKERS", "true", _bool, "Run delivery workers inside `switchboard serve`.")
+    admin_user: str = _setting("ADMIN_USER", "admin", str, "User name of the web app's admin account.")
+    admin_password: str = _setting(
+        "ADMIN_PASSWORD", "", str, "Password of the admin account on first run. Empty: generated and printed once.")
+    metrics_token: str = _setting(
+        "METRICS_TOKEN", "", str, "Bearer token for `/metrics`. Empty: `/metrics` needs an admin token.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            name = PREFIX + f.metadata["env"]
+            raw = environ.get(name, f.metadata["raw"])
+            if raw == "" and f.metadata["raw"] == "":
+                values[f.name] = ""
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{name}={raw!r} is invalid: {exc}") from None
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def origin(self) -> str:
+        """The public origin browsers use (scheme://host[:port]), without a trailing slash."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def documented_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting: the README's table is checked against it."""
+    return [
+        (PREFIX + f.metadata["env"], f.metadata["raw"], f.metadata["doc"]) for f in dataclasses.fields(Config)
+    ]

@@ -1,0 +1,1 @@
+"""Destination manifests, one folder per destination slug; see server/catalog.py."""

@@ -1,0 +1,71 @@
+"""Versioned schema migrations, recorded in ``schema_migrations``.
+
+Migration 1 creates every table declared on ``schema.metadata`` (the planes' table modules are
+imported first so that their tables are declared). Later migrations are appended to
+``MIGRATIONS`` as (number, description, function(conn)) and run once each, in order, in one
+transaction apiece. ``migrate`` is safe to call on every start and from several processes: on
+PostgreSQL an advisory lock serialises them; on SQLite ``BEGIN IMMEDIATE`` does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from datetime import datetime, timezone
+from typing import Callable
+
+from sqlalchemy import Column, Connection, Engine, Integer, String, Table, select, text
+
+from server.store import schema
+
+schema_migrations = Table(
+    "schema_migrations",
+    schema.metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", String(200), nullable=False),
+    Column("applied_at", schema.UTCDateTime(), nullable=False),
+)
+
+_MIGRATION_LOCK_ID = 0x5B0A_0001
+
+
+def _import_table_modules() -> None:
+    """Import every module of server.store so that each declares its tables."""
+    import server.store as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"server.store.{info.name}")
+
+
+def _create_all(conn: Connection) -> None:
+    schema.metadata.create_all(conn, checkfirst=True)
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "create tables", _create_all),
+]
+
+
+def migrate(engine: Engine) -> list[int]:
+    """Bring the database to the newest schema; return the migration numbers applied now."""
+    _import_table_modules()
+    applied_now: list[int] = []
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_ID})
+        schema_migrations.create(conn, checkfirst=True)
+        done = set(conn.execute(select(schema_migrations.c.version)).scalars())
+        for number, description, apply in MIGRATIONS:
+            if number in done:
+                continue
+            apply(conn)
+            conn.execute(
+                schema_migrations.insert().values(
+                    version=number, description=description, applied_at=datetime.now(timezone.utc)
+                )
+            )
+            applied_now.append(number)
+        # Tables added by a plane after migration 1 ran on this database (development only:
+        # released schema changes get a numbered migration).
+        _create_all(conn)
+    return applied_now

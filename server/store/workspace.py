@@ -1,0 +1,438 @@
+"""Queries over sources, their destinations and the settings history.
+
+Every change to a source or one of its destinations runs in one transaction that also bumps
+``sources.settings_version`` and writes the new snapshot to ``settings_versions``. Readers that
+only need the current configuration (bundle misses) read that snapshot by write key in one
+indexed query: ``public_config``.
+
+Plain dicts go in and out; validation against the manifests is the caller's job (the store
+imports nothing from the planes).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from sqlalchemy import Connection, Engine, func, select
+
+from server.store.engine import read_only
+from server.store.schema import destinations, settings_versions, sources
+
+# Called after commit with (source_id, write_key, settings_version) for every change; the
+# bundle cache subscribes. On PostgreSQL the same fact is announced with NOTIFY (see _bump).
+SettingsListener = Callable[[int, str, int], None]
+_listeners: list[SettingsListener] = []
+NOTIFY_CHANNEL = "switchboard_settings"
+
+
+class NotFound(LookupError):
+    """No row with that id."""
+
+
+def on_settings_change(listener: SettingsListener) -> Callable[[], None]:
+    """Subscribe to settings changes in this process; returns the unsubscribe function."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_write_key() -> str:
+    # 192 random bits, URL-safe: it appears in script URLs.
+    return secrets.token_urlsafe(24)
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    return slug or "source"
+
+
+def _row(row) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+def _source_dict(row) -> dict[str, Any]:
+    data = _row(row)
+    data["enabled"] = bool(data["enabled"])
+    return data
+
+
+def _destination_dict(row) -> dict[str, Any]:
+    data = _row(row)
+    data["enabled"] = bool(data["enabled"])
+    data["settings"] = dict(data["settings"] or {})
+    return data
+
+
+# ---------------------------------------------------------------- snapshots and versions
+
+
+def _snapshot(conn: Connection, source_id: int) -> dict[str, Any]:
+    source = conn.execute(select(sources).where(sources.c.id == source_id)).one()
+    rows = conn.execute(
+        select(destinations).where(destinations.c.source_id == source_id).order_by(destinations.c.id)
+    ).all()
+    return {
+        "source": {"name": source.name, "enabled": bool(source.enabled)},
+        "destinations": [
+            {
+                "id": r.id,
+                "slug": r.slug,
+                "mode": r.mode,
+                "enabled": bool(r.enabled),
+                "settings": dict(r.settings or {}),
+            }
+            for r in rows
+        ],
+    }
+
+
+def _bump(conn: Connection, source_id: int, actor: str, summary: str) -> int:
+    """Record the source's current state as a new version; return that version number."""
+    current = conn.execute(
+        select(sources.c.settings_version, sources.c.write_key).where(sources.c.id == source_id)
+    ).one()
+    version = current.settings_version + 1
+    conn.execute(
+        sources.update().where(sources.c.id == source_id).values(settings_version=version, updated_at=now())
+    )
+    conn.execute(
+        settings_versions.insert().values(
+            source_id=source_id,
+            version=version,
+            created_at=now(),
+            actor=actor,
+            summary=summary,
+            content=_snapshot(conn, source_id),
+        )
+    )
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "SELECT pg_notify(%(channel)s, %(payload)s)",
+            {"channel": NOTIFY_CHANNEL, "payload": f"{source_id}:{current.write_key}:{version}"},
+        )
+    conn.info.setdefault("switchboard_changes", []).append((source_id, current.write_key, version))
+    return version
+
+
+def _announce(changes: list[tuple[int, str, int]]) -> None:
+    for change in changes:
+        for listener in list(_listeners):
+            listener(*change)
+
+
+class _Tx:
+    """``with _Tx(engine) as conn``: a write transaction that tells listeners after commit."""
+
+    def __init__(self, engine: Engine):
+        self._cm = engine.begin()
+
+    def __enter__(self) -> Connection:
+        self.conn = self._cm.__enter__()
+        return self.conn
+
+    def __exit__(self, *exc):
+        # conn.info lives as long as the pooled connection: take our list out before it closes.
+        changes = self.conn.info.pop("switchboard_changes", [])
+        result = self._cm.__exit__(*exc)
+        if exc[0] is None:
+            _announce(changes)
+        return result
+
+
+# ---------------------------------------------------------------- sources
+
+
+def create_source(engine: Engine, name: str, *, actor: str = "system") -> dict[str, Any]:
+    with _Tx(engine) as conn:
+        source_id = conn.execute(
+            sources.insert().values(
+                name=name,
+                slug=_unique_slug(conn, slugify(name)),
+                write_key=new_write_key(),
+                enabled=True,
+                settings_version=0,
+                created_at=now(),
+                updated_at=now(),
+            )
+        ).inserted_primary_key[0]
+        _bump(conn, source_id, actor, f"Created source {name!r}")
+        return _source_dict(conn.execute(select(sources).where(sources.c.id == source_id)).one())
+
+
+def _unique_slug(conn: Connection, base: str) -> str:
+    taken = set(conn.execute(select(sources.c.slug).where(sources.c.slug.like(f"{base}%"))).scalars())
+    slug, n = base, 2
+    while slug in taken:
+        slug, n = f"{base}_{n}", n + 1
+    return slug
+
+
+def list_sources(engine: Engine) -> list[dict[str, Any]]:
+    with read_only(engine) as conn:
+        return [_source_dict(r) for r in conn.execute(select(sources).order_by(sources.c.id))]
+
+
+def get_source(engine: Engine, source_id: int) -> dict[str, Any]:
+    with read_only(engine) as conn:
+        row = conn.execute(select(sources).where(sources.c.id == source_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"source {source_id}")
+    return _source_dict(row)
+
+
+def source_by_write_key(engine: Engine, write_key: str) -> dict[str, Any] | None:
+    with read_only(engine) as conn:
+        row = conn.execute(select(sources).where(sources.c.write_key == write_key)).one_or_none()
+    return None if row is None else _source_dict(row)
+
+
+def update_source(
+    engine: Engine, source_id: int, *, name: str | None = None, enabled: bool | None = None, actor: str = "system"
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if name is not None:
+        values["name"] = name
+    if enabled is not None:
+        values["enabled"] = enabled
+    with _Tx(engine) as conn:
+        before = conn.execute(select(sources).where(sources.c.id == source_id)).one_or_none()
+        if before is None:
+            raise NotFound(f"source {source_id}")
+        if values:
+            conn.execute(sources.update().where(sources.c.id == source_id).values(**values))
+            changes = []
+            if name is not None and name != before.name:
+                changes.append(f"renamed to {name!r}")
+            if enabled is not None and enabled != bool(before.enabled):
+                changes.append("enabled" if enabled else "disabled")
+            _bump(conn, source_id, actor, "Source " + (", ".join(changes) or "saved unchanged"))
+        return _source_dict(conn.execute(select(sources).where(sources.c.id == source_id)).one())
+
+
+def rotate_write_key(engine: Engine, source_id: int, *, actor: str = "system") -> dict[str, Any]:
+    with _Tx(engine) as conn:
+        old = conn.execute(select(sources.c.write_key).where(sources.c.id == source_id)).scalar_one_or_none()
+        if old is None:
+            raise NotFound(f"source {source_id}")
+        conn.execute(sources.update().where(sources.c.id == source_id).values(write_key=new_write_key()))
+        # The old key's cached bundle must go too: announce it explicitly.
+        conn.info.setdefault("switchboard_changes", []).append((source_id, old, -1))
+        _bump(conn, source_id, actor, "Rotated the write key")
+        return _source_dict(conn.execute(select(sources).where(sources.c.id == source_id)).one())
+
+
+def delete_source(engine: Engine, source_id: int) -> None:
+    with _Tx(engine) as conn:
+        key = conn.execute(select(sources.c.write_key).where(sources.c.id == source_id)).scalar_one_or_none()
+        if key is None:
+            raise NotFound(f"source {source_id}")
+        conn.execute(sources.delete().where(sources.c.id == source_id))
+        conn.info.setdefault("switchboard_changes", []).append((source_id, key, -1))
+
+
+# ---------------------------------------------------------------- destinations
+
+
+def add_destination(
+    engine: Engine,
+    source_id: int,
+    *,
+    slug: str,
+    mode: str,
+    enabled: bool,
+    settings: dict[str, Any],
+    actor: str = "system",
+    label: str | None = None,
+) -> dict[str, Any]:
+    with _Tx(engine) as conn:
+        if conn.execute(select(sources.c.id).where(sources.c.id == source_id)).one_or_none() is None:
+            raise NotFound(f"source {source_id}")
+        dest_id = conn.execute(
+            destinations.insert().values(
+                source_id=source_id,
+                slug=slug,
+                mode=mode,
+                enabled=enabled,
+                settings=settings,
+                created_at=now(),
+                updated_at=now(),
+            )
+        ).inserted_primary_key[0]
+        state = "enabled" if enabled else "disabled"
+        _bump(conn, source_id, actor, f"Added {label or slug} ({mode} mode, {state})")
+        return _destination_dict(conn.execute(select(destinations).where(destinations.c.id == dest_id)).one())
+
+
+def list_destinations(engine: Engine, source_id: int | None = None) -> list[dict[str, Any]]:
+    query = select(destinations).order_by(destinations.c.id)
+    if source_id is not None:
+        query = query.where(destinations.c.source_id == source_id)
+    with read_only(engine) as conn:
+        return [_destination_dict(r) for r in conn.execute(query)]
+
+
+def get_destination(engine: Engine, destination_id: int) -> dict[str, Any]:
+    with read_only(engine) as conn:
+        row = conn.execute(select(destinations).where(destinations.c.id == destination_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"destination {destination_id}")
+    return _destination_dict(row)
+
+
+def update_destination(
+    engine: Engine,
+    destination_id: int,
+    *,
+    settings: dict[str, Any] | None = None,
+    enabled: bool | None = None,
+    mode: str | None = None,
+    actor: str = "system",
+    label: str | None = None,
+) -> dict[str, Any]:
+    """Replace the settings (callers merge first) and/or change enabled and mode."""
+    with _Tx(engine) as conn:
+        before = conn.execute(select(destinations).where(destinations.c.id == destination_id)).one_or_none()
+        if before is None:
+            raise NotFound(f"destination {destination_id}")
+        values: dict[str, Any] = {"updated_at": now()}
+        changes: list[str] = []
+        if settings is not None and settings != dict(before.settings or {}):
+            values["settings"] = settings
+            changed_keys = sorted(
+                k for k in set(settings) | set(before.settings or {})
+                if settings.get(k) != (before.settings or {}).get(k)
+            )
+            changes.append("changed " + ", ".join(changed_keys))
+        if enabled is not None and enabled != bool(before.enabled):
+            values["enabled"] = enabled
+            changes.append("enabled" if enabled else "disabled")
+        if mode is not None and mode != before.mode:
+            values["mode"] = mode
+            changes.append(f"switched to {mode} mode")
+        conn.execute(destinations.update().where(destinations.c.id == destination_id).values(**values))
+        if changes:
+            _bump(conn, before.source_id, actor, f"{label or before.slug}: " + "; ".join(changes))
+        return _destination_dict(conn.execute(select(destinations).where(destinations.c.id == destination_id)).one())
+
+
+def delete_destination(engine: Engine, destination_id: int, *, actor: str = "system", label: str | None = None) -> None:
+    with _Tx(engine) as conn:
+        before = conn.execute(select(destinations).where(destinations.c.id == destination_id)).one_or_none()
+        if before is None:
+            raise NotFound(f"destination {destination_id}")
+        conn.execute(destinations.delete().where(destinations.c.id == destination_id))
+        _bump(conn, before.source_id, actor, f"Removed {label or before.slug}")
+
+
+# ---------------------------------------------------------------- history
+
+
+def list_versions(engine: Engine, source_id: int) -> list[dict[str, Any]]:
+    get_source(engine, source_id)
+    with read_only(engine) as conn:
+        rows = conn.execute(
+            select(
+                settings_versions.c.version,
+                settings_versions.c.created_at,
+                settings_versions.c.actor,
+                settings_versions.c.summary,
+            )
+            .where(settings_versions.c.source_id == source_id)
+            .order_by(settings_versions.c.version.desc())
+        ).all()
+    return [_row(r) for r in rows]
+
+
+def get_version(engine: Engine, source_id: int, version: int) -> dict[str, Any]:
+    with read_only(engine) as conn:
+        row = conn.execute(
+            select(settings_versions).where(
+                settings_versions.c.source_id == source_id, settings_versions.c.version == version
+            )
+        ).one_or_none()
+    if row is None:
+        raise NotFound(f"version {version} of source {source_id}")
+    data = _row(row)
+    data.pop("id")
+    return data
+
+
+def rollback(engine: Engine, source_id: int, version: int, *, actor: str = "system") -> int:
+    """Make version ``version``'s content current again, as a new version; return its number."""
+    target = get_version(engine, source_id, version)["content"]
+    with _Tx(engine) as conn:
+        conn.execute(
+            sources.update()
+            .where(sources.c.id == source_id)
+            .values(name=target["source"]["name"], enabled=target["source"]["enabled"])
+        )
+        wanted = {d["id"]: d for d in target["destinations"]}
+        existing = set(
+            conn.execute(select(destinations.c.id).where(destinations.c.source_id == source_id)).scalars()
+        )
+        for dest_id in existing - set(wanted):
+            conn.execute(destinations.delete().where(destinations.c.id == dest_id))
+        for dest_id, d in wanted.items():
+            values = dict(slug=d["slug"], mode=d["mode"], enabled=d["enabled"], settings=d["settings"], updated_at=now())
+            if dest_id in existing:
+                conn.execute(destinations.update().where(destinations.c.id == dest_id).values(**values))
+            else:
+                conn.execute(destinations.insert().values(id=dest_id, source_id=source_id, created_at=now(), **values))
+        return _bump(conn, source_id, actor, f"Rolled back to version {version}")
+
+
+# ---------------------------------------------------------------- the bundle's query
+
+
+def public_config(engine: Engine, write_key: str) -> dict[str, Any] | None:
+    """The source behind ``write_key`` at its current version, or None for an unknown key.
+
+    One query over two unique indexes (sources.write_key, settings_versions(source_id, version)).
+    Settings come back whole: the caller strips what the manifests mark secret.
+    """
+    query = (
+        select(
+            sources.c.id,
+            sources.c.name,
+            sources.c.enabled,
+            sources.c.settings_version,
+            settings_versions.c.content,
+            settings_versions.c.created_at,
+        )
+        .join(
+            settings_versions,
+            (settings_versions.c.source_id == sources.c.id)
+            & (settings_versions.c.version == sources.c.settings_version),
+        )
+        .where(sources.c.write_key == write_key)
+    )
+    with read_only(engine) as conn:
+        row = conn.execute(query).one_or_none()
+    if row is None:
+        return None
+    return {
+        "source_id": row.id,
+        "name": row.name,
+        "write_key": write_key,
+        "enabled": bool(row.enabled),
+        "settings_version": row.settings_version,
+        "version_created_at": row.created_at,
+        "destinations": row.content["destinations"],
+    }
+
+
+def current_versions(engine: Engine) -> dict[str, int]:
+    """write_key → settings_version for every source: the cheap cross-process freshness check."""
+    with read_only(engine) as conn:
+        return {k: v for k, v in conn.execute(select(sources.c.write_key, sources.c.settings_version))}
+
+
+def count_sources(engine: Engine) -> int:
+    with read_only(engine) as conn:
+        return conn.execute(select(func.count()).select_from(sources)).scalar_one()

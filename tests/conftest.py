@@ -1,0 +1,134 @@
+"""Shared fixtures: databases (SQLite and a real PostgreSQL the session starts), the smallest
+app for a test, an admin token, and a real uvicorn server for tests that need sockets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pgserver import PostgresServer, free_port, postgres_server, wait_for_port  # noqa: E402
+
+from server.app import create_app  # noqa: E402
+from server.catalog import load_catalog  # noqa: E402
+from server.config import Config  # noqa: E402
+from server.store import open_store, tokens  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    return load_catalog()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> str:
+    """A fresh, empty database: once on SQLite, once on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return request.getfixturevalue("pg").create_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = open_store(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def config(db_url) -> Config:
+    return Config(database_url=db_url, delivery_workers=False)
+
+
+@pytest.fixture
+def app(config, engine, catalog):
+    """The admin plane on a fresh database (planes that need more build their own app)."""
+    return create_app(config, engine=engine, catalog=catalog, planes=["server.health", "server.admin.api"])
+
+
+@pytest.fixture
+def admin_token(engine) -> str:
+    return tokens.create_token(engine, "test")
+
+
+@pytest.fixture
+def client(app, admin_token) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers["Authorization"] = f"Bearer {admin_token}"
+        yield c
+
+
+class LiveServer:
+    """``switchboard serve`` in a subprocess on a free port, with its own environment."""
+
+    def __init__(self, database_url: str, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "SWITCHBOARD_DATABASE_URL": database_url,
+            "SWITCHBOARD_HOST": "127.0.0.1",
+            "SWITCHBOARD_PORT": str(self.port),
+            "SWITCHBOARD_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "LiveServer":
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve"], env=self.env, cwd=ROOT,
+        )
+        try:
+            wait_for_port(self.port, 30)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def live_server_factory(tmp_path):
+    started: list[LiveServer] = []
+
+    def start(database_url: str | None = None, **env: str) -> LiveServer:
+        server = LiveServer(database_url or f"sqlite:///{tmp_path / 'live.db'}", **env).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
