@@ -25,6 +25,7 @@ log = logging.getLogger("switchboard")
 # Order matters only where paths overlap: earlier planes win.
 PLANES = [
     "server.health",
+    "server.scaleout",
     "server.admin.api",
     "server.demo",
 ]

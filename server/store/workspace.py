@@ -38,6 +38,11 @@ def on_settings_change(listener: SettingsListener) -> Callable[[], None]:
     return lambda: _listeners.remove(listener) if listener in _listeners else None
 
 
+def announce_remote(source_id: int, write_key: str, version: int) -> None:
+    """Tell this process's listeners about a change another process committed (LISTEN/NOTIFY)."""
+    _announce([(source_id, write_key, version)])
+
+
 def now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -48,7 +53,8 @@ def new_write_key() -> str:
 
 
 def slugify(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    # At most 180 characters: _unique_slug may append "_<n>" and the column holds 200.
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower())[:180].strip("_")
     return slug or "source"
 
 
@@ -118,6 +124,16 @@ def _bump(conn: Connection, source_id: int, actor: str, summary: str) -> int:
         )
     conn.info.setdefault("switchboard_changes", []).append((source_id, current.write_key, version))
     return version
+
+
+def _forget_key(conn: Connection, source_id: int, write_key: str) -> None:
+    """Announce that ``write_key`` no longer serves (version -1), here and to other processes."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "SELECT pg_notify(%(channel)s, %(payload)s)",
+            {"channel": NOTIFY_CHANNEL, "payload": f"{source_id}:{write_key}:-1"},
+        )
+    conn.info.setdefault("switchboard_changes", []).append((source_id, write_key, -1))
 
 
 def _announce(changes: list[tuple[int, str, int]]) -> None:
@@ -222,7 +238,7 @@ def rotate_write_key(engine: Engine, source_id: int, *, actor: str = "system") -
             raise NotFound(f"source {source_id}")
         conn.execute(sources.update().where(sources.c.id == source_id).values(write_key=new_write_key()))
         # The old key's cached bundle must go too: announce it explicitly.
-        conn.info.setdefault("switchboard_changes", []).append((source_id, old, -1))
+        _forget_key(conn, source_id, old)
         _bump(conn, source_id, actor, "Rotated the write key")
         return _source_dict(conn.execute(select(sources).where(sources.c.id == source_id)).one())
 
@@ -233,7 +249,7 @@ def delete_source(engine: Engine, source_id: int) -> None:
         if key is None:
             raise NotFound(f"source {source_id}")
         conn.execute(sources.delete().where(sources.c.id == source_id))
-        conn.info.setdefault("switchboard_changes", []).append((source_id, key, -1))
+        _forget_key(conn, source_id, key)
 
 
 # ---------------------------------------------------------------- destinations

@@ -1,0 +1,173 @@
+"""Cross-process announcements over PostgreSQL ``LISTEN/NOTIFY``.
+
+Several ``switchboard serve`` and ``switchboard worker`` processes share one PostgreSQL. A
+process that changes settings or appends events says so with ``pg_notify`` inside the same
+transaction, so PostgreSQL delivers the notification only if (and right after) it commits.
+Every process runs one ``NotifyListener``: a background thread with its own autocommit psycopg
+connection that LISTENs on our channels and hands each payload to in-process callbacks.
+
+Notifications are a latency optimisation, never the only path: they are lost while a listener
+is disconnected. So the listener reconnects with backoff and, after every reconnection, calls
+its ``on_reconnect`` callbacks, which resynchronise from the database (the version check).
+
+On SQLite there is nothing to listen to: ``start`` does nothing and ``notify`` is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Callable
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL, make_url
+
+log = logging.getLogger("switchboard.notify")
+
+SETTINGS_CHANNEL = "switchboard_settings"  # payload "source_id:write_key:version"
+EVENTS_CHANNEL = "switchboard_events"  # payload: free text (the collector sends the source id)
+CHANNELS = (SETTINGS_CHANNEL, EVENTS_CHANNEL)
+
+Callback = Callable[[str], None]
+
+
+def notify(conn: Connection, channel: str, payload: str = "") -> None:
+    """Queue a notification on ``conn``'s transaction (sent at commit); no-op on SQLite."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_notify(%(c)s, %(p)s)", {"c": channel, "p": payload})
+
+
+def libpq_url(url: str | URL) -> str:
+    """``postgresql+psycopg://…`` (SQLAlchemy) → ``postgresql://…`` (libpq), password kept."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class NotifyListener:
+    """One thread, one connection, many callbacks. Thread-safe subscribe; start/stop once."""
+
+    # Why these numbers: a notification wait wakes at least every POLL_S to notice stop();
+    # an idle connection is pinged every PING_S so a silently dead socket is found and replaced.
+    POLL_S = 0.25
+    PING_S = 15.0
+    MAX_BACKOFF_S = 5.0
+
+    def __init__(self, url: str | URL, channels: tuple[str, ...] = CHANNELS):
+        parsed = make_url(url)
+        self.enabled = parsed.get_backend_name() == "postgresql"
+        self._url = libpq_url(parsed) if self.enabled else ""
+        self.channels = tuple(channels)
+        self._callbacks: dict[str, list[Callback]] = defaultdict(list)
+        self._reconnect_callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn = None
+        self.connected = threading.Event()
+        self.connections = 0  # successful connects so far (1 = never reconnected)
+
+    @classmethod
+    def for_engine(cls, engine: Engine, channels: tuple[str, ...] = CHANNELS) -> "NotifyListener":
+        return cls(engine.url, channels)
+
+    # ---------------------------------------------------------------- subscriptions
+
+    def subscribe(self, channel: str, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(payload)`` (on the listener thread) for each notification on ``channel``."""
+        if channel not in self.channels:
+            raise ValueError(f"not listening on {channel!r}; channels: {', '.join(self.channels)}")
+        with self._lock:
+            self._callbacks[channel].append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._callbacks[channel]:
+                    self._callbacks[channel].remove(callback)
+
+        return unsubscribe
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after each reconnection: notifications may have been missed."""
+        with self._lock:
+            self._reconnect_callbacks.append(callback)
+
+    # ---------------------------------------------------------------- life cycle
+
+    def start(self) -> "NotifyListener":
+        if not self.enabled or self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._run, name="switchboard-notify", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait_connected(self, timeout: float) -> bool:
+        """True once LISTEN is in place (always True on SQLite, where nothing is listened to)."""
+        return True if not self.enabled else self.connected.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # ---------------------------------------------------------------- the thread
+
+    def _run(self) -> None:
+        import psycopg
+
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True, application_name="switchboard-notify") as conn:
+                    for channel in self.channels:
+                        conn.execute(f'LISTEN "{channel}"')
+                    self.connections += 1
+                    self.connected.set()
+                    backoff = 0.1
+                    if self.connections > 1:
+                        log.info("notification listener reconnected")
+                        self._fire_reconnect()
+                    self._listen(conn)
+            except psycopg.Error as exc:
+                self.connected.clear()
+                if self._stop.is_set():
+                    break
+                log.warning("notification listener lost its connection (%s); retrying in %.1fs", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.MAX_BACKOFF_S)
+        self.connected.clear()
+
+    def _listen(self, conn) -> None:
+        last_traffic = time.monotonic()
+        while not self._stop.is_set():
+            got = False
+            for note in conn.notifies(timeout=self.POLL_S):
+                got = True
+                self._dispatch(note.channel, note.payload)
+                if self._stop.is_set():
+                    return
+            now = time.monotonic()
+            if got:
+                last_traffic = now
+            elif now - last_traffic > self.PING_S:
+                conn.execute("SELECT 1")  # raises on a dead connection → reconnect
+                last_traffic = now
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        with self._lock:
+            callbacks = list(self._callbacks.get(channel, ()))
+        for callback in callbacks:
+            try:
+                callback(payload)
+            except Exception:  # one broken subscriber must not silence the others
+                log.exception("notification callback for %s failed", channel)
+
+    def _fire_reconnect(self) -> None:
+        with self._lock:
+            callbacks = list(self._reconnect_callbacks)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("reconnect callback failed")

@@ -1,0 +1,82 @@
+"""The scale-out plane inside a running app: settings changes committed by another process
+reach this process's ``on_settings_change`` listeners (the bundle cache's invalidation path)
+within a second, once each; a rotated or deleted write key is announced as gone (-1)."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+import time
+
+import pytest
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.config import Config
+from server.scaleout import parse_settings_payload
+from server.store import open_store, workspace
+
+pytestmark = pytest.mark.postgres
+
+
+def run_elsewhere(url: str, code: str) -> str:
+    """Run store code in another process (as another server would) and return its stdout."""
+    script = f"from server.store import open_store, workspace\nengine = open_store({url!r})\n{code}"
+    return subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def running_app(pg, catalog):
+    url = pg.create_database()
+    engine = open_store(url)
+    app = create_app(Config(database_url=url, delivery_workers=False), engine=engine, catalog=catalog,
+                     planes=["server.health", "server.scaleout"])
+    seen: queue.Queue[tuple[float, tuple[int, str, int]]] = queue.Queue()
+    unsubscribe = workspace.on_settings_change(lambda *change: seen.put((time.monotonic(), change)))
+    with TestClient(app):
+        assert app.state.notify_listener.wait_connected(10)
+        yield url, engine, seen
+    unsubscribe()
+    engine.dispose()
+
+
+def drain(seen: queue.Queue, wait: float = 0.5) -> list[tuple[int, str, int]]:
+    time.sleep(wait)
+    out = []
+    while not seen.empty():
+        out.append(seen.get()[1])
+    return out
+
+
+def test_a_change_in_another_process_is_announced_here_within_a_second(running_app):
+    url, engine, seen = running_app
+    source = workspace.create_source(engine, "Shop")
+    assert drain(seen) == [(source["id"], source["write_key"], 1)]  # local change: once, not echoed
+
+    started = time.monotonic()
+    run_elsewhere(url, f"workspace.update_source(engine, {source['id']}, name='Shop 2')")
+    finished = time.monotonic()
+    at, change = seen.get(timeout=5)
+    assert change == (source["id"], source["write_key"], 2)
+    assert at - finished < 1.0, f"announced {at - finished:.3f}s after the other process committed"
+    assert at > started
+    assert drain(seen) == []
+
+
+def test_rotated_and_deleted_keys_are_announced_as_gone(running_app):
+    url, engine, seen = running_app
+    source = workspace.create_source(engine, "Blog")
+    drain(seen)
+    new_key = run_elsewhere(url, f"print(workspace.rotate_write_key(engine, {source['id']})['write_key'])").strip()
+    assert sorted(drain(seen, 1.0)) == sorted([(source["id"], source["write_key"], -1), (source["id"], new_key, 2)])
+    run_elsewhere(url, f"workspace.delete_source(engine, {source['id']})")
+    assert drain(seen, 1.0) == [(source["id"], new_key, -1)]
+
+
+def test_settings_payloads_parse_strictly():
+    assert parse_settings_payload("12:abc-_Z:7") == (12, "abc-_Z", 7)
+    assert parse_settings_payload("12:abc:-1") == (12, "abc", -1)
+    assert parse_settings_payload("12:a:b:3") == (12, "a:b", 3)
+    for bad in ("", "12", "12:abc", "x:abc:1", "12::1", "12:abc:x"):
+        assert parse_settings_payload(bad) is None, bad
