@@ -68,6 +68,9 @@ sources = Table(
     Column("settings_version", Integer, nullable=False, default=1),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # AUTOINCREMENT: SQLite would otherwise hand a deleted row's id to the next insert, and ids
+    # are remembered elsewhere (URLs, settings snapshots that a rollback brings back).
+    sqlite_autoincrement=True,
 )
 
 destinations = Table(
@@ -81,6 +84,8 @@ destinations = Table(
     Column("settings", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # A rollback re-inserts deleted destinations with their old ids: those must never be reused.
+    sqlite_autoincrement=True,
 )
 
 # An immutable snapshot of a source and all its destinations after each change. The row whose
