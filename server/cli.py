@@ -63,7 +63,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     config = _config()
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("role", args.role)) if v is not None}
+    if config.role == "edge" or args.role == "edge":
+        overrides["delivery_workers"] = False  # an edge takes events in; `switchboard worker` sends them on
     if overrides:
         config = Config(**{**config.__dict__, **overrides})
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -75,6 +77,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         import os
 
         os.environ["SWITCHBOARD_HOST"], os.environ["SWITCHBOARD_PORT"] = config.host, str(config.port)
+        os.environ["SWITCHBOARD_ROLE"] = config.role
+        os.environ["SWITCHBOARD_DELIVERY_WORKERS"] = str(config.delivery_workers).lower()
         uvicorn.run("server.app:app_from_env", factory=True, host=config.host, port=config.port,
                     workers=args.workers, log_level=config.log_level.lower(), proxy_headers=config.trust_proxy)
         return
@@ -217,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default SWITCHBOARD_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default SWITCHBOARD_PORT or 8000)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--role", choices=["all", "edge"],
+                       help="all: everything (default, or SWITCHBOARD_ROLE); edge: bundles, collector, admin API "
+                            "and web app only — delivery and warehouse loads run in `switchboard worker`")
     serve.add_argument("--demo", action="store_true",
                        help="seed a demo source on an empty database and print its URLs and an admin token")
     serve.set_defaults(func=cmd_serve)

@@ -73,6 +73,12 @@ def _public_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _role(value: str) -> str:
+    if value not in ("all", "edge"):
+        raise ValueError("must be all or edge")
+    return value
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in LOG_LEVELS:
@@ -124,6 +130,10 @@ class Config:
         "Seconds a failing cloud-mode delivery is retried before it becomes a dead letter.")
     delivery_workers: bool = _setting(
         "DELIVERY_WORKERS", "true", _bool, "Run delivery workers inside `switchboard serve`.")
+    role: str = _setting(
+        "ROLE", "all", _role,
+        "What `switchboard serve` runs: `all` (everything) or `edge` (bundles, collector, admin API, web app; "
+        "no delivery workers or warehouse loads — run `switchboard worker` for those).")
     admin_user: str = _setting("ADMIN_USER", "admin", str, "User name of the web app's admin account.")
     admin_password: str = _setting(
         "ADMIN_PASSWORD", "", str, "Password of the admin account on first run. Empty: generated and printed once.")
