@@ -1,0 +1,29 @@
+// Small helpers shared by the core and by the analytics-next plugin wrapper.
+// Written for size: rjsmin only strips whitespace and comments, it renames nothing.
+var W = window, D = document, LS = null;
+try { LS = W.localStorage; LS.setItem("sb.t", "1"); LS.removeItem("sb.t"); } catch (x) { LS = null; }
+
+function isObj(v) { return v !== null && typeof v === "object" && !Array.isArray(v); }
+function isFn(v) { return typeof v === "function"; }
+function has(o, k) { return Object.prototype.hasOwnProperty.call(o, k); }
+function extend(t) {
+  for (var i = 1; i < arguments.length; i++) {
+    var s = arguments[i];
+    if (s) for (var k in s) if (has(s, k)) t[k] = s[k];
+  }
+  return t;
+}
+function clone(v) { return v === undefined ? v : JSON.parse(JSON.stringify(v)); }
+function iso(d) { return (d ? new Date(d) : new Date()).toISOString(); }
+function uuid() {
+  var c = W.crypto;
+  if (c && c.randomUUID) return c.randomUUID();
+  var b = new Uint8Array(16), h = "";
+  if (c && c.getRandomValues) c.getRandomValues(b); else for (var i = 0; i < 16; i++) b[i] = Math.random() * 256;
+  b[6] = b[6] & 15 | 64; b[8] = b[8] & 63 | 128;
+  for (i = 0; i < 16; i++) h += (b[i] + 256).toString(16).slice(1) + (i == 3 || i == 5 || i == 7 || i == 9 ? "-" : "");
+  return h;
+}
+// localStorage as JSON; every failure (quota, privacy mode, bad JSON) reads as "nothing there".
+function lsGet(k) { try { var v = LS && LS.getItem(k); return v == null ? null : JSON.parse(v); } catch (x) { return null; } }
+function lsSet(k, v) { try { if (LS) v == null ? LS.removeItem(k) : LS.setItem(k, JSON.stringify(v)); } catch (x) {} }

@@ -1,0 +1,77 @@
+// Delivery to the collector. An event leaves at once; events raised while a request is in
+// flight leave together to /b. Every request is a text/plain POST (no CORS preflight) with
+// keepalive when it fits Chrome's 64 KB keepalive budget, so navigation does not cancel it.
+// Unsent and in-flight events are mirrored in localStorage and resent by the next page; the
+// collector dedupes on messageId, so at-least-once is safe.
+var OUT = [], FLY = [], BUSY = 0, TRIES = 0, TIMER = 0, CHUNK = 64000, KEEP = 200;
+
+function outboxKey() { return "sb_outbox_" + C.writeKey; }
+function persist() { lsSet(outboxKey(), FLY.concat(OUT).slice(-KEEP)); }
+function enqueue(e) {
+  OUT.push(e);
+  if (OUT.length > KEEP * 5) OUT.shift();
+  persist();
+  if (!BUSY && !TIMER) flush();
+}
+// Take events from the head of OUT up to `limit` bytes of JSON (at least one event).
+function take(limit) {
+  var list = [], size = 0;
+  while (OUT.length) {
+    var n = JSON.stringify(OUT[0]).length + 1;
+    if (list.length && size + n > limit) break;
+    size += n; list.push(OUT.shift());
+  }
+  return list;
+}
+function post(list, done) {
+  var one = list.length == 1, body = one ? extend({}, list[0]) : { batch: list };
+  body.writeKey = C.writeKey; body.sentAt = iso();
+  body = JSON.stringify(body);
+  var ok = function (r) { done(r.status, r.headers.get("Retry-After")); }, bad = function () { done(0); };
+  try {
+    fetch(C.api + "/" + (one ? list[0].type.charAt(0) : "b"), {
+      method: "POST", body: body, headers: { "Content-Type": "text/plain" },
+      keepalive: body.length < CHUNK, credentials: "omit"
+    }).then(ok, bad);
+  } catch (x) { setTimeout(bad, 0); }
+}
+function retryable(s) { return !s || s == 408 || s == 410 || s == 429 || s == 460 || s >= 500 && s != 501 && s != 505 && s != 511; }
+// One request; its outcome decides: success forgets the events, a retryable failure puts them
+// back at the head of the queue and backs off (Retry-After on 429), other 4xx drop them.
+function send(list) {
+  BUSY++; FLY = FLY.concat(list);
+  post(list, function (status, after) {
+    BUSY--;
+    FLY = FLY.filter(function (e) { return list.indexOf(e) < 0; });
+    if (status && status < 400) TRIES = 0;
+    else if (retryable(status)) {
+      OUT = list.concat(OUT);
+      persist();
+      if (!TIMER) {
+        var wait = Math.min(60000, 500 * Math.pow(2, TRIES++)) * (1 + Math.random()), ra = parseFloat(after);
+        if (status == 429 && ra >= 0) wait = Math.min(ra, 300) * 1000;
+        TIMER = setTimeout(flush, wait);
+      }
+      return;
+    } else emit("error", { type: "delivery", status: status, events: list });
+    persist();
+    if (!TIMER) flush();
+  });
+}
+function flush() {
+  TIMER = 0;
+  if (!BUSY && OUT.length) send(take(CHUNK));
+}
+// The page is going away: everything not yet on the wire leaves now, in keepalive chunks.
+// In-flight requests are keepalive already; what still fails is in localStorage for next time.
+function flushAll() {
+  clearTimeout(TIMER); TIMER = 0;
+  while (OUT.length) send(take(CHUNK));
+}
+function startTransport() {
+  var saved = lsGet(outboxKey());
+  if (Array.isArray(saved) && saved.length) { OUT = saved.concat(OUT); persist(); flush(); }
+  var hide = function () { if (D.visibilityState == "hidden") flushAll(); };
+  W.addEventListener("pagehide", flushAll);
+  D.addEventListener("visibilitychange", hide);
+}

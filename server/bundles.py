@@ -1,0 +1,150 @@
+"""Building per-write-key bundles: render (Jinja), minify (rjsmin), compress (gzip, brotli).
+
+A bundle is the browser core (``js_templates/core/*.js``, plain JS), the device-mode loaders of the
+source's enabled destinations (``js_templates/destinations/<slug>.js.j2``) and one config object.
+``bundle.js.j2`` is the only place where server values meet JavaScript, and they do so only
+through ``tojson`` over ``public_settings(...)`` — secrets cannot reach the template.
+
+Everything here is synchronous and pure (no store, no cache): ``server/bundle_cache.py`` decides
+when to build, ``server/cdn.py`` serves the result.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import brotli
+import jinja2
+import rjsmin
+
+from server.catalog import Catalog, Manifest, public_settings
+from server.config import Config
+
+JS_DIR = Path(__file__).resolve().parent.parent / "js_templates"
+CORE_VERSION = "1.0.0"
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(JS_DIR), autoescape=False, undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, auto_reload=False,
+    )
+    # tojson escapes < > & ' for HTML; ensure_ascii also turns U+2028/U+2029 into \\u escapes so the
+    # literal is valid JavaScript in every engine, not only those that implement ES2019.
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": True}
+    return env
+
+
+@lru_cache(maxsize=1)
+def core_source() -> str:
+    """The browser core: js_templates/core/*.js in name order (they share one function scope)."""
+    return "\n".join(p.read_text() for p in sorted((JS_DIR / "core").glob("*.js")))
+
+
+def loader_slugs() -> list[str]:
+    return sorted(p.name[: -len(".js.j2")] for p in (JS_DIR / "destinations").glob("*.js.j2"))
+
+
+@lru_cache(maxsize=None)
+def loader_source(slug: str) -> str | None:
+    """A destination's loader, rendered (loaders take no template variables), or None."""
+    if not (JS_DIR / "destinations" / f"{slug}.js.j2").is_file():
+        return None
+    return _env().get_template(f"destinations/{slug}.js.j2").render()
+
+
+def minify(js: str) -> str:
+    return rjsmin.jsmin(js, keep_bang_comments=True)
+
+
+@dataclass(frozen=True)
+class Built:
+    """One version of a file in every encoding we serve, with its validators."""
+
+    body: bytes
+    gzip: bytes
+    br: bytes
+    hash: str  # content hash of the minified JS: the immutable URL and the ETag
+    version: int = 0
+    loaders: tuple[str, ...] = ()
+
+    def etag(self, encoding: str) -> str:
+        # A strong ETag names one representation: the encodings get their own.
+        return f'"{self.hash}"' if encoding == "identity" else f'"{self.hash}-{encoding}"'
+
+    def variant(self, encoding: str) -> bytes:
+        return {"br": self.br, "gzip": self.gzip}.get(encoding, self.body)
+
+
+def compress(js: str, *, version: int = 0, loaders: tuple[str, ...] = ()) -> Built:
+    body = js.encode()
+    return Built(
+        body=body,
+        gzip=gzip.compress(body, 9, mtime=0),
+        br=brotli.compress(body, mode=brotli.MODE_TEXT, quality=11),
+        hash=hashlib.sha256(body).hexdigest()[:16],
+        version=version,
+        loaders=loaders,
+    )
+
+
+# ---------------------------------------------------------------- the config object
+
+
+def collector_url(config: Config) -> str:
+    return config.origin + config.collector_prefix
+
+
+def device_destinations(catalog: Catalog, destinations: list[dict[str, Any]]) -> list[tuple[Manifest, dict]]:
+    """Enabled device-mode rows whose slug is in the catalog and has a loader template."""
+    out = []
+    for row in destinations:
+        manifest = catalog.get(row["slug"])
+        if (
+            row.get("enabled") and row.get("mode") == "device" and manifest is not None
+            and "device" in manifest.modes and loader_source(row["slug"]) is not None
+        ):
+            out.append((manifest, row))
+    return out
+
+
+def destination_config(manifest: Manifest, row: dict[str, Any]) -> dict[str, Any]:
+    """What one destination's loader gets: identity, the names it answers to, public settings."""
+    return {
+        "id": row["id"],
+        "slug": manifest.slug,
+        "name": manifest.name,
+        "names": list(manifest.integration_names),
+        "settings": public_settings(manifest, row.get("settings") or {}, "device"),
+    }
+
+
+def bundle_config(config: Config, catalog: Catalog, source: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "writeKey": source["write_key"],
+        "version": source["settings_version"],
+        "api": collector_url(config),
+        "destinations": [destination_config(m, r) for m, r in device_destinations(catalog, source["destinations"])],
+    }
+
+
+def render_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> str:
+    """The unminified bundle for ``source`` (a ``workspace.public_config`` dict)."""
+    data = bundle_config(config, catalog, source)
+    slugs = sorted({d["slug"] for d in data["destinations"]})
+    return _env().get_template("bundle.js.j2").render(
+        version=CORE_VERSION, config=data, core=core_source(), loaders=[loader_source(s) for s in slugs],
+    )
+
+
+def build_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> Built:
+    data_slugs = tuple(m.slug for m, _ in device_destinations(catalog, source["destinations"]))
+    return compress(
+        minify(render_bundle(config, catalog, source)), version=source["settings_version"], loaders=data_slugs,
+    )
