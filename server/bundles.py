@@ -148,3 +148,26 @@ def build_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> Bu
     return compress(
         minify(render_bundle(config, catalog, source)), version=source["settings_version"], loaders=data_slugs,
     )
+
+
+# ---------------------------------------------------------------- analytics-next remote plugins
+
+
+def plugin_library(slug: str) -> str:
+    """The global analytics-next looks up (``remotePlugins[].libraryName``)."""
+    return f"switchboard_{slug}"
+
+
+@lru_cache(maxsize=None)
+def build_plugin(slug: str) -> Built | None:
+    """A loader wrapped in analytics-next's plugin interface; settings arrive at run time, so one
+    file per slug serves every source."""
+    loader = loader_source(slug)
+    if loader is None:
+        return None
+    core = {p.name: p.read_text() for p in (JS_DIR / "core").glob("*.js")}
+    js = _env().get_template("plugin.js.j2").render(
+        version=CORE_VERSION, slug=slug, library=plugin_library(slug), loader=loader,
+        util=core["00-util.js"], runtime=core["30-loaders.js"],
+    )
+    return compress(minify(js))

@@ -1,0 +1,135 @@
+"""When to build: a bounded cache of built bundles keyed by (write_key, settings_version).
+
+- Warm path: no I/O at all. A key's current version is re-checked against the store at most
+  every ``recheck`` seconds (the cheap cross-process freshness check: another server process may
+  have changed the settings); PostgreSQL LISTEN/NOTIFY can call ``invalidate`` for instant updates.
+- In this process, ``workspace.on_settings_change`` calls ``invalidate`` right after the admin
+  change commits, so the next request after an admin API call returns already sees the new version.
+- Concurrent misses for one key share one build (single flight): 50 cold requests, one build.
+- Unknown and disabled keys are remembered for ``recheck`` seconds too (a flood of bogus keys
+  cannot turn into a flood of queries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cachetools import LRUCache
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from server.bundles import Built, build_bundle
+from server.catalog import Catalog
+from server.config import Config
+from server.settings_document import settings_document
+from server.store import workspace
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One source at one settings version: its bundle and its Segment settings document."""
+
+    bundle: Built
+    settings: bytes
+
+
+@dataclass(frozen=True)
+class Missing:
+    reason: str  # "unknown" | "disabled"
+
+
+class BundleCache:
+    def __init__(self, engine: Engine, catalog: Catalog, config: Config, *, maxsize: int = 2048, recheck: float = 1.0):
+        self.engine, self.catalog, self.config, self.recheck = engine, catalog, config, recheck
+        self._entries: LRUCache = LRUCache(maxsize)          # (write_key, version) -> Entry
+        self._current: LRUCache = LRUCache(maxsize * 4)      # write_key -> (version | Missing, checked_at)
+        self._generation: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._inflight: dict[str, asyncio.Future] = {}
+        self.builds = 0
+        self._unsubscribe = workspace.on_settings_change(self._on_change)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    # -------------------------------------------------------------- invalidation
+
+    def _on_change(self, source_id: int, write_key: str, version: int) -> None:
+        self.invalidate(write_key)
+
+    def invalidate(self, write_key: str) -> None:
+        """Forget what we know about ``write_key``'s current version (thread-safe)."""
+        with self._lock:
+            self._current.pop(write_key, None)
+            self._generation[write_key] = self._generation.get(write_key, 0) + 1
+
+    # -------------------------------------------------------------- lookups
+
+    async def get(self, write_key: str) -> Entry | Missing:
+        known = self._current.get(write_key)
+        if known is not None and time.monotonic() - known[1] < self.recheck:
+            state = known[0]
+            if isinstance(state, Missing):
+                return state
+            entry = self._entries.get((write_key, state))
+            if entry is not None:
+                return entry
+        return await self._single_flight(write_key)
+
+    def find_hash(self, write_key: str, digest: str) -> Entry | None:
+        """A cached version of ``write_key`` whose bundle hash is ``digest`` (immutable URLs)."""
+        with self._lock:
+            for (key, _), entry in list(self._entries.items()):
+                if key == write_key and entry.bundle.hash == digest:
+                    return entry
+        return None
+
+    async def _single_flight(self, write_key: str) -> Entry | Missing:
+        pending = self._inflight.get(write_key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[write_key] = future
+        try:
+            result = await run_in_threadpool(self._load, write_key)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must log it
+            raise
+        finally:
+            del self._inflight[write_key]
+        future.set_result(result)
+        return result
+
+    def _load(self, write_key: str) -> Entry | Missing:
+        """Runs in a worker thread: read the current version, build it if not cached."""
+        generation = self._generation.get(write_key, 0)
+        source = workspace.public_config(self.engine, write_key)
+        state: int | Missing
+        if source is None:
+            result = state = Missing("unknown")
+        elif not source["enabled"]:
+            result = state = Missing("disabled")
+        else:
+            state = source["settings_version"]
+            with self._lock:
+                result = self._entries.get((write_key, state))
+            if result is None:
+                result = self._build(source)
+                with self._lock:
+                    self._entries[(write_key, state)] = result
+        with self._lock:
+            # A change announced while we were reading: do not pin the old version.
+            if self._generation.get(write_key, 0) == generation:
+                self._current[write_key] = (state, time.monotonic())
+        return result
+
+    def _build(self, source: dict[str, Any]) -> Entry:
+        self.builds += 1
+        document = settings_document(self.config, self.catalog, source)
+        return Entry(bundle=build_bundle(self.config, self.catalog, source), settings=orjson.dumps(document))

@@ -1,0 +1,168 @@
+"""Routes that browsers load: the bundle, its immutable variant, the analytics-next plugins, the
+Segment settings document and the snippet.
+
+    GET {bundle_path}/{writeKey}/analytics.min.js          max-age from config, ETag, 304
+    GET {bundle_path}/{writeKey}/analytics.{hash}.min.js   same bytes, immutable for a year
+    GET {bundle_path}/plugins/{slug}.{hash}.js             a loader as an analytics-next plugin
+    GET /v1/projects/{writeKey}/settings                   Segment's settings document (CORS)
+    GET /snippet/{writeKey}.js                             the official v5 snippet, pointed here
+
+The warm path does no I/O and no threadpool hop: dict lookups, then bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.bundle_cache import BundleCache, Missing
+from server.bundles import Built, build_plugin
+from server.config import Config
+from server.snippet import render_snippet
+
+JS = "application/javascript; charset=utf-8"
+IMMUTABLE = "public, max-age=31536000, immutable"
+_HASHED = re.compile(r"analytics\.([0-9a-f]{16})\.min\.js")
+_PLUGIN = re.compile(r"([a-z][a-z0-9_]*)\.([0-9a-f]{16})\.js")
+_WHY = {
+    "unknown": "no source has this write key",
+    "disabled": "this source is disabled",
+    "version": "this bundle version is no longer served; use analytics.min.js",
+    "plugin": "no such plugin",
+}
+
+
+@lru_cache(maxsize=256)
+def negotiate(accept_encoding: str) -> str:
+    """br > gzip > identity, honouring q=0 (cached: browsers send a handful of distinct headers)."""
+    offered: dict[str, float] = {}
+    for part in accept_encoding.lower().split(","):
+        name, _, params = part.strip().partition(";")
+        q = 1.0
+        match = re.search(r"q=([0-9.]+)", params)
+        if match:
+            try:
+                q = float(match.group(1))
+            except ValueError:
+                q = 0.0
+        offered[name.strip()] = q
+    for encoding in ("br", "gzip"):
+        if offered.get(encoding, offered.get("*", 0.0)) > 0:
+            return encoding
+    return "identity"
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    # Weak comparison (RFC 9110 §13.1.2): proxies that compress turn "x" into W/"x".
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
+def serve(request: Request, built: Built, cache_control: str, content_type: str = JS) -> Response:
+    encoding = negotiate(request.headers.get("accept-encoding", ""))
+    etag = built.etag(encoding)
+    headers = {
+        "Cache-Control": cache_control,
+        "ETag": etag,
+        "Vary": "Accept-Encoding",
+        "Access-Control-Allow-Origin": "*",
+        "X-Content-Type-Options": "nosniff",
+    }
+    inm = request.headers.get("if-none-match")
+    if inm is not None and _matches(inm, etag):
+        return Response(status_code=304, headers=headers)
+    if encoding != "identity":
+        headers["Content-Encoding"] = encoding
+    return Response(built.variant(encoding), headers=headers, media_type=content_type)
+
+
+def not_found(reason: str) -> Response:
+    # A short JS comment, so a broken <script> tag explains itself in the browser's network tab.
+    body = f"/* Switchboard: {_WHY[reason]} */\n"
+    return Response(body, status_code=404, media_type=JS,
+                    headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+
+
+def _cache(request: Request) -> BundleCache:
+    return request.app.state.bundle_cache
+
+
+async def bundle(request: Request) -> Response:
+    config: Config = request.app.state.config
+    write_key, file = request.path_params["write_key"], request.path_params["file"]
+    hashed = None
+    if file != "analytics.min.js":
+        match = _HASHED.fullmatch(file)
+        if match is None:
+            return not_found("unknown")
+        hashed = match.group(1)
+    entry = await _cache(request).get(write_key)
+    if isinstance(entry, Missing):
+        return not_found(entry.reason)
+    if hashed is None:
+        cc = f"public, max-age={config.bundle_max_age}, stale-while-revalidate={config.bundle_stale_while_revalidate}"
+        return serve(request, entry.bundle, cc)
+    if entry.bundle.hash != hashed:
+        entry = _cache(request).find_hash(write_key, hashed)
+        if entry is None:
+            return not_found("version")
+    return serve(request, entry.bundle, IMMUTABLE)
+
+
+async def plugin(request: Request) -> Response:
+    match = _PLUGIN.fullmatch(request.path_params["file"])
+    built = build_plugin(match.group(1)) if match else None
+    if built is None or built.hash != match.group(2):
+        return not_found("plugin")
+    return serve(request, built, IMMUTABLE)
+
+
+async def settings(request: Request) -> Response:
+    entry = await _cache(request).get(request.path_params["write_key"])
+    cors = {"Access-Control-Allow-Origin": "*"}
+    if isinstance(entry, Missing):
+        # analytics-next prints this body with console.error when load() fails.
+        return Response(f'{{"code":"not_found","message":"{_WHY[entry.reason]}"}}', status_code=404,
+                        media_type="application/json", headers={**cors, "Cache-Control": "no-store"})
+    config: Config = request.app.state.config
+    cc = f"public, max-age={config.bundle_max_age}, stale-while-revalidate={config.bundle_stale_while_revalidate}"
+    return Response(entry.settings, media_type="application/json", headers={**cors, "Cache-Control": cc})
+
+
+async def snippet(request: Request) -> Response:
+    file = request.path_params["file"]
+    if not file.endswith(".js"):
+        return not_found("unknown")
+    write_key = file[:-3]
+    entry = await _cache(request).get(write_key)
+    if isinstance(entry, Missing):
+        return not_found(entry.reason)
+    config: Config = request.app.state.config
+    return Response(render_snippet(config, write_key), media_type=JS,
+                    headers={"Cache-Control": f"public, max-age={config.bundle_max_age}",
+                             "Access-Control-Allow-Origin": "*"})
+
+
+def routes(config: Config) -> list[Route]:
+    base = config.bundle_path.rstrip("/")
+    return [
+        Route(f"{base}/plugins/{{file}}", plugin, methods=["GET"]),
+        Route(f"{base}/{{write_key}}/{{file}}", bundle, methods=["GET"]),
+        Route("/v1/projects/{write_key}/settings", settings, methods=["GET"]),
+        Route("/snippet/{file}", snippet, methods=["GET"]),
+    ]
+
+
+async def startup(app) -> None:
+    app.state.bundle_cache = BundleCache(app.state.engine, app.state.catalog, app.state.config)
+
+
+async def shutdown(app) -> None:
+    cache = getattr(app.state, "bundle_cache", None)
+    if cache is not None:
+        cache.close()
