@@ -28,7 +28,10 @@ PLANES = [
     "server.scaleout",
     "server.admin.api",
     "server.cdn",
+    "server.collector",
     "server.demo",
+    "server.web",
+    "server.warehouse",
 ]
 
 

@@ -1,0 +1,38 @@
+"""The web plane: the server-rendered web app for people (sign-in, sources, catalog, the
+add-destination flow, settings history, debugger, delivery overview) and its static files.
+
+Every page wears ``sessions.page`` (signed-in session required, CSRF on POST) and answers
+``?format=json`` with the data it shows (``render.render``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from server.web import views_auth, views_catalog, views_debugger, views_destinations, views_history, views_sources
+from server.web.sessions import page, redirect
+
+STATIC = Path(__file__).resolve().parent.parent.parent / "static"
+
+
+@page
+async def home(request: Request) -> Response:
+    return await redirect(request, "/sources")
+
+
+def routes(config) -> list[BaseRoute]:
+    return [
+        Route("/", home, methods=["GET"]),
+        *views_auth.routes(),
+        *views_sources.routes(),
+        *views_history.routes(),
+        *views_debugger.routes(),
+        *views_catalog.routes(),
+        *views_destinations.routes(),
+        Mount("/static", app=StaticFiles(directory=STATIC, check_dir=False), name="static"),
+    ]

@@ -1,0 +1,44 @@
+"""Which of a source's destinations an event goes to, by Segment's rules, for the debugger.
+
+An enabled destination takes an event when its mode accepts the call type and the event's
+``integrations`` option does not turn it off (a destination's own name or alias wins over
+``All``, which defaults to true). Device-mode destinations receive it in the visitor's browser,
+cloud-mode ones from Switchboard's delivery workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.catalog import Catalog
+
+
+def _allowed(integrations: Any, names: tuple[str, ...]) -> bool:
+    if not isinstance(integrations, dict):
+        return True
+    for name in names:
+        if name in integrations:
+            return integrations[name] is not False
+    return integrations.get("All", True) is not False
+
+
+def routed_to(catalog: Catalog, destinations: list[dict[str, Any]], event: dict[str, Any]) -> list[dict[str, Any]]:
+    result = []
+    call = event.get("type")
+    for dest in destinations:
+        manifest = catalog.get(dest["slug"])
+        if manifest is None:
+            continue
+        if not dest["enabled"]:
+            routed, why = False, "destination is disabled"
+        elif call not in manifest.methods.get(dest["mode"], ()):
+            routed, why = False, f"{dest['mode']} mode does not take {call} calls"
+        elif not _allowed(event.get("integrations"), manifest.integration_names):
+            routed, why = False, "turned off by the event's integrations option"
+        elif dest["mode"] == "cloud":
+            routed, why = True, "sent by Switchboard's server (cloud mode)"
+        else:
+            routed, why = True, "sent from the visitor's browser (device mode)"
+        result.append({"id": dest["id"], "name": manifest.name, "mode": dest["mode"], "routed": routed,
+                       "reason": why, "url": f"/destinations/{dest['id']}"})
+    return result

@@ -1,0 +1,179 @@
+"""Signed session cookies, CSRF tokens and the ``@page`` guard every web app route wears.
+
+The session is a small dict signed with itsdangerous (HMAC-SHA1 over the JSON, timestamped):
+``{"u": user name or absent, "c": CSRF token, "f": one-shot flash message}``. The cookie is
+HttpOnly and SameSite=Lax. The key is ``SWITCHBOARD_SECRET_KEY`` or, when that is empty, a random
+key generated once and kept in the database (``app_state``), so every process signs alike.
+
+Every POST must carry the session's CSRF token as the form field ``csrf_token`` (or the
+``X-CSRF-Token`` header); otherwise the request is refused with 403 before the handler runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+from typing import Any, Awaitable, Callable
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from server.errors import error_response
+
+from server.store import tokens
+
+COOKIE = "switchboard_session"
+MAX_AGE = 12 * 3600  # a signed-in session lasts 12 hours, then sign in again
+STATE_KEY = "web_session_key"
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def _serializer(request: Request) -> URLSafeTimedSerializer:
+    app = request.app
+    cached = getattr(app.state, "web_serializer", None)
+    if cached is None:
+        key = app.state.config.secret_key or await run_in_threadpool(
+            tokens.get_or_create_state, app.state.engine, STATE_KEY, lambda: secrets.token_urlsafe(48)
+        )
+        cached = app.state.web_serializer = URLSafeTimedSerializer(key, salt="switchboard-web-session")
+    return cached
+
+
+class Session(dict):
+    """The decoded cookie; ``save(response)`` writes it back when something changed."""
+
+    changed = False
+
+    def set(self, key: str, value: Any) -> None:
+        if self.get(key) != value:
+            self[key] = value
+            self.changed = True
+
+    def drop(self, key: str) -> Any:
+        if key in self:
+            self.changed = True
+            return self.pop(key)
+        return None
+
+    @property
+    def user(self) -> str | None:
+        return self.get("u")
+
+    @property
+    def csrf(self) -> str:
+        if not self.get("c"):
+            self.set("c", secrets.token_urlsafe(32))
+        return self["c"]
+
+
+async def load_session(request: Request) -> Session:
+    cached = getattr(request.state, "web_session", None)
+    if cached is not None:
+        return cached
+    serializer = await _serializer(request)
+    data: dict[str, Any] = {}
+    raw = request.cookies.get(COOKIE)
+    if raw:
+        try:
+            loaded = serializer.loads(raw, max_age=MAX_AGE)
+            data = loaded if isinstance(loaded, dict) else {}
+        except BadSignature:  # includes SignatureExpired
+            data = {}
+    session = request.state.web_session = Session(data)
+    return session
+
+
+async def save_session(request: Request, response: Response) -> Response:
+    session = await load_session(request)
+    if session.changed:
+        serializer = await _serializer(request)
+        response.set_cookie(
+            COOKIE, serializer.dumps(dict(session)), max_age=MAX_AGE, httponly=True, samesite="lax",
+            secure=request.url.scheme == "https", path="/",
+        )
+    return response
+
+
+def flash(session: Session, message: str, kind: str = "ok") -> None:
+    session.set("f", [kind, message])
+
+
+async def redirect(request: Request, url: str, message: str | None = None, kind: str = "ok") -> Response:
+    if message:
+        flash(await load_session(request), message, kind)
+    return await save_session(request, RedirectResponse(url, status_code=303))
+
+
+def csrf_ok(session: Session, submitted: str | None) -> bool:
+    expected = session.get("c")
+    return bool(expected and submitted) and hmac.compare_digest(str(expected), str(submitted))
+
+
+CSRF_MESSAGE = (
+    "This form could not be accepted: it did not carry a valid security (CSRF) token. That usually "
+    "means the page was open for too long or the post did not come from this web app. Go back, "
+    "reload the page and try again."
+)
+
+
+async def form_of(request: Request) -> FormData:
+    form = getattr(request.state, "web_form", None)
+    if form is None:
+        form = request.state.web_form = await request.form()
+    return form
+
+
+async def check_csrf(request: Request) -> bool:
+    session = await load_session(request)
+    submitted = request.headers.get("x-csrf-token")
+    if submitted is None:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            submitted = (await form_of(request)).get("csrf_token")
+    return csrf_ok(session, submitted if isinstance(submitted, str) else None)
+
+
+def wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "") and request.query_params.get("format") != "json"
+
+
+def web_error(request: Request, status: int, code: str, message: str) -> Response:
+    """An error a person reads (HTML for browsers) or a program reads (JSON code + message)."""
+    if not wants_html(request):
+        return error_response(status, code, message)
+    from html import escape
+
+    body = (
+        f"<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+        f"<link rel=stylesheet href='/static/app.css'><title>{status} · Switchboard</title>"
+        f"<main class=narrow><h1>{status}: {escape(code.replace('_', ' '))}</h1><p>{escape(message)}</p>"
+        f"<p><a href='/sources'>Back to sources</a></p></main></html>"
+    )
+    return HTMLResponse(body, status_code=status)
+
+
+def page(handler: Handler) -> Handler:
+    """Require a signed-in session (else redirect to /sign-in) and, for POST, a valid CSRF token."""
+
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        session = await load_session(request)
+        if not session.user:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            nxt = target if request.method == "GET" else "/"
+            from urllib.parse import quote
+
+            return RedirectResponse(f"/sign-in?next={quote(nxt, safe='/')}", status_code=303)
+        request.state.admin_user = session.user
+        if request.method not in ("GET", "HEAD") and not await check_csrf(request):
+            return web_error(request, 403, "csrf_failed", CSRF_MESSAGE)
+        response = await handler(request)
+        return await save_session(request, response)
+
+    guarded.web_requires_session = True  # type: ignore[attr-defined]
+    return guarded

@@ -1,0 +1,140 @@
+"""A connected destination: settings, mode, the Enable toggle, delete, and (cloud mode) its
+delivery overview, dead letters and Event Tester; for the warehouse, its syncs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.admin import service
+from server.catalog import Manifest
+from server.errors import ApiError
+from server.store import workspace
+from server.web import others
+from server.web.forms import field_errors, fields_for, parse_settings
+from server.web.render import render
+from server.web.sessions import form_of, page, redirect, web_error
+
+SAMPLE_TYPES = ("track", "page", "identify", "group", "alias", "screen")
+
+
+async def _load(request: Request) -> tuple[dict, Manifest, dict] | None:
+    engine, catalog = request.app.state.engine, request.app.state.catalog
+    try:
+        dest = await run_in_threadpool(workspace.get_destination, engine, request.path_params["id"])
+        source = await run_in_threadpool(workspace.get_source, engine, dest["source_id"])
+    except workspace.NotFound:
+        return None
+    manifest = catalog.get(dest["slug"])
+    if manifest is None:
+        return None
+    return dest, manifest, source
+
+
+def _missing(request: Request) -> Response:
+    return web_error(request, 404, "not_found", f"There is no destination {request.path_params['id']}.")
+
+
+async def _page_data(request: Request, dest: dict, manifest: Manifest, source: dict,
+                     values: dict | None = None, errors: dict | None = None) -> dict[str, Any]:
+    saved_secrets = {
+        s.key for s in manifest.settings if s.secret and dest["settings"].get(s.key) not in (None, "", [], {})
+    }
+    cloud = dest["mode"] == "cloud"
+    data: dict[str, Any] = {
+        "destination": service.destination_json(request.app.state.catalog, dest),
+        "category": manifest.category,
+        "source": {"id": source["id"], "name": source["name"], "url": f"/sources/{source['id']}"},
+        "modes": list(manifest.modes),
+        "calls": list(manifest.methods[dest["mode"]]),
+        "fields": fields_for(manifest, dest["mode"], values if values is not None else dest["settings"],
+                             errors, saved_secrets),
+        "errors": errors or {},
+        "is_warehouse": manifest.category == "Warehouses",
+        "delivery": await others.delivery_overview(request.app, dest["id"]) if cloud else None,
+        "tester": {"available": cloud and others.tester_available(),
+                   "types": [t for t in SAMPLE_TYPES if t in manifest.methods[dest["mode"]]]},
+    }
+    if data["is_warehouse"]:
+        data["syncs"] = await others.warehouse_syncs(request.app, dest["id"])
+    return data
+
+
+@page
+async def destination_page(request: Request) -> Response:
+    loaded = await _load(request)
+    if loaded is None:
+        return _missing(request)
+    dest, manifest, source = loaded
+    data = await _page_data(request, dest, manifest, source)
+    return await render(request, "destination.html", data, title=f"{manifest.name} · {source['name']}")
+
+
+async def _update(request: Request, body: dict[str, Any], done: str) -> Response:
+    loaded = await _load(request)
+    if loaded is None:
+        return _missing(request)
+    dest, manifest, source = loaded
+    try:
+        await run_in_threadpool(
+            service.update_destination, request.app.state.engine, request.app.state.catalog, dest["id"], body,
+            request.state.admin_user,
+        )
+    except ApiError as exc:
+        errors = field_errors(exc.extra) or {"_form": exc.message}
+        values = {**dest["settings"], **{k: v for k, v in body.get("settings", {}).items() if v is not None}}
+        data = await _page_data(request, dest, manifest, source, values, errors)
+        data["error"] = exc.message
+        return await render(request, "destination.html", data, status=422, title=f"{manifest.name} · {source['name']}")
+    return await redirect(request, f"/destinations/{dest['id']}", done)
+
+
+@page
+async def save_settings(request: Request) -> Response:
+    loaded = await _load(request)
+    if loaded is None:
+        return _missing(request)
+    dest, manifest, _ = loaded
+    form = await form_of(request)
+    settings = parse_settings(manifest, dest["mode"], form, updating=True)
+    return await _update(request, {"settings": settings}, "Settings saved; the next bundle uses them.")
+
+
+@page
+async def set_enabled(request: Request) -> Response:
+    enabled = (await form_of(request)).get("enabled") == "true"
+    return await _update(request, {"enabled": enabled}, "Enabled: data now flows to this destination."
+                         if enabled else "Disabled: no more data goes to this destination.")
+
+
+@page
+async def set_mode(request: Request) -> Response:
+    mode = str((await form_of(request)).get("mode", ""))
+    return await _update(request, {"mode": mode}, f"Switched to {mode} mode.")
+
+
+@page
+async def delete(request: Request) -> Response:
+    loaded = await _load(request)
+    if loaded is None:
+        return _missing(request)
+    dest, manifest, source = loaded
+    await run_in_threadpool(
+        service.delete_destination, request.app.state.engine, request.app.state.catalog, dest["id"],
+        request.state.admin_user,
+    )
+    return await redirect(request, f"/sources/{source['id']}", f"Removed {manifest.name} from {source['name']}.")
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/destinations/{id:int}", destination_page, methods=["GET"]),
+        Route("/destinations/{id:int}/settings", save_settings, methods=["POST"]),
+        Route("/destinations/{id:int}/enabled", set_enabled, methods=["POST"]),
+        Route("/destinations/{id:int}/mode", set_mode, methods=["POST"]),
+        Route("/destinations/{id:int}/delete", delete, methods=["POST"]),
+    ]

@@ -1,0 +1,95 @@
+"""Sources: the list, creating one, and a source's page (write key, snippet, destinations, bundle)."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.admin import service
+from server.errors import ApiError
+from server.store import workspace
+from server.web import others
+from server.web.render import render
+from server.web.sessions import form_of, page, redirect, web_error
+
+
+def destination_summary(catalog, dest: dict) -> dict:
+    manifest = catalog.get(dest["slug"])
+    return {
+        "id": dest["id"],
+        "slug": dest["slug"],
+        "name": manifest.name if manifest else dest["slug"],
+        "category": manifest.category if manifest else "",
+        "mode": dest["mode"],
+        "enabled": dest["enabled"],
+        "url": f"/destinations/{dest['id']}",
+    }
+
+
+async def load_source(request: Request, source_id: int) -> dict | None:
+    try:
+        return await run_in_threadpool(service.get_source, request.app.state.engine, source_id)
+    except ApiError:
+        return None
+
+
+@page
+async def sources_list(request: Request) -> Response:
+    engine, catalog = request.app.state.engine, request.app.state.catalog
+    rows = await run_in_threadpool(workspace.list_sources, engine)
+    dests = await run_in_threadpool(workspace.list_destinations, engine)
+    sources = []
+    for row in rows:
+        mine = [d for d in dests if d["source_id"] == row["id"]]
+        sources.append({
+            **service.source_json(row),
+            "url": f"/sources/{row['id']}",
+            "destinations": len(mine),
+            "enabled_destinations": sum(1 for d in mine if d["enabled"]),
+        })
+    return await render(request, "sources.html", {"sources": sources, "error": None}, title="Sources")
+
+
+@page
+async def sources_create(request: Request) -> Response:
+    form = await form_of(request)
+    name = str(form.get("name", ""))
+    try:
+        created = await run_in_threadpool(
+            service.create_source, request.app.state.engine, {"name": name}, request.state.admin_user
+        )
+    except ApiError as exc:
+        return await redirect(request, "/sources", f"Source not created: {exc.message}", "error")
+    return await redirect(request, f"/sources/{created['id']}", f"Created the source {created['name']}.")
+
+
+@page
+async def source_page(request: Request) -> Response:
+    source_id = request.path_params["id"]
+    source = await load_source(request, source_id)
+    if source is None:
+        return web_error(request, 404, "not_found", f"There is no source {source_id}.")
+    engine, catalog, config = request.app.state.engine, request.app.state.catalog, request.app.state.config
+    dests = await run_in_threadpool(workspace.list_destinations, engine, source_id)
+    data = {
+        "source": source,
+        "snippet": others.snippet(config, source["write_key"]),
+        "destinations": [destination_summary(catalog, d) for d in dests],
+        "bundle": await others.bundle_info(request.app, source["write_key"]),
+        "links": {
+            "history": f"/sources/{source_id}/history",
+            "debugger": f"/sources/{source_id}/debugger",
+            "catalog": f"/catalog?source={source_id}",
+        },
+    }
+    return await render(request, "source.html", data, title=source["name"])
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/sources", sources_list, methods=["GET"]),
+        Route("/sources", sources_create, methods=["POST"]),
+        Route("/sources/{id:int}", source_page, methods=["GET"]),
+    ]

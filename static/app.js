@@ -1,0 +1,52 @@
+// Small progressive enhancements for the web app; every page works without them.
+(function () {
+  "use strict";
+  // Copy buttons: data-copy names the element whose text is copied.
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var text = document.getElementById(button.dataset.copy).textContent;
+      var status = button.nextElementSibling;
+      navigator.clipboard.writeText(text).then(function () { status.textContent = "Copied"; },
+        function () { status.textContent = "Copy failed: select the text and copy it by hand"; });
+    });
+  });
+  // Forms that ask before they do something destructive.
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (e) { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
+  });
+  // A select that changes the page (the connection mode on the settings form).
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
+  });
+  // Map widgets: add another empty key/value row.
+  document.querySelectorAll("button[data-add-row]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var rows = document.querySelector('.map-rows[data-map="' + button.dataset.addRow + '"]');
+      var last = rows.lastElementChild, copy = last.cloneNode(true), n = rows.children.length + 1;
+      copy.querySelectorAll("input").forEach(function (input, i) {
+        input.value = "";
+        input.setAttribute("aria-label", input.getAttribute("aria-label").replace(/\d+$/, String(n)));
+      });
+      rows.appendChild(copy);
+      copy.querySelector("input").focus();
+    });
+  });
+  // Catalog: filter tiles by name as you type and by category.
+  var search = document.getElementById("catalog-search"), category = document.getElementById("catalog-category");
+  if (search && category) {
+    var tiles = document.querySelectorAll("#catalog-tiles .tile"), count = document.getElementById("catalog-count");
+    var apply = function () {
+      var q = search.value.trim().toLowerCase(), c = category.value, shown = 0;
+      tiles.forEach(function (tile) {
+        var ok = (!q || tile.dataset.name.indexOf(q) !== -1) && (!c || tile.dataset.category === c);
+        tile.hidden = !ok; if (ok) shown++;
+      });
+      count.textContent = shown + " of " + tiles.length + " destinations";
+      document.getElementById("catalog-empty").hidden = shown !== 0;
+    };
+    search.addEventListener("input", apply); category.addEventListener("change", apply);
+    var wanted = new URLSearchParams(location.search).get("category");
+    if (wanted) category.value = wanted;
+    apply();
+  }
+})();

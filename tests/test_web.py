@@ -1,0 +1,241 @@
+"""The web app through HTTP (Starlette's TestClient on a real database): sign-in, sessions,
+CSRF, the add-destination flow, secrets, history and the route guard."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.config import Config
+from server.demo import seed_demo
+from server.store import open_store, workspace
+from server.store import web as web_store
+from server.web import accounts
+
+PASSWORD = "correct horse battery"
+PLANES = ["server.health", "server.admin.api", "server.demo", "server.web"]
+HTML = {"accept": "text/html"}
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+@pytest.fixture
+def web(db_url):
+    config = Config(database_url=db_url, delivery_workers=False, admin_password=PASSWORD)
+    engine = open_store(db_url)
+    accounts.ensure_admin(config, engine)
+    seed_demo(engine)
+    app = create_app(config, engine=engine, planes=PLANES)
+    with TestClient(app, raise_server_exceptions=True) as client:
+        client.engine = engine
+        yield client
+    engine.dispose()
+
+
+def sign_in(client, password=PASSWORD, username="admin"):
+    token = _csrf(client.get("/sign-in").text)
+    return client.post("/sign-in", data={"csrf_token": token, "username": username, "password": password,
+                                         "next": "/sources"}, follow_redirects=False)
+
+
+@pytest.fixture
+def signed_in(web):
+    assert sign_in(web).status_code == 303
+    web.csrf = _csrf(web.get("/sources").text)
+    return web
+
+
+def test_every_web_route_redirects_to_sign_in_when_signed_out(web):
+    web_routes = [r for r in web.app.routes if isinstance(r, Route) and r.endpoint.__module__.startswith("server.web")]
+    public = {("/sign-in", "GET"), ("/sign-in", "POST")}
+    checked = 0
+    for route in web_routes:
+        for method in route.methods - {"HEAD"}:
+            if (route.path, method) in public:
+                continue
+            path = re.sub(r"\{[^}]+\}", "1", route.path)
+            if "{slug" in route.path:
+                path = re.sub(r"\{slug[^}]*\}", "google_analytics_4", route.path)
+                path = re.sub(r"\{[^}]+\}", "1", path)
+            response = web.request(method, path, follow_redirects=False)
+            assert response.status_code == 303, (method, path, response.status_code)
+            assert response.headers["location"].startswith("/sign-in"), (method, path)
+            checked += 1
+    assert checked >= 20  # every page and every form action of the plane
+
+
+def test_sign_in_sets_a_signed_httponly_samesite_cookie_and_sign_out_ends_it(web):
+    response = sign_in(web)
+    assert response.status_code == 303 and response.headers["location"] == "/sources"
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    assert web.get("/sources", follow_redirects=False).status_code == 200
+    token = _csrf(web.get("/sources").text)
+    assert web.post("/sign-out", data={"csrf_token": token}, follow_redirects=False).status_code == 303
+    assert web.get("/sources", follow_redirects=False).status_code == 303
+
+
+def test_a_tampered_session_cookie_is_not_a_session(web):
+    sign_in(web)
+    value = web.cookies.get("switchboard_session")
+    web.cookies.clear()
+    web.cookies.set("switchboard_session", value[:-3] + ("AAA" if not value.endswith("AAA") else "BBB"))
+    assert web.get("/sources", follow_redirects=False).status_code == 303
+
+
+def test_wrong_password_is_refused_and_the_sixth_try_in_a_minute_gets_429(web):
+    for _ in range(accounts.MAX_FAILURES):
+        response = sign_in(web, password="nope")
+        assert response.status_code == 401
+        assert "do not match" in response.text
+    blocked = sign_in(web)  # even the right password waits now
+    assert blocked.status_code == 429 and blocked.headers["retry-after"] == "60"
+    assert "Too many failed sign-ins" in blocked.text
+    assert web.get("/sources", follow_redirects=False).status_code == 303
+    # Another user name from the same address is counted separately.
+    assert sign_in(web, username="someone-else").status_code == 401
+
+
+def test_next_only_redirects_within_the_site(web):
+    token = _csrf(web.get("/sign-in").text)
+    response = web.post("/sign-in", data={"csrf_token": token, "username": "admin", "password": PASSWORD,
+                                          "next": "//evil.example/x"}, follow_redirects=False)
+    assert response.headers["location"] == "/sources"
+
+
+def test_a_form_post_without_a_valid_csrf_token_is_rejected(signed_in):
+    before = workspace.count_sources(signed_in.engine)
+    missing = signed_in.post("/sources", data={"name": "Sneaky"})
+    assert missing.status_code == 403 and missing.json()["code"] == "csrf_failed"
+    wrong = signed_in.post("/sources", data={"name": "Sneaky", "csrf_token": "x" * 43}, headers=HTML)
+    assert wrong.status_code == 403 and "CSRF" in wrong.text
+    assert workspace.count_sources(signed_in.engine) == before
+    ok = signed_in.post("/sources", data={"name": "Shop", "csrf_token": signed_in.csrf}, follow_redirects=False)
+    assert ok.status_code == 303 and workspace.count_sources(signed_in.engine) == before + 1
+
+
+def test_sign_in_itself_needs_the_csrf_token(web):
+    response = web.post("/sign-in", data={"username": "admin", "password": PASSWORD})
+    assert response.status_code == 403
+    assert web.get("/sources", follow_redirects=False).status_code == 303
+
+
+def test_wrong_measurement_id_shows_the_field_error_and_saves_nothing(signed_in):
+    response = signed_in.post("/catalog/google_analytics_4/configure", headers=HTML, data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "device", "measurement_id": "UA-1234"})
+    assert response.status_code == 422
+    assert 'id="setting-measurement_id-error"' in response.text
+    assert "Measurement ID &#39;UA-1234&#39; does not look right" in response.text
+    assert workspace.list_destinations(signed_in.engine, 1) == []
+
+
+def test_add_ga4_then_enable_it_changes_the_public_config(signed_in):
+    response = signed_in.post("/catalog/google_analytics_4/configure", follow_redirects=False, data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "device", "measurement_id": "G-TEST123"})
+    assert response.status_code == 303
+    dest_url = response.headers["location"]
+    page = signed_in.get(dest_url + "?format=json").json()
+    assert page["destination"]["enabled"] is False and page["destination"]["settings"]["measurement_id"] == "G-TEST123"
+    signed_in.post(dest_url + "/enabled", data={"csrf_token": signed_in.csrf, "enabled": "true"})
+    key = workspace.get_source(signed_in.engine, 1)["write_key"]
+    (dest,) = workspace.public_config(signed_in.engine, key)["destinations"]
+    assert dest["enabled"] is True and dest["settings"]["measurement_id"] == "G-TEST123"
+    signed_in.post(dest_url + "/enabled", data={"csrf_token": signed_in.csrf, "enabled": "false"})
+    (dest,) = workspace.public_config(signed_in.engine, key)["destinations"]
+    assert dest["enabled"] is False
+
+
+def test_enabling_without_required_settings_says_what_is_missing(signed_in):
+    response = signed_in.post("/catalog/google_analytics_4/configure", follow_redirects=False, data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "device"})
+    dest_url = response.headers["location"]
+    enable = signed_in.post(dest_url + "/enabled", headers=HTML, data={"csrf_token": signed_in.csrf, "enabled": "true"})
+    assert enable.status_code == 422 and "Measurement ID is required for device mode" in enable.text
+    assert signed_in.get(dest_url + "?format=json").json()["destination"]["enabled"] is False
+
+
+def test_secret_values_never_reach_the_page(signed_in):
+    secret, header = "s3cr3t-shared-value", "Bearer very-private-token"
+    response = signed_in.post("/catalog/webhooks/configure", follow_redirects=False, data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "cloud", "url": "https://example.com/hook",
+        "shared_secret": secret, "headers.k": ["Authorization", ""], "headers.v": [header, ""]})
+    dest_url = response.headers["location"]
+    stored = workspace.get_destination(signed_in.engine, int(dest_url.rsplit("/", 1)[1]))["settings"]
+    assert stored["shared_secret"] == secret and stored["headers"] == {"Authorization": header}
+    # Saving the form again with the secret left empty keeps it.
+    signed_in.post(dest_url + "/settings", data={"csrf_token": signed_in.csrf, "url": "https://example.com/other",
+                                                 "shared_secret": "", "headers.k": [""], "headers.v": [""]})
+    stored = workspace.get_destination(signed_in.engine, int(dest_url.rsplit("/", 1)[1]))["settings"]
+    assert stored["shared_secret"] == secret and stored["url"] == "https://example.com/other"
+    assert stored["headers"] == {"Authorization": header}
+    for url in (dest_url, dest_url + "?format=json", "/sources/1", "/sources/1/history",
+                "/sources/1/history/diff?a=1&b=3", "/sources/1/history?format=json"):
+        body = signed_in.get(url).text
+        assert secret not in body and "very-private-token" not in body, url
+    assert "saved — leave empty to keep it" in signed_in.get(dest_url).text
+
+
+def test_catalog_recommends_the_trio_to_a_source_without_them(signed_in):
+    data = signed_in.get("/catalog?source=1&format=json").json()
+    assert [t["category"] for t in data["recommended"]] == ["Analytics", "Email Marketing", "Live Chat"]
+    assert len(data["destinations"]) == 14
+    assert signed_in.post("/catalog/crisp/configure", data={"csrf_token": signed_in.csrf, "source": "1", "mode": "device",
+                                                     "website_id": "0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f"}, follow_redirects=False).status_code == 303
+    assert signed_in.get("/catalog?source=1&format=json").json()["recommended"] == []
+    assert signed_in.get("/catalog?format=json").json()["recommended"] == []
+
+
+def test_summary_page_lists_modes_calls_needs_and_the_duplicate_warning(signed_in):
+    data = signed_in.get("/catalog/google_analytics_4?format=json").json()
+    assert [m["mode"] for m in data["modes"]] == ["device", "cloud"]
+    assert "track" in data["modes"][0]["calls"]
+    assert {n["label"] for n in data["needs"]} == {"Measurement ID", "Measurement Protocol API secret"}
+    html = signed_in.get("/catalog/google_analytics_4").text
+    assert "remove it" in html and "duplicated" in html
+
+
+def test_history_lists_versions_diffs_and_rolls_back(signed_in):
+    r = signed_in.post("/catalog/google_analytics_4/configure", follow_redirects=False, data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "device", "measurement_id": "G-FIRST"})
+    dest_url = r.headers["location"]
+    signed_in.post(dest_url + "/settings", data={"csrf_token": signed_in.csrf, "measurement_id": "G-SECOND"})
+    history = signed_in.get("/sources/1/history?format=json").json()
+    assert [v["version"] for v in history["versions"]] == [3, 2, 1]
+    assert history["versions"][0]["actor"] == "admin"
+    assert "measurement_id" in history["versions"][0]["summary"]
+    diff = signed_in.get("/sources/1/history/diff?a=2&b=3&format=json").json()
+    assert any(line["kind"] == "del" and "G-FIRST" in line["text"] for line in diff["lines"])
+    assert any(line["kind"] == "add" and "G-SECOND" in line["text"] for line in diff["lines"])
+    signed_in.post("/sources/1/history/2/rollback", data={"csrf_token": signed_in.csrf})
+    key = workspace.get_source(signed_in.engine, 1)["write_key"]
+    config = workspace.public_config(signed_in.engine, key)
+    assert config["settings_version"] == 4
+    assert config["destinations"][0]["settings"]["measurement_id"] == "G-FIRST"
+
+
+def test_pages_for_missing_things_are_404s_not_500s(signed_in):
+    for url in ("/sources/999", "/destinations/999", "/catalog/nope", "/sources/999/history",
+                "/sources/999/debugger", "/sources/1/history/diff?a=1&b=99"):
+        response = signed_in.get(url)
+        assert response.status_code == 404, url
+        assert response.json()["code"] == "not_found"
+    assert signed_in.get("/sources/1/history/diff?a=x").status_code == 400
+
+
+def test_ensure_admin_creates_the_account_once_with_a_hashed_password(sqlite_url):
+    engine = open_store(sqlite_url)
+    config = Config(database_url=sqlite_url)
+    user, password = accounts.ensure_admin(config, engine)
+    assert user == "admin" and password and len(password) >= 12
+    assert accounts.ensure_admin(config, engine) == ("admin", None)  # printed once only
+    stored = web_store.get_user(engine, "admin")["password_hash"]
+    assert password not in stored and stored.startswith("scrypt$")
+    assert accounts.authenticate(engine, "admin", password)
+    assert not accounts.authenticate(engine, "admin", password + "x")
+    assert not accounts.authenticate(engine, "nobody", password)
