@@ -28,10 +28,8 @@ PLANES = [
     "server.scaleout",
     "server.admin.api",
     "server.cdn",
-    "server.collector",
     "server.demo",
     "server.web",
-    "server.warehouse",
 ]
 
 
