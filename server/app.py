@@ -30,6 +30,7 @@ PLANES = [
     "server.cdn",
     "server.demo",
     "server.web",
+    "server.warehouse",
 ]
 
 

@@ -1,0 +1,213 @@
+"""Warehouse bookkeeping: per-destination cursors into the event log, sync history, and the
+schema registry (the type of every warehouse column, as Segment keeps "a record of what the
+tables and column types should be").
+
+The cursor only moves forward (``advance_cursor`` keeps the larger value), so replaying a
+cursor update is harmless. The warehouse tables themselves live in the target database, not
+here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Column, Engine, ForeignKey, Index, String, Table, Text, func, select
+
+from server.store.engine import read_only
+from server.store.events import _event, events
+from server.store.schema import Id, UTCDateTime, metadata
+
+warehouse_cursors = Table(
+    "warehouse_cursors",
+    metadata,
+    Column("destination_id", Id, ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True),
+    Column("last_event_id", Id, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+warehouse_syncs = Table(
+    "warehouse_syncs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("destination_id", Id, ForeignKey("destinations.id", ondelete="CASCADE"), nullable=False),
+    Column("trigger", String(20), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("events", Id, nullable=False, default=0),
+    Column("rows", JSON, nullable=False),
+    Column("notices", JSON, nullable=False),
+    Column("error", Text, nullable=True),
+)
+Index("ix_warehouse_syncs_destination_id_id", warehouse_syncs.c.destination_id, warehouse_syncs.c.id)
+
+warehouse_columns = Table(
+    "warehouse_columns",
+    metadata,
+    Column("destination_id", Id, ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True),
+    Column("table_name", String(100), primary_key=True),
+    Column("column_name", String(100), primary_key=True),
+    Column("type", String(20), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---------------------------------------------------------------- events of one source
+
+
+def read_source_after(engine: Engine, source_id: int, after_id: int, limit: int) -> list[dict[str, Any]]:
+    """A source's events with id > after_id, oldest first (uses ix_events_source_id_id)."""
+    query = (
+        select(events)
+        .where(events.c.source_id == source_id, events.c.id > after_id)
+        .order_by(events.c.id)
+        .limit(limit)
+    )
+    with read_only(engine) as conn:
+        return [_event(r) for r in conn.execute(query)]
+
+
+def pending_count(engine: Engine, source_id: int, after_id: int, cap: int) -> int:
+    """How many of a source's events wait after the cursor, counting at most ``cap``."""
+    inner = (
+        select(events.c.id)
+        .where(events.c.source_id == source_id, events.c.id > after_id)
+        .limit(cap)
+        .subquery()
+    )
+    with read_only(engine) as conn:
+        return conn.execute(select(func.count()).select_from(inner)).scalar_one()
+
+
+# ---------------------------------------------------------------- cursors
+
+
+def get_cursor(engine: Engine, destination_id: int) -> int:
+    with read_only(engine) as conn:
+        value = conn.execute(
+            select(warehouse_cursors.c.last_event_id).where(warehouse_cursors.c.destination_id == destination_id)
+        ).scalar_one_or_none()
+    return value or 0
+
+
+def advance_cursor(engine: Engine, destination_id: int, last_event_id: int) -> None:
+    """Move the cursor to ``last_event_id`` unless it is already further."""
+    with engine.begin() as conn:
+        current = conn.execute(
+            select(warehouse_cursors.c.last_event_id)
+            .where(warehouse_cursors.c.destination_id == destination_id)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if current is None:
+            conn.execute(
+                warehouse_cursors.insert().values(
+                    destination_id=destination_id, last_event_id=last_event_id, updated_at=_now()
+                )
+            )
+        elif last_event_id > current:
+            conn.execute(
+                warehouse_cursors.update()
+                .where(warehouse_cursors.c.destination_id == destination_id)
+                .values(last_event_id=last_event_id, updated_at=_now())
+            )
+
+
+# ---------------------------------------------------------------- sync history
+
+
+def start_sync(engine: Engine, destination_id: int, trigger: str) -> int:
+    with engine.begin() as conn:
+        return conn.execute(
+            warehouse_syncs.insert().values(
+                destination_id=destination_id, trigger=trigger, started_at=_now(), events=0, rows={}, notices=[]
+            )
+        ).inserted_primary_key[0]
+
+
+def finish_sync(
+    engine: Engine, sync_id: int, *, events: int, rows: dict[str, int], notices: list[str], error: str | None
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            warehouse_syncs.update()
+            .where(warehouse_syncs.c.id == sync_id)
+            .values(finished_at=_now(), events=events, rows=rows, notices=notices, error=error)
+        )
+
+
+def close_interrupted(engine: Engine, destination_id: int) -> int:
+    """Mark syncs that never finished (their process died) as interrupted; call under the lock."""
+    with engine.begin() as conn:
+        return conn.execute(
+            warehouse_syncs.update()
+            .where(warehouse_syncs.c.destination_id == destination_id, warehouse_syncs.c.finished_at.is_(None))
+            .values(finished_at=_now(), error="interrupted: the process stopped before this sync finished")
+        ).rowcount
+
+
+def _sync_dict(row) -> dict[str, Any]:
+    data = dict(row._mapping)
+    data["rows"] = dict(data["rows"] or {})
+    data["notices"] = list(data["notices"] or [])
+    return data
+
+
+def list_syncs(engine: Engine, destination_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    """A destination's syncs, newest first."""
+    with read_only(engine) as conn:
+        rows = conn.execute(
+            select(warehouse_syncs)
+            .where(warehouse_syncs.c.destination_id == destination_id)
+            .order_by(warehouse_syncs.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [_sync_dict(r) for r in rows]
+
+
+def get_sync(engine: Engine, sync_id: int) -> dict[str, Any] | None:
+    with read_only(engine) as conn:
+        row = conn.execute(select(warehouse_syncs).where(warehouse_syncs.c.id == sync_id)).one_or_none()
+    return None if row is None else _sync_dict(row)
+
+
+# ---------------------------------------------------------------- schema registry
+
+
+def registered_columns(engine: Engine, destination_id: int) -> dict[str, dict[str, str]]:
+    """{table: {column: type}} as recorded for a destination."""
+    with read_only(engine) as conn:
+        rows = conn.execute(
+            select(warehouse_columns.c.table_name, warehouse_columns.c.column_name, warehouse_columns.c.type)
+            .where(warehouse_columns.c.destination_id == destination_id)
+        ).all()
+    found: dict[str, dict[str, str]] = {}
+    for table, column, kind in rows:
+        found.setdefault(table, {})[column] = kind
+    return found
+
+
+def record_columns(engine: Engine, destination_id: int, columns: dict[str, dict[str, str]]) -> None:
+    """Add the columns not yet recorded (a column's type never changes once recorded)."""
+    if not columns:
+        return
+    with engine.begin() as conn:
+        known = {
+            (t, c)
+            for t, c in conn.execute(
+                select(warehouse_columns.c.table_name, warehouse_columns.c.column_name).where(
+                    warehouse_columns.c.destination_id == destination_id
+                )
+            )
+        }
+        new = [
+            {"destination_id": destination_id, "table_name": t, "column_name": c, "type": k, "created_at": _now()}
+            for t, cols in columns.items()
+            for c, k in cols.items()
+            if (t, c) not in known
+        ]
+        if new:
+            conn.execute(warehouse_columns.insert(), new)

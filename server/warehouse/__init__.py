@@ -1,0 +1,44 @@
+"""The warehouse plane: Segment's warehouse schema, loaded into SQLite or PostgreSQL.
+
+Modules: ``snakecase`` (go-snakecase port) · ``naming`` (flattening, reserved words) ·
+``types`` (inference and casts) · ``transform`` (event → rows) · ``schema`` (columns per
+batch) · ``loader`` (the two targets) · ``batch`` (one load) · ``sync`` (cursor, history,
+scheduler) · ``api`` · ``commands``. See docs/warehouse.md.
+
+The scheduler runs inside ``switchboard serve`` unless ``SWITCHBOARD_DELIVERY_WORKERS`` is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from server.warehouse import api
+
+
+def routes(config):
+    return api.routes(config)
+
+
+async def startup(app) -> None:
+    app.state.warehouse_stop = None
+    if not app.state.config.delivery_workers:
+        return
+    from server.warehouse.sync import run_loop
+
+    stop = asyncio.Event()
+    app.state.warehouse_stop = stop
+    app.state.warehouse_task = asyncio.create_task(
+        run_loop(app.state.engine, app.state.catalog, app.state.config, stop), name="warehouse-sync"
+    )
+
+
+async def shutdown(app) -> None:
+    stop = getattr(app.state, "warehouse_stop", None)
+    if stop is None:
+        return
+    stop.set()
+    task = app.state.warehouse_task
+    with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+        # A running sync finishes its current table; give it a moment, then stop waiting.
+        await asyncio.wait_for(asyncio.shield(task), 30)

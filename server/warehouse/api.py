@@ -1,0 +1,82 @@
+"""Admin API for warehouse destinations: sync history and "sync now"."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.admin.auth import admin_endpoint
+from server.errors import ApiError, json_response
+from server.store import warehouse as store
+from server.store import workspace
+from server.warehouse.sync import SLUG, sync_destination
+
+
+def _sync_json(sync: dict) -> dict:
+    return {
+        "id": sync["id"],
+        "destination_id": sync["destination_id"],
+        "trigger": sync["trigger"],
+        "started_at": sync["started_at"].isoformat(),
+        "finished_at": sync["finished_at"].isoformat() if sync["finished_at"] else None,
+        "status": "running" if sync["finished_at"] is None else ("failed" if sync["error"] else "succeeded"),
+        "events": sync["events"],
+        "rows": sync["rows"],
+        "notices": sync["notices"],
+        "error": sync["error"],
+    }
+
+
+async def _warehouse(request: Request) -> dict:
+    destination_id = request.path_params["id"]
+    engine = request.app.state.engine
+    try:
+        destination = await run_in_threadpool(workspace.get_destination, engine, destination_id)
+    except workspace.NotFound:
+        raise ApiError(404, "not_found", f"No destination {destination_id}") from None
+    if destination["slug"] != SLUG:
+        raise ApiError(
+            409, "not_a_warehouse", f"Destination {destination_id} is {destination['slug']!r}; only warehouses sync"
+        )
+    return destination
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "50")
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 500:
+        raise ApiError(400, "invalid_limit", "limit must be a whole number from 1 to 500", field="limit")
+    return limit
+
+
+@admin_endpoint
+async def syncs_list(request: Request) -> Response:
+    """A warehouse destination's syncs, newest first (start, end, rows per table, notices, error)."""
+    destination = await _warehouse(request)
+    engine = request.app.state.engine
+    syncs = await run_in_threadpool(store.list_syncs, engine, destination["id"], _limit(request))
+    cursor = await run_in_threadpool(store.get_cursor, engine, destination["id"])
+    return json_response({"syncs": [_sync_json(s) for s in syncs], "cursor": cursor})
+
+
+@admin_endpoint
+async def sync_now(request: Request) -> Response:
+    """Sync a warehouse destination now; answers with the finished sync's record."""
+    destination = await _warehouse(request)
+    state = request.app.state
+    sync = await run_in_threadpool(
+        sync_destination, state.engine, state.catalog, state.config, destination["id"], trigger="api"
+    )
+    return json_response({"sync": _sync_json(sync)})
+
+
+def routes(config) -> list[Route]:
+    return [
+        Route("/api/v1/destinations/{id:int}/syncs", syncs_list, methods=["GET"]),
+        Route("/api/v1/destinations/{id:int}/sync", sync_now, methods=["POST"]),
+    ]

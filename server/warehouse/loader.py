@@ -1,0 +1,235 @@
+"""Loading planned rows into a target database: SQLite (one file per source) or PostgreSQL
+(one schema per source).
+
+Each table of a batch is loaded in its own transaction: create the table or add its new
+columns, then insert. Event tables dedupe on ``id`` (``INSERT … ON CONFLICT (id) DO NOTHING``),
+so loading the same events twice adds nothing. ``users`` and ``accounts`` are upserted on
+``id``: for every column the newer call's non-null value wins (newer by ``received_at``), so
+replaying an older call never rolls a trait back.
+
+Only one loader works on a given warehouse at a time: PostgreSQL targets take a session
+advisory lock per destination, SQLite targets an exclusive ``flock`` on ``<file>.lock``. Both
+are released by the operating system or the server if the process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from server.warehouse.naming import quote
+from server.warehouse.schema import TablePlan
+
+LOCK_CLASS = 0x5B0A0002  # first key of the two-key advisory lock; the second is the destination id
+
+PG_TYPES = {"boolean": "BOOLEAN", "integer": "BIGINT", "float": "DOUBLE PRECISION",
+            "timestamp": "TIMESTAMPTZ", "text": "TEXT"}
+SQLITE_TYPES = {"boolean": "BOOLEAN", "integer": "BIGINT", "float": "DOUBLE PRECISION",
+                "timestamp": "TIMESTAMP", "text": "TEXT"}
+
+
+class Busy(RuntimeError):
+    """Another loader holds this warehouse's lock."""
+
+
+def type_from_sql(declared: str) -> str:
+    """Our type name for a column type read back from either database's catalog."""
+    d = declared.lower()
+    if d.startswith("bool"):
+        return "boolean"
+    if d in ("bigint", "integer", "int", "smallint", "int8", "int4"):
+        return "integer"
+    if d.startswith(("double", "real", "float", "numeric", "decimal")):
+        return "float"
+    if d.startswith(("timestamp", "date")):
+        return "timestamp"
+    return "text"
+
+
+def sqlite_time(value: datetime) -> str:
+    """UTC ISO-8601 with milliseconds and Z: sorts as text; SQLite's date functions read it."""
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _upsert_set(columns: list[str], alias: str = "cur") -> str:
+    newer = f"excluded.received_at >= {alias}.received_at"
+    parts = []
+    for c in columns:
+        q = quote(c)
+        if c == "id":
+            continue
+        if c == "received_at":
+            parts.append(f"{q} = CASE WHEN {newer} THEN excluded.{q} ELSE {alias}.{q} END")
+        elif c == "uuid_ts":
+            parts.append(f"{q} = excluded.{q}")
+        else:
+            parts.append(
+                f"{q} = CASE WHEN {newer} THEN COALESCE(excluded.{q}, {alias}.{q}) "
+                f"ELSE COALESCE({alias}.{q}, excluded.{q}) END"
+            )
+    return ", ".join(parts)
+
+
+def _column_defs(plan: TablePlan, sql_types: dict[str, str]) -> str:
+    defs = [f"{quote(c)} {sql_types[k]}" + (" PRIMARY KEY" if c == "id" else "") for c, k in plan.add.items()]
+    return ", ".join(defs)
+
+
+def _index_name(table: str) -> str:
+    return quote(f"{table[:45]}_received_at_idx")
+
+
+class SqliteTarget:
+    """A SQLite file (WAL, so any SQLite tool can read it while we write)."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path, destination_id: int):
+        self.path = Path(path)
+        self.destination_id = destination_id
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+
+    def describe(self) -> str:
+        return f"SQLite file {self.path}"
+
+    @contextlib.contextmanager
+    def lock(self, wait: bool) -> Iterator[None]:
+        fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise Busy(f"another loader is writing {self.path}") from None
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def existing_columns(self) -> dict[str, dict[str, str]]:
+        rows = self.conn.execute(
+            "SELECT m.name, p.name, p.type FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
+            "WHERE m.type = 'table'"
+        ).fetchall()
+        found: dict[str, dict[str, str]] = {}
+        for table, column, declared in rows:
+            found.setdefault(table, {})[column] = type_from_sql(declared)
+        return found
+
+    def load(self, plan: TablePlan, upsert: bool) -> int:
+        table = quote(plan.table)
+        cols = ", ".join(quote(c) for c in plan.columns)
+        marks = ", ".join("?" for _ in plan.columns)
+        if upsert:
+            sql = (f"INSERT INTO {table} AS cur ({cols}) VALUES ({marks}) "
+                   f"ON CONFLICT (id) DO UPDATE SET {_upsert_set(plan.columns)}")
+        else:
+            sql = f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+        times = [i for i, c in enumerate(plan.columns) if plan.types[c] == "timestamp"]
+        rows = plan.rows
+        if times:
+            rows = [_with_text_times(row, times) for row in rows]
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            if plan.create:
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({_column_defs(plan, SQLITE_TYPES)})")
+                cur.execute(f"CREATE INDEX IF NOT EXISTS {_index_name(plan.table)} ON {table} (received_at)")
+            else:
+                for column, kind in plan.add.items():
+                    cur.execute(f"ALTER TABLE {table} ADD COLUMN {quote(column)} {SQLITE_TYPES[kind]}")
+            cur.executemany(sql, rows)
+            count = cur.rowcount
+            cur.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                cur.execute("ROLLBACK")
+            raise
+        return count
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _with_text_times(row: tuple[Any, ...], positions: list[int]) -> tuple[Any, ...]:
+    values = list(row)
+    for i in positions:
+        if values[i] is not None:
+            values[i] = sqlite_time(values[i])
+    return tuple(values)
+
+
+class PostgresTarget:
+    """A PostgreSQL database; the source's tables live in their own schema."""
+
+    kind = "postgresql"
+
+    def __init__(self, url: str, schema: str, destination_id: int):
+        import psycopg
+
+        scheme, sep, rest = url.partition("://")
+        self.conn = psycopg.connect(scheme.split("+")[0] + sep + rest, autocommit=True)
+        self.schema = schema
+        self.destination_id = destination_id
+        self._host = f"{self.conn.info.host}:{self.conn.info.port}/{self.conn.info.dbname}"
+        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+
+    def describe(self) -> str:
+        return f"PostgreSQL {self._host} schema {self.schema}"
+
+    @contextlib.contextmanager
+    def lock(self, wait: bool) -> Iterator[None]:
+        key = (LOCK_CLASS, self.destination_id)
+        if wait:
+            self.conn.execute("SELECT pg_advisory_lock(%s, %s)", key)
+        elif not self.conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
+            raise Busy(f"another loader is writing {self.describe()}")
+        try:
+            yield
+        finally:
+            if not self.conn.closed:
+                self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+
+    def existing_columns(self) -> dict[str, dict[str, str]]:
+        rows = self.conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s",
+            (self.schema,),
+        ).fetchall()
+        found: dict[str, dict[str, str]] = {}
+        for table, column, declared in rows:
+            found.setdefault(table, {})[column] = type_from_sql(declared)
+        return found
+
+    def load(self, plan: TablePlan, upsert: bool) -> int:
+        table = f"{quote(self.schema)}.{quote(plan.table)}"
+        cols = ", ".join(quote(c) for c in plan.columns)
+        stage_defs = ", ".join(f"{quote(c)} {PG_TYPES[plan.types[c]]}" for c in plan.columns)
+        if upsert:
+            insert = (f"INSERT INTO {table} AS cur ({cols}) SELECT {cols} FROM _stage "
+                      f"ON CONFLICT (id) DO UPDATE SET {_upsert_set(plan.columns)}")
+        else:
+            insert = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _stage ON CONFLICT (id) DO NOTHING"
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            if plan.create:
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({_column_defs(plan, PG_TYPES)})")
+                cur.execute(f"CREATE INDEX IF NOT EXISTS {_index_name(plan.table)} ON {table} (received_at)")
+            else:
+                for column, kind in plan.add.items():
+                    cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(column)} {PG_TYPES[kind]}")
+            # COPY into a temporary table, then one INSERT … SELECT: far faster than row inserts.
+            cur.execute(f"CREATE TEMP TABLE _stage ({stage_defs}) ON COMMIT DROP")
+            with cur.copy(f"COPY _stage ({cols}) FROM STDIN") as copy:
+                for row in plan.rows:
+                    copy.write_row(row)
+            cur.execute(insert)
+            return cur.rowcount
+
+    def close(self) -> None:
+        self.conn.close()

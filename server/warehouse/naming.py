@@ -1,0 +1,85 @@
+"""Table and column names as Segment's warehouses spell them.
+
+* every name goes through go-snakecase (``snakecase.py``);
+* nested objects are flattened: the key path is joined with ``_`` and the joined path is
+  snake-cased (``context.app.version`` → ``context_app_version``; ``nestedA.nestedB`` →
+  ``nested_a_nested_b``); arrays are kept whole, as JSON text;
+* a name that is an SQL reserved word or starts with a digit gets a ``_`` prefix (``open`` →
+  ``_open``, ``3doctors`` → ``_3doctors``), as Segment does on Redshift;
+* PostgreSQL cuts identifiers at 63 bytes; we cut them ourselves so both targets agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import orjson
+
+from server.warehouse.snakecase import snakecase
+
+MAX_IDENTIFIER = 63
+
+# PostgreSQL's reserved key words, plus the Redshift ones Segment documents prefixing (open, …).
+RESERVED = frozenset("""
+    all analyse analyze and any array as asc asymmetric authorization binary both case cast check
+    collate collation column concurrently constraint create cross current_catalog current_date
+    current_role current_schema current_time current_timestamp current_user default deferrable desc
+    distinct do else end except false fetch for foreign freeze from full grant group having ilike in
+    initially inner intersect into is isnull join lateral leading left like limit localtime
+    localtimestamp natural not notnull null offset on only or order outer overlaps placing primary
+    references returning right select session_user similar some symmetric table tablesample then to
+    trailing true union unique user using variadic verbose when where window with
+    open new old off offline percent delta tag
+""".split())
+
+# The tables every warehouse has; an event whose name snake-cases to one of these gets "_".
+STANDARD_TABLES = frozenset(
+    ["identifies", "users", "groups", "accounts", "aliases", "pages", "screens", "tracks"]
+)
+
+
+def identifier(name: str) -> str:
+    """A snake_case SQL name for ``name`` ('' when nothing of it survives)."""
+    ident = snakecase(name)
+    if ident and (ident in RESERVED or ident[0].isdigit()):
+        ident = "_" + ident
+    return ident[:MAX_IDENTIFIER]
+
+
+def event_table(event_name: str) -> str:
+    """The per-event table of a track call: ``Order Completed`` → ``order_completed``."""
+    table = identifier(event_name)
+    if table in STANDARD_TABLES:
+        table = "_" + table
+    return table
+
+
+def schema_name(source_slug: str) -> str:
+    """The PostgreSQL schema of a source (its slug, made a safe identifier)."""
+    return identifier(source_slug) or "source"
+
+
+def flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(column, value) for every non-null leaf of ``obj``; nested dicts joined with ``_``.
+
+    Arrays become JSON text (Segment stringifies them). Values that are null produce no
+    column at all: Segment creates a column only when it sees a non-null value.
+    """
+    for key, value in obj.items():
+        path = f"{prefix}_{key}" if prefix else str(key)
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            yield from flatten(value, path)
+            continue
+        column = identifier(path)
+        if not column:
+            continue
+        if isinstance(value, (list, tuple)):
+            value = orjson.dumps(value).decode()
+        yield column, value
+
+
+def quote(name: str) -> str:
+    """Double-quote an identifier (both SQLite and PostgreSQL accept the standard form)."""
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,173 @@
+"""A warehouse sync: read the source's events after this destination's cursor, load them, and
+move the cursor — only after the target committed.
+
+A crash between the target's commit and the cursor update only means the next sync loads
+those events again, and ``ON CONFLICT (id) DO NOTHING`` drops them. A failed load leaves the
+cursor where it was, so the next sync retries everything. Each sync is recorded (start, end,
+events read, rows per table, notices, error) in ``warehouse_syncs``.
+
+``run_loop`` is the background scheduler: a destination syncs every ``sync_interval_seconds``,
+or sooner once ``batch_rows`` events are waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from server.catalog import Catalog, effective_settings
+from server.config import Config
+from server.store import warehouse as store
+from server.store import workspace
+from server.warehouse.batch import load_tables, rows_by_table
+from server.warehouse.loader import Busy, PostgresTarget, SqliteTarget
+from server.warehouse.naming import schema_name
+
+log = logging.getLogger("switchboard.warehouse")
+
+SLUG = "warehouse"
+MAX_NOTICES = 100
+TICK_SECONDS = 1.0
+
+
+class NotAWarehouse(ValueError):
+    """The destination exists but is not a warehouse."""
+
+
+def settings_of(catalog: Catalog, destination: dict[str, Any]) -> dict[str, Any]:
+    return effective_settings(catalog.get(SLUG), destination["settings"], "cloud")
+
+
+def default_sqlite_path(config: Config, source_slug: str) -> Path:
+    """``warehouse/<source slug>.db`` beside the Switchboard database (or the working directory)."""
+    base = Path(".")
+    if config.database_url.startswith("sqlite:///"):
+        base = Path(config.database_url[len("sqlite:///"):]).parent
+    return base / "warehouse" / f"{source_slug}.db"
+
+
+def open_target(config: Config, destination: dict[str, Any], source: dict[str, Any], settings: dict[str, Any]):
+    if settings.get("target") == "postgresql":
+        url = settings.get("database_url")
+        if not url:
+            raise ValueError("the database type is PostgreSQL but no PostgreSQL connection URL is set")
+        return PostgresTarget(url, schema_name(source["slug"]), destination["id"])
+    path = settings.get("sqlite_path") or default_sqlite_path(config, source["slug"])
+    return SqliteTarget(path, destination["id"])
+
+
+def sync_destination(
+    engine: Engine, catalog: Catalog, config: Config, destination_id: int, *,
+    trigger: str = "manual", wait: bool = True,
+) -> dict[str, Any] | None:
+    """Load everything waiting for one warehouse destination; return the sync's record.
+
+    ``wait=False`` (the scheduler) returns None when another loader holds the warehouse.
+    Raises ``workspace.NotFound`` / ``NotAWarehouse`` for a wrong id.
+    """
+    destination = workspace.get_destination(engine, destination_id)
+    if destination["slug"] != SLUG:
+        raise NotAWarehouse(f"destination {destination_id} is {destination['slug']}, not a warehouse")
+    source = workspace.get_source(engine, destination["source_id"])
+    settings = settings_of(catalog, destination)
+    try:
+        target = open_target(config, destination, source, settings)
+    except Exception as exc:  # unreachable database, bad path: a failed sync, kept in the history
+        sync_id = store.start_sync(engine, destination_id, trigger)
+        store.finish_sync(engine, sync_id, events=0, rows={}, notices=[], error=f"cannot open the warehouse: {exc}")
+        log.warning("warehouse %s: cannot open the target: %s", destination_id, exc)
+        return store.get_sync(engine, sync_id)
+    try:
+        with target.lock(wait):
+            store.close_interrupted(engine, destination_id)
+            sync_id = store.start_sync(engine, destination_id, trigger)
+            _run(engine, catalog, target, destination, source, settings, sync_id)
+    except Busy:
+        if wait:
+            raise
+        return None
+    finally:
+        target.close()
+    return store.get_sync(engine, sync_id)
+
+
+def _run(engine, catalog, target, destination, source, settings, sync_id) -> None:
+    names = catalog.get(SLUG).integration_names
+    batch_rows = max(int(settings.get("batch_rows") or 5000), 1)
+    column_limit = max(int(settings.get("column_limit") or 500), 1)
+    notices: dict[str, None] = {}
+
+    def notice(message: str) -> None:
+        if message not in notices:
+            notices[message] = None
+            log.info("warehouse %s: %s", destination["id"], message)
+
+    totals: dict[str, int] = {}
+    read = 0
+    error = None
+    try:
+        while True:
+            cursor = store.get_cursor(engine, destination["id"])
+            logged = store.read_source_after(engine, source["id"], cursor, batch_rows)
+            if not logged:
+                break
+            tables, _ = rows_by_table(logged, names, notice)
+            counts, columns = load_tables(target, tables, column_limit, notice)
+            store.record_columns(engine, destination["id"], columns)
+            store.advance_cursor(engine, destination["id"], logged[-1]["id"])
+            read += len(logged)
+            for table, n in counts.items():
+                totals[table] = totals.get(table, 0) + n
+            if len(logged) < batch_rows:
+                break
+    except Exception as exc:  # the cursor did not move: everything is retried next time
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("warehouse %s: sync failed, will retry: %s", destination["id"], error)
+    store.finish_sync(
+        engine, sync_id, events=read, rows=totals, notices=list(notices)[:MAX_NOTICES], error=error
+    )
+
+
+def _due_destinations(engine: Engine) -> list[dict[str, Any]]:
+    return [
+        d for d in workspace.list_destinations(engine)
+        if d["slug"] == SLUG and d["enabled"] and d["mode"] == "cloud"
+    ]
+
+
+def scheduler_pass(engine: Engine, catalog: Catalog, config: Config, last_run: dict[int, float]) -> None:
+    """Sync every destination whose interval passed, or that has a full batch waiting."""
+    for destination in _due_destinations(engine):
+        settings = settings_of(catalog, destination)
+        interval = float(settings.get("sync_interval_seconds") or 60)
+        batch_rows = max(int(settings.get("batch_rows") or 5000), 1)
+        cursor = store.get_cursor(engine, destination["id"])
+        waiting = store.pending_count(engine, destination["source_id"], cursor, batch_rows)
+        if not waiting:
+            continue
+        elapsed = time.monotonic() - last_run.get(destination["id"], float("-inf"))
+        if elapsed < interval and waiting < batch_rows:
+            continue
+        last_run[destination["id"]] = time.monotonic()
+        try:
+            sync_destination(engine, catalog, config, destination["id"], trigger="schedule", wait=False)
+        except workspace.NotFound:
+            continue  # deleted meanwhile
+
+
+async def run_loop(engine: Engine, catalog: Catalog, config: Config, stop: asyncio.Event) -> None:
+    last_run: dict[int, float] = {}
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(scheduler_pass, engine, catalog, config, last_run)
+        except Exception:
+            log.exception("warehouse scheduler pass failed")
+        try:
+            await asyncio.wait_for(stop.wait(), TICK_SECONDS)
+        except asyncio.TimeoutError:
+            pass
