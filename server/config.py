@@ -125,6 +125,9 @@ class Config:
         "TRUST_PROXY", "false", _bool, "Take the client address from `X-Forwarded-For` (only behind your own proxy).")
     rate_limit: int = _setting(
         "RATE_LIMIT", "0", _non_negative_int, "Tracking API requests per second per write key; 0 turns it off.")
+    dedupe_window: float = _setting(
+        "DEDUPE_WINDOW", "86400", _positive_float,
+        "Seconds a messageId is remembered per source: a repeat within the window is acknowledged, not stored again.")
     retry_window: float = _setting(
         "RETRY_WINDOW", "14400", _positive_float,
         "Seconds a failing cloud-mode delivery is retried before it becomes a dead letter.")

@@ -3,18 +3,35 @@
 ``events.id`` is the log sequence that delivery reads after (``read_after``). ``payload`` is
 the normalised event as JSON text (written once with orjson, parsed only by readers that need
 it). ``message_ids`` holds the dedupe window: (source_id, message_id) seen in the last 24 h.
+
+Writing: ``append(engine, rows, dedupe_window=)`` stores many requests' rows in one
+transaction (the collector's group-commit writer calls it) and skips duplicates;
+``prune_message_ids`` forgets ids older than the window.
+
+Waking readers: ``on_events_appended(callback)`` registers ``callback(max_event_id)``, called in
+this process after every append that stored at least one event (from the writer's thread: keep
+it short, e.g. set an event or ``loop.call_soon_threadsafe``). On PostgreSQL each such append
+also runs ``NOTIFY switchboard_events, '<max_event_id>'`` inside its transaction (delivered
+only once committed); server/scaleout.py relays other processes' notifications to the same
+callbacks through ``announce_appended`` — with 0 as the id when it is unknown (after a
+reconnection), meaning "there may be new events: read the log".
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Iterable
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterable
 
 import orjson
-from sqlalchemy import Column, Engine, Index, String, Table, Text, select
+from sqlalchemy import Column, Engine, Index, String, Table, Text, bindparam, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from server.store.engine import read_only
 from server.store.schema import Id, UTCDateTime, metadata
+
+log = logging.getLogger("switchboard.events")
 
 events = Table(
     "events",
@@ -92,3 +109,115 @@ def rows_for(source_id: int, received_at: datetime, items: Iterable[dict[str, An
         }
         for item in items
     ]
+
+
+# ---------------------------------------------------------------- durable append with dedupe
+
+# Called after each committed append with the highest events.id now in the log (delivery
+# subscribes to wake its workers). On PostgreSQL the same fact is announced with
+# NOTIFY switchboard_events, '<max_id>' inside the appending transaction.
+AppendListener = Callable[[int], None]
+_append_listeners: list[AppendListener] = []
+NOTIFY_CHANNEL = "switchboard_events"
+
+
+def on_events_appended(listener: AppendListener) -> Callable[[], None]:
+    """Subscribe to appends in this process; returns the unsubscribe function."""
+    _append_listeners.append(listener)
+    return lambda: _append_listeners.remove(listener) if listener in _append_listeners else None
+
+
+def announce_appended(payload: str) -> None:
+    """Another process's NOTIFY reached us (server/scaleout.py): tell this process's listeners.
+
+    ``payload`` is that process's max event id; anything else (e.g. "" after a reconnection)
+    is announced as 0, meaning "there may be new events: read the log"."""
+    try:
+        max_id = int(payload)
+    except ValueError:
+        max_id = 0
+    _announce(max_id)
+
+
+def _announce(max_id: int) -> None:
+    for listener in list(_append_listeners):
+        try:
+            listener(max_id)
+        except Exception:  # a listener's bug must not turn a committed append into an error
+            log.exception("on_events_appended listener failed")
+
+
+def _claim_statement(dialect: str):
+    """INSERT a message id, or take over one older than the window; RETURNING the rows claimed.
+
+    Executed with many parameter sets at once (SQLAlchemy's insertmanyvalues batches them), it
+    returns only the ids that were new or expired: exactly the events to store.
+    """
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    statement = insert(message_ids)
+    return statement.on_conflict_do_update(
+        index_elements=[message_ids.c.source_id, message_ids.c.message_id],
+        set_={"received_at": statement.excluded.received_at},
+        where=message_ids.c.received_at < bindparam("cutoff"),
+    ).returning(message_ids.c.source_id, message_ids.c.message_id)
+
+
+_claims: dict[str, Any] = {}
+
+
+def append(engine: Engine, rows: list[dict[str, Any]], *, dedupe_window: float) -> list[bool]:
+    """Store ``rows`` (from ``rows_for``) in ONE transaction; return, per row, whether it was stored.
+
+    A row whose (source_id, message_id) was seen less than ``dedupe_window`` seconds ago — in an
+    earlier commit, by any process, or earlier in ``rows`` — is a duplicate and is not stored.
+    The unique key of ``message_ids`` makes that global: two processes racing with the same id
+    serialise on it and exactly one wins. An entry older than the window is taken over (so the
+    event is stored again) even if pruning has not removed it yet.
+    """
+    if not rows:
+        return []
+    first: dict[tuple[int, str], int] = {}
+    for index, row in enumerate(rows):
+        first.setdefault((row["source_id"], row["message_id"]), index)
+    with engine.begin() as conn:
+        dialect = conn.dialect.name
+        claim = _claims.get(dialect)
+        if claim is None:
+            claim = _claims[dialect] = _claim_statement(dialect)
+        window = timedelta(seconds=dedupe_window)
+        params = [
+            {"source_id": s, "message_id": m, "received_at": rows[i]["received_at"],
+             "cutoff": rows[i]["received_at"] - window}
+            for (s, m), i in first.items()
+        ]
+        new = {(r[0], r[1]) for r in conn.execute(claim, params)}
+        stored = [first[key] for key in new]
+        stored.sort()
+        if stored:
+            conn.execute(events.insert(), [rows[i] for i in stored])
+            max_id = conn.execute(select(func.max(events.c.id))).scalar_one()
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(
+                    "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": NOTIFY_CHANNEL, "payload": str(max_id)}
+                )
+    if stored:
+        _announce(max_id)
+    flags = [False] * len(rows)
+    for i in stored:
+        flags[i] = True
+    return flags
+
+
+def prune_message_ids(engine: Engine, *, dedupe_window: float, now: datetime | None = None) -> int:
+    """Forget message ids older than the window; return how many were removed."""
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(seconds=dedupe_window)
+    with engine.begin() as conn:
+        return conn.execute(message_ids.delete().where(message_ids.c.received_at < cutoff)).rowcount
+
+
+def count_events(engine: Engine, source_id: int | None = None) -> int:
+    query = select(func.count()).select_from(events)
+    if source_id is not None:
+        query = query.where(events.c.source_id == source_id)
+    with read_only(engine) as conn:
+        return conn.execute(query).scalar_one()

@@ -1,0 +1,13 @@
+"""The Tracking API's parts, one concept per module; ``server/collector.py`` wires them to routes.
+
+- ``body``: read a request body within its size limit (gzip too) and parse it as JSON.
+- ``validate``: the Tracking API's rules for one event (type, ids, sizes) → 400s that say why.
+- ``normalise``: what the server adds or fixes (messageId, receivedAt, skew-corrected timestamp,
+  batch-level context/integrations/sentAt, context.ip).
+- ``keys``: write key → source, cached in process, invalidated by settings changes.
+- ``ratelimit``: a token bucket per write key.
+- ``cors``: CORS headers for every answer and the preflight.
+- ``writer``: the group-commit writer (one transaction for everything pending).
+- ``client_metrics``: counts what browsers post to ``/v1/m``.
+- ``events_api``: the admin read API over stored events.
+"""

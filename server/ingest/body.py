@@ -1,0 +1,98 @@
+"""Reading a Tracking API body: within its size limit, gunzipped if need be, parsed as JSON.
+
+Browsers send ``Content-Type: text/plain`` (no preflight for the classic library), servers
+``application/json``: the body is JSON whatever the Content-Type says. Sizes are checked on the
+bytes as they arrive and again after decompression, so neither a huge upload nor a gzip bomb
+is ever held in memory whole.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from server.errors import ApiError
+
+EVENT_LIMIT = 32 * 1024  # one event (the body of /v1/track and friends; each item of a batch)
+BATCH_LIMIT = 500 * 1024  # the whole body of /v1/batch
+# A gzip stream of incompressible data is a little larger than the data itself.
+_GZIP_SLACK = 1024
+
+
+def _too_large(code: str, what: str, limit: int, size: int | None = None) -> ApiError:
+    measured = f"is {size:,} bytes" if size is not None else "is larger than that"
+    return ApiError(400, code, f"The {what} {measured}; the limit is {limit // 1024} KB ({limit:,} bytes)")
+
+
+async def read_body(request: Request, limit: int, code: str, what: str) -> bytes:
+    """The request body, decompressed, or a 400 ``code`` once it exceeds ``limit`` bytes."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip"):
+        raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; send gzip or nothing")
+    gzipped = encoding in ("gzip", "x-gzip")
+    cap = limit + _GZIP_SLACK if gzipped else limit
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise _too_large(code, what, limit, None if gzipped else int(declared))
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > cap:
+            raise _too_large(code, what, limit)
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    if gzipped:
+        data = gunzip(data, limit, code, what)
+    elif len(data) > limit:
+        raise _too_large(code, what, limit, len(data))
+    return data
+
+
+def gunzip(data: bytes, limit: int, code: str, what: str) -> bytes:
+    """Decompress every gzip member of ``data``, never producing more than ``limit`` + 1 bytes."""
+    out = bytearray()
+    rest = data
+    try:
+        while rest:
+            stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += stream.decompress(rest, limit + 1 - len(out))
+            if len(out) > limit or stream.unconsumed_tail:
+                raise _too_large(code, what, limit)
+            if not stream.eof:
+                raise ApiError(400, "invalid_gzip", "The gzip body is truncated")
+            rest = stream.unused_data
+    except zlib.error as exc:
+        raise ApiError(400, "invalid_gzip", f"The body is not valid gzip: {exc}") from None
+    return bytes(out)
+
+
+def parse_object(data: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 ``malformed_json`` saying what is wrong."""
+    if not data.strip():
+        raise ApiError(400, "malformed_json", "The body is empty; send a JSON object")
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ApiError(400, "malformed_json", f"The body must be a JSON object, not {json_type(parsed)}")
+    return parsed
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

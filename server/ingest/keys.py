@@ -1,0 +1,79 @@
+"""Write key → source, looked up once and then answered from memory.
+
+Every Tracking API request names a write key; a database read per request would cost more
+than the rest of the request. Entries (found or not found) live ``ttl`` seconds, and a settings
+change in this process — a source disabled, a key rotated or deleted, a source created —
+drops the entry at once through ``workspace.on_settings_change`` (other processes hear of it
+through server/scaleout.py on PostgreSQL; the short TTL bounds staleness everywhere else).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, NamedTuple
+
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from server.store import workspace
+
+# Write keys we issue are 32 characters; anything much longer is not worth a database read.
+MAX_KEY_LENGTH = 200
+
+
+class Source(NamedTuple):
+    id: int
+    enabled: bool
+
+
+class WriteKeyCache:
+    def __init__(self, engine: Engine, *, ttl: float = 2.0, max_entries: int = 10_000):
+        self.engine = engine
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Source | None]] = {}
+        # Bumped by every invalidation: a lookup that raced with one does not cache its result.
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def subscribe(self) -> None:
+        self._unsubscribe = workspace.on_settings_change(self.invalidate)
+
+    def close(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def invalidate(self, source_id: int, write_key: str, version: int) -> None:
+        """Settings listener: (source_id, write_key, version); version -1 means the key is gone."""
+        with self._lock:
+            self._generation += 1
+            self._entries.pop(write_key, None)
+
+    def cached(self, write_key: str) -> tuple[bool, Source | None]:
+        """(hit, source) without touching the database: the request path's fast case."""
+        entry = self._entries.get(write_key)
+        if entry is not None and entry[0] > time.monotonic():
+            return True, entry[1]
+        return False, None
+
+    async def lookup(self, write_key: str) -> Source | None:
+        if len(write_key) > MAX_KEY_LENGTH:
+            return None
+        hit, source = self.cached(write_key)
+        if hit:
+            return source
+        return await run_in_threadpool(self._load, write_key)
+
+    def _load(self, write_key: str) -> Source | None:
+        generation = self._generation
+        row = workspace.source_by_write_key(self.engine, write_key)
+        source = None if row is None else Source(row["id"], row["enabled"])
+        with self._lock:
+            if generation == self._generation:
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()  # crude, but bounded; hot keys return within a request
+                self._entries[write_key] = (time.monotonic() + self.ttl, source)
+        return source

@@ -1,0 +1,165 @@
+"""Group commit: one writer thread stores every pending request's events in ONE transaction.
+
+A request hands its rows to ``GroupCommitWriter.append`` and awaits a future. The writer thread
+takes everything that is pending, calls ``events.append`` once (one transaction, one fsync on
+SQLite with synchronous=FULL, one WAL flush on PostgreSQL), then resolves all those futures
+with a single hop back to the event loop. While one commit is flushing, the next requests
+queue up and share the next commit — so the price of durability is paid once per group, not
+once per request, and the busier the server, the bigger the groups.
+
+If a group's transaction fails, each request in it is retried alone, so one bad request (or a
+constraint a validator missed) fails only itself. Requests whose own commit fails get the
+exception (the collector answers 503: the client retries, and dedupe makes that safe).
+
+Between groups the writer also forgets message ids older than the dedupe window (every
+``prune_every`` seconds), in the same thread so it never contends with appends for a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from sqlalchemy import Engine
+
+from server.store import events
+
+log = logging.getLogger("switchboard.collector")
+
+Rows = list[dict[str, Any]]
+_Pending = tuple[Rows, asyncio.Future, asyncio.AbstractEventLoop]
+
+
+class WriterStopped(RuntimeError):
+    """The writer is shutting down and accepts nothing more."""
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        dedupe_window: float,
+        max_group_rows: int = 20_000,
+        prune_every: float = 60.0,
+    ):
+        self.engine = engine
+        self.dedupe_window = dedupe_window
+        self.max_group_rows = max_group_rows
+        self.prune_every = prune_every
+        self._pending: deque[_Pending] = deque()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._last_prune = 0.0
+        self._thread = threading.Thread(target=self._run, name="switchboard-group-commit", daemon=True)
+        # Observability: how many commits, and how many rows they carried.
+        self.commits = 0
+        self.rows_committed = 0
+
+    def start(self) -> "GroupCommitWriter":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Commit whatever is pending, then end the thread (blocking: call it off the loop)."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        # A request that slipped in as the thread ended: tell it, rather than leave it waiting.
+        leftovers = []
+        while self._pending:
+            leftovers.append((self._pending.popleft(), None, WriterStopped("the server is shutting down")))
+        _resolve(leftovers)
+
+    async def append(self, rows: Rows) -> list[bool]:
+        """Store ``rows`` durably; returns, per row, True if stored or False if a duplicate."""
+        if self._stopping:
+            raise WriterStopped("the server is shutting down")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((rows, future, loop))
+        self._wake.set()
+        return await future
+
+    # ------------------------------------------------------------ the writer thread
+
+    def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._stopping:
+                    return
+                self._wake.wait(timeout=self.prune_every)
+                self._wake.clear()
+            group = self._take()
+            if group:
+                self._commit(group)
+            elif time.monotonic() - self._last_prune >= self.prune_every:
+                self._prune()
+
+    def _take(self) -> list[_Pending]:
+        group: list[_Pending] = []
+        size = 0
+        while self._pending and (not group or size + len(self._pending[0][0]) <= self.max_group_rows):
+            item = self._pending.popleft()
+            group.append(item)
+            size += len(item[0])
+        return group
+
+    def _commit(self, group: list[_Pending]) -> None:
+        rows = [row for item in group for row in item[0]]
+        try:
+            flags = events.append(self.engine, rows, dedupe_window=self.dedupe_window)
+        except Exception as exc:
+            if len(group) == 1:
+                log.error("could not store %d events: %s", len(rows), exc)
+                _resolve([(group[0], None, exc)])
+                return
+            log.warning("a group commit of %d requests failed (%s); committing them one by one", len(group), exc)
+            for item in group:
+                self._commit([item])
+            return
+        self.commits += 1
+        self.rows_committed += len(rows)
+        results = []
+        start = 0
+        for item in group:
+            end = start + len(item[0])
+            results.append((item, flags[start:end], None))
+            start = end
+        _resolve(results)
+
+    def _prune(self) -> None:
+        self._last_prune = time.monotonic()
+        try:
+            removed = events.prune_message_ids(self.engine, dedupe_window=self.dedupe_window)
+        except Exception as exc:  # retried at the next interval; dedupe stays exact meanwhile
+            log.warning("pruning old message ids failed: %s", exc)
+            return
+        if removed:
+            log.info("forgot %d message ids older than the dedupe window", removed)
+
+
+def _resolve(results: list[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
+    """Hand results back: one call_soon_threadsafe per event loop, however many requests."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for (rows, future, loop), flags, exc in results:
+        by_loop.setdefault(loop, []).append((future, flags, exc))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_set_all, items)
+        except RuntimeError:  # that loop has closed: nobody is waiting any more
+            pass
+
+
+def _set_all(items: list[tuple[asyncio.Future, list[bool] | None, Exception | None]]) -> None:
+    for future, flags, exc in items:
+        if future.done():  # the request was cancelled (client went away)
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(flags)
