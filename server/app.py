@@ -27,6 +27,7 @@ PLANES = [
     "server.health",
     "server.scaleout",
     "server.admin.api",
+    "server.collector",
     "server.cdn",
     "server.demo",
     "server.web",
