@@ -33,9 +33,16 @@ def _config() -> Config:
 
 
 def _engine(config: Config):
+    from sqlalchemy.exc import SQLAlchemyError
+
     from server.store import open_store
 
-    return open_store(config.database_url)
+    try:
+        return open_store(config.database_url)
+    except SQLAlchemyError as exc:
+        # One line naming the variable, not a driver traceback.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise CliError(f"cannot open SWITCHBOARD_DATABASE_URL: {reason}") from None
 
 
 def _catalog():
@@ -290,10 +297,15 @@ def _plane_commands() -> list[Callable[[Any], None]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from server.errors import ApiError
+
     try:
         args.func(args)
     except CliError as exc:
         print(f"switchboard: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApiError as exc:  # the shared service layer's validation errors (e.g. an empty name)
+        print(f"switchboard: error: {exc.field + ': ' if exc.field else ''}{exc.message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -11,11 +11,25 @@ import logging
 from typing import Any
 
 import orjson
+from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 log = logging.getLogger("switchboard")
+
+
+class _IdConvertor(IntegerConvertor):
+    """``{id:int}`` path parameters: at most 18 digits, so every value fits a 64-bit column.
+
+    A longer number matches no route (a JSON 404) instead of overflowing the database driver
+    (a 500). Registered over Starlette's ``int`` before any plane builds its routes.
+    """
+
+    regex = "[0-9]{1,18}"
+
+
+register_url_convertor("int", _IdConvertor())
 
 _DEFAULT_CODES = {
     400: "bad_request",

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.errors import json_response
+from server.store.engine import read_only
 
 
 async def healthz(request: Request) -> Response:
@@ -16,7 +17,8 @@ async def healthz(request: Request) -> Response:
 
 
 def _ping(engine) -> None:
-    with engine.connect() as conn:
+    # read_only: on SQLite a plain connection would BEGIN IMMEDIATE and queue behind writers.
+    with read_only(engine) as conn:
         conn.execute(text("SELECT 1"))
 
 

@@ -213,11 +213,9 @@ async def version_rollback(request: Request) -> Response:
 async def tokens_create(request: Request) -> Response:
     """Create another admin token: {"name"?} → 201 {"token"} (shown once)."""
     body = await read_json(request)
-    name = body.get("name", "api")
-    if not isinstance(name, str) or not name.strip():
-        raise ApiError(422, "validation_error", "name must be non-empty text", field="name")
-    token = await run_in_threadpool(tokens.create_token, request.app.state.engine, name.strip())
-    return json_response({"name": name.strip(), "token": token}, 201)
+    name = service.token_name(body)
+    token = await run_in_threadpool(tokens.create_token, request.app.state.engine, name)
+    return json_response({"name": name, "token": token}, 201)
 
 
 @admin_endpoint

@@ -28,9 +28,19 @@ def _manifest(catalog: Catalog, slug: Any) -> Manifest:
     return manifest
 
 
-def _settings_error(exc: SettingsError, prefix: str = "settings.") -> ApiError:
-    errors = [{"field": e["field"] if e["field"] == "mode" else prefix + e["field"], "message": e["message"]}
-              for e in exc.errors]
+def _hide_secret(manifest: Manifest, settings: Any, error: dict[str, str]) -> str:
+    # The validator quotes bad values; a secret is write-only even when it is malformed.
+    setting = manifest.setting(error["field"])
+    value = settings.get(error["field"]) if isinstance(settings, dict) else None
+    if setting is not None and setting.secret and isinstance(value, str) and value.strip():
+        return error["message"].replace(repr(value.strip()), "(hidden)").replace(value.strip(), "(hidden)")
+    return error["message"]
+
+
+def _settings_error(exc: SettingsError, manifest: Manifest, settings: Any, prefix: str = "settings.") -> ApiError:
+    # "mode" and "settings" (not an object) are body fields; the rest are keys inside settings.
+    errors = [{"field": e["field"] if e["field"] in ("mode", "settings") else prefix + e["field"],
+               "message": _hide_secret(manifest, settings, e)} for e in exc.errors]
     return ApiError(422, "validation_error", errors[0]["message"], field=errors[0]["field"], extra={"errors": errors})
 
 
@@ -68,7 +78,14 @@ def _text(value: Any, field: str, *, max_length: int = 200) -> str:
         raise ApiError(422, "validation_error", f"{field} must be non-empty text", field=field)
     if len(value) > max_length:
         raise ApiError(422, "validation_error", f"{field} must be at most {max_length} characters", field=field)
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        # PostgreSQL cannot store NUL in text, and no name needs control characters.
+        raise ApiError(422, "validation_error", f"{field} must not contain control characters", field=field)
     return value.strip()
+
+
+def token_name(body: dict[str, Any]) -> str:
+    return _text(body.get("name", "api"), "name")
 
 
 def _bool(value: Any, field: str) -> bool:
@@ -120,7 +137,7 @@ def add_destination(
     try:
         settings = validate_settings(manifest, body.get("settings", {}), mode, enabled=enabled)
     except SettingsError as exc:
-        raise _settings_error(exc) from None
+        raise _settings_error(exc, manifest, body.get("settings")) from None
     try:
         dest = workspace.add_destination(
             engine, source_id, slug=manifest.slug, mode=mode, enabled=enabled, settings=settings, actor=actor,
@@ -159,7 +176,7 @@ def update_destination(
     try:
         settings = validate_settings(manifest, merged, mode, enabled=enabled)
     except SettingsError as exc:
-        raise _settings_error(exc) from None
+        raise _settings_error(exc, manifest, merged) from None
     dest = workspace.update_destination(
         engine, destination_id, settings=settings, enabled=enabled, mode=mode, actor=actor, label=manifest.name
     )
