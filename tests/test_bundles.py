@@ -1,0 +1,152 @@
+"""The bundle build: secrets never in it, sizes within budget, every encoding the same bytes,
+every loader valid JavaScript."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+
+import brotli
+import pytest
+
+from server.bundles import (
+    build_bundle, build_plugin, core_source, loader_slugs, loader_source, minify, render_bundle,
+)
+from server.catalog import load_catalog
+from server.config import Config
+from server.settings_document import settings_document
+from server.snippet import render_snippet
+
+CATALOG = load_catalog()
+CORE_BUDGET = 8 * 1024
+LOADER_BUDGET = 1024
+NODE = shutil.which("node") or "node"  # Node 20 is part of the test toolchain (make node-deps)
+
+
+def sentinel_value(manifest, setting):
+    """A valid-looking value for every setting; secrets carry a unique sentinel."""
+    mark = f"SENTINEL_{manifest.slug}_{setting.key}".upper()
+    if setting.type == "boolean":
+        return True
+    if setting.type == "number":
+        return 7
+    if setting.type == "select":
+        return setting.choices[0]
+    if setting.type == "map":
+        return {"k": mark} if setting.secret else {"Lead Captured": "Lead"}
+    if setting.type == "list":
+        return [mark] if setting.secret else ["a"]
+    return mark if setting.secret else f"public-{setting.key}"
+
+
+def source_with_everything(mode: str = "device") -> dict:
+    rows = []
+    for i, manifest in enumerate(CATALOG, start=1):
+        if mode not in manifest.modes:
+            continue
+        settings = {s.key: sentinel_value(manifest, s) for s in manifest.settings}
+        rows.append({"id": i, "slug": manifest.slug, "mode": mode, "enabled": True, "settings": settings})
+    return {"write_key": "wk_everything", "settings_version": 4, "enabled": True, "destinations": rows}
+
+
+def secret_sentinels() -> list[str]:
+    return [
+        f"SENTINEL_{m.slug}_{s.key}".upper() for m in CATALOG for s in m.settings if s.secret
+    ]
+
+
+def gz(text: str) -> int:
+    return len(gzip.compress(text.encode(), 9))
+
+
+def test_every_manifest_secret_stays_out_of_bundle_settings_document_and_snippet():
+    config = Config()
+    sentinels = secret_sentinels()
+    assert len(sentinels) >= 10  # the catalog has secrets: the test looks at something
+    for mode in ("device", "cloud"):
+        source = source_with_everything(mode)
+        outputs = {
+            "bundle": build_bundle(config, CATALOG, source).body.decode(),
+            "unminified bundle": render_bundle(config, CATALOG, source),
+            "settings document": json.dumps(settings_document(config, CATALOG, source)),
+            "snippet": render_snippet(config, source["write_key"]),
+        }
+        for what, text in outputs.items():
+            leaked = [s for s in sentinels if s in text]
+            assert not leaked, f"{what} ({mode} mode) leaks {leaked}"
+    # ...while the public values of the device destinations that have loaders are there.
+    bundle = build_bundle(config, CATALOG, source_with_everything("device")).body.decode()
+    assert "public-measurement_id" in bundle and "public-pixel_id" in bundle
+
+
+def test_core_is_within_its_size_budget():
+    size = gz(minify(core_source()))
+    assert size <= CORE_BUDGET, f"core is {size} bytes gzip, budget {CORE_BUDGET}"
+
+
+@pytest.mark.parametrize("slug", loader_slugs())
+def test_each_loader_adds_at_most_1kb_gzip(slug):
+    core = minify(core_source())
+    added = gz(core + "\n" + minify(loader_source(slug))) - gz(core)
+    assert added <= LOADER_BUDGET, f"{slug} adds {added} bytes gzip to a bundle, budget {LOADER_BUDGET}"
+
+
+@pytest.mark.parametrize("slug", loader_slugs())
+def test_each_loader_belongs_to_a_device_mode_manifest(slug):
+    manifest = CATALOG.get(slug)
+    assert manifest is not None and "device" in manifest.modes
+    assert f'slug: "{slug}"' in loader_source(slug)
+
+
+def test_gzip_and_brotli_variants_decode_to_the_same_bytes():
+    built = build_bundle(Config(), CATALOG, source_with_everything())
+    assert gzip.decompress(built.gzip) == built.body
+    assert brotli.decompress(built.br) == built.body
+    assert len(built.br) < len(built.gzip) < len(built.body)
+
+
+def test_only_enabled_device_destinations_with_loaders_are_bundled():
+    source = {"write_key": "wk", "settings_version": 1, "destinations": [
+        {"id": 1, "slug": "google_analytics_4", "mode": "device", "enabled": True, "settings": {"measurement_id": "G-ON"}},
+        {"id": 2, "slug": "meta_pixel", "mode": "device", "enabled": False, "settings": {"pixel_id": "999000"}},
+        {"id": 3, "slug": "meta_pixel", "mode": "cloud", "enabled": True, "settings": {"pixel_id": "888000"}},
+        {"id": 4, "slug": "webhooks", "mode": "cloud", "enabled": True, "settings": {}},
+    ]}
+    built = build_bundle(Config(), CATALOG, source)
+    text = built.body.decode()
+    assert built.loaders == ("google_analytics_4",)
+    assert "G-ON" in text and "999000" not in text and "888000" not in text
+    assert 'slug:"meta_pixel"' not in text
+
+
+def test_hostile_setting_values_are_escaped_by_tojson():
+    nasty = "</script><script>alert(1)</script> \" ' \\ \u2028\u2029 ${x} `y`"
+    source = {"write_key": "wk", "settings_version": 1, "destinations": [
+        {"id": 1, "slug": "google_analytics_4", "mode": "device", "enabled": True,
+         "settings": {"measurement_id": "G-X", "cookie_domain": nasty}},
+    ]}
+    text = build_bundle(Config(), CATALOG, source).body.decode()
+    assert "</script" not in text and "\u2028" not in text and "\u2029" not in text
+    assert "\\u003c/script\\u003e" in text
+
+
+def test_bundle_plugins_and_snippet_parse_as_javascript(tmp_path):
+    files = {
+        "bundle.js": build_bundle(Config(), CATALOG, source_with_everything()).body,
+        "snippet.js": render_snippet(Config(), "wk").encode(),
+        **{f"plugin_{slug}.js": build_plugin(slug).body for slug in loader_slugs()},
+    }
+    for name, body in files.items():
+        path = tmp_path / name
+        path.write_bytes(body)
+        result = subprocess.run([NODE, "--check", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+
+
+def test_no_eval_in_the_browser_code():
+    # The bundle must run under a CSP without 'unsafe-eval'.
+    text = minify(core_source()) + "".join(minify(loader_source(s)) for s in loader_slugs())
+    for construct in ("eval(", "new Function", "Function(", "setTimeout(\"", "setInterval(\""):
+        assert construct not in text

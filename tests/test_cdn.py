@@ -1,0 +1,201 @@
+"""Serving: bundle, immutable bundle, 304, encodings, 404s, settings document, snippet, cache
+invalidation through the admin API, and single flight."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import re
+import time
+
+import brotli
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from server.app import create_app
+from server.config import Config
+from server.store import open_store, tokens, workspace
+
+PLANES = ["server.health", "server.admin.api", "server.cdn"]
+
+
+@pytest.fixture
+def site(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cdn.db'}"
+    engine = open_store(url)
+    config = Config(database_url=url, delivery_workers=False, bundle_max_age=120, bundle_stale_while_revalidate=600)
+    app = create_app(config, engine=engine, planes=PLANES)
+    source = workspace.create_source(engine, "Shop")
+    workspace.add_destination(engine, source["id"], slug="google_analytics_4", mode="device", enabled=True,
+                              settings={"measurement_id": "G-FIRST1", "api_secret": "never-in-browser"})
+    token = tokens.create_token(engine, "test")
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client, source, engine, app
+    engine.dispose()
+
+
+def bundle_url(source, file="analytics.min.js"):
+    return f"/analytics.js/v1/{source['write_key']}/{file}"
+
+
+def test_bundle_headers_encodings_and_304(site):
+    client, source, _, _ = site
+    plain = client.get(bundle_url(source), headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200
+    assert plain.headers["content-type"].startswith("application/javascript")
+    assert plain.headers["cache-control"] == "public, max-age=120, stale-while-revalidate=600"
+    assert plain.headers["vary"] == "Accept-Encoding"
+    assert "content-encoding" not in plain.headers
+    assert b"G-FIRST1" in plain.content and b"never-in-browser" not in plain.content
+    etag = plain.headers["etag"]
+    assert re.fullmatch(r'"[0-9a-f]{16}"', etag)
+
+    for encoding, decode in (("br", brotli.decompress), ("gzip", gzip.decompress)):
+        # httpx would decode for us; ask for the raw bytes.
+        with client.stream("GET", bundle_url(source), headers={"Accept-Encoding": encoding}) as r:
+            raw = b"".join(r.iter_raw())
+            assert r.headers["content-encoding"] == encoding
+            assert r.headers["etag"] != etag
+            assert decode(raw) == plain.content
+            tag = r.headers["etag"]
+        again = client.get(bundle_url(source), headers={"Accept-Encoding": encoding, "If-None-Match": tag})
+        assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == tag and again.headers["cache-control"].startswith("public")
+        weak = client.get(bundle_url(source), headers={"Accept-Encoding": encoding, "If-None-Match": f"W/{tag}"})
+        assert weak.status_code == 304
+
+    stale = client.get(bundle_url(source), headers={"Accept-Encoding": "identity", "If-None-Match": '"0000000000000000"'})
+    assert stale.status_code == 200 and stale.content == plain.content
+
+
+def test_accept_encoding_q_zero_is_honoured(site):
+    client, source, _, _ = site
+    with client.stream("GET", bundle_url(source), headers={"Accept-Encoding": "br;q=0, gzip"}) as r:
+        assert r.headers["content-encoding"] == "gzip"
+    with client.stream("GET", bundle_url(source), headers={"Accept-Encoding": "*;q=0"}) as r:
+        assert "content-encoding" not in r.headers
+
+
+def test_immutable_url_serves_the_same_bytes(site):
+    client, source, _, _ = site
+    current = client.get(bundle_url(source), headers={"Accept-Encoding": "identity"})
+    digest = current.headers["etag"].strip('"')
+    pinned = client.get(bundle_url(source, f"analytics.{digest}.min.js"), headers={"Accept-Encoding": "identity"})
+    assert pinned.status_code == 200 and pinned.content == current.content
+    assert pinned.headers["cache-control"] == "public, max-age=31536000, immutable"
+    missing = client.get(bundle_url(source, "analytics.0123456789abcdef.min.js"))
+    assert missing.status_code == 404 and missing.headers["cache-control"] == "no-store"
+
+
+def test_unknown_and_disabled_keys_are_404_js_comments_not_cached(site):
+    client, source, _, _ = site
+    unknown = client.get("/analytics.js/v1/no-such-key/analytics.min.js")
+    assert unknown.status_code == 404
+    assert unknown.headers["cache-control"] == "no-store"
+    assert unknown.text.startswith("/*") and "write key" in unknown.text
+    assert client.patch(f"/api/v1/sources/{source['id']}", json={"enabled": False}).status_code == 200
+    disabled = client.get(bundle_url(source))
+    assert disabled.status_code == 404 and "disabled" in disabled.text
+    assert client.get(f"/v1/projects/{source['write_key']}/settings").status_code == 404
+    assert client.get(f"/snippet/{source['write_key']}.js").status_code == 404
+
+
+def test_admin_change_gives_next_request_a_new_etag_and_loader_set(site):
+    client, source, _, _ = site
+    first = client.get(bundle_url(source), headers={"Accept-Encoding": "identity"})
+    assert b'slug:"google_analytics_4"' in first.content and b'slug:"meta_pixel"' not in first.content
+    created = client.post(f"/api/v1/sources/{source['id']}/destinations", json={
+        "slug": "meta_pixel", "mode": "device", "enabled": True,
+        "settings": {"pixel_id": "4242424242", "access_token": "secret-token"}})
+    assert created.status_code == 201, created.text
+    second = client.get(bundle_url(source), headers={"Accept-Encoding": "identity", "If-None-Match": first.headers["etag"]})
+    assert second.status_code == 200
+    assert second.headers["etag"] != first.headers["etag"]
+    assert b'slug:"meta_pixel"' in second.content and b"4242424242" in second.content
+    assert b"secret-token" not in second.content
+    dest_id = created.json()["id"]
+    assert client.patch(f"/api/v1/destinations/{dest_id}", json={"enabled": False}).status_code == 200
+    third = client.get(bundle_url(source), headers={"Accept-Encoding": "identity"})
+    assert b'slug:"meta_pixel"' not in third.content
+    # The old version stays reachable at its immutable URL while it is cached.
+    old = first.headers["etag"].strip('"')
+    assert client.get(bundle_url(source, f"analytics.{old}.min.js")).status_code == 200
+
+
+def test_change_made_by_another_process_is_seen_within_the_recheck_interval(site):
+    client, source, engine, app = site
+    cache = app.state.bundle_cache
+    cache.recheck = 0.05
+    before = client.get(bundle_url(source)).headers["etag"]
+    # Another process changes the settings: no in-process notification reaches this cache.
+    listeners = list(workspace._listeners)
+    workspace._listeners.clear()
+    try:
+        dest = workspace.list_destinations(engine, source["id"])[0]
+        workspace.update_destination(engine, dest["id"], settings={"measurement_id": "G-SECOND2"})
+    finally:
+        workspace._listeners.extend(listeners)
+    time.sleep(0.1)
+    after = client.get(bundle_url(source), headers={"Accept-Encoding": "identity"})
+    assert after.headers["etag"] != before and b"G-SECOND2" in after.content
+
+
+def test_fifty_concurrent_cold_requests_build_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'flight.db'}"
+    engine = open_store(url)
+    app = create_app(Config(database_url=url, delivery_workers=False), engine=engine, planes=["server.cdn"])
+    source = workspace.create_source(engine, "Busy")
+    workspace.add_destination(engine, source["id"], slug="meta_pixel", mode="device", enabled=True,
+                              settings={"pixel_id": "123123"})
+
+    async def run():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                responses = await asyncio.gather(*[client.get(bundle_url(source)) for _ in range(50)])
+            return responses, app.state.bundle_cache.builds
+
+    responses, builds = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * 50
+    assert len({r.content for r in responses}) == 1
+    assert builds == 1
+    engine.dispose()
+
+
+def test_settings_document_is_segment_shaped_with_cors(site):
+    client, source, _, _ = site
+    r = client.get(f"/v1/projects/{source['write_key']}/settings")
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+    doc = r.json()
+    segment = doc["integrations"]["Segment.io"]
+    assert segment["apiKey"] == source["write_key"]
+    assert segment["apiHost"] == "127.0.0.1:8000/v1" and segment["protocol"] == "http"
+    assert list(doc["integrations"]) == ["Segment.io"]
+    assert doc["metrics"]["sampleRate"] == 0
+    [plugin] = doc["remotePlugins"]
+    assert plugin["name"] == "Google Analytics 4" and plugin["libraryName"] == "switchboard_google_analytics_4"
+    assert plugin["settings"]["measurement_id"] == "G-FIRST1" and "api_secret" not in plugin["settings"]
+    assert plugin["url"].startswith("http://127.0.0.1:8000/analytics.js/v1/plugins/google_analytics_4.")
+    script = client.get(plugin["url"].removeprefix("http://127.0.0.1:8000"))
+    assert script.status_code == 200 and b"switchboard_google_analytics_4" in script.content
+    assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert client.get("/analytics.js/v1/plugins/google_analytics_4.0000000000000000.js").status_code == 404
+
+
+def test_snippet_is_the_v5_stub_pointing_at_our_bundle_with_our_scheme(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    engine = open_store(url)
+    config = Config(database_url=url, public_url="http://analytics.example.test:8080", bundle_path="/t/js")
+    app = create_app(config, engine=engine, planes=["server.cdn"])
+    source = workspace.create_source(engine, "Blog")
+    with TestClient(app) as client:
+        r = client.get(f"/snippet/{source['write_key']}.js")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/javascript")
+        text = r.text
+        assert f'"http://analytics.example.test:8080/t/js/{source["write_key"]}/analytics.min.js"' in text
+        assert 'SNIPPET_VERSION = "5.2.0"' in text and '__t: "bpc"' in text and "analytics.page();" in text
+        assert client.get(f"/t/js/{source['write_key']}/analytics.min.js").status_code == 200
+        assert client.get(f"/analytics.js/v1/{source['write_key']}/analytics.min.js").status_code == 404
+    engine.dispose()
