@@ -44,7 +44,9 @@
         data.routed_to.forEach(function (d) {
           var li = document.createElement("li"), a = document.createElement("a");
           a.href = d.url; a.textContent = d.name;
-          li.append(d.routed ? "✓ " : "✗ ", a, " — " + d.reason);
+          var note = " — " + d.reason;
+          if (d.delivery) note += "; delivery: " + d.delivery.status + (d.delivery.last_error ? " (" + d.delivery.last_error + ")" : "");
+          li.append(d.routed ? "✓ " : "✗ ", a, note);
           list.appendChild(li);
         });
         var jsonTitle = document.createElement("h3"); jsonTitle.textContent = "Event JSON";

@@ -17,7 +17,8 @@ from server.store import web as web_store
 from server.web import accounts
 
 PASSWORD = "correct horse battery"
-PLANES = ["server.health", "server.admin.api", "server.demo", "server.web"]
+PLANES = ["server.health", "server.admin.api", "server.cdn", "server.collector", "server.demo", "server.web",
+          "server.warehouse"]
 HTML = {"accept": "text/html"}
 
 
@@ -239,3 +240,49 @@ def test_ensure_admin_creates_the_account_once_with_a_hashed_password(sqlite_url
     assert accounts.authenticate(engine, "admin", password)
     assert not accounts.authenticate(engine, "admin", password + "x")
     assert not accounts.authenticate(engine, "nobody", password)
+
+
+def test_source_page_shows_the_bundle_as_served(signed_in):
+    signed_in.post("/catalog/google_analytics_4/configure", data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "device", "measurement_id": "G-BUNDLE1"})
+    signed_in.post("/destinations/1/enabled", data={"csrf_token": signed_in.csrf, "enabled": "true"})
+    data = signed_in.get("/sources/1?format=json").json()
+    bundle = data["bundle"]
+    assert bundle["served"] and bundle["version"] == 3 and bundle["loaders"] == ["Google Analytics 4"]
+    served = signed_in.get(bundle["url"].split("8000", 1)[1], headers={"accept-encoding": "identity"})
+    assert served.status_code == 200 and len(served.content) == bundle["size"]
+    assert served.headers["etag"] == bundle["etag"] and bundle["gzip_size"] < bundle["size"]
+    assert data["source"]["write_key"] in data["snippet"] and "analytics.min.js" in data["snippet"]
+
+
+def test_debugger_event_detail_says_where_the_event_goes(signed_in):
+    signed_in.post("/catalog/webhooks/configure", data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "cloud", "url": "https://example.com/hook"})
+    signed_in.post("/destinations/1/enabled", data={"csrf_token": signed_in.csrf, "enabled": "true"})
+    key = workspace.get_source(signed_in.engine, 1)["write_key"]
+    sent = signed_in.post("/v1/track", json={"writeKey": key, "event": "Signed Up", "userId": "u-1",
+                                             "messageId": "m-debugger-1"})
+    assert sent.status_code == 200
+    page = signed_in.get("/sources/1/debugger?format=json").json()
+    (event,) = page["events"]
+    assert event["type"] == "track" and event["name"] == "Signed Up" and event["user"] == "u-1"
+    detail = signed_in.get(f"/sources/1/debugger/events/{event['id']}").json()
+    assert detail["event"]["messageId"] == "m-debugger-1"
+    (routed,) = detail["routed_to"]
+    assert routed["name"] == "Webhooks" and routed["routed"] is True and "cloud mode" in routed["reason"]
+    assert signed_in.get(f"/sources/2/debugger/events/{event['id']}").status_code == 404
+
+
+def test_warehouse_destination_syncs_from_the_web_app(signed_in, tmp_path):
+    key = workspace.get_source(signed_in.engine, 1)["write_key"]
+    assert signed_in.post("/v1/page", json={"writeKey": key, "name": "Home", "anonymousId": "a-1"}).status_code == 200
+    r = signed_in.post("/catalog/warehouse/configure", follow_redirects=False, data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "cloud", "target": "sqlite",
+        "sqlite_path": str(tmp_path / "wh.db")})
+    dest_url = r.headers["location"]
+    signed_in.post(dest_url + "/enabled", data={"csrf_token": signed_in.csrf, "enabled": "true"})
+    done = signed_in.post(dest_url + "/sync", data={"csrf_token": signed_in.csrf}, headers=HTML)
+    assert "Synced 1 event." in done.text
+    syncs = signed_in.get(dest_url + "?format=json").json()["syncs"]
+    assert syncs["syncs"][0]["status"] == "succeeded" and syncs["syncs"][0]["trigger"] == "web"
+    assert str(tmp_path / "wh.db") not in signed_in.get(dest_url).text  # a secret setting

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from server.admin import service
 from server.errors import ApiError, json_response
 from server.store import events, workspace
+from server.web import others
 from server.web.render import render
 from server.web.routing import routed_to
 from server.web.sessions import page, web_error
@@ -95,11 +96,12 @@ async def event_detail(request: Request) -> Response:
     if row is None or row["source_id"] != source_id:
         return web_error(request, 404, "not_found", f"Source {source_id} has no event {event_id}.")
     dests = await run_in_threadpool(workspace.list_destinations, engine, source_id)
-    return json_response({
-        **_summary(row),
-        "event": row["event"],
-        "routed_to": routed_to(catalog, dests, row["event"]),
-    })
+    routed = routed_to(catalog, dests, row["event"])
+    deliveries = await run_in_threadpool(others.event_deliveries, engine, event_id)
+    for entry in routed:
+        # What delivery actually did with it (cloud mode), when the delivery plane is installed.
+        entry["delivery"] = None if deliveries is None else deliveries.get(entry["id"])
+    return json_response({**_summary(row), "event": row["event"], "routed_to": routed})
 
 
 def routes() -> list[Route]:
