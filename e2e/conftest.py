@@ -14,7 +14,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from conftest import LiveServer, catalog, live_server_factory, pg  # noqa: E402,F401
+# tests/conftest.py under its own module name: a plain "from conftest import" would find this file.
+import importlib.util  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("tests_conftest", Path(__file__).resolve().parent.parent / "tests" / "conftest.py")
+_shared = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_shared)
+LiveServer, catalog, live_server_factory, pg = _shared.LiveServer, _shared.catalog, _shared.live_server_factory, _shared.pg
 
 SYSTEM_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
