@@ -82,6 +82,8 @@ class Warehouse:
 
     def tables(self) -> set[str]:
         if self.kind == "sqlite":
+            if not self.sqlite_path.exists():
+                return set()
             return {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
         return {r[0] for r in self.query(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (SCHEMA,))}

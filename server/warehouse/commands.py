@@ -1,11 +1,38 @@
-"""``switchboard warehouse sync DESTINATION_ID`` and ``switchboard warehouse syncs DESTINATION_ID``."""
+"""``switchboard warehouse sync|syncs DESTINATION_ID`` and ``switchboard warehouse run``.
+
+``run`` is the scheduler on its own, for installations whose servers run as edges
+(``SWITCHBOARD_ROLE=edge``) and load warehouses elsewhere.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import Any
+
+
+def _fail(message: str) -> None:
+    # Not server.cli.CliError: under ``python -m server.cli`` that module is __main__, and a
+    # second import of it would define a second, uncaught CliError class.
+    print(f"switchboard: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _cli_errors(command):
+    """Report the shared helpers' CliError (bad settings, broken catalog) as one line."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> None:
+        try:
+            command(args)
+        except Exception as exc:
+            if type(exc).__name__ != "CliError":
+                raise
+            _fail(str(exc))
+
+    return run
 
 
 def _print_sync(sync: dict[str, Any]) -> None:
@@ -17,8 +44,9 @@ def _print_sync(sync: dict[str, Any]) -> None:
         print(f"  notice: {notice}")
 
 
+@_cli_errors
 def cmd_sync(args: argparse.Namespace) -> None:
-    from server.cli import CliError, _catalog, _config, _engine
+    from server.cli import _catalog, _config, _engine
     from server.store import workspace
     from server.warehouse.sync import NotAWarehouse, sync_destination
 
@@ -26,15 +54,18 @@ def cmd_sync(args: argparse.Namespace) -> None:
     engine = _engine(config)
     try:
         sync = sync_destination(engine, _catalog(), config, args.destination_id, trigger="cli")
-    except (workspace.NotFound, NotAWarehouse) as exc:
-        raise CliError(str(exc)) from None
+    except workspace.NotFound as exc:
+        _fail(f"no {exc} (see `switchboard destinations list SOURCE`)")
+    except NotAWarehouse as exc:
+        _fail(str(exc))
     _print_sync(sync)
     if sync["error"]:
         sys.exit(1)
 
 
+@_cli_errors
 def cmd_syncs(args: argparse.Namespace) -> None:
-    from server.cli import CliError, _config, _engine
+    from server.cli import _config, _engine
     from server.store import warehouse as store
     from server.store import workspace
 
@@ -42,13 +73,28 @@ def cmd_syncs(args: argparse.Namespace) -> None:
     try:
         workspace.get_destination(engine, args.destination_id)
     except workspace.NotFound as exc:
-        raise CliError(str(exc)) from None
+        _fail(f"no {exc}")
     syncs = store.list_syncs(engine, args.destination_id, args.limit)
     if args.json:
         print(json.dumps(syncs, default=str))
         return
     for sync in syncs:
         _print_sync(sync)
+
+
+@_cli_errors
+def cmd_run(args: argparse.Namespace) -> None:
+    import asyncio
+    import logging
+
+    from server.cli import _catalog, _config, _engine
+    from server.warehouse.sync import run_loop
+
+    config = _config()
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = _engine(config)
+    print("warehouse scheduler running; Ctrl-C stops it", flush=True)
+    asyncio.run(run_loop(engine, _catalog(), config, asyncio.Event()))
 
 
 def add_commands(subparsers) -> None:
@@ -62,3 +108,5 @@ def add_commands(subparsers) -> None:
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--json", action="store_true", help="print JSON")
     history.set_defaults(func=cmd_syncs)
+    run = actions.add_parser("run", help="run the warehouse scheduler alone (every warehouse, on its interval)")
+    run.set_defaults(func=cmd_run)

@@ -1,0 +1,143 @@
+"""Sync now (API and CLI), sync history, and the scheduler inside the app."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from starlette.testclient import TestClient
+from test_warehouse_support import build_warehouse, make_event, wh  # noqa: F401
+
+from server.app import create_app
+from server.config import Config
+from server.store import tokens, workspace
+from server.store import warehouse as store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLANES = ["server.health", "server.admin.api", "server.warehouse"]
+
+
+def _client(wh, **config) -> TestClient:
+    app = create_app(Config(database_url=wh.config.database_url, **config), engine=wh.engine,
+                     catalog=wh.catalog, planes=PLANES)
+    client = TestClient(app, raise_server_exceptions=False)
+    client.headers["Authorization"] = f"Bearer {tokens.create_token(wh.engine, 'test')}"
+    return client
+
+
+def test_sync_now_and_history_through_the_api(wh):
+    with _client(wh, delivery_workers=False) as client:
+        dest = wh.destination["id"]
+        assert client.get(f"/api/v1/destinations/{dest}/syncs").json() == {"syncs": [], "cursor": 0}
+        wh.emit(make_event("track", event="Order Completed", properties={"total": 5}),
+                make_event("page", name="Home"))
+        answer = client.post(f"/api/v1/destinations/{dest}/sync")
+        assert answer.status_code == 200
+        sync = answer.json()["sync"]
+        assert sync["status"] == "succeeded" and sync["trigger"] == "api" and sync["events"] == 2
+        assert sync["rows"] == {"tracks": 1, "order_completed": 1, "pages": 1}
+        assert sync["started_at"] <= sync["finished_at"]
+        assert wh.count("order_completed") == 1
+        history = client.get(f"/api/v1/destinations/{dest}/syncs").json()
+        assert [s["id"] for s in history["syncs"]] == [sync["id"]]
+        assert history["cursor"] == 2
+        assert client.get(f"/api/v1/destinations/{dest}/syncs?limit=abc").json()["code"] == "invalid_limit"
+
+
+def test_sync_api_needs_a_token_and_a_warehouse(tmp_path):
+    wh = build_warehouse("sqlite", tmp_path)
+    hook = workspace.add_destination(wh.engine, wh.source["id"], slug="webhooks", mode="cloud", enabled=False,
+                                     settings={})
+    with _client(wh, delivery_workers=False) as client:
+        dest = wh.destination["id"]
+        for method, path in (("get", f"/api/v1/destinations/{dest}/syncs"), ("post", f"/api/v1/destinations/{dest}/sync")):
+            answer = getattr(client, method)(path, headers={"Authorization": ""})
+            assert answer.status_code == 401 and answer.json()["code"] == "unauthorized"
+        missing = client.post("/api/v1/destinations/9999/sync")
+        assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+        other = client.post(f"/api/v1/destinations/{hook['id']}/sync")
+        assert other.status_code == 409 and other.json()["code"] == "not_a_warehouse"
+        assert "webhooks" in other.json()["message"]
+
+
+def test_a_failed_sync_shows_in_the_history_with_its_error(tmp_path):
+    wh = build_warehouse("sqlite", tmp_path)
+    bad_dir = tmp_path / "not-a-dir"
+    bad_dir.write_text("a file where a directory should be")
+    workspace.update_destination(wh.engine, wh.destination["id"],
+                                 settings={"target": "sqlite", "sqlite_path": str(bad_dir / "w.db")})
+    wh.emit(make_event("page"))
+    with _client(wh, delivery_workers=False) as client:
+        sync = client.post(f"/api/v1/destinations/{wh.destination['id']}/sync").json()["sync"]
+        assert sync["status"] == "failed" and "cannot open the warehouse" in sync["error"]
+        assert client.get(f"/api/v1/destinations/{wh.destination['id']}/syncs").json()["cursor"] == 0
+
+
+def test_the_scheduler_loads_waiting_events_on_its_own(wh):
+    wh.emit(make_event("track", messageId="first", event="Signed Up"))
+    with _client(wh, delivery_workers=True):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "signed_up" not in wh.tables():
+            time.sleep(0.1)
+        assert wh.query("SELECT id FROM signed_up") == [("first",)]
+    history = store.list_syncs(wh.engine, wh.destination["id"])
+    assert history and history[-1]["trigger"] == "schedule" and history[-1]["error"] is None
+
+
+def test_the_scheduler_syncs_early_when_a_full_batch_waits(tmp_path):
+    wh = build_warehouse("sqlite", tmp_path, sync_interval_seconds=3600, batch_rows=3)
+    wh.emit(make_event("page", messageId="p0"))
+    with _client(wh, delivery_workers=True):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "pages" not in wh.tables():
+            time.sleep(0.1)
+        assert wh.count("pages") == 1  # first pass: waiting events are loaded at start-up
+        wh.emit(make_event("page", messageId="p1"))
+        time.sleep(2.5)  # one event waits, the interval (an hour) has not passed: nothing happens
+        assert wh.count("pages") == 1
+        wh.emit(make_event("page", messageId="p2"), make_event("page", messageId="p3"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and wh.count("pages") < 4:
+            time.sleep(0.1)
+        assert wh.count("pages") == 4
+
+
+def test_no_scheduler_when_delivery_workers_are_off(tmp_path):
+    wh = build_warehouse("sqlite", tmp_path)
+    wh.emit(make_event("page"))
+    with _client(wh, delivery_workers=False):
+        time.sleep(2)
+    assert not wh.sqlite_path.exists() or "pages" not in wh.tables()
+
+
+def _cli(*args, env):
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], env={**os.environ, **env}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_sync_and_history(tmp_path):
+    wh = build_warehouse("sqlite", tmp_path)
+    env = {"SWITCHBOARD_DATABASE_URL": wh.config.database_url}
+    wh.emit(make_event("identify", userId="u1", traits={"email": "a@example.com"}))
+    done = _cli("warehouse", "sync", str(wh.destination["id"]), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "identifies=1" in done.stdout and "users=1" in done.stdout and "1 events" in done.stdout
+    assert wh.query("SELECT id, email FROM users") == [("u1", "a@example.com")]
+    listed = _cli("warehouse", "syncs", str(wh.destination["id"]), "--json", env=env)
+    assert json.loads(listed.stdout)[0]["trigger"] == "cli"
+    missing = _cli("warehouse", "sync", "999", env=env)
+    assert missing.returncode == 2 and "destination 999" in missing.stderr
+
+
+@pytest.mark.postgres
+def test_cli_sync_fails_loudly_when_the_warehouse_is_unreachable(tmp_path, pg):
+    wh = build_warehouse("postgres", tmp_path, pg)
+    workspace.update_destination(wh.engine, wh.destination["id"], settings={
+        "target": "postgresql", "database_url": pg.url("missing_db")})
+    wh.emit(make_event("page"))
+    done = _cli("warehouse", "sync", str(wh.destination["id"]), env={"SWITCHBOARD_DATABASE_URL": wh.config.database_url})
+    assert done.returncode == 1 and "missing_db" in done.stdout
