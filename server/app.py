@@ -28,6 +28,7 @@ PLANES = [
     "server.scaleout",
     "server.admin.api",
     "server.collector",
+    "server.delivery",
     "server.cdn",
     "server.demo",
     "server.web",

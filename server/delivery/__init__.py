@@ -1,0 +1,36 @@
+"""Cloud-mode delivery plane: fan-out from the event log to cloud destinations, retries, dead
+letters, replay, stats and ``/metrics``.
+
+``startup`` runs a ``DeliveryService`` inside ``switchboard serve`` when
+``SWITCHBOARD_DELIVERY_WORKERS`` is true (the default); ``switchboard worker`` runs the same
+service without the HTTP server. Any number of them may share one database.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+
+def routes(config) -> list:
+    from server.delivery import api, metrics
+
+    return [*api.routes(config), *metrics.routes(config)]
+
+
+async def startup(app: Starlette) -> None:
+    config = app.state.config
+    if not config.delivery_workers:
+        app.state.delivery = None
+        return
+    from server.delivery.worker import DeliveryService
+
+    app.state.delivery = await DeliveryService(
+        app.state.engine, app.state.catalog, retry_window=config.retry_window
+    ).start()
+
+
+async def shutdown(app: Starlette) -> None:
+    service = getattr(app.state, "delivery", None)
+    if service is not None:
+        await service.stop()
+        app.state.delivery = None

@@ -1,0 +1,78 @@
+"""``switchboard worker`` and ``switchboard replay`` (added to the CLI by ``add_commands``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from server.cli import CliError, _catalog, _config, _engine
+
+
+def add_commands(sub) -> None:
+    worker = sub.add_parser("worker", help="run cloud-mode delivery workers without the HTTP server")
+    worker.add_argument("--concurrency", type=int, default=16, help="requests in flight per destination (default 16)")
+    worker.add_argument("--lease-seconds", type=float, default=60.0,
+                        help="how long a claimed job stays ours before another worker may take it (default 60)")
+    worker.set_defaults(func=cmd_worker)
+
+    replay = sub.add_parser("replay", help="deliver a destination's dead letters again, with its current settings")
+    replay.add_argument("--destination", required=True, type=int, help="destination id")
+    replay.add_argument("--since", help="only events received at or after this ISO time")
+    replay.add_argument("--until", help="only events received before this ISO time")
+    replay.set_defaults(func=cmd_replay)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    if args.concurrency < 1 or args.lease_seconds <= 0:
+        raise CliError("--concurrency must be at least 1 and --lease-seconds positive")
+    config = _config()
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = _engine(config)
+    catalog = _catalog()
+    asyncio.run(_run_worker(config, engine, catalog, args))
+
+
+async def _run_worker(config, engine, catalog, args) -> None:
+    from server.delivery.worker import DeliveryService
+    from server.store.notify import EVENTS_CHANNEL, NotifyListener
+
+    service = await DeliveryService(
+        engine, catalog, retry_window=config.retry_window, concurrency=args.concurrency,
+        lease_seconds=args.lease_seconds,
+    ).start()
+    # Other processes' appends arrive by NOTIFY on PostgreSQL; polling covers SQLite and gaps.
+    listener = NotifyListener.for_engine(engine, (EVENTS_CHANNEL,))
+    listener.subscribe(EVENTS_CHANNEL, service.wake)
+    listener.on_reconnect(service.wake)
+    listener.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"switchboard worker {service.owner} delivering from {config.database_url.split('@')[-1]}", flush=True)
+    await stop.wait()
+    # Graceful: stop claiming, let in-flight sends finish, record results, release the rest.
+    await service.stop()
+    listener.stop()
+    print("switchboard worker stopped", flush=True)
+
+
+def cmd_replay(args: argparse.Namespace) -> None:
+    from server.errors import ApiError
+    from server.delivery.api import parse_when
+    from server.store import delivery as store
+    from server.store import workspace
+
+    try:
+        since, until = parse_when(args.since, "--since"), parse_when(args.until, "--until")
+    except ApiError as exc:
+        raise CliError(exc.message) from None
+    engine = _engine(_config())
+    try:
+        destination = workspace.get_destination(engine, args.destination)
+    except workspace.NotFound:
+        raise CliError(f"no destination {args.destination} (see `switchboard destinations list`)") from None
+    count = store.replay(engine, destination["id"], since=since, until=until)
+    print(f"queued {count} dead letter(s) of destination {destination['id']} ({destination['slug']}) for delivery")

@@ -1,0 +1,143 @@
+"""Fan-out: turn new log entries into delivery jobs, moving a persisted cursor.
+
+One pass reads the events after the cursor, routes each one, inserts its jobs and advances the
+cursor — all in ONE transaction. A crash before commit leaves both untouched (the pass runs
+again); after commit both are there. So every event is fanned out exactly once, and a job
+exists for every delivery we owe. The cursor row is locked (``FOR UPDATE``; on SQLite the
+write transaction is already exclusive), so several processes may run passes safely.
+
+PostgreSQL hands out ids from a sequence before commit, so id 41 can become visible after id 42
+has. Moving the cursor past a gap could lose 41 for ever; instead a pass stops at a gap until
+it is *settled*: every transaction that was running when the gap was first seen has ended
+(``pg_snapshot_xmin`` passed the ``xmax`` recorded then). A gap still missing after that was
+a rolled-back insert, and the cursor moves on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, select, text
+
+from server.catalog import Catalog
+from server.delivery.router import route
+from server.store.engine import read_only
+from server.store.delivery import FANOUT_CURSOR, QUEUED, delivery_cursors, delivery_jobs, utcnow
+from server.store.events import events
+from server.store.schema import destinations, sources
+
+# A gap is first only remembered; its xmax is taken on a later pass, so the inserting
+# transaction has surely written (and so owns an xid) by then.
+GAP_SETTLE_DELAY_S = 0.02
+
+
+class GapTracker:
+    """Gaps in the id sequence seen on PostgreSQL: missing id → (first seen, xmax or None)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, tuple[float, int | None]] = {}
+
+    def usable(self, conn: Connection, cursor: int, rows: list, xmin: int, xmax: int) -> list:
+        expected = cursor + 1
+        for index, row in enumerate(rows):
+            if row.id != expected:
+                if not self._settled(expected, xmin, xmax):
+                    return rows[:index]
+            expected = row.id + 1
+        self.seen = {k: v for k, v in self.seen.items() if k > cursor}
+        return rows
+
+    def _settled(self, missing: int, xmin: int, xmax: int) -> bool:
+        first, recorded = self.seen.get(missing, (time.monotonic(), None))
+        if recorded is None:
+            if time.monotonic() - first >= GAP_SETTLE_DELAY_S:
+                recorded = xmax
+            self.seen[missing] = (first, recorded)
+            return False
+        return xmin >= recorded
+
+
+def ensure_cursor(engine: Engine) -> None:
+    with engine.begin() as conn:
+        exists = conn.execute(
+            select(delivery_cursors.c.event_id).where(delivery_cursors.c.name == FANOUT_CURSOR)
+        ).one_or_none()
+        if exists is None:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(
+                    "INSERT INTO delivery_cursors (name, event_id) VALUES (:n, 0) ON CONFLICT (name) DO NOTHING"
+                ), {"n": FANOUT_CURSOR})
+            else:
+                conn.execute(delivery_cursors.insert().values(name=FANOUT_CURSOR, event_id=0))
+
+
+def fanout_pass(engine: Engine, catalog: Catalog, gaps: GapTracker, limit: int = 1000) -> tuple[int, int, bool]:
+    """One pass; returns (events consumed, jobs created, whether more events may be waiting)."""
+    if not _anything_new(engine):
+        return 0, 0, False
+    with engine.begin() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            # Taken before reading the events: every transaction below xmin has ended, so its
+            # rows (if committed) are visible to the read that follows.
+            xmin, xmax = conn.execute(text(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
+                "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+            )).one()
+        cursor = conn.execute(
+            select(delivery_cursors.c.event_id).where(delivery_cursors.c.name == FANOUT_CURSOR).with_for_update()
+        ).scalar_one()
+        rows = conn.execute(
+            select(events.c.id, events.c.source_id, events.c.message_id, events.c.type, events.c.received_at,
+                   events.c.payload)
+            .where(events.c.id > cursor).order_by(events.c.id).limit(limit)
+        ).all()
+        full = len(rows) == limit
+        if postgres:
+            rows = gaps.usable(conn, cursor, rows, xmin, xmax)
+        if not rows:
+            return 0, 0, False
+        jobs = _jobs_for(conn, rows, catalog)
+        if jobs:
+            conn.execute(delivery_jobs.insert(), jobs)
+        conn.execute(
+            delivery_cursors.update().where(delivery_cursors.c.name == FANOUT_CURSOR).values(event_id=rows[-1].id)
+        )
+    return len(rows), len(jobs), full
+
+
+def _anything_new(engine: Engine) -> bool:
+    """A lock-free look first: an idle poll must not take SQLite's write lock."""
+    with read_only(engine) as conn:
+        cursor = conn.execute(
+            select(delivery_cursors.c.event_id).where(delivery_cursors.c.name == FANOUT_CURSOR)
+        ).scalar_one_or_none()
+        return conn.execute(select(events.c.id).where(events.c.id > (cursor or 0)).limit(1)).first() is not None
+
+
+def _jobs_for(conn: Connection, rows: list, catalog: Catalog) -> list[dict[str, Any]]:
+    source_ids = {r.source_id for r in rows}
+    enabled = dict(conn.execute(select(sources.c.id, sources.c.enabled).where(sources.c.id.in_(source_ids))).all())
+    by_source: dict[int, list[dict[str, Any]]] = {}
+    for d in conn.execute(
+        select(destinations.c.id, destinations.c.source_id, destinations.c.slug, destinations.c.mode,
+               destinations.c.enabled).where(destinations.c.source_id.in_(source_ids))
+    ):
+        by_source.setdefault(d.source_id, []).append(
+            {"id": d.id, "slug": d.slug, "mode": d.mode, "enabled": bool(d.enabled)}
+        )
+    now = utcnow()
+    jobs = []
+    for r in rows:
+        candidates = by_source.get(r.source_id)
+        if not candidates or not enabled.get(r.source_id):
+            continue  # no destinations, or a disabled (or deleted) source: nothing to parse
+        for destination_id in route(orjson.loads(r.payload), r.type, True, candidates, catalog):
+            jobs.append({
+                "destination_id": destination_id, "source_id": r.source_id, "event_id": r.id,
+                "message_id": r.message_id, "event_type": r.type, "received_at": r.received_at,
+                "created_at": now, "status": QUEUED, "attempts": 0, "next_attempt_at": now,
+            })
+    return jobs

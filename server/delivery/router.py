@@ -1,0 +1,70 @@
+"""Which cloud destinations get an event, and the translator of each slug.
+
+A destination gets an event when: its source is enabled; it is enabled and in cloud mode; its
+slug has a ``cloud.py`` translator (the warehouse never does: it reads the log itself); the
+manifest's cloud ``methods`` include the event's type; and the event's ``integrations`` option
+allows it. ``integrations`` follows Segment: ``All`` (default true) is the default for every
+destination; a key equal to the destination's name or one of its aliases overrides it. A
+``false`` there also marks an event the browser already delivered in device mode.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from types import ModuleType
+from typing import Any
+
+from server.catalog import Catalog, Manifest
+
+SKIPPED_SLUGS = frozenset({"warehouse"})
+
+
+@functools.lru_cache(maxsize=None)
+def translator(slug: str) -> ModuleType | None:
+    """``server.destinations.<slug>.cloud``, or None when the slug has no cloud translator."""
+    if slug in SKIPPED_SLUGS:
+        return None
+    name = f"server.destinations.{slug}.cloud"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+
+
+def integration_allows(event: dict[str, Any], manifest: Manifest) -> bool:
+    options = event.get("integrations")
+    if not isinstance(options, dict):
+        return True
+    for name in manifest.integration_names:
+        if name in options:
+            return options[name] is not False
+    return options.get("All", True) is not False
+
+
+def wants(event_type: str, destination: dict[str, Any], catalog: Catalog) -> Manifest | None:
+    """The manifest if this destination could take an event of this type (before ``integrations``)."""
+    if not destination["enabled"] or destination["mode"] != "cloud":
+        return None
+    manifest = catalog.get(destination["slug"])
+    if manifest is None or translator(manifest.slug) is None:
+        return None
+    if event_type not in manifest.methods.get("cloud", ()):
+        return None
+    return manifest
+
+
+def route(
+    event: dict[str, Any], event_type: str, source_enabled: bool, destinations: list[dict[str, Any]], catalog: Catalog
+) -> list[int]:
+    """Ids of the destinations (all of one source) that should receive ``event``."""
+    if not source_enabled:
+        return []
+    chosen = []
+    for destination in destinations:
+        manifest = wants(event_type, destination, catalog)
+        if manifest is not None and integration_allows(event, manifest):
+            chosen.append(destination["id"])
+    return chosen

@@ -1,0 +1,179 @@
+"""The one HTTP sender every translator's requests go through.
+
+One ``httpx.AsyncClient`` per process: pooled keep-alive connections, a 5 s default timeout,
+no redirects followed. ``perform`` runs a job's requests in order (and their pure follow-ups),
+classifies each answer with the retry policy and keeps a redacted record of each attempt.
+
+Tests point vendor hosts at local servers with ``base_urls`` ({"api.mixpanel.com":
+"http://127.0.0.1:5123"}) or hand in an httpx ``transport``. Both are constructor arguments
+only: nothing a setting, a request or a browser can change.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import orjson
+
+from server.delivery.policy import is_retryable_status, retry_after_seconds
+from server.delivery.request import OutgoingRequest
+
+DEFAULT_TIMEOUT_S = 5.0
+EXCERPT_CHARS = 2000
+REDACTED = "********"
+MAX_FOLLOW_UPS = 5
+
+DELIVERED, RETRY, DEAD = "delivered", "retry", "dead"
+
+
+@dataclass
+class Attempt:
+    outcome: str  # delivered | retry | dead
+    request: dict[str, Any]
+    status: int | None = None
+    response: str | None = None
+    error: str | None = None
+    latency_ms: float = 0.0
+    retry_after: float | None = None
+    at: Any = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "at": self.at, "outcome": self.outcome, "request": orjson.dumps(self.request).decode(),
+            "status": self.status, "response": self.response, "error": self.error, "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass
+class Outcome:
+    outcome: str
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def last(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret and len(str(secret)) >= 4:
+            text = text.replace(str(secret), REDACTED)
+    return text
+
+
+def describe(request: OutgoingRequest) -> dict[str, Any]:
+    """What we keep about a request: method, URL, headers and body, secrets replaced."""
+    headers = {}
+    for name, value in request.headers.items():
+        if name.lower() in ("authorization", "proxy-authorization"):
+            scheme = str(value).split(" ", 1)[0]
+            value = f"{scheme} {REDACTED}"
+        headers[name] = _redact(str(value), request.secrets)
+    content = request.content()
+    body = None
+    if content is not None:
+        body = _redact(content[:EXCERPT_CHARS * 2].decode("utf-8", "replace"), request.secrets)[:EXCERPT_CHARS]
+    elif request.form is not None:
+        body = _redact(orjson.dumps(request.form).decode(), request.secrets)[:EXCERPT_CHARS]
+    return {
+        "method": request.method, "url": _redact(request.url, request.secrets), "headers": headers,
+        "body": body, "idempotency_key": request.idempotency_key,
+    }
+
+
+class Sender:
+    def __init__(
+        self,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+        base_urls: dict[str, str] | None = None,
+        max_connections: int = 1000,
+    ):
+        self.timeout = timeout
+        self.base_urls = dict(base_urls or {})
+        # No global connection cap worth hitting: each destination's lane bounds its own
+        # concurrency, so a hanging vendor cannot starve the pool for the others.
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=200),
+            headers={"User-Agent": "Switchboard/1.0"},
+        )
+
+    def target(self, url: str) -> str:
+        if not self.base_urls:
+            return url
+        parts = urlsplit(url)
+        base = self.base_urls.get(parts.netloc)
+        if base is None:
+            return url
+        new = urlsplit(base)
+        return urlunsplit((new.scheme, new.netloc, parts.path, parts.query, parts.fragment))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def perform(self, requests: list[OutgoingRequest], clock=None) -> Outcome:
+        """Send ``requests`` in order (with follow-ups); stop at the first that does not succeed."""
+        outcome = Outcome(DELIVERED)
+        queue = list(requests)
+        follow_ups = 0
+        while queue:
+            request = queue.pop(0)
+            attempt, parsed = await self._send(request)
+            if clock is not None:
+                attempt.at = clock()
+            outcome.attempts.append(attempt)
+            if attempt.outcome != DELIVERED:
+                outcome.outcome = attempt.outcome
+                return outcome
+            if request.then is not None:
+                follow_ups += 1
+                if follow_ups > MAX_FOLLOW_UPS:
+                    raise RuntimeError("too many follow-up requests")
+                queue[0:0] = request.then(attempt.status, parsed)
+        return outcome
+
+    async def _send(self, request: OutgoingRequest) -> tuple[Attempt, Any]:
+        record = describe(request)
+        started = time.perf_counter()
+        try:
+            response = await self.client.request(
+                request.method,
+                self.target(request.url),
+                headers=request.headers,
+                content=request.content(),
+                data=request.form if request.content() is None else None,
+            )
+        except httpx.TimeoutException as exc:
+            return Attempt(RETRY, record, error=f"timeout after {self.timeout:g}s ({type(exc).__name__})",
+                           latency_ms=_ms(started)), None
+        except httpx.HTTPError as exc:
+            return Attempt(RETRY, record, error=f"network error: {type(exc).__name__}: {exc}",
+                           latency_ms=_ms(started)), None
+        latency = _ms(started)
+        text = response.text[:EXCERPT_CHARS]
+        status = response.status_code
+        if 200 <= status < 300:
+            parsed = None
+            if request.then is not None:
+                try:
+                    parsed = orjson.loads(response.content)
+                except orjson.JSONDecodeError:
+                    parsed = None
+            return Attempt(DELIVERED, record, status=status, response=text, latency_ms=latency), parsed
+        if is_retryable_status(status):
+            return Attempt(RETRY, record, status=status, response=text, error=f"HTTP {status}", latency_ms=latency,
+                           retry_after=retry_after_seconds(response.headers.get("retry-after"))), None
+        return Attempt(DEAD, record, status=status, response=text, error=f"HTTP {status} (permanent)",
+                       latency_ms=latency), None
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,300 @@
+"""The delivery service: fan-out loop, one lane per destination, and a batched result writer.
+
+- The fan-out loop turns new log entries into jobs (``fanout.py``). It wakes on the event
+  log's in-process hook (and NOTIFY through it on PostgreSQL) and otherwise polls.
+- The dispatcher starts a *lane* for every destination that has due jobs. A lane claims that
+  destination's jobs (leases), and sends at most ``concurrency`` requests at a time. Lanes
+  share nothing but the HTTP client, so a destination that hangs fills only its own lane.
+- Results go to one writer task that records many outcomes per transaction (group commit).
+
+Stopping: no new claims, in-flight sends get ``shutdown_grace`` seconds to finish, results are
+written, and leases of jobs not finished are released so another worker takes them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from server.catalog import Catalog, effective_settings
+from server.delivery import fanout
+from server.delivery.policy import RetryPolicy
+from server.delivery.router import translator
+from server.delivery.sender import DEAD, DELIVERED, RETRY, Attempt, Outcome, Sender
+from server.store import delivery as store
+from server.store import events, workspace
+
+log = logging.getLogger("switchboard.delivery")
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        engine: Engine,
+        catalog: Catalog,
+        *,
+        retry_window: float = 4 * 3600.0,
+        sender: Sender | None = None,
+        concurrency: int = 16,
+        lease_seconds: float = 60.0,
+        poll_interval: float = 0.05,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 600.0,
+        shutdown_grace: float = 10.0,
+        owner: str | None = None,
+    ):
+        self.engine, self.catalog = engine, catalog
+        self.policy = RetryPolicy(window=retry_window, base=backoff_base, cap=backoff_cap)
+        self.sender = sender or Sender()
+        self._own_sender = sender is None
+        self.concurrency = concurrency
+        self.buffer = concurrency * 4  # jobs a lane holds leased at once (queued behind its semaphore)
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.shutdown_grace = shutdown_grace
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.gaps = fanout.GapTracker()
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []
+        self._lanes: dict[int, asyncio.Task] = {}
+        self._results: asyncio.Queue = asyncio.Queue()
+        self._unsubscribe = None
+
+    # ---------------------------------------------------------------- life cycle
+
+    async def start(self) -> "DeliveryService":
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._new_events = asyncio.Event()
+        self._work = asyncio.Event()
+        await run_in_threadpool(fanout.ensure_cursor, self.engine)
+        self._unsubscribe = events.on_events_appended(self.wake)
+        self._tasks = [
+            asyncio.create_task(self._fanout_loop(), name="delivery-fanout"),
+            asyncio.create_task(self._dispatch_loop(), name="delivery-dispatch"),
+        ]
+        self._writer = asyncio.create_task(self._writer_loop(), name="delivery-writer")
+        log.info("delivery worker %s started", self.owner)
+        return self
+
+    def wake(self, *_: Any) -> None:
+        """New events were committed (callable from any thread)."""
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._new_events.set)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._unsubscribe:
+            self._unsubscribe()
+        self._new_events.set()
+        self._work.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        lanes = list(self._lanes.values())
+        if lanes:
+            await asyncio.wait(lanes, timeout=self.shutdown_grace + 1)
+            for lane in lanes:
+                lane.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+        await self._results.put(None)  # the writer drains everything queued before this
+        await self._writer
+        if self._own_sender:
+            await self.sender.aclose()
+        log.info("delivery worker %s stopped", self.owner)
+
+    async def _wait(self, event: asyncio.Event, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        event.clear()
+
+    # ---------------------------------------------------------------- fan-out and dispatch
+
+    async def _fanout_loop(self) -> None:
+        while not self._stopping:
+            try:
+                consumed, created, more = await run_in_threadpool(
+                    fanout.fanout_pass, self.engine, self.catalog, self.gaps
+                )
+            except Exception:
+                log.exception("fan-out pass failed; retrying")
+                consumed, created, more = 0, 0, False
+                await asyncio.sleep(1)
+            if created:
+                self._work.set()
+            if not more:
+                await self._wait(self._new_events, self.poll_interval)
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            try:
+                ready = await run_in_threadpool(store.ready_destinations, self.engine, list(self._lanes))
+            except Exception:
+                log.exception("looking for due jobs failed; retrying")
+                ready = []
+                await asyncio.sleep(1)
+            for destination_id in ready:
+                if destination_id not in self._lanes and not self._stopping:
+                    self._lanes[destination_id] = asyncio.create_task(
+                        self._lane(destination_id), name=f"delivery-lane-{destination_id}"
+                    )
+            await self._wait(self._work, self.poll_interval)
+
+    # ---------------------------------------------------------------- one destination's lane
+
+    async def _lane(self, destination_id: int) -> None:
+        semaphore = asyncio.Semaphore(self.concurrency)
+        tasks: set[asyncio.Task] = set()
+        claimed: dict[int, dict[str, Any]] = {}  # leased and not yet finished
+        try:
+            while not self._stopping:
+                room = self.buffer - len(claimed)
+                jobs = []
+                if room > 0:
+                    jobs = await run_in_threadpool(
+                        store.claim, self.engine, destination_id, self.owner, room, self.lease_seconds
+                    )
+                if not jobs and not tasks:
+                    break
+                if jobs:
+                    destination = await run_in_threadpool(_destination_or_none, self.engine, destination_id)
+                    for job in jobs:
+                        claimed[job["id"]] = job
+                    for group in self._groups(destination, jobs):
+                        task = asyncio.create_task(self._deliver(semaphore, destination, group, claimed))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                if tasks:
+                    # Wake on the first finished send, or soon anyway to claim newly due jobs.
+                    await asyncio.wait(set(tasks), timeout=self.poll_interval if room > 0 else None,
+                                       return_when=asyncio.FIRST_COMPLETED)
+        except Exception:
+            log.exception("delivery lane %s failed", destination_id)
+        finally:
+            if tasks:
+                done, pending = await asyncio.wait(set(tasks), timeout=self.shutdown_grace)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            if claimed:
+                try:
+                    await run_in_threadpool(store.release, self.engine, self.owner, list(claimed))
+                except Exception:
+                    log.exception("releasing leases failed; they expire on their own")
+            self._lanes.pop(destination_id, None)
+            if not self._stopping:
+                self._work.set()  # more may have become due while we wound down
+
+    def _groups(self, destination: dict[str, Any] | None, jobs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """One job per request, except for translators that batch (webhooks with batch_size > 1)."""
+        if destination is not None:
+            module = translator(destination["slug"])
+            size = int(destination["settings"].get("batch_size") or 1)
+            if module is not None and hasattr(module, "translate_batch") and size > 1:
+                return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+        return [[job] for job in jobs]
+
+    async def _deliver(self, semaphore, destination, jobs: list[dict[str, Any]], claimed: dict) -> None:
+        async with semaphore:
+            if self._stopping:
+                return  # never started: the lease is released on the way out
+            outcome, reason = await self._attempt(destination, jobs)
+            now = store.utcnow()
+            for index, job in enumerate(jobs):
+                # In a batch, the attempt records belong to the first job only (one request).
+                attempts = outcome.attempts if index == 0 else []
+                await self._results.put(self._result(job, outcome, reason, attempts, now))
+                claimed.pop(job["id"], None)
+
+    async def _attempt(self, destination, jobs) -> tuple[Outcome, str | None]:
+        """(outcome, reason for a skip or a translation failure)."""
+        if destination is None:
+            return Outcome("skipped"), "the destination was removed"
+        if not destination["enabled"] or destination["mode"] != "cloud":
+            return Outcome("skipped"), "the destination was disabled or switched to device mode"
+        manifest = self.catalog.get(destination["slug"])
+        module = translator(destination["slug"])
+        if manifest is None or module is None:
+            return Outcome("skipped"), f"{destination['slug']} has no cloud translator"
+        settings = effective_settings(manifest, destination["settings"], "cloud")
+        try:
+            payloads = [orjson.loads(job["payload"]) for job in jobs]
+            if len(jobs) > 1:
+                requests = module.translate_batch(payloads, settings)
+            else:
+                requests = module.translate(payloads[0], settings)
+        except Exception as exc:  # a bad setting or template: permanent until fixed (then replay)
+            return Outcome(DEAD), f"could not build the request: {type(exc).__name__}: {exc}"
+        if not requests:
+            return Outcome("skipped"), None
+        try:
+            return await self.sender.perform(requests, clock=store.utcnow), None
+        except Exception as exc:
+            return Outcome(DEAD), f"could not send: {type(exc).__name__}: {exc}"
+
+    def _result(self, job, outcome: Outcome, reason: str | None, attempts: list[Attempt], now: datetime):
+        last = outcome.last
+        result: dict[str, Any] = {
+            "job_id": job["id"], "destination_id": job["destination_id"], "next_attempt_at": now,
+            "tries": 1 if outcome.attempts else 0, "attempts": [a.row() for a in attempts],
+            "last_status": last.status if last else None,
+            "last_error": reason or (last.error if last else None),
+        }
+        if outcome.outcome == DELIVERED:
+            latency = (now - job["received_at"]).total_seconds() * 1000
+            result.update(status=store.DELIVERED, finished_at=now, latency_ms=round(latency, 3), last_error=None)
+        elif outcome.outcome == RETRY:
+            when = self.policy.next_attempt(job["created_at"], job["attempts"] + 1, now, last.retry_after)
+            if when is None:
+                result.update(status=store.DEAD, finished_at=now,
+                              last_error=f"gave up after the retry window ({self.policy.window:g}s): {last.error}")
+            else:
+                result.update(status=store.RETRYING, next_attempt_at=when)
+        elif outcome.outcome == DEAD:
+            result.update(status=store.DEAD, finished_at=now)
+        else:
+            result.update(status=store.SKIPPED, finished_at=now)
+        return result
+
+    # ---------------------------------------------------------------- results
+
+    async def _writer_loop(self) -> None:
+        done = False
+        while not done:
+            item = await self._results.get()
+            batch = []
+            while item is not None:
+                batch.append(item)
+                if self._results.empty() or len(batch) >= 1000:
+                    break
+                item = self._results.get_nowait()
+            done = item is None
+            batch_written = list(batch)
+            while batch:
+                try:
+                    await run_in_threadpool(store.finish, self.engine, self.owner, batch)
+                    batch = []
+                except Exception:
+                    log.exception("recording %d delivery results failed; retrying", len(batch))
+                    if self._stopping:
+                        break  # the leases run out and the jobs are sent again (at-least-once)
+                    await asyncio.sleep(0.5)
+            if not done and any(r["status"] == store.RETRYING for r in batch_written):
+                self._work.set()  # a retry may be due sooner than the dispatcher's next look
+
+
+def _destination_or_none(engine: Engine, destination_id: int) -> dict[str, Any] | None:
+    try:
+        return workspace.get_destination(engine, destination_id)
+    except workspace.NotFound:
+        return None

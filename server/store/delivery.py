@@ -1,0 +1,352 @@
+"""Delivery tables: the fan-out cursor, one job per (event, cloud destination), and attempts.
+
+A job moves ``queued`` → (``retrying`` …) → ``delivered`` | ``dead`` | ``skipped``. A worker owns
+a job while ``lease_until`` is in the future; a crashed worker's lease simply runs out and the
+job is claimed again (at-least-once, same idempotency key). ``created_at`` starts the retry
+window (a replay restarts it); ``received_at`` is the event's receipt time, the start of the
+receipt→delivery latency the stats report.
+
+Every function takes the engine first and is synchronous (call it from a thread in async code).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import (
+    Column, Engine, Float, Index, Integer, String, Table, Text, UniqueConstraint, and_, bindparam, func, or_, select,
+)
+
+from server.store.engine import read_only
+from server.store.events import events
+from server.store.schema import Id, UTCDateTime, metadata
+
+QUEUED, RETRYING, DELIVERED, DEAD, SKIPPED = "queued", "retrying", "delivered", "dead", "skipped"
+PENDING = (QUEUED, RETRYING)
+STATUSES = (QUEUED, RETRYING, DELIVERED, DEAD, SKIPPED)
+
+delivery_cursors = Table(
+    "delivery_cursors",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("event_id", Id, nullable=False),
+)
+
+delivery_jobs = Table(
+    "delivery_jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("destination_id", Id, nullable=False),
+    Column("source_id", Id, nullable=False),
+    Column("event_id", Id, nullable=False),
+    Column("message_id", String(100), nullable=False),
+    Column("event_type", String(10), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    # One job per event and destination: a second fan-out of the same event fails loudly.
+    UniqueConstraint("destination_id", "event_id", name="uq_delivery_jobs_destination_event"),
+)
+# The claim query: pending jobs of one destination that are due.
+Index("ix_delivery_jobs_claim", delivery_jobs.c.destination_id, delivery_jobs.c.status, delivery_jobs.c.next_attempt_at)
+Index("ix_delivery_jobs_finished", delivery_jobs.c.destination_id, delivery_jobs.c.finished_at)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, nullable=False, index=True),
+    Column("destination_id", Id, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("outcome", String(10), nullable=False),  # delivered | retry | dead
+    Column("request", Text, nullable=True),  # JSON, secrets redacted
+    Column("status", Integer, nullable=True),
+    Column("response", Text, nullable=True),  # body excerpt
+    Column("error", Text, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+)
+Index("ix_delivery_attempts_dest_at", delivery_attempts.c.destination_id, delivery_attempts.c.at)
+
+FANOUT_CURSOR = "fanout"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _dicts(rows) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in rows]
+
+
+# ---------------------------------------------------------------- claiming and finishing
+
+
+def claim(engine: Engine, destination_id: int, owner: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+    """Lease up to ``limit`` due jobs of one destination; return them with their event payloads.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets many workers claim side by side without waiting
+    on each other. SQLite: ``BEGIN IMMEDIATE`` already serialises writers, so the lock clause is
+    simply not emitted there.
+    """
+    now = utcnow()
+    with engine.begin() as conn:
+        ids = list(conn.execute(
+            select(delivery_jobs.c.id)
+            .where(
+                delivery_jobs.c.destination_id == destination_id,
+                delivery_jobs.c.status.in_(PENDING),
+                delivery_jobs.c.next_attempt_at <= now,
+                or_(delivery_jobs.c.lease_until.is_(None), delivery_jobs.c.lease_until < now),
+            )
+            .order_by(delivery_jobs.c.next_attempt_at, delivery_jobs.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars())
+        if not ids:
+            return []
+        conn.execute(
+            delivery_jobs.update().where(delivery_jobs.c.id.in_(ids))
+            .values(lease_until=now + timedelta(seconds=lease_seconds), lease_owner=owner)
+        )
+        rows = conn.execute(
+            select(delivery_jobs, events.c.payload)
+            .join(events, events.c.id == delivery_jobs.c.event_id)
+            .where(delivery_jobs.c.id.in_(ids))
+            .order_by(delivery_jobs.c.next_attempt_at, delivery_jobs.c.id)
+        ).all()
+    return _dicts(rows)
+
+
+def ready_destinations(engine: Engine, exclude: Iterable[int] = ()) -> list[int]:
+    """Destinations that have at least one job due and not leased."""
+    now = utcnow()
+    query = (
+        select(delivery_jobs.c.destination_id)
+        .where(
+            delivery_jobs.c.status.in_(PENDING),
+            delivery_jobs.c.next_attempt_at <= now,
+            or_(delivery_jobs.c.lease_until.is_(None), delivery_jobs.c.lease_until < now),
+        )
+        .distinct()
+    )
+    exclude = list(exclude)
+    if exclude:
+        query = query.where(delivery_jobs.c.destination_id.not_in(exclude))
+    with read_only(engine) as conn:
+        return list(conn.execute(query).scalars())
+
+
+def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
+    """Record many outcomes in one transaction (group commit keeps SQLite's fsyncs few).
+
+    Each result: job_id, destination_id, status, next_attempt_at, finished_at, latency_ms,
+    last_status, last_error, attempts (list of attempt rows without job_id). A result is applied
+    only while we still own the lease: if it ran out and another worker took the job, theirs wins.
+    """
+    if not results:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            delivery_jobs.update()
+            .where(delivery_jobs.c.id == bindparam("b_id"), delivery_jobs.c.lease_owner == owner)
+            .values(
+                status=bindparam("b_status"),
+                attempts=delivery_jobs.c.attempts + bindparam("b_tries"),
+                next_attempt_at=bindparam("b_next"),
+                finished_at=bindparam("b_finished"),
+                latency_ms=bindparam("b_latency"),
+                last_status=bindparam("b_last_status"),
+                last_error=bindparam("b_last_error"),
+                lease_until=None,
+                lease_owner=None,
+            ),
+            [
+                {
+                    "b_id": r["job_id"], "b_status": r["status"], "b_tries": r.get("tries", 1),
+                    "b_next": r["next_attempt_at"], "b_finished": r.get("finished_at"),
+                    "b_latency": r.get("latency_ms"), "b_last_status": r.get("last_status"),
+                    "b_last_error": r.get("last_error"),
+                }
+                for r in results
+            ],
+        )
+        attempts = [
+            {**a, "job_id": r["job_id"], "destination_id": r["destination_id"]}
+            for r in results for a in r.get("attempts", ())
+        ]
+        if attempts:
+            conn.execute(delivery_attempts.insert(), attempts)
+
+
+def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
+    """Give back leases of jobs we claimed but will not send (graceful shutdown)."""
+    if not job_ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            delivery_jobs.update()
+            .where(delivery_jobs.c.id.in_(job_ids), delivery_jobs.c.lease_owner == owner)
+            .values(lease_until=None, lease_owner=None)
+        )
+
+
+# ---------------------------------------------------------------- dead letters and replay
+
+
+def _dead_query(destination_id: int, since: datetime | None, until: datetime | None):
+    query = select(delivery_jobs).where(
+        delivery_jobs.c.destination_id == destination_id, delivery_jobs.c.status == DEAD
+    )
+    if since is not None:
+        query = query.where(delivery_jobs.c.received_at >= since)
+    if until is not None:
+        query = query.where(delivery_jobs.c.received_at < until)
+    return query
+
+
+def list_dead(
+    engine: Engine, destination_id: int, *, since: datetime | None = None, until: datetime | None = None,
+    limit: int = 100, before: int | None = None,
+) -> list[dict[str, Any]]:
+    """Dead letters of a destination, newest first (filter by the event's receipt time)."""
+    query = _dead_query(destination_id, since, until)
+    if before is not None:
+        query = query.where(delivery_jobs.c.id < before)
+    with read_only(engine) as conn:
+        return _dicts(conn.execute(query.order_by(delivery_jobs.c.id.desc()).limit(limit)))
+
+
+def count_dead(engine: Engine, destination_id: int, *, since=None, until=None) -> int:
+    query = _dead_query(destination_id, since, until).with_only_columns(func.count())
+    with read_only(engine) as conn:
+        return conn.execute(query).scalar_one()
+
+
+def get_job(engine: Engine, job_id: int) -> dict[str, Any] | None:
+    """One job with its event payload and every attempt, oldest first."""
+    with read_only(engine) as conn:
+        row = conn.execute(
+            select(delivery_jobs, events.c.payload)
+            .join(events, events.c.id == delivery_jobs.c.event_id, isouter=True)
+            .where(delivery_jobs.c.id == job_id)
+        ).one_or_none()
+        if row is None:
+            return None
+        job = dict(row._mapping)
+        job["attempts_log"] = _dicts(conn.execute(
+            select(delivery_attempts).where(delivery_attempts.c.job_id == job_id).order_by(delivery_attempts.c.id)
+        ))
+    return job
+
+
+def replay(
+    engine: Engine, destination_id: int, *, since: datetime | None = None, until: datetime | None = None,
+    job_ids: list[int] | None = None,
+) -> int:
+    """Queue dead letters again (a fresh retry window); return how many.
+
+    The worker translates them anew with the destination's current settings, so fixing a
+    setting and then replaying is the recovery path for a permanent error.
+    """
+    now = utcnow()
+    condition = [delivery_jobs.c.destination_id == destination_id, delivery_jobs.c.status == DEAD]
+    if since is not None:
+        condition.append(delivery_jobs.c.received_at >= since)
+    if until is not None:
+        condition.append(delivery_jobs.c.received_at < until)
+    if job_ids is not None:
+        condition.append(delivery_jobs.c.id.in_(job_ids))
+    with engine.begin() as conn:
+        return conn.execute(
+            delivery_jobs.update().where(and_(*condition)).values(
+                status=QUEUED, created_at=now, next_attempt_at=now, finished_at=None,
+                lease_until=None, lease_owner=None,
+            )
+        ).rowcount
+
+
+# ---------------------------------------------------------------- stats
+
+
+def status_counts(engine: Engine, destination_id: int | None = None) -> dict[int, dict[str, int]]:
+    """destination_id → {status: count} (every status present, zero if none)."""
+    query = select(delivery_jobs.c.destination_id, delivery_jobs.c.status, func.count()).group_by(
+        delivery_jobs.c.destination_id, delivery_jobs.c.status
+    )
+    if destination_id is not None:
+        query = query.where(delivery_jobs.c.destination_id == destination_id)
+    result: dict[int, dict[str, int]] = {}
+    with read_only(engine) as conn:
+        for dest, status, count in conn.execute(query):
+            result.setdefault(dest, dict.fromkeys(STATUSES, 0))[status] = count
+    return result
+
+
+def latency_percentiles(
+    engine: Engine, destination_id: int, since: datetime, quantiles: Iterable[float] = (0.5, 0.99)
+) -> dict[float, float | None]:
+    """Receipt→delivery latency quantiles (ms) of jobs delivered since ``since``.
+
+    Nearest-rank, computed in the database with one count and one OFFSET per quantile, so the
+    latencies never travel to Python.
+    """
+    base = select(delivery_jobs.c.latency_ms).where(
+        delivery_jobs.c.destination_id == destination_id,
+        delivery_jobs.c.status == DELIVERED,
+        delivery_jobs.c.finished_at >= since,
+    )
+    out: dict[float, float | None] = {}
+    with read_only(engine) as conn:
+        total = conn.execute(base.with_only_columns(func.count())).scalar_one()
+        for q in quantiles:
+            if not total:
+                out[q] = None
+                continue
+            rank = max(0, min(total - 1, int(q * total + 0.999999) - 1))
+            out[q] = conn.execute(base.order_by(delivery_jobs.c.latency_ms).offset(rank).limit(1)).scalar_one()
+    return out
+
+
+def last_error(engine: Engine, destination_id: int) -> dict[str, Any] | None:
+    """The most recent failed attempt (retry or dead)."""
+    with read_only(engine) as conn:
+        row = conn.execute(
+            select(delivery_attempts.c.at, delivery_attempts.c.status, delivery_attempts.c.error,
+                   delivery_attempts.c.response, delivery_attempts.c.job_id, delivery_attempts.c.outcome)
+            .where(delivery_attempts.c.destination_id == destination_id, delivery_attempts.c.outcome != DELIVERED)
+            .order_by(delivery_attempts.c.id.desc()).limit(1)
+        ).one_or_none()
+    return None if row is None else dict(row._mapping)
+
+
+def hourly_events(engine: Engine, destination_id: int, since: datetime) -> dict[str, list[datetime]]:
+    """Timestamps since ``since``: deliveries and dead letters (jobs), retries (attempts)."""
+    with read_only(engine) as conn:
+        finished = conn.execute(
+            select(delivery_jobs.c.status, delivery_jobs.c.finished_at).where(
+                delivery_jobs.c.destination_id == destination_id,
+                delivery_jobs.c.finished_at >= since,
+                delivery_jobs.c.status.in_((DELIVERED, DEAD)),
+            )
+        ).all()
+        retries = conn.execute(
+            select(delivery_attempts.c.at).where(
+                delivery_attempts.c.destination_id == destination_id,
+                delivery_attempts.c.at >= since,
+                delivery_attempts.c.outcome == "retry",
+            )
+        ).scalars().all()
+    return {
+        DELIVERED: [t for s, t in finished if s == DELIVERED],
+        DEAD: [t for s, t in finished if s == DEAD],
+        RETRYING: list(retries),
+    }
