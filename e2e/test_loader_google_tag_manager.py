@@ -1,0 +1,82 @@
+"""Google Tag Manager's device-mode loader in real Chromium against a real server."""
+
+from __future__ import annotations
+
+import pytest
+from tests_conftest import LiveServer
+from vendor_stubs import (
+    LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
+    run, wait_calls,
+)
+
+CONTAINER = "GTM-ABC1234"
+URL = ("https://www.googletagmanager.com/gtm.js?id=GTM-ABC1234"
+       "&gtm_auth=Xy_z-12&gtm_preview=env-5&gtm_cookies_win=x")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    site = LoaderSite(tmp_path_factory.mktemp("gtm"), LiveServer)
+    site.add("google_tag_manager", {"container_id": CONTAINER, "gtm_auth": "Xy_z-12", "gtm_preview": "env-5"})
+    site.add("hotjar", {"site_id": "1234567"})
+    yield site
+    site.close()
+
+
+@pytest.fixture(scope="module")
+def page(site, browser):
+    context = browser.new_context()
+    routes = VendorRoutes().install(context)
+    page = site.open(context)
+    wait_calls(page, "google_tag_manager", lambda c: len(c) >= 1)
+    page.routes = routes
+    yield page
+    context.close()
+
+
+def pushed(page, action, count=1):
+    before = len(calls(page, "google_tag_manager"))
+    run(page, action)
+    return wait_calls(page, "google_tag_manager", lambda c: len(c) >= before + count)[before:]
+
+
+def test_container_of_the_environment_requested_once_after_gtm_start(page):
+    assert page.routes.requests["google_tag_manager"] == [URL]
+    first = calls(page, "google_tag_manager")[0]
+    assert first["event"] == "gtm.js" and isinstance(first["gtm.start"], (int, float))
+
+
+def test_track_pushes_an_event_with_properties_and_ids(page):
+    [entry] = pushed(page, 'analytics.track("Signup Clicked", {button: "hero"})')
+    anonymous_id = page.evaluate("() => analytics.user().anonymousId()")
+    assert entry == {"event": "Signup Clicked", "button": "hero", "segmentAnonymousId": anonymous_id}
+
+
+def test_named_page_pushes_viewed_page_and_unnamed_page_does_not(page):
+    before = len(calls(page, "google_tag_manager"))
+    pushed(page, 'analytics.page("Pricing"); analytics.page()')
+    page.wait_for_timeout(100)
+    new = calls(page, "google_tag_manager")[before:]
+    assert [e["event"] for e in new] == ["Viewed Pricing Page"]
+    assert new[0]["name"] == "Pricing" and "/__loader_test_site__/" in new[0]["url"]
+
+
+def test_identified_user_id_rides_along(page):
+    [entry] = pushed(page, 'analytics.identify("u-9"); analytics.track("After Login")')
+    assert entry["event"] == "After Login" and entry["userId"] == "u-9"
+
+
+def test_calls_before_the_script_arrives_are_delivered_after(site, browser):
+    recorded = check_calls_wait_for_the_vendor(
+        site, browser, "google_tag_manager", 'analytics.track("Early Bird", {a: 1})',
+        lambda c: any(e.get("event") == "Early Bird" for e in c))
+    assert recorded[0]["event"] == "gtm.js"
+    assert next(e for e in recorded if e.get("event") == "Early Bird")["a"] == 1
+
+
+def test_disabling_removes_the_loader_and_enabling_restores_it(site, browser):
+    check_disable_and_enable(site, browser, "google_tag_manager")
+
+
+def test_blocked_script_leaves_other_destinations_and_the_collector_working(site, browser):
+    check_blocked_vendor(site, browser, "google_tag_manager", "hotjar", lambda c, marker: ["event", marker] in c)
