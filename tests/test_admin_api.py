@@ -531,7 +531,7 @@ def test_every_write_route_is_fuzzed():
 
 
 @pytest.mark.parametrize("method, pattern", _WRITE_ROUTES)
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(raw=_raw)
 def test_no_json_body_makes_a_write_route_fail_with_500(client, method, pattern, raw):

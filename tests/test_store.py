@@ -119,8 +119,9 @@ def test_every_change_bumps_the_version_and_writes_an_immutable_snapshot(engine)
     changed(6)
     workspace.delete_destination(engine, d1["id"])
     changed(7)
-    # Saving a destination unchanged is not a new version.
+    # Saving unchanged is not a new version.
     workspace.update_destination(engine, d2["id"], settings={"measurement_id": "G-AAA"}, enabled=True)
+    workspace.update_source(engine, sid, name="Renamed", enabled=True)
     assert workspace.get_source(engine, sid)["settings_version"] == 7
 
     history = workspace.list_versions(engine, sid)

@@ -220,14 +220,15 @@ def update_source(
         before = conn.execute(select(sources).where(sources.c.id == source_id)).one_or_none()
         if before is None:
             raise NotFound(f"source {source_id}")
-        if values:
+        changes = []
+        if name is not None and name != before.name:
+            changes.append(f"renamed to {name!r}")
+        if enabled is not None and enabled != bool(before.enabled):
+            changes.append("enabled" if enabled else "disabled")
+        # Saving unchanged is not a new version (it would only invalidate every cached bundle).
+        if changes:
             conn.execute(sources.update().where(sources.c.id == source_id).values(**values))
-            changes = []
-            if name is not None and name != before.name:
-                changes.append(f"renamed to {name!r}")
-            if enabled is not None and enabled != bool(before.enabled):
-                changes.append("enabled" if enabled else "disabled")
-            _bump(conn, source_id, actor, "Source " + (", ".join(changes) or "saved unchanged"))
+            _bump(conn, source_id, actor, "Source " + ", ".join(changes))
         return _source_dict(conn.execute(select(sources).where(sources.c.id == source_id)).one())
 
 
