@@ -212,3 +212,42 @@ def test_serve_demo_prints_the_demo_and_serves_its_page(tmp_path):
     finally:
         process.terminate()
         process.wait(20)
+
+
+_BREAKAGES = {
+    "bad JSON": lambda text: text[:-5],
+    "unknown type": lambda text: text.replace('"type": "string"', '"type": "colour"', 1),
+    "folder is not the slug": None,
+}
+
+
+@pytest.mark.parametrize("breakage", list(_BREAKAGES))
+def test_a_broken_manifest_stops_serve_with_a_message_naming_it(tmp_path, breakage):
+    import shutil
+
+    from server.catalog import DESTINATIONS_DIR
+
+    catalog = tmp_path / "destinations"
+    shutil.copytree(DESTINATIONS_DIR, catalog, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    broken = catalog / "hotjar" / "manifest.json"
+    if _BREAKAGES[breakage] is None:
+        broken = (catalog / "hotjar").rename(catalog / "hot_jar") / "manifest.json"
+    else:
+        text = broken.read_text()
+        changed = _BREAKAGES[breakage](text)
+        assert changed != text
+        broken.write_text(changed)
+    # The real `switchboard serve`, pointed at the copied catalog instead of the shipped one.
+    code = (
+        "import sys, pathlib, server.catalog as c; "
+        f"c.load_catalog.__defaults__ = (pathlib.Path({str(catalog)!r}),); "
+        "from server.cli import main; sys.exit(main(['serve']))"
+    )
+    env = {**os.environ, "SWITCHBOARD_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+           "SWITCHBOARD_PORT": str(free_port())}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    line = _one_error_line(done)
+    assert "catalog" in line and str(broken.parent) in line
+    if breakage == "unknown type":
+        assert "type" in line.split(str(broken), 1)[1]
