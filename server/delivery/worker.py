@@ -210,10 +210,9 @@ class DeliveryService:
                 return  # never started: the lease is released on the way out
             outcome, reason = await self._attempt(destination, jobs)
             now = store.utcnow()
-            for index, job in enumerate(jobs):
-                # In a batch, the attempt records belong to the first job only (one request).
-                attempts = outcome.attempts if index == 0 else []
-                await self._results.put(self._result(job, outcome, reason, attempts, now))
+            for job in jobs:
+                # In a batch every job keeps its own copy of the shared request's record.
+                await self._results.put(self._result(job, outcome, reason, outcome.attempts, now))
                 claimed.pop(job["id"], None)
 
     async def _attempt(self, destination, jobs) -> tuple[Outcome, str | None]:
@@ -258,10 +257,16 @@ class DeliveryService:
             if when is None:
                 result.update(status=store.DEAD, finished_at=now,
                               last_error=f"gave up after the retry window ({self.policy.window:g}s): {last.error}")
+                if result["attempts"]:
+                    result["attempts"][-1] = {**result["attempts"][-1], "outcome": store.DEAD,
+                                              "error": result["last_error"]}
             else:
                 result.update(status=store.RETRYING, next_attempt_at=when)
         elif outcome.outcome == DEAD:
             result.update(status=store.DEAD, finished_at=now)
+            if not result["attempts"]:  # never sent (bad settings): still one record of why
+                result["attempts"] = [{"at": now, "outcome": store.DEAD, "request": None, "status": None,
+                                       "response": None, "error": reason, "latency_ms": None}]
         else:
             result.update(status=store.SKIPPED, finished_at=now)
         return result

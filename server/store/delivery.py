@@ -329,24 +329,25 @@ def last_error(engine: Engine, destination_id: int) -> dict[str, Any] | None:
 
 
 def hourly_events(engine: Engine, destination_id: int, since: datetime) -> dict[str, list[datetime]]:
-    """Timestamps since ``since``: deliveries and dead letters (jobs), retries (attempts)."""
+    """Timestamps since ``since``: deliveries (jobs), and dead-letterings and retries (attempts) —
+    so a dead letter that was later replayed and delivered still shows in its hour."""
     with read_only(engine) as conn:
-        finished = conn.execute(
-            select(delivery_jobs.c.status, delivery_jobs.c.finished_at).where(
+        delivered = conn.execute(
+            select(delivery_jobs.c.finished_at).where(
                 delivery_jobs.c.destination_id == destination_id,
                 delivery_jobs.c.finished_at >= since,
-                delivery_jobs.c.status.in_((DELIVERED, DEAD)),
-            )
-        ).all()
-        retries = conn.execute(
-            select(delivery_attempts.c.at).where(
-                delivery_attempts.c.destination_id == destination_id,
-                delivery_attempts.c.at >= since,
-                delivery_attempts.c.outcome == "retry",
+                delivery_jobs.c.status == DELIVERED,
             )
         ).scalars().all()
+        failures = conn.execute(
+            select(delivery_attempts.c.outcome, delivery_attempts.c.at).where(
+                delivery_attempts.c.destination_id == destination_id,
+                delivery_attempts.c.at >= since,
+                delivery_attempts.c.outcome.in_(("retry", DEAD)),
+            )
+        ).all()
     return {
-        DELIVERED: [t for s, t in finished if s == DELIVERED],
-        DEAD: [t for s, t in finished if s == DEAD],
-        RETRYING: list(retries),
+        DELIVERED: list(delivered),
+        DEAD: [t for o, t in failures if o == DEAD],
+        RETRYING: [t for o, t in failures if o == "retry"],
     }

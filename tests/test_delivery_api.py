@@ -1,0 +1,143 @@
+"""Dead letters, replay, stats and /metrics through the admin API and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from starlette.testclient import TestClient
+
+from delivery_flow import RunningService, all_finished, append, jobs, source_with, wait_until
+from delivery_vendor import Vendor, make_event
+from server.app import create_app
+from server.cli import main
+from server.store import delivery as store
+from server.store import workspace
+
+PLANES = ["server.health", "server.admin.api", "server.delivery"]
+
+
+def picky(record):
+    """Only /right exists; everything else is a permanent 404 with a body worth keeping."""
+    if record.path == "/right":
+        return 200, {}, b"thanks"
+    return 404, {"Content-Type": "application/json"}, b'{"error":"no such hook"}'
+
+
+@pytest.fixture
+def api(config, engine, catalog, admin_token):
+    app = create_app(dataclasses.replace(config, metrics_token="metrics-secret"), engine=engine, catalog=catalog,
+                     planes=PLANES)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {admin_token}"
+        yield client
+
+
+def test_permanent_4xx_dead_letters_at_once_then_fixing_the_url_and_replaying_delivers(engine, catalog, api):
+    with Vendor(picky) as vendor:
+        source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": vendor.url + "/wrong",
+                                                                               "shared_secret": "k3y-secret"}})
+        sent = [make_event("track", event=f"E{i}", userId="u") for i in range(5)]
+        append(engine, source["id"], sent)
+        with RunningService(engine, catalog):
+            wait_until(lambda: all_finished(engine, dest["id"], 5, store.DEAD), what="dead letters")
+            assert len(vendor.snapshot()) == 5  # one attempt each: a 404 is not retried
+
+            listing = api.get(f"/api/v1/destinations/{dest['id']}/dead-letters").json()
+            assert listing["total"] == 5
+            assert sorted(d["message_id"] for d in listing["dead_letters"]) == sorted(e["messageId"] for e in sent)
+            first = listing["dead_letters"][0]
+            assert first["last_status"] == 404 and first["attempts"] == 1
+
+            detail = api.get(f"/api/v1/destinations/{dest['id']}/dead-letters/{first['id']}").json()
+            assert detail["event"]["messageId"] == first["message_id"]
+            assert detail["request"]["method"] == "POST" and detail["request"]["url"].endswith("/wrong")
+            assert detail["request"]["headers"]["X-Signature"]  # kept, the secret itself is not
+            assert "k3y-secret" not in str(detail)
+            assert detail["response"] == {"status": 404, "body": '{"error":"no such hook"}'}
+            assert [a["outcome"] for a in detail["attempts_log"]] == ["dead"]
+
+            stats = api.get(f"/api/v1/destinations/{dest['id']}/stats").json()
+            assert (stats["dead"], stats["delivered"]) == (5, 0)
+            assert stats["last_error"]["status"] == 404
+
+            # Fix the setting, then replay: re-translated with the current URL.
+            workspace.update_destination(engine, dest["id"], settings={"url": vendor.url + "/right",
+                                                                       "shared_secret": "k3y-secret"})
+            answer = api.post(f"/api/v1/destinations/{dest['id']}/dead-letters/replay", json={})
+            assert answer.status_code == 200 and answer.json() == {"replayed": 5}
+            wait_until(lambda: all_finished(engine, dest["id"], 5), what="replayed deliveries")
+        right = [r.json()["messageId"] for r in vendor.snapshot() if r.path == "/right"]
+    assert sorted(right) == sorted(e["messageId"] for e in sent)
+    stats = api.get(f"/api/v1/destinations/{dest['id']}/stats").json()
+    assert (stats["delivered"], stats["dead"], stats["retrying"]) == (5, 0, 0)
+    assert stats["latency_ms"]["p50"] is not None and stats["latency_ms"]["p99"] >= stats["latency_ms"]["p50"]
+    points = stats["series"]["points"]
+    assert len(points) == 24 and sum(p["delivered"] for p in points) == 5 and sum(p["dead"] for p in points) == 5
+    assert api.get(f"/api/v1/destinations/{dest['id']}/dead-letters").json()["total"] == 0
+
+
+def test_replay_by_time_range_and_the_cli(engine, catalog, api, monkeypatch, capsys, db_url):
+    with Vendor(picky) as vendor:
+        source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": vendor.url + "/wrong"}})
+        append(engine, source["id"], [make_event("track", event="old")])
+        with RunningService(engine, catalog):
+            wait_until(lambda: all_finished(engine, dest["id"], 1, store.DEAD), what="first dead letter")
+            cut = datetime.now(timezone.utc)
+            append(engine, source["id"], [make_event("track", event="new")])
+            wait_until(lambda: all_finished(engine, dest["id"], 2, store.DEAD), what="second dead letter")
+            listing = api.get(f"/api/v1/destinations/{dest['id']}/dead-letters",
+                              params={"since": cut.isoformat()}).json()
+            assert [d["type"] for d in listing["dead_letters"]] == ["track"] and listing["total"] == 1
+
+            workspace.update_destination(engine, dest["id"], settings={"url": vendor.url + "/right"})
+            monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", db_url)
+            assert main(["replay", "--destination", str(dest["id"]), "--until", cut.isoformat()]) == 0
+            assert "queued 1 dead letter(s)" in capsys.readouterr().out
+            wait_until(lambda: len([r for r in vendor.snapshot() if r.path == "/right"]) == 1, what="replay")
+        statuses = sorted(j["status"] for j in jobs(engine, dest["id"]))
+    assert statuses == [store.DEAD, store.DELIVERED]
+    [delivered] = [r for r in vendor.snapshot() if r.path == "/right"]
+    assert delivered.json()["event"] == "old"
+
+
+def test_bad_requests_get_clear_errors(api, engine, monkeypatch, capsys, db_url):
+    source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": "http://127.0.0.1:9/x"}})
+    base = f"/api/v1/destinations/{dest['id']}"
+    for response, code in [
+        (api.get(base + "/dead-letters", params={"since": "yesterday"}), "invalid_time"),
+        (api.get(base + "/dead-letters", params={"limit": "0"}), "invalid_number"),
+        (api.post(base + "/dead-letters/replay", content=b"{nope"), "malformed_json"),
+        (api.post(base + "/dead-letters/replay", json={"ids": ["x"]}), "invalid_ids"),
+        (api.get("/api/v1/destinations/999999/stats"), "not_found"),
+        (api.get(base + "/dead-letters/424242"), "not_found"),
+    ]:
+        assert response.status_code in (400, 404) and response.json()["code"] == code
+    unauthenticated = TestClient(api.app, raise_server_exceptions=False)
+    for path in (base + "/stats", base + "/dead-letters"):
+        assert unauthenticated.get(path).status_code == 401
+    assert unauthenticated.post(base + "/dead-letters/replay").status_code == 401
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", db_url)
+    assert main(["replay", "--destination", "999999"]) == 2
+    assert main(["replay", "--destination", str(dest["id"]), "--since", "soon"]) == 2
+    assert "ISO 8601" in capsys.readouterr().err
+
+
+def test_metrics_need_the_metrics_token_or_an_admin_token(engine, catalog, api, admin_token):
+    with Vendor() as vendor:
+        source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": vendor.url + "/in"}})
+        append(engine, source["id"], [make_event("track", event=f"E{i}") for i in range(3)])
+        with RunningService(engine, catalog):
+            wait_until(lambda: all_finished(engine, dest["id"], 3), what="deliveries")
+    anonymous = TestClient(api.app, raise_server_exceptions=False)
+    denied = anonymous.get("/metrics")
+    assert denied.status_code == 401 and denied.json()["code"] == "unauthorized"
+    assert anonymous.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    for token in ("metrics-secret", admin_token):
+        answer = anonymous.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+        text = answer.text
+        assert f'switchboard_delivery_jobs_total{{destination_id="{dest["id"]}",slug="webhooks",status="delivered"}} 3.0' in text
+        assert f'switchboard_delivery_latency_seconds{{destination_id="{dest["id"]}",quantile="0.99",slug="webhooks"}}' in text or \
+            f'switchboard_delivery_latency_seconds{{destination_id="{dest["id"]}",slug="webhooks",quantile="0.99"}}' in text
