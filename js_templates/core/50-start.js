@@ -1,6 +1,6 @@
 // Start-up: take over the snippet's stub (window.analytics or the key named by the script's
 // data-global-segment-analytics-key), load the destinations, replay the queued calls in order
-// with the page context each call saw, then deliver anything a previous page left unsent.
+// with the page context each call saw; anything a previous page left unsent goes out first.
 function start() {
   var script = D.currentScript, key = script && script.getAttribute("data-global-segment-analytics-key") || "analytics";
   var stub = W[key];
@@ -22,6 +22,7 @@ function start() {
   var calls = queue.filter(function (c) { return c && first.indexOf(c[0]) >= 0; })
     .concat(queue.filter(function (c) { return c && first.indexOf(c[0]) < 0; }));
   DESTS.forEach(function (d) { d.start(); });
+  startTransport();                                   // earlier pages' unsent events go first
   calls.forEach(function (c) {
     var m = c[0], args = c.slice(1);
     try {
@@ -29,6 +30,5 @@ function start() {
       else if (isFn(A[m])) A[m].apply(A, args);
     } catch (x) { log(x); }
   });
-  startTransport();
   checkReady();
 }
