@@ -234,6 +234,11 @@ def test_validation_errors_name_the_field(client):
 def test_unknown_paths_and_methods_get_json_errors(client):
     assert_error(client.get(f"{API}/nothing-here"), 404)
     assert_error(client.get(f"{API}/sources/99999999999999999999999"), 404)  # beyond 64 bits: no 500
+    sid = make_source(client)["id"]
+    for path in ("/sources/999999999999999999", f"/sources/{sid}/versions/999999999999999999",
+                 "/destinations/999999999999999999", f"/sources/{sid}/versions/99999999999999999999"):
+        assert_error(client.get(API + path), 404)
+    assert_error(client.post(f"{API}/sources", content=b" " * 1_000_001 + b"{}"), 413, "payload_too_large")
     assert_error(client.put(f"{API}/sources"), 405)
 
 
@@ -543,5 +548,22 @@ def test_no_json_body_makes_a_write_route_fail_with_500(client, method, pattern,
     path = path.replace("/destinations/{id:int}", f"/destinations/{did}").replace("{id:int}", str(sid))
     response = client.request(method, path, content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code < 500, (method, path, raw, response.text)
+    if response.status_code >= 400:
+        assert_error(response, response.status_code)
+
+
+_ID_ROUTES = [(m, r.path) for r in admin_api.routes(None) if ":int}" in r.path for m in sorted(r.methods - {"HEAD"})]
+_ids = st.sampled_from([0, 1, 2**31 - 1, 2**31, 2**63 - 1, 10**18 - 1]) | st.integers(0, 10**18 - 1)
+
+
+@pytest.mark.parametrize("method, pattern", _ID_ROUTES)
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(first=_ids, second=_ids)
+def test_no_id_in_a_path_makes_a_route_fail_with_500(client, method, pattern, first, second):
+    values = iter((first, second))
+    path = re.sub(r"{\w+:int}", lambda m: str(next(values)), pattern)
+    response = client.request(method, path, json={})
+    assert response.status_code < 500, (method, path, response.text)
     if response.status_code >= 400:
         assert_error(response, response.status_code)

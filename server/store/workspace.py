@@ -367,6 +367,8 @@ def list_versions(engine: Engine, source_id: int) -> list[dict[str, Any]]:
 
 
 def get_version(engine: Engine, source_id: int, version: int) -> dict[str, Any]:
+    if not 0 < version < 2**31:  # the column is a 32-bit INTEGER: PostgreSQL would refuse the query
+        raise NotFound(f"version {version} of source {source_id}")
     with read_only(engine) as conn:
         row = conn.execute(
             select(settings_versions).where(
