@@ -53,8 +53,9 @@ def type_from_sql(declared: str) -> str:
 
 def sqlite_time(value: datetime) -> str:
     """UTC ISO-8601 with milliseconds and Z: sorts as text; SQLite's date functions read it."""
-    value = value.astimezone(timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" → "Z"
 
 
 def _upsert_set(columns: list[str], alias: str = "cur") -> str:
@@ -132,10 +133,12 @@ class SqliteTarget:
                    f"ON CONFLICT (id) DO UPDATE SET {_upsert_set(plan.columns)}")
         else:
             sql = f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
-        times = [i for i, c in enumerate(plan.columns) if plan.types[c] == "timestamp"]
         rows = plan.rows
-        if times:
-            rows = [_with_text_times(row, times) for row in rows]
+        for i, column in enumerate(plan.columns):
+            if plan.types[column] == "timestamp":
+                for row in rows:
+                    if row[i] is not None:
+                        row[i] = sqlite_time(row[i])
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -156,14 +159,6 @@ class SqliteTarget:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def _with_text_times(row: tuple[Any, ...], positions: list[int]) -> tuple[Any, ...]:
-    values = list(row)
-    for i in positions:
-        if values[i] is not None:
-            values[i] = sqlite_time(values[i])
-    return tuple(values)
 
 
 class PostgresTarget:

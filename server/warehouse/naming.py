@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Iterator
 
 import orjson
@@ -38,6 +39,7 @@ STANDARD_TABLES = frozenset(
 )
 
 
+@lru_cache(maxsize=65536)  # the same paths come back in every event
 def identifier(name: str) -> str:
     """A snake_case SQL name for ``name`` ('' when nothing of it survives)."""
     ident = snakecase(name)

@@ -12,6 +12,7 @@ are left out and reported.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable
 
 from server.warehouse.transform import FIXED_TYPES
@@ -27,7 +28,7 @@ class TablePlan:
     add: dict[str, str]                # new columns (including all of them when creating)
     columns: list[str]                 # column order of ``rows``
     types: dict[str, str]              # type of every column in ``columns``
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
 
 
 def plan_table(
@@ -39,11 +40,14 @@ def plan_table(
 ) -> TablePlan:
     """Decide the columns of ``table`` for these rows and convert every value."""
     known = dict(existing or {})
-    first_values: dict[str, Any] = {}
+    order: dict[str, None] = {}  # every column in order of first appearance
     for row in rows:
-        for column, value in row.items():
-            if column not in first_values or (first_values[column] is None and value is not None):
-                first_values[column] = value
+        if not row.keys() <= order.keys():
+            for column in row:
+                order.setdefault(column)
+    first_values = {
+        column: next((v for r in rows if (v := r.get(column)) is not None), None) for column in order
+    }
 
     add: dict[str, str] = {}
     room = max(column_limit - len(known), 0)
@@ -67,19 +71,36 @@ def plan_table(
     columns = [c for c in first_values if c in types]
     plan = TablePlan(table=table, create=existing is None, add=add, columns=columns, types=types)
 
-    reported: set[str] = set()
-    for row in rows:
-        values = []
-        for column in columns:
-            value = row.get(column)
-            if value is not None:
-                try:
-                    value = fit(value, types[column])
-                except Unfit as exc:
-                    if column not in reported:
-                        reported.add(column)
-                        notice(f"{table}.{column}: {exc}; stored as null")
-                    value = None
-            values.append(value)
-        plan.rows.append(tuple(values))
+    plan.rows = [list(map(row.get, columns)) for row in rows]
+    for index, column in enumerate(columns):
+        _fit_column(plan, index, column, notice)
     return plan
+
+
+# The Python type a value of each column type already has when it needs no conversion.
+_NATIVE = {"text": str, "integer": int, "float": float, "boolean": bool, "timestamp": datetime}
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _fit_column(plan: TablePlan, index: int, column: str, notice: Notice) -> None:
+    """Convert one column of every row in place; values that cannot fit become null."""
+    kind = plan.types[column]
+    native = _NATIVE[kind]
+    rows = plan.rows
+    # Column-wise and in a comprehension: most values are already right, so only find the rest.
+    if kind == "text":
+        odd = [r for r in rows if (v := r[index]) is not None and (type(v) is not str or "\x00" in v)]
+    elif kind == "integer":
+        odd = [r for r in rows if (v := r[index]) is not None
+               and (type(v) is not int or not _INT64[0] <= v <= _INT64[1])]
+    else:
+        odd = [r for r in rows if (v := r[index]) is not None and type(v) is not native]
+    reported = False
+    for row in odd:
+        try:
+            row[index] = fit(row[index], kind)
+        except Unfit as exc:
+            if not reported:
+                reported = True
+                notice(f"{plan.table}.{column}: {exc}; stored as null")
+            row[index] = None
