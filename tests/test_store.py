@@ -229,6 +229,24 @@ def test_listeners_hear_about_changes_after_commit(engine):
     assert heard == [(source["id"], key, 2, 2), (source["id"], key, 3, 3)]
 
 
+def test_a_failing_listener_does_not_undo_or_hide_a_committed_change(engine, caplog):
+    source = workspace.create_source(engine, "Site")
+    heard = []
+
+    def broken(*change):
+        raise RuntimeError("listener bug")
+
+    unsubscribe = [workspace.on_settings_change(broken), workspace.on_settings_change(lambda *c: heard.append(c))]
+    try:
+        dest = _add(engine, source["id"])
+    finally:
+        for off in unsubscribe:
+            off()
+    assert workspace.get_destination(engine, dest["id"])["slug"] == "hotjar"
+    assert heard == [(source["id"], source["write_key"], 2)]
+    assert "listener bug" in caplog.text
+
+
 def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(sqlite_url):
     from server.store import open_store
 

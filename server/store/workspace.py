@@ -11,6 +11,7 @@ imports nothing from the planes).
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from datetime import datetime, timezone
@@ -20,6 +21,8 @@ from sqlalchemy import Connection, Engine, func, select
 
 from server.store.engine import read_only
 from server.store.schema import destinations, settings_versions, sources
+
+log = logging.getLogger("switchboard.store")
 
 # Called after commit with (source_id, write_key, settings_version) for every change; the
 # bundle cache subscribes. On PostgreSQL the same fact is announced with NOTIFY (see _bump).
@@ -139,7 +142,12 @@ def _forget_key(conn: Connection, source_id: int, write_key: str) -> None:
 def _announce(changes: list[tuple[int, str, int]]) -> None:
     for change in changes:
         for listener in list(_listeners):
-            listener(*change)
+            # The change is committed: a failing listener must neither hide it from the others
+            # nor turn the caller's success into an error.
+            try:
+                listener(*change)
+            except Exception:
+                log.exception("settings listener %r failed on %s", listener, change)
 
 
 class _Tx:
