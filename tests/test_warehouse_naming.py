@@ -168,3 +168,13 @@ def test_casts_where_safe_and_refuses_the_rest():
                         (1, "boolean"), ("later", "timestamp"), ("1.5", "float")]:
         with pytest.raises(Unfit):
             fit(value, kind)
+
+
+def test_page_properties_copying_the_page_name_are_not_reported():
+    notices: list[str] = []
+    page = {"type": "page", "messageId": "m1", "name": "Home", "properties": {"name": "Home", "path": "/"}}
+    rows = dict(rows_for_event(page, datetime(2024, 1, 1, tzinfo=timezone.utc), notices.append))
+    assert rows["pages"]["name"] == "Home" and rows["pages"]["path"] == "/" and notices == []
+    page["properties"]["name"] = "Other"
+    rows = dict(rows_for_event(page, datetime(2024, 1, 1, tzinfo=timezone.utc), notices.append))
+    assert rows["pages"]["name"] == "Home" and notices == ["pages.name: dropped a property/trait named like a standard column"]

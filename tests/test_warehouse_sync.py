@@ -141,3 +141,26 @@ def test_cli_sync_fails_loudly_when_the_warehouse_is_unreachable(tmp_path, pg):
     wh.emit(make_event("page"))
     done = _cli("warehouse", "sync", str(wh.destination["id"]), env={"SWITCHBOARD_DATABASE_URL": wh.config.database_url})
     assert done.returncode == 1 and "missing_db" in done.stdout
+
+
+def test_one_loader_per_warehouse_at_a_time(wh):
+    """While another loader holds the warehouse, the scheduler skips it and "sync now" waits."""
+    import threading
+
+    from server.warehouse.sync import open_target, settings_of
+
+    wh.emit(make_event("page", messageId="p1"))
+    holder = open_target(wh.config, wh.destination, wh.source, settings_of(wh.catalog, wh.destination))
+    finished: list[dict] = []
+    try:
+        with holder.lock(wait=True):
+            assert wh.sync(trigger="schedule", wait=False) is None  # busy: skipped, nothing recorded
+            waiting = threading.Thread(target=lambda: finished.append(wh.sync()))
+            waiting.start()
+            time.sleep(1.0)
+            assert not finished and "pages" not in wh.tables()
+        waiting.join(30)
+    finally:
+        holder.close()
+    assert finished and finished[0]["rows"] == {"pages": 1}
+    assert [s["trigger"] for s in store.list_syncs(wh.engine, wh.destination["id"])] == ["manual"]

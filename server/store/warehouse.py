@@ -59,16 +59,22 @@ def _now() -> datetime:
 # ---------------------------------------------------------------- events of one source
 
 
-def read_source_after(engine: Engine, source_id: int, after_id: int, limit: int) -> list[dict[str, Any]]:
-    """A source's events with id > after_id, oldest first (uses ix_events_source_id_id)."""
-    query = (
-        select(events)
-        .where(events.c.source_id == source_id, events.c.id > after_id)
-        .order_by(events.c.id)
-        .limit(limit)
-    )
+def read_source_after(
+    engine: Engine, source_id: int, after_id: int, limit: int, up_to: int | None = None
+) -> list[dict[str, Any]]:
+    """A source's events with after_id < id (<= up_to), oldest first (uses ix_events_source_id_id)."""
+    query = select(events).where(events.c.source_id == source_id, events.c.id > after_id)
+    if up_to is not None:
+        query = query.where(events.c.id <= up_to)
+    query = query.order_by(events.c.id).limit(limit)
     with read_only(engine) as conn:
         return [_event(r) for r in conn.execute(query)]
+
+
+def last_event_id(engine: Engine, source_id: int) -> int:
+    """The newest logged event of a source (0 when it has none)."""
+    with read_only(engine) as conn:
+        return conn.execute(select(func.max(events.c.id)).where(events.c.source_id == source_id)).scalar() or 0
 
 
 def pending_count(engine: Engine, source_id: int, after_id: int, cap: int) -> int:

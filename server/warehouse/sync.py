@@ -111,9 +111,11 @@ def _run(engine, catalog, target, destination, source, settings, sync_id) -> Non
     read = 0
     error = None
     try:
+        # What was logged when the sync started: under a steady stream a sync still ends.
+        up_to = store.last_event_id(engine, source["id"])
         while True:
             cursor = store.get_cursor(engine, destination["id"])
-            logged = store.read_source_after(engine, source["id"], cursor, batch_rows)
+            logged = store.read_source_after(engine, source["id"], cursor, batch_rows, up_to)
             if not logged:
                 break
             tables, _ = rows_by_table(logged, names, notice)

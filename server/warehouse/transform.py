@@ -80,7 +80,10 @@ def _add_custom(row: dict[str, Any], table: str, data: Any, notice: Notice) -> d
     standard = set(row)
     for column, value in flatten(data):
         if column in standard or column in COMMON or column.startswith("context_"):
-            notice(f"{table}.{column}: dropped a property/trait named like a standard column")
+            # analytics.js copies a page's name and category into its properties: a copy of
+            # the call's own value is not worth a notice, a different value is.
+            if row.get(column) != value:
+                notice(f"{table}.{column}: dropped a property/trait named like a standard column")
         elif column in row:
             notice(f"{table}.{column}: two properties/traits snake-case to this name; kept the first")
         else:
