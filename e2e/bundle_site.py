@@ -35,7 +35,7 @@ window.__fbq = [];
 
 
 def csp(server_url: str) -> str:
-    return ("default-src 'none'; script-src 'unsafe-inline' " + server_url
+    return ("default-src 'none'; script-src 'self' 'unsafe-inline' " + server_url
             + " https://www.googletagmanager.com https://connect.facebook.net; connect-src " + server_url)
 
 
