@@ -26,10 +26,9 @@ def _csrf(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-@pytest.fixture
-def web(db_url):
-    config = Config(database_url=db_url, delivery_workers=False, admin_password=PASSWORD)
-    engine = open_store(db_url)
+def _web_client(url):
+    config = Config(database_url=url, delivery_workers=False, admin_password=PASSWORD)
+    engine = open_store(url)
     accounts.ensure_admin(config, engine)
     seed_demo(engine)
     app = create_app(config, engine=engine, planes=PLANES)
@@ -37,6 +36,18 @@ def web(db_url):
         client.engine = engine
         yield client
     engine.dispose()
+
+
+@pytest.fixture
+def web(sqlite_url):
+    """Most tests: SQLite. The store's behaviour on PostgreSQL is covered by ``web_any`` below."""
+    yield from _web_client(sqlite_url)
+
+
+@pytest.fixture
+def web_any(db_url):
+    """Sign-in, throttling, CSRF and the add-destination flow, on SQLite and on PostgreSQL."""
+    yield from _web_client(db_url)
 
 
 def sign_in(client, password=PASSWORD, username="admin"):
@@ -50,6 +61,13 @@ def signed_in(web):
     assert sign_in(web).status_code == 303
     web.csrf = _csrf(web.get("/sources").text)
     return web
+
+
+@pytest.fixture
+def signed_in_any(web_any):
+    assert sign_in(web_any).status_code == 303
+    web_any.csrf = _csrf(web_any.get("/sources").text)
+    return web_any
 
 
 def test_every_web_route_redirects_to_sign_in_when_signed_out(web):
@@ -90,7 +108,8 @@ def test_a_tampered_session_cookie_is_not_a_session(web):
     assert web.get("/sources", follow_redirects=False).status_code == 303
 
 
-def test_wrong_password_is_refused_and_the_sixth_try_in_a_minute_gets_429(web):
+def test_wrong_password_is_refused_and_the_sixth_try_in_a_minute_gets_429(web_any):
+    web = web_any
     for _ in range(accounts.MAX_FAILURES):
         response = sign_in(web, password="nope")
         assert response.status_code == 401
@@ -110,7 +129,8 @@ def test_next_only_redirects_within_the_site(web):
     assert response.headers["location"] == "/sources"
 
 
-def test_a_form_post_without_a_valid_csrf_token_is_rejected(signed_in):
+def test_a_form_post_without_a_valid_csrf_token_is_rejected(signed_in_any):
+    signed_in = signed_in_any
     before = workspace.count_sources(signed_in.engine)
     missing = signed_in.post("/sources", data={"name": "Sneaky"})
     assert missing.status_code == 403 and missing.json()["code"] == "csrf_failed"
@@ -136,7 +156,8 @@ def test_wrong_measurement_id_shows_the_field_error_and_saves_nothing(signed_in)
     assert workspace.list_destinations(signed_in.engine, 1) == []
 
 
-def test_add_ga4_then_enable_it_changes_the_public_config(signed_in):
+def test_add_ga4_then_enable_it_changes_the_public_config(signed_in_any):
+    signed_in = signed_in_any
     response = signed_in.post("/catalog/google_analytics_4/configure", follow_redirects=False, data={
         "csrf_token": signed_in.csrf, "source": "1", "mode": "device", "measurement_id": "G-TEST123"})
     assert response.status_code == 303
@@ -161,7 +182,8 @@ def test_enabling_without_required_settings_says_what_is_missing(signed_in):
     assert signed_in.get(dest_url + "?format=json").json()["destination"]["enabled"] is False
 
 
-def test_secret_values_never_reach_the_page(signed_in):
+def test_secret_values_never_reach_the_page(signed_in_any):
+    signed_in = signed_in_any
     secret, header = "s3cr3t-shared-value", "Bearer very-private-token"
     response = signed_in.post("/catalog/webhooks/configure", follow_redirects=False, data={
         "csrf_token": signed_in.csrf, "source": "1", "mode": "cloud", "url": "https://example.com/hook",
@@ -201,7 +223,8 @@ def test_summary_page_lists_modes_calls_needs_and_the_duplicate_warning(signed_i
     assert "remove it" in html and "duplicated" in html
 
 
-def test_history_lists_versions_diffs_and_rolls_back(signed_in):
+def test_history_lists_versions_diffs_and_rolls_back(signed_in_any):
+    signed_in = signed_in_any
     r = signed_in.post("/catalog/google_analytics_4/configure", follow_redirects=False, data={
         "csrf_token": signed_in.csrf, "source": "1", "mode": "device", "measurement_id": "G-FIRST"})
     dest_url = r.headers["location"]
@@ -286,3 +309,35 @@ def test_warehouse_destination_syncs_from_the_web_app(signed_in, tmp_path):
     syncs = signed_in.get(dest_url + "?format=json").json()["syncs"]
     assert syncs["syncs"][0]["status"] == "succeeded" and syncs["syncs"][0]["trigger"] == "web"
     assert str(tmp_path / "wh.db") not in signed_in.get(dest_url).text  # a secret setting
+
+
+def test_delivery_chart_stacks_each_hour_on_a_whole_number_scale():
+    from server.web.chart import bars
+
+    points = [{"hour": f"2026-01-01T{h:02d}:00:00+00:00", "delivered": 0, "retrying": 0, "dead": 0} for h in range(24)]
+    points[22].update(delivered=6, retrying=2, dead=1)
+    chart = bars(points)
+    assert [t["text"] for t in chart["ticks"]] == ["0", "5", "10"]
+    stacked = [r for r in chart["rects"] if r["title"].startswith("22:00")]
+    assert [r["series"] for r in stacked] == ["delivered", "retrying", "dead"]
+    assert stacked[0]["y"] + stacked[0]["h"] == chart["base"]  # delivered sits on the axis
+    assert stacked[1]["y"] + stacked[1]["h"] == stacked[0]["y"]  # retrying on top of it
+    assert chart["totals"] == {"delivered": 6, "retrying": 2, "dead": 1}
+
+
+def test_routing_follows_the_integrations_option_and_each_modes_calls(catalog):
+    from server.web.routing import routed_to
+
+    dests = [
+        {"id": 1, "slug": "google_analytics_4", "mode": "device", "enabled": True, "settings": {}},
+        {"id": 2, "slug": "webhooks", "mode": "cloud", "enabled": True, "settings": {}},
+        {"id": 3, "slug": "mixpanel", "mode": "cloud", "enabled": False, "settings": {}},
+    ]
+    alias = {"type": "alias", "integrations": {"All": False, "Webhook": True}}
+    result = {r["id"]: r for r in routed_to(catalog, dests, alias)}
+    assert result[1]["routed"] is False and "does not take alias" in result[1]["reason"]
+    assert result[2]["routed"] is True  # its alias "Webhook" overrides All: false
+    assert result[3]["routed"] is False and result[3]["reason"] == "destination is disabled"
+    track = {"type": "track", "integrations": {"Google Analytics 4": False}}
+    result = {r["id"]: r for r in routed_to(catalog, dests, track)}
+    assert result[1]["routed"] is False and result[2]["routed"] is True

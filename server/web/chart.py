@@ -37,7 +37,9 @@ def bars(points: list[dict[str, Any]]) -> dict[str, Any]:
                           "series": series, "title": f"{point['hour'][11:16]} UTC: {count} {series}"})
         if i % 6 == 0 or i == len(points) - 1:
             labels.append({"x": round(x + (slot - 2) / 2, 1), "text": point["hour"][11:16]})
-    ticks = [{"y": round(HEIGHT - PAD_BOTTOM - plot_h * f, 1), "text": str(int(top * f))} for f in (0, 0.5, 1)]
+    # Gridlines only at whole numbers: 0, the top, and the middle when it is whole.
+    levels = [0, top // 2, top] if top % 2 == 0 else [0, top]
+    ticks = [{"y": round(HEIGHT - PAD_BOTTOM - plot_h * n / top, 1), "text": str(n)} for n in levels]
     totals = {s: sum(p[s] for p in points) for s in SERIES}
     return {"width": WIDTH, "height": HEIGHT, "left": PAD_LEFT, "base": HEIGHT - PAD_BOTTOM, "rects": rects,
             "labels": labels, "ticks": ticks, "totals": totals}
