@@ -13,9 +13,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -23,7 +25,7 @@ from cachetools import LRUCache
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from server.bundles import Built, build_bundle
+from server.bundles import Built, build_bundle, with_best_brotli
 from server.catalog import Catalog
 from server.config import Config
 from server.settings_document import settings_document
@@ -52,10 +54,13 @@ class BundleCache:
         self._lock = threading.Lock()
         self._inflight: dict[str, asyncio.Future] = {}
         self.builds = 0
+        # One background thread recompresses fresh builds with the best brotli quality.
+        self._polisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-brotli")
         self._unsubscribe = workspace.on_settings_change(self._on_change)
 
     def close(self) -> None:
         self._unsubscribe()
+        self._polisher.shutdown(wait=False, cancel_futures=True)
 
     # -------------------------------------------------------------- invalidation
 
@@ -123,11 +128,22 @@ class BundleCache:
                 result = self._build(source)
                 with self._lock:
                     self._entries[(write_key, state)] = result
+                self._polisher.submit(self._polish, (write_key, state))
         with self._lock:
             # A change announced while we were reading: do not pin the old version.
             if self._generation.get(write_key, 0) == generation:
                 self._current[write_key] = (state, time.monotonic())
         return result
+
+    def _polish(self, key: tuple[str, int]) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None:
+            return
+        better = dataclasses.replace(entry, bundle=with_best_brotli(entry.bundle))
+        with self._lock:
+            if key in self._entries:
+                self._entries[key] = better
 
     def _build(self, source: dict[str, Any]) -> Entry:
         self.builds += 1

@@ -11,6 +11,7 @@ when to build, ``server/cdn.py`` serves the result.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from server.config import Config
 
 JS_DIR = Path(__file__).resolve().parent.parent / "js_templates"
 CORE_VERSION = "1.0.0"
+# Brotli: quality 5 keeps a cold build within a few ms (quality 11 takes ~100 ms on 30 KB and
+# saves ~7%); the cache swaps in the quality-11 variant in the background.
+BR_FAST, BR_BEST = 5, 11
 
 
 @lru_cache(maxsize=1)
@@ -73,24 +77,36 @@ class Built:
     hash: str  # content hash of the minified JS: the immutable URL and the ETag
     version: int = 0
     loaders: tuple[str, ...] = ()
+    br_quality: int = BR_FAST
 
     def etag(self, encoding: str) -> str:
-        # A strong ETag names one representation: the encodings get their own.
-        return f'"{self.hash}"' if encoding == "identity" else f'"{self.hash}-{encoding}"'
+        # A strong ETag names one representation (exact bytes): each encoding, and each brotli
+        # quality, gets its own.
+        if encoding == "identity":
+            return f'"{self.hash}"'
+        return f'"{self.hash}-br{self.br_quality}"' if encoding == "br" else f'"{self.hash}-{encoding}"'
 
     def variant(self, encoding: str) -> bytes:
         return {"br": self.br, "gzip": self.gzip}.get(encoding, self.body)
 
 
-def compress(js: str, *, version: int = 0, loaders: tuple[str, ...] = ()) -> Built:
+def compress(js: str, *, version: int = 0, loaders: tuple[str, ...] = (), br_quality: int = BR_FAST) -> Built:
     body = js.encode()
     return Built(
         body=body,
         gzip=gzip.compress(body, 9, mtime=0),
-        br=brotli.compress(body, mode=brotli.MODE_TEXT, quality=11),
+        br=brotli.compress(body, mode=brotli.MODE_TEXT, quality=br_quality),
         hash=hashlib.sha256(body).hexdigest()[:16],
         version=version,
         loaders=loaders,
+        br_quality=br_quality,
+    )
+
+
+def with_best_brotli(built: Built) -> Built:
+    """The same bundle with brotli at quality 11 (~100 ms for 30 KB: done after the fast build)."""
+    return dataclasses.replace(
+        built, br=brotli.compress(built.body, mode=brotli.MODE_TEXT, quality=BR_BEST), br_quality=BR_BEST,
     )
 
 
@@ -170,4 +186,4 @@ def build_plugin(slug: str) -> Built | None:
         version=CORE_VERSION, slug=slug, library=plugin_library(slug), loader=loader,
         util=core["00-util.js"], runtime=core["30-loaders.js"],
     )
-    return compress(minify(js))
+    return with_best_brotli(compress(minify(js)))

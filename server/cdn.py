@@ -56,11 +56,21 @@ def negotiate(accept_encoding: str) -> str:
     return "identity"
 
 
-def _matches(if_none_match: str, etag: str) -> bool:
-    # Weak comparison (RFC 9110 §13.1.2): proxies that compress turn "x" into W/"x".
-    if if_none_match.strip() == "*":
-        return True
-    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+def _matching_tag(if_none_match: str, digest: str) -> str | None:
+    """The tag in If-None-Match that names a representation of content ``digest``, if any.
+
+    Weak comparison (RFC 9110 §13.1.2; proxies that compress turn "x" into W/"x"), and any
+    encoding of the same content counts: every one decodes to the same bytes, so the client's copy
+    is current whichever it holds (this also keeps 304s when brotli is re-compressed at a higher
+    quality in the background).
+    """
+    for tag in if_none_match.split(","):
+        tag = tag.strip()
+        if tag == "*":
+            return tag
+        if tag.removeprefix("W/").strip('"').split("-")[0] == digest:
+            return tag.removeprefix("W/")
+    return None
 
 
 def serve(request: Request, built: Built, cache_control: str, content_type: str = JS) -> Response:
@@ -74,7 +84,10 @@ def serve(request: Request, built: Built, cache_control: str, content_type: str 
         "X-Content-Type-Options": "nosniff",
     }
     inm = request.headers.get("if-none-match")
-    if inm is not None and _matches(inm, etag):
+    matched = inm and _matching_tag(inm, built.hash)
+    if matched:
+        if matched != "*":
+            headers["ETag"] = matched
         return Response(status_code=304, headers=headers)
     if encoding != "identity":
         headers["Content-Encoding"] = encoding
