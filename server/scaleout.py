@@ -18,8 +18,6 @@ version check). On SQLite this plane does nothing: there is only one machine to 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 
 from sqlalchemy import Engine, select
 from starlette.applications import Starlette
@@ -51,41 +49,21 @@ def parse_settings_payload(payload: str) -> tuple[int, str, int] | None:
         return None
 
 
-def _wake_workers(payload: str) -> None:
-    # The event log's in-process hook (added with the collector); absent → workers just poll.
-    announce = getattr(events, "announce_appended", None)
-    if announce is not None:
-        announce(payload)
-
-
 class Bridge:
     """Turns notifications from other processes into this process's in-process announcements."""
 
-    RECENT = 1024  # local changes remembered, so our own NOTIFY echo is not announced twice
-
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._recent: OrderedDict[tuple[int, str, int], None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def remember(self, source_id: int, write_key: str, version: int) -> None:
-        with self._lock:
-            self._recent[(source_id, write_key, version)] = None
-            while len(self._recent) > self.RECENT:
-                self._recent.popitem(last=False)
 
     def settings_changed(self, payload: str) -> None:
         change = parse_settings_payload(payload)
         if change is None:
             log.warning("ignoring malformed %s payload %r", SETTINGS_CHANNEL, payload)
             return
-        with self._lock:
-            if change in self._recent:  # this process made it and has already announced it
-                return
         workspace.announce_remote(*change)
 
     def events_appended(self, payload: str) -> None:
-        _wake_workers(payload)
+        events.announce_appended(payload)
 
     def resync(self) -> None:
         """After a reconnection: announce every source at its current version, wake the workers."""
@@ -93,7 +71,7 @@ class Bridge:
             rows = conn.execute(select(sources.c.id, sources.c.write_key, sources.c.settings_version)).all()
         for row in rows:
             workspace.announce_remote(row.id, row.write_key, row.settings_version)
-        _wake_workers("")
+        events.announce_appended("")  # "read the log": there may be events we were not told of
 
 
 async def startup(app: Starlette) -> None:
@@ -102,7 +80,6 @@ async def startup(app: Starlette) -> None:
     if not listener.enabled:
         return
     bridge = Bridge(app.state.engine)
-    app.state.scaleout_unsubscribe = workspace.on_settings_change(bridge.remember)
     listener.subscribe(SETTINGS_CHANNEL, bridge.settings_changed)
     listener.subscribe(EVENTS_CHANNEL, bridge.events_appended)
     listener.on_reconnect(bridge.resync)
@@ -116,7 +93,4 @@ async def shutdown(app: Starlette) -> None:
     listener: NotifyListener | None = getattr(app.state, "notify_listener", None)
     if listener is None:
         return
-    unsubscribe = getattr(app.state, "scaleout_unsubscribe", None)
-    if unsubscribe:
-        unsubscribe()
     await run_in_threadpool(listener.stop)

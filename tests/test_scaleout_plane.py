@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.config import Config
 from server.scaleout import parse_settings_payload
-from server.store import open_store, workspace
+from server.store import events, open_store, workspace
 
 pytestmark = pytest.mark.postgres
 
@@ -72,6 +72,27 @@ def test_rotated_and_deleted_keys_are_announced_as_gone(running_app):
     assert sorted(drain(seen, 1.0)) == sorted([(source["id"], source["write_key"], -1), (source["id"], new_key, 2)])
     run_elsewhere(url, f"workspace.delete_source(engine, {source['id']})")
     assert drain(seen, 1.0) == [(source["id"], new_key, -1)]
+
+
+def test_events_appended_by_another_process_wake_this_ones_readers(running_app):
+    url, engine, _ = running_app
+    woken: queue.Queue[int] = queue.Queue()
+    unsubscribe = events.on_events_appended(woken.put)
+    try:
+        source = workspace.create_source(engine, "Log")
+        run_elsewhere(url, (
+            "from datetime import datetime, timezone\n"
+            "from server.store import events\n"
+            f"rows = events.rows_for({source['id']}, datetime.now(timezone.utc), "
+            "[{'messageId': f'm{i}', 'type': 'track', 'event': 'E'} for i in range(3)])\n"
+            "assert events.append(engine, rows, dedupe_window=60) == [True] * 3\n"
+        ))
+        finished = time.monotonic()
+        max_id = woken.get(timeout=5)
+        assert time.monotonic() - finished < 1.0
+        assert max_id == max(e["id"] for e in events.read_after(engine, 0))
+    finally:
+        unsubscribe()
 
 
 def test_settings_payloads_parse_strictly():

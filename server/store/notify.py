@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from typing import Callable
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL, make_url
 
 log = logging.getLogger("switchboard.notify")
@@ -64,12 +64,37 @@ class NotifyListener:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn = None
+        self._own_pids: set[int] = set()
+        self._engine_hooks: list = []
         self.connected = threading.Event()
         self.connections = 0  # successful connects so far (1 = never reconnected)
 
     @classmethod
     def for_engine(cls, engine: Engine, channels: tuple[str, ...] = CHANNELS) -> "NotifyListener":
-        return cls(engine.url, channels)
+        """A listener on ``engine``'s database that skips what this process's own pool sent."""
+        listener = cls(engine.url, channels)
+        if listener.enabled:
+            listener.ignore_own(engine)
+        return listener
+
+    def ignore_own(self, engine: Engine) -> None:
+        """Skip notifications sent through ``engine``'s connections: this process has already
+        told its own callbacks, right after its commit (workspace and events do that), and
+        would otherwise hear of its own change twice.
+
+        PostgreSQL tags each notification with the sending backend's pid. We track the pids of
+        the pool's open connections (a pid is unique among live backends, so a foreign
+        notification is never skipped) and recycle the pool once so that none is unknown."""
+        def opened(dbapi_connection, _record) -> None:
+            self._own_pids.add(dbapi_connection.info.backend_pid)
+
+        def closed(dbapi_connection, _record=None) -> None:
+            self._own_pids.discard(dbapi_connection.info.backend_pid)
+
+        self._engine_hooks = [(engine, "connect", opened), (engine, "close", closed), (engine, "close_detached", closed)]
+        for hook in self._engine_hooks:
+            event.listen(*hook)
+        engine.dispose()  # connections opened before now would go untracked
 
     # ---------------------------------------------------------------- subscriptions
 
@@ -107,6 +132,9 @@ class NotifyListener:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        for hook in self._engine_hooks:
+            event.remove(*hook)
+        self._engine_hooks = []
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -144,7 +172,8 @@ class NotifyListener:
             got = False
             for note in conn.notifies(timeout=self.POLL_S):
                 got = True
-                self._dispatch(note.channel, note.payload)
+                if note.pid not in self._own_pids:
+                    self._dispatch(note.channel, note.payload)
                 if self._stop.is_set():
                     return
             now = time.monotonic()
