@@ -9,6 +9,7 @@ with the vendor's host mapped to the local server (the test-only ``base_urls`` h
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 import uuid
@@ -59,6 +60,11 @@ class Vendor:
 
             def log_message(self, *args):  # quiet
                 pass
+
+            def setup(self):
+                super().setup()
+                # Without this, Nagle + delayed ACK add ~40 ms to every small response.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)

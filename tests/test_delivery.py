@@ -161,22 +161,23 @@ def test_a_hanging_vendor_does_not_hold_up_another_destination(engine, catalog):
     release = threading.Event()
 
     def hang(record):
-        release.wait(3)
+        release.wait(30)  # hangs until the test is done looking
         return 200, {}, b"finally"
 
     with Vendor(hang) as stuck, Vendor() as healthy:
         source, (slow_dest, good_dest) = source_with(engine, hook(stuck.url + "/s"), hook(healthy.url + "/h"))
         try:
-            with RunningService(engine, catalog, timeout=2.5, concurrency=4):
+            with RunningService(engine, catalog, timeout=25, concurrency=4):
                 for batch in range(5):
                     append(engine, source["id"], [make_event("track", event=f"E{batch}-{i}") for i in range(20)])
                     time.sleep(0.05)
-                # Every healthy delivery completes while the stuck vendor still holds its requests.
-                healthy.wait_for(100, timeout=2.0)
-                assert not release.is_set() and len(stuck.snapshot()) <= 4 * 2
+                # Every healthy delivery completes while the stuck vendor still holds its first
+                # requests (at most its lane's concurrency of them).
+                healthy.wait_for(100, timeout=20)
+                assert 1 <= len(stuck.snapshot()) <= 4
+                assert all(j["status"] == store.QUEUED for j in jobs(engine, slow_dest["id"]))
                 release.set()
         finally:
             release.set()
-    good = [j for j in jobs(engine, good_dest["id"])]
+    good = jobs(engine, good_dest["id"])
     assert len(good) == 100 and all(j["status"] == store.DELIVERED for j in good)
-    assert max(j["latency_ms"] for j in good) < 2000  # well under the stuck vendor's hang

@@ -24,7 +24,9 @@ from sqlalchemy import Connection, Engine, select, text
 from server.catalog import Catalog
 from server.delivery.router import route
 from server.store.engine import read_only
-from server.store.delivery import FANOUT_CURSOR, QUEUED, delivery_cursors, delivery_jobs, utcnow
+from server.store.delivery import (
+    FANOUT_CURSOR, QUEUED, delivery_cursors, delivery_jobs, utcnow, write_transaction,
+)
 from server.store.events import events
 from server.store.schema import destinations, sources
 
@@ -77,7 +79,7 @@ def fanout_pass(engine: Engine, catalog: Catalog, gaps: GapTracker, limit: int =
     """One pass; returns (events consumed, jobs created, whether more events may be waiting)."""
     if not _anything_new(engine):
         return 0, 0, False
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         postgres = conn.dialect.name == "postgresql"
         if postgres:
             # Taken before reading the events: every transaction below xmin has ended, so its

