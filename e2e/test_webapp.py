@@ -324,3 +324,26 @@ def test_signed_out_pages_redirect_to_sign_in_and_forms_need_the_csrf_token(serv
     page.get_by_label("Name").fill("With token")
     page.get_by_role("button", name="Create source").click()
     expect(page.get_by_role("heading", name="With token")).to_be_visible()
+
+
+def test_pages_fit_a_phone_screen_and_a_1280_px_window(server, page: Page):
+    base = server.url
+    sign_in(page, base)
+    paths = ["/sources", "/sources/1", "/sources/1/history", "/sources/1/debugger", "/catalog",
+             "/catalog/google_analytics_4", "/catalog/google_analytics_4/configure?source=1",
+             "/catalog/webhooks/configure?source=1"]
+    paths += [d["url"] for d in page_json(page, base + "/sources/1")["destinations"]]
+    for width in (390, 1280):
+        page.set_viewport_size({"width": width, "height": 800})
+        for path in paths:
+            page.goto(base + path)
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at {width}px"
+    page.goto(base + "/sources/1")
+    shot(page, "source-1280")
+    # The copy button puts the write key on the clipboard.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    page.get_by_role("button", name="Copy the write key").click()
+    expect(page.locator(".copied").first).to_have_text("Copied")
+    key = page_json(page, base + "/sources/1")["source"]["write_key"]
+    assert page.evaluate("navigator.clipboard.readText()") == key

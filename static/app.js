@@ -4,10 +4,15 @@
   // Copy buttons: data-copy names the element whose text is copied.
   document.querySelectorAll("button[data-copy]").forEach(function (button) {
     button.addEventListener("click", function () {
-      var text = document.getElementById(button.dataset.copy).textContent;
-      var status = button.nextElementSibling;
-      navigator.clipboard.writeText(text).then(function () { status.textContent = "Copied"; },
-        function () { status.textContent = "Copy failed: select the text and copy it by hand"; });
+      var element = document.getElementById(button.dataset.copy), status = button.nextElementSibling;
+      var fallback = function () {
+        // No clipboard API (plain http on a non-local host): select the text for Ctrl+C instead.
+        var range = document.createRange(); range.selectNodeContents(element);
+        var selection = window.getSelection(); selection.removeAllRanges(); selection.addRange(range);
+        status.textContent = "Selected: press Ctrl+C (⌘C) to copy";
+      };
+      if (!navigator.clipboard) { fallback(); return; }
+      navigator.clipboard.writeText(element.textContent).then(function () { status.textContent = "Copied"; }, fallback);
     });
   });
   // Forms that ask before they do something destructive.

@@ -66,7 +66,15 @@ async def bundle_info(app, write_key: str) -> dict[str, Any] | None:
         "etag": bundle.etag("identity"),
         "loaders": [catalog.get(s).name if catalog.get(s) else s for s in bundle.loaders],
         "built_at": _iso(getattr(bundle, "built_at", None)),
+        "version_saved_at": await run_in_threadpool(_version_saved_at, app.state.engine, write_key, bundle.version),
     }
+
+
+def _version_saved_at(engine, write_key: str, version: int) -> str | None:
+    from server.store import workspace
+
+    current = workspace.public_config(engine, write_key)
+    return _iso(current["version_created_at"]) if current and current["settings_version"] == version else None
 
 
 # ---------------------------------------------------------------- delivery
