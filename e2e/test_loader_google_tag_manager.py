@@ -80,3 +80,22 @@ def test_disabling_removes_the_loader_and_enabling_restores_it(site, browser):
 
 def test_blocked_script_leaves_other_destinations_and_the_collector_working(site, browser):
     check_blocked_vendor(site, browser, "google_tag_manager", "hotjar", lambda c, marker: ["event", marker] in c)
+
+
+def test_live_container_in_a_renamed_data_layer(site, browser):
+    row = site.destinations["google_tag_manager"]
+    site.workspace.update(row["id"], {"gtm_auth": None, "gtm_preview": None, "data_layer_name": "sbLayer"})
+    context = browser.new_context()
+    try:
+        routes = VendorRoutes().install(context)
+        page = site.open(context)
+        run(page, 'analytics.track("Renamed Layer", {x: 1})')
+        page.wait_for_function("() => window.sbLayer && window.sbLayer.calls && window.sbLayer.calls.length >= 2")
+        assert routes.requests["google_tag_manager"] == ["https://www.googletagmanager.com/gtm.js?id=GTM-ABC1234&l=sbLayer"]
+        entries = page.evaluate("() => window.sbLayer.calls")
+        assert entries[0]["event"] == "gtm.js"
+        assert any(e.get("event") == "Renamed Layer" and e.get("x") == 1 for e in entries)
+        assert page.evaluate("() => window.dataLayer") is None
+    finally:
+        context.close()
+        site.workspace.update(row["id"], {"gtm_auth": "Xy_z-12", "gtm_preview": "env-5", "data_layer_name": None})

@@ -225,6 +225,10 @@ class Workspace:
         body = {"slug": slug, "mode": "device", "enabled": enabled, "settings": settings}
         return self._ok(self.http.post(f"/api/v1/sources/{source_id}/destinations", json=body))
 
+    def update(self, destination_id: int, settings: dict) -> dict:
+        """Merge ``settings`` into the destination's (None removes a key)."""
+        return self._ok(self.http.patch(f"/api/v1/destinations/{destination_id}", json={"settings": settings}))
+
     def set_enabled(self, destination_id: int, enabled: bool) -> dict:
         return self._ok(self.http.patch(f"/api/v1/destinations/{destination_id}", json={"enabled": enabled}))
 

@@ -178,3 +178,11 @@ def test_secret_settings_never_reach_the_bundle(manifest):
     for s in manifest.settings:
         if s.applies_to("device") and not s.secret:
             assert settings[s.key] == stored[s.key]
+
+
+@pytest.mark.parametrize("key", ["track_initial_page", "track_all_pages", "track_named_pages",
+                                 "track_categorized_pages", "group_key", "region"])
+def test_a_shared_idea_has_one_label_and_type_everywhere(key):
+    found = {m.slug: m.setting(key) for m in CATALOG if m.setting(key) is not None}
+    assert len(found) >= 2, f"{key} is meant to be shared"
+    assert len({(s.label, s.type) for s in found.values()}) == 1, {slug: (s.label, s.type) for slug, s in found.items()}
