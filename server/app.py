@@ -24,12 +24,12 @@ log = logging.getLogger("switchboard")
 
 # Order matters only where paths overlap: earlier planes win.
 PLANES = [
+    "server.cdn",
     "server.health",
     "server.scaleout",
     "server.admin.api",
     "server.collector",
     "server.delivery",
-    "server.cdn",
     "server.demo",
     "server.web",
     "server.warehouse",
