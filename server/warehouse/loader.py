@@ -174,7 +174,6 @@ class PostgresTarget:
         self.schema = schema
         self.destination_id = destination_id
         self._host = f"{self.conn.info.host}:{self.conn.info.port}/{self.conn.info.dbname}"
-        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
 
     def describe(self) -> str:
         return f"PostgreSQL {self._host} schema {self.schema}"
@@ -193,6 +192,8 @@ class PostgresTarget:
                 self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
 
     def existing_columns(self) -> dict[str, dict[str, str]]:
+        # Called under the lock, so two loaders never race to create the schema.
+        self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
         rows = self.conn.execute(
             "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s",
             (self.schema,),

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
-from server.catalog import Catalog, effective_settings
+from server.catalog import SECRET_MASK, Catalog, effective_settings
 from server.config import Config
 from server.store import warehouse as store
 from server.store import workspace
@@ -39,8 +40,30 @@ class NotAWarehouse(ValueError):
     """The destination exists but is not a warehouse."""
 
 
+LIMITS = {"sync_interval_seconds": (1, 86_400), "batch_rows": (1, 100_000), "column_limit": (20, 1_600)}
+
+
 def settings_of(catalog: Catalog, destination: dict[str, Any]) -> dict[str, Any]:
-    return effective_settings(catalog.get(SLUG), destination["settings"], "cloud")
+    """Effective settings, numbers held to sane bounds (PostgreSQL allows 1,600 columns)."""
+    settings = effective_settings(catalog.get(SLUG), destination["settings"], "cloud")
+    for key, (low, high) in LIMITS.items():
+        settings[key] = int(min(max(settings.get(key) or low, low), high))
+    return settings
+
+
+def redact(text: str, settings: dict[str, Any]) -> str:
+    """Errors end up in the sync history: keep the secret settings (URL, file path) out of it."""
+    secrets = [settings.get("database_url"), settings.get("sqlite_path")]
+    if settings.get("sqlite_path"):
+        secrets.append(str(Path(settings["sqlite_path"]).parent))  # mkdir errors name the folder
+    for value in secrets:
+        if value and value not in (".", "/"):
+            text = text.replace(str(value), SECRET_MASK)
+    url = settings.get("database_url") or ""
+    password = re.match(r"[^:]+://[^:/@]+:([^@]+)@", url)
+    if password:
+        text = text.replace(password.group(1), SECRET_MASK)
+    return text
 
 
 def default_sqlite_path(config: Config, source_slug: str) -> Path:
@@ -79,8 +102,9 @@ def sync_destination(
         target = open_target(config, destination, source, settings)
     except Exception as exc:  # unreachable database, bad path: a failed sync, kept in the history
         sync_id = store.start_sync(engine, destination_id, trigger)
-        store.finish_sync(engine, sync_id, events=0, rows={}, notices=[], error=f"cannot open the warehouse: {exc}")
-        log.warning("warehouse %s: cannot open the target: %s", destination_id, exc)
+        error = redact(f"cannot open the warehouse: {exc}", settings)
+        store.finish_sync(engine, sync_id, events=0, rows={}, notices=[], error=error)
+        log.warning("warehouse %s: %s", destination_id, error)
         return store.get_sync(engine, sync_id)
     try:
         with target.lock(wait):
@@ -98,8 +122,7 @@ def sync_destination(
 
 def _run(engine, catalog, target, destination, source, settings, sync_id) -> None:
     names = catalog.get(SLUG).integration_names
-    batch_rows = max(int(settings.get("batch_rows") or 5000), 1)
-    column_limit = max(int(settings.get("column_limit") or 500), 1)
+    batch_rows, column_limit = settings["batch_rows"], settings["column_limit"]
     notices: dict[str, None] = {}
 
     def notice(message: str) -> None:
@@ -128,7 +151,7 @@ def _run(engine, catalog, target, destination, source, settings, sync_id) -> Non
             if len(logged) < batch_rows:
                 break
     except Exception as exc:  # the cursor did not move: everything is retried next time
-        error = f"{type(exc).__name__}: {exc}"
+        error = redact(f"{type(exc).__name__}: {exc}", settings)
         log.warning("warehouse %s: sync failed, will retry: %s", destination["id"], error)
     store.finish_sync(
         engine, sync_id, events=read, rows=totals, notices=list(notices)[:MAX_NOTICES], error=error
@@ -146,8 +169,7 @@ def scheduler_pass(engine: Engine, catalog: Catalog, config: Config, last_run: d
     """Sync every destination whose interval passed, or that has a full batch waiting."""
     for destination in _due_destinations(engine):
         settings = settings_of(catalog, destination)
-        interval = float(settings.get("sync_interval_seconds") or 60)
-        batch_rows = max(int(settings.get("batch_rows") or 5000), 1)
+        interval, batch_rows = settings["sync_interval_seconds"], settings["batch_rows"]
         cursor = store.get_cursor(engine, destination["id"])
         waiting = store.pending_count(engine, destination["source_id"], cursor, batch_rows)
         if not waiting:
