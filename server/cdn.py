@@ -73,25 +73,39 @@ def _matching_tag(if_none_match: str, digest: str) -> str | None:
     return None
 
 
+class _Prebuilt(Response):
+    """A response whose raw headers were built once: the warm path skips header encoding."""
+
+    def __init__(self, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes):
+        self.status_code, self.raw_headers, self.body, self.background = status, raw_headers, body, None
+
+
+@lru_cache(maxsize=4096)
+def _raw_headers(etag: str, encoding: str, cache_control: str, content_type: str, length: int | None):
+    headers = [
+        (b"cache-control", cache_control.encode()),
+        (b"etag", etag.encode("latin-1")),
+        (b"vary", b"Accept-Encoding"),
+        (b"access-control-allow-origin", b"*"),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    if length is not None:  # None: a 304, which carries no body and no length
+        headers += [(b"content-type", content_type.encode()), (b"content-length", str(length).encode())]
+        if encoding != "identity":
+            headers.append((b"content-encoding", encoding.encode()))
+    return headers
+
+
 def serve(request: Request, built: Built, cache_control: str, content_type: str = JS) -> Response:
-    encoding = negotiate(request.headers.get("accept-encoding", ""))
-    etag = built.etag(encoding)
-    headers = {
-        "Cache-Control": cache_control,
-        "ETag": etag,
-        "Vary": "Accept-Encoding",
-        "Access-Control-Allow-Origin": "*",
-        "X-Content-Type-Options": "nosniff",
-    }
-    inm = request.headers.get("if-none-match")
+    headers = request.headers
+    encoding = negotiate(headers.get("accept-encoding", ""))
+    inm = headers.get("if-none-match")
     matched = inm and _matching_tag(inm, built.hash)
     if matched:
-        if matched != "*":
-            headers["ETag"] = matched
-        return Response(status_code=304, headers=headers)
-    if encoding != "identity":
-        headers["Content-Encoding"] = encoding
-    return Response(built.variant(encoding), headers=headers, media_type=content_type)
+        etag = built.etag(encoding) if matched == "*" else matched
+        return _Prebuilt(304, _raw_headers(etag, encoding, cache_control, content_type, None), b"")
+    body = built.variant(encoding)
+    return _Prebuilt(200, _raw_headers(built.etag(encoding), encoding, cache_control, content_type, len(body)), body)
 
 
 def not_found(reason: str) -> Response:
@@ -99,6 +113,11 @@ def not_found(reason: str) -> Response:
     body = f"/* Switchboard: {_WHY[reason]} */\n"
     return Response(body, status_code=404, media_type=JS,
                     headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+
+
+@lru_cache(maxsize=8)
+def bundle_cache_control(config: Config) -> str:
+    return f"public, max-age={config.bundle_max_age}, stale-while-revalidate={config.bundle_stale_while_revalidate}"
 
 
 def _cache(request: Request) -> BundleCache:
@@ -118,8 +137,7 @@ async def bundle(request: Request) -> Response:
     if isinstance(entry, Missing):
         return not_found(entry.reason)
     if hashed is None:
-        cc = f"public, max-age={config.bundle_max_age}, stale-while-revalidate={config.bundle_stale_while_revalidate}"
-        return serve(request, entry.bundle, cc)
+        return serve(request, entry.bundle, bundle_cache_control(config))
     if entry.bundle.hash != hashed:
         entry = _cache(request).find_hash(write_key, hashed)
         if entry is None:
@@ -142,8 +160,7 @@ async def settings(request: Request) -> Response:
         # analytics-next prints this body with console.error when load() fails.
         return Response(f'{{"code":"not_found","message":"{_WHY[entry.reason]}"}}', status_code=404,
                         media_type="application/json", headers={**cors, "Cache-Control": "no-store"})
-    config: Config = request.app.state.config
-    cc = f"public, max-age={config.bundle_max_age}, stale-while-revalidate={config.bundle_stale_while_revalidate}"
+    cc = bundle_cache_control(request.app.state.config)
     return Response(entry.settings, media_type="application/json", headers={**cors, "Cache-Control": cc})
 
 

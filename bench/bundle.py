@@ -1,0 +1,237 @@
+"""Bundle benchmark: sizes, warm throughput against a bare Starlette route, 304s, cold builds.
+
+    .venv/bin/python bench/bundle.py [--seconds 5] [--connections 50]
+
+Prints side-by-side figures from one run on this machine:
+1. sizes of the core and every js_templates/destinations/*.js.j2 loader (minified, gzip, brotli,
+   and what each loader adds to a gzip'd bundle), beside @segment/analytics-next's standalone
+   bundle from its npm package (e2e/node_modules, installed by `make node-deps`) when present;
+2. warm bundle requests/s from `switchboard`'s app vs a bare Starlette route returning the same
+   bytes and headers, both under uvicorn with the same settings (target ratio ≥ 0.9), the same for
+   304 answers, and nginx serving the same file as the ceiling when nginx is installed;
+3. cold build of a source with 10 device-mode destinations (target ≤ 20 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import brotli
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from pgserver import free_port, wait_for_port  # noqa: E402
+
+from server.bundle_cache import BundleCache  # noqa: E402
+from server.bundles import build_bundle, core_source, loader_slugs, loader_source, minify  # noqa: E402
+from server.catalog import load_catalog  # noqa: E402
+from server.config import Config  # noqa: E402
+from server.store import open_store, workspace  # noqa: E402
+
+ANALYTICS_NEXT = ROOT / "e2e" / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd" / "standalone.js"
+ROUNDS = 3
+UVICORN = dict(host="127.0.0.1", log_level="warning", access_log=False)  # both servers, same settings
+
+
+def sizes(js: str) -> tuple[int, int, int]:
+    data = js.encode()
+    return len(data), len(gzip.compress(data, 9)), len(brotli.compress(data, quality=11))
+
+
+def print_sizes() -> None:
+    print("== Sizes (bytes; gzip -9, brotli q11)")
+    core = minify(core_source())
+    core_gz = sizes(core)[1]
+    print(f"{'file':32} {'minified':>9} {'gzip':>7} {'brotli':>7} {'adds (gzip)':>12}")
+    print(f"{'core':32} {sizes(core)[0]:9} {sizes(core)[1]:7} {sizes(core)[2]:7} {'':>12}   budget 8192 gzip")
+    for slug in loader_slugs():
+        js = minify(loader_source(slug))
+        raw, gz, br = sizes(js)
+        added = sizes(core + "\n" + js)[1] - core_gz
+        print(f"{'  ' + slug:32} {raw:9} {gz:7} {br:7} {added:12}   budget 1024 added")
+    if ANALYTICS_NEXT.exists():
+        raw, gz, br = sizes(ANALYTICS_NEXT.read_text())
+        print(f"{'analytics-next standalone.js':32} {raw:9} {gz:7} {br:7}   (npm; ratio core/it gzip {core_gz / gz:.2f})")
+    else:
+        print("analytics-next standalone.js: not installed (make node-deps)")
+
+
+def source_with(engine, name: str, count: int) -> dict:
+    source = workspace.create_source(engine, name)
+    slugs = loader_slugs()
+    for i in range(count):
+        slug = slugs[i % len(slugs)]
+        workspace.add_destination(engine, source["id"], slug=slug, mode="device", enabled=True, settings={})
+    return source
+
+
+def bench_cold(engine, catalog, config) -> None:
+    print("== Cold build, 10 device-mode destinations (target <= 20 ms)")
+    source = source_with(engine, "Cold", 10)
+    config_row = workspace.public_config(engine, source["write_key"])
+    build_bundle(config, catalog, config_row)  # templates compiled once per process
+    times = []
+    for i in range(20):
+        config_row = dict(config_row, settings_version=config_row["settings_version"] + i + 1)
+        start = time.perf_counter()
+        build_bundle(config, catalog, config_row)
+        times.append((time.perf_counter() - start) * 1000)
+    cache = BundleCache(engine, catalog, config)
+    with_query = []
+    for _ in range(10):
+        cache.invalidate(source["write_key"])
+        cache._entries.clear()
+        start = time.perf_counter()
+        cache._load(source["write_key"])
+        with_query.append((time.perf_counter() - start) * 1000)
+    cache.close()
+    print(f"render+minify+gzip+brotli(q5): median {statistics.median(times):.1f} ms, max {max(times):.1f} ms")
+    print(f"store query + build (a cache miss): median {statistics.median(with_query):.1f} ms")
+
+
+BARE_APP = textwrap.dedent("""
+    import sys, uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+    body, etag, port = open(sys.argv[1], "rb").read(), sys.argv[2], int(sys.argv[3])
+    headers = {"Cache-Control": "public, max-age=60, stale-while-revalidate=3600", "ETag": etag,
+               "Vary": "Accept-Encoding", "Access-Control-Allow-Origin": "*", "X-Content-Type-Options": "nosniff",
+               "Content-Encoding": "gzip"}
+    async def bundle(request):
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(body, headers=headers, media_type="application/javascript; charset=utf-8")
+    app = Starlette(routes=[Route("/bundle.js", bundle)])
+    uvicorn.run(app, port=port, **%r)
+""" % UVICORN)
+
+OUR_APP = textwrap.dedent("""
+    import sys, uvicorn
+    from server.app import create_app
+    from server.config import Config
+    config = Config.from_env()
+    uvicorn.run(create_app(config), port=config.port, **%r)
+""" % UVICORN)
+
+
+def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> float:
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s"]
+    for k, v in headers.items():
+        args += ["-H", f"{k}: {v}"]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("Requests/sec"))
+    non2xx = [l for l in out.splitlines() if "Non-2xx" in l]
+    if non2xx and "304" not in str(headers):
+        raise SystemExit(f"{url}: {non2xx[0]}")
+    return float(line.split()[1])
+
+
+def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})})
+    wait_for_port(port, 30)
+    return proc
+
+
+def nginx_ceiling(directory: Path, file_gz: Path, seconds: int, connections: int) -> float | None:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        return None
+    port = free_port()
+    conf = directory / "nginx.conf"
+    conf.write_text(textwrap.dedent(f"""
+        worker_processes 1; daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log;
+        events {{ worker_connections 1024; }}
+        http {{
+          access_log off; client_body_temp_path {directory}; proxy_temp_path {directory};
+          fastcgi_temp_path {directory}; uwsgi_temp_path {directory}; scgi_temp_path {directory};
+          server {{ listen 127.0.0.1:{port};
+            location = /bundle.js {{ alias {file_gz}; default_type application/javascript;
+              add_header Content-Encoding gzip; add_header Vary Accept-Encoding;
+              add_header Cache-Control "public, max-age=60"; }} }}
+        }}"""))
+    proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(directory)], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 10)
+        return wrk(f"http://127.0.0.1:{port}/bundle.js", seconds, connections, {"Accept-Encoding": "gzip"})
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def bench_throughput(db_url: str, engine, seconds: int, connections: int, directory: Path) -> None:
+    print(f"== Warm throughput (wrk -t2 -c{connections} -d{seconds}s, Accept-Encoding: gzip; uvicorn {UVICORN})")
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: skipped")
+        return
+    source = source_with(engine, "Warm", 2)
+    our_port, bare_port = free_port(), free_port()
+    ours = start([sys.executable, "-c", OUR_APP], our_port, {
+        "SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_PORT": str(our_port), "SWITCHBOARD_LOG_LEVEL": "WARNING",
+        "SWITCHBOARD_DELIVERY_WORKERS": "false"})
+    try:
+        url = f"http://127.0.0.1:{our_port}/analytics.js/v1/{source['write_key']}/analytics.min.js"
+        first = httpx.get(url, headers={"Accept-Encoding": "gzip"})
+        raw = httpx.get(url, headers={"Accept-Encoding": "identity"}).content
+        body_gz = directory / "bundle.js.gz"
+        body_gz.write_bytes(gzip.compress(raw, 9, mtime=0))
+        etag = first.headers["etag"]
+        bare = start([sys.executable, "-c", BARE_APP, str(body_gz), etag, str(bare_port)], bare_port)
+        try:
+            bare_url = f"http://127.0.0.1:{bare_port}/bundle.js"
+            for label, headers in (("200", {"Accept-Encoding": "gzip"}),
+                                   ("304", {"Accept-Encoding": "gzip", "If-None-Match": etag})):
+                wrk(url, 1, connections, headers)  # warm-up
+                wrk(bare_url, 1, connections, headers)
+                # Alternate short rounds and take medians: other load on the machine hits both alike.
+                ours_runs, bare_runs = [], []
+                for _ in range(ROUNDS):
+                    ours_runs.append(wrk(url, seconds, connections, headers))
+                    bare_runs.append(wrk(bare_url, seconds, connections, headers))
+                ours_rps, bare_rps = statistics.median(ours_runs), statistics.median(bare_runs)
+                print(f"{label}: switchboard {ours_rps:9.0f} req/s   bare Starlette {bare_rps:9.0f} req/s   "
+                      f"ratio {ours_rps / bare_rps:.2f} (target >= 0.9; medians of {ROUNDS} alternating runs)")
+        finally:
+            bare.terminate()
+            bare.wait(10)
+    finally:
+        ours.terminate()
+        ours.wait(10)
+    ceiling = nginx_ceiling(directory, directory / "bundle.js.gz", seconds, connections)
+    if ceiling is None:
+        print("nginx: not installed")
+    else:
+        print(f"nginx serving the same file (ceiling): {ceiling:9.0f} req/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=3, help="per wrk run (3 alternating runs each)")
+    parser.add_argument("--connections", type=int, default=50)
+    args = parser.parse_args()
+    print_sizes()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        db_url = f"sqlite:///{directory / 'bench.db'}"
+        engine = open_store(db_url)
+        catalog, config = load_catalog(), Config(database_url=db_url)
+        bench_cold(engine, catalog, config)
+        bench_throughput(db_url, engine, args.seconds, args.connections, directory)
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
