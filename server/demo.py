@@ -1,5 +1,5 @@
 """The ready-made demo: a "Demo site" source seeded on an empty database, and /demo, a page
-that carries that source's snippet with a few buttons to send events."""
+that carries that source's snippet (inline, as a site pastes it) with a few buttons to send events."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from server.snippet import render_snippet
 from server.store import workspace
 
 DEMO_SOURCE_NAME = "Demo site"
@@ -34,7 +35,9 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Switchboard demo page</title>
-<script src="{snippet_url}"></script>
+<script>
+{snippet}
+</script>
 <style>
 body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; }}
 button {{ font: inherit; padding: .4rem .8rem; margin: .2rem; }}
@@ -77,7 +80,8 @@ async def demo_page(request: Request) -> Response:
     config = request.app.state.config
     return HTMLResponse(
         PAGE.format(
-            snippet_url=html.escape(f"{config.origin}/snippet/{source['write_key']}.js"),
+            # The snippet inline, as a site pastes it (tojson inside it keeps it HTML-safe).
+            snippet=render_snippet(config, source["write_key"]),
             name=html.escape(source["name"]),
             write_key=html.escape(source["write_key"]),
             source_id=source["id"],
