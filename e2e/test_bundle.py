@@ -231,3 +231,67 @@ def test_4xx_is_dropped_with_an_error_event(page, server):
     page.wait_for_function("() => window.__delivery !== undefined")
     assert page.evaluate("window.__delivery.status") == 400
     page.wait_for_function("() => localStorage.getItem('sb_outbox_%s') === '[]'" % source["write_key"])
+
+
+def test_integrations_option_initial_page_setting_middleware_and_other_calls(page, server):
+    live, engine = server
+    source = make_source(engine, "Routing", [
+        {"slug": "google_analytics_4", "settings": {"measurement_id": "G-ROUTE1", "track_initial_page": False}},
+        PIXEL,
+    ])
+    script = """
+analytics.addSourceMiddleware(function (m) {
+  if (m.payload.obj.event === "Dropped") return m.next(null);
+  m.payload.obj.context.enriched = true;
+  m.next(m.payload);
+});
+analytics.track("Only Pixel", {}, {integrations: {All: false, "Facebook Pixel": true}});
+analytics.track("Not Pixel", {}, {integrations: {"Meta Pixel": false}});
+analytics.track("Dropped");
+analytics.group("org-1", {name: "Acme"});
+analytics.alias("new-id", "old-id");
+analytics.screen("Home");
+analytics.ready(function () { window.__ready = true; });
+"""
+    serve_site(page, live.url, {"/i.html": site_page(live.url, source["write_key"], script)})
+    page.goto(f"{SITE}/i.html")
+    page.wait_for_function("() => window.__ready === true")
+    stored = wait_for_events(engine, source["id"], 6, page=page)
+    assert [e.get("event") or e["type"] for e in stored] == ["page", "Only Pixel", "Not Pixel", "group", "alias", "screen"]
+    assert all(e["context"]["enriched"] is True for e in stored)
+    initial, only_pixel, not_pixel, group, alias, screen = stored
+    # track_initial_page false: GA4 did not get the snippet's page view, Meta did.
+    assert initial["integrations"] == {"Meta Pixel": False}
+    # The caller's option goes to the server too, with what the browser delivered switched off.
+    assert only_pixel["integrations"] == {"All": False, "Facebook Pixel": True, "Meta Pixel": False}
+    assert not_pixel["integrations"] == {"Meta Pixel": False, "Google Analytics 4": False}
+    assert group["groupId"] == "org-1" and group["traits"] == {"name": "Acme"}
+    assert alias["userId"] == "new-id" and alias["previousId"] == "old-id"
+    assert screen["name"] == "Home"
+    page.wait_for_function("() => window.__gtag.some(function (c) { return c[1] === 'join_group'; })")
+    gtag_events = [c[1] for c in page.evaluate("window.__gtag") if c[0] == "event"]
+    assert "page_view" not in gtag_events and "Only_Pixel" not in gtag_events and "Not_Pixel" in gtag_events
+    fbq_names = [c[2] for c in page.evaluate("window.__fbq") if len(c) > 2]
+    assert "PageView" in fbq_names and "Only Pixel" in fbq_names and "Not Pixel" not in fbq_names
+
+
+def test_track_link_and_classic_analytics_js_cookies(page, server):
+    live, engine = server
+    source = make_source(engine, "Links", [])
+    serve_site(page, live.url, {"/l.html": site_page(live.url, source["write_key"])})
+    # A visitor whose cookies analytics.js classic wrote (JSON-encoded) keeps the same ids.
+    page.context.add_cookies([
+        {"name": "ajs_anonymous_id", "value": "%22classic-anon%22", "url": SITE},
+        {"name": "ajs_user_id", "value": "%22classic-user%22", "url": SITE},
+    ])
+    page.goto(f"{SITE}/l.html")
+    page.wait_for_function("() => window.analytics && window.analytics.initialized")
+    page.evaluate("""() => {
+        analytics.trackLink(document.getElementById("out"), "Link Clicked", function (el) { return {href: el.href}; });
+        document.getElementById("out").addEventListener("click", function (e) { e.preventDefault(); });
+        document.getElementById("out").click();
+    }""")
+    stored = wait_for_events(engine, source["id"], 2, page=page)
+    click = next(e for e in stored if e["type"] == "track")
+    assert click["event"] == "Link Clicked" and click["properties"] == {"href": f"{SITE}/next.html"}
+    assert click["anonymousId"] == "classic-anon" and click["userId"] == "classic-user"
