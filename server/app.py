@@ -25,10 +25,10 @@ log = logging.getLogger("switchboard")
 # Order matters only where paths overlap: earlier planes win.
 PLANES = [
     "server.cdn",
+    "server.collector",
     "server.health",
     "server.scaleout",
     "server.admin.api",
-    "server.collector",
     "server.delivery",
     "server.demo",
     "server.web",

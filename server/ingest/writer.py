@@ -24,7 +24,7 @@ import time
 from collections import deque
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from server.store import events
 
@@ -55,6 +55,7 @@ class GroupCommitWriter:
         self._wake = threading.Event()
         self._stopping = False
         self._last_prune = 0.0
+        self._conn: Connection | None = None
         self._thread = threading.Thread(target=self._run, name="switchboard-group-commit", daemon=True)
         # Observability: how many commits, and how many rows they carried.
         self.commits = 0
@@ -88,6 +89,12 @@ class GroupCommitWriter:
     # ------------------------------------------------------------ the writer thread
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._drop_connection()
+
+    def _loop(self) -> None:
         while True:
             if not self._pending:
                 if self._stopping:
@@ -109,11 +116,27 @@ class GroupCommitWriter:
             size += len(item[0])
         return group
 
+    def _connection(self) -> Connection:
+        # One connection for the writer's lifetime: on SQLite, opening one per commit (NullPool,
+        # pragmas) would cost more CPU than the commit itself.
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # already broken: nothing more to release
+                pass
+            self._conn = None
+
     def _commit(self, group: list[_Pending]) -> None:
         rows = [row for item in group for row in item[0]]
         try:
-            flags = events.append(self.engine, rows, dedupe_window=self.dedupe_window)
+            flags = events.append(self._connection(), rows, dedupe_window=self.dedupe_window)
         except Exception as exc:
+            self._drop_connection()  # maybe broken (server restarted, disk full): start afresh
             if len(group) == 1:
                 log.error("could not store %d events: %s", len(rows), exc)
                 _resolve([(group[0], None, exc)])
@@ -135,8 +158,9 @@ class GroupCommitWriter:
     def _prune(self) -> None:
         self._last_prune = time.monotonic()
         try:
-            removed = events.prune_message_ids(self.engine, dedupe_window=self.dedupe_window)
+            removed = events.prune_message_ids(self._connection(), dedupe_window=self.dedupe_window)
         except Exception as exc:  # retried at the next interval; dedupe stays exact meanwhile
+            self._drop_connection()
             log.warning("pruning old message ids failed: %s", exc)
             return
         if removed:

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
-from sqlalchemy import Column, Engine, Index, String, Table, Text, bindparam, func, select
+from sqlalchemy import Column, Connection, Engine, Index, String, Table, Text, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -165,8 +166,11 @@ def _claim_statement(dialect: str):
 _claims: dict[str, Any] = {}
 
 
-def append(engine: Engine, rows: list[dict[str, Any]], *, dedupe_window: float) -> list[bool]:
+def append(bind: Engine | Connection, rows: list[dict[str, Any]], *, dedupe_window: float) -> list[bool]:
     """Store ``rows`` (from ``rows_for``) in ONE transaction; return, per row, whether it was stored.
+
+    ``bind`` is an Engine, or a Connection not in a transaction (a long-lived writer keeps one:
+    on SQLite, opening a connection per commit would cost more than the commit).
 
     A row whose (source_id, message_id) was seen less than ``dedupe_window`` seconds ago — in an
     earlier commit, by any process, or earlier in ``rows`` — is a duplicate and is not stored.
@@ -179,27 +183,12 @@ def append(engine: Engine, rows: list[dict[str, Any]], *, dedupe_window: float) 
     first: dict[tuple[int, str], int] = {}
     for index, row in enumerate(rows):
         first.setdefault((row["source_id"], row["message_id"]), index)
-    with engine.begin() as conn:
-        dialect = conn.dialect.name
-        claim = _claims.get(dialect)
-        if claim is None:
-            claim = _claims[dialect] = _claim_statement(dialect)
-        window = timedelta(seconds=dedupe_window)
-        params = [
-            {"source_id": s, "message_id": m, "received_at": rows[i]["received_at"],
-             "cutoff": rows[i]["received_at"] - window}
-            for (s, m), i in first.items()
-        ]
-        new = {(r[0], r[1]) for r in conn.execute(claim, params)}
-        stored = [first[key] for key in new]
-        stored.sort()
-        if stored:
-            conn.execute(events.insert(), [rows[i] for i in stored])
-            max_id = conn.execute(select(func.max(events.c.id))).scalar_one()
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(
-                    "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": NOTIFY_CHANNEL, "payload": str(max_id)}
-                )
+    window = timedelta(seconds=dedupe_window)
+    with _transaction(bind) as conn:
+        if conn.dialect.name == "sqlite":
+            stored, max_id = _append_sqlite(conn, rows, first, window)
+        else:
+            stored, max_id = _append_generic(conn, rows, first, window)
     if stored:
         _announce(max_id)
     flags = [False] * len(rows)
@@ -208,10 +197,83 @@ def append(engine: Engine, rows: list[dict[str, Any]], *, dedupe_window: float) 
     return flags
 
 
-def prune_message_ids(engine: Engine, *, dedupe_window: float, now: datetime | None = None) -> int:
+@contextmanager
+def _transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            yield conn
+    else:
+        with bind.begin():
+            yield bind
+
+
+def _append_generic(conn, rows, first, window) -> tuple[list[int], int | None]:
+    """PostgreSQL: one executemany of the claim (RETURNING the claimed ids), one of the events."""
+    dialect = conn.dialect.name
+    claim = _claims.get(dialect)
+    if claim is None:
+        claim = _claims[dialect] = _claim_statement(dialect)
+    params = [
+        {"source_id": s, "message_id": m, "received_at": rows[i]["received_at"],
+         "cutoff": rows[i]["received_at"] - window}
+        for (s, m), i in first.items()
+    ]
+    new = {(r[0], r[1]) for r in conn.execute(claim, params)}
+    stored = sorted(first[key] for key in new)
+    if not stored:
+        return stored, None
+    conn.execute(events.insert(), [rows[i] for i in stored])
+    max_id = conn.execute(select(func.max(events.c.id))).scalar_one()
+    if dialect == "postgresql":
+        conn.exec_driver_sql(
+            "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": NOTIFY_CHANNEL, "payload": str(max_id)}
+        )
+    return stored, max_id
+
+
+# SQLite's write lock is held for the whole transaction (BEGIN IMMEDIATE), so a claim per row
+# through the driver's statement cache is exact and far cheaper than building the same
+# statements through SQLAlchemy. Same SQL and same stored formats as the generic path.
+_SQLITE_CLAIM = (
+    "INSERT INTO message_ids (source_id, message_id, received_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (source_id, message_id) DO UPDATE SET received_at = excluded.received_at "
+    "WHERE message_ids.received_at < ?"
+)
+_SQLITE_EVENT = "INSERT INTO events (source_id, message_id, type, received_at, payload) VALUES (?, ?, ?, ?, ?)"
+
+
+def _append_sqlite(conn, rows, first, window) -> tuple[list[int], int | None]:
+    as_text = events.c.received_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    texts: dict[datetime, tuple[str, str]] = {}  # received_at → (stored text, cutoff text)
+    cursor = conn.connection.dbapi_connection.cursor()
+    stored: list[int] = []
+    try:
+        for (source_id, message_id), i in first.items():
+            at = rows[i]["received_at"]
+            text = texts.get(at)
+            if text is None:
+                text = texts[at] = (as_text(at), as_text(at - window))
+            cursor.execute(_SQLITE_CLAIM, (source_id, message_id, text[0], text[1]))
+            if cursor.rowcount == 1:  # inserted, or taken over after the window
+                stored.append(i)
+        if not stored:
+            return stored, None
+        stored.sort()
+        cursor.executemany(_SQLITE_EVENT, [
+            (rows[i]["source_id"], rows[i]["message_id"], rows[i]["type"], texts[rows[i]["received_at"]][0],
+             rows[i]["payload"])
+            for i in stored
+        ])
+        max_id = cursor.execute("SELECT max(id) FROM events").fetchone()[0]
+    finally:
+        cursor.close()
+    return stored, max_id
+
+
+def prune_message_ids(bind: Engine | Connection, *, dedupe_window: float, now: datetime | None = None) -> int:
     """Forget message ids older than the window; return how many were removed."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(seconds=dedupe_window)
-    with engine.begin() as conn:
+    with _transaction(bind) as conn:
         return conn.execute(message_ids.delete().where(message_ids.c.received_at < cutoff)).rowcount
 
 
