@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 
@@ -61,25 +61,29 @@ def schema_name(source_slug: str) -> str:
     return identifier(source_slug) or "source"
 
 
-def flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+def flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     """(column, value) for every non-null leaf of ``obj``; nested dicts joined with ``_``.
 
     Arrays become JSON text (Segment stringifies them). Values that are null produce no
     column at all: Segment creates a column only when it sees a non-null value.
     """
+    out: list[tuple[str, Any]] = []
+    _flatten(obj, prefix, out)
+    return out
+
+
+def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -> None:
+    # A plain recursive append (not a generator): this runs for every leaf of every event.
     for key, value in obj.items():
-        path = f"{prefix}_{key}" if prefix else str(key)
         if value is None:
             continue
+        path = f"{prefix}_{key}" if prefix else str(key)
         if isinstance(value, dict):
-            yield from flatten(value, path)
+            _flatten(value, path, out)
             continue
         column = identifier(path)
-        if not column:
-            continue
-        if isinstance(value, (list, tuple)):
-            value = orjson.dumps(value).decode()
-        yield column, value
+        if column:
+            out.append((column, orjson.dumps(value).decode() if isinstance(value, (list, tuple)) else value))
 
 
 def quote(name: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,6 +29,7 @@ class Unfit(ValueError):
     """The value cannot be stored in a column of that type."""
 
 
+@lru_cache(maxsize=4096)  # a batch's events share receivedAt, and sentAt often equals timestamp
 def parse_timestamp(text: str) -> datetime | None:
     """An aware UTC datetime for an ISO-8601 string, None when it is not one."""
     if not _ISO.match(text):
