@@ -107,6 +107,10 @@ def test_ga4_and_meta_pixel_load_with_their_ids_and_get_mapped_calls(page, serve
     order = """
 analytics.track("order_completed", {order_id: "o-1", total: 30, revenue: 25, currency: "EUR",
   products: [{product_id: "p1", name: "Mug", price: 12.5, quantity: 2}]});
+analytics.track("Completed Order", {order_id: "o-2", total: 1});
+analytics.track("OrderCompleted", {order_id: "o-3", total: 2});
+analytics.track("ORDER-COMPLETED", {order_id: "o-4", total: 3});
+analytics.track("Order Completed Twice", {order_id: "o-5"});
 analytics.ready(function () { window.__ready = true; });
 """
     seen = serve_site(page, live.url, {"/shop.html": site_page(live.url, source["write_key"], order)})
@@ -125,11 +129,15 @@ analytics.ready(function () { window.__ready = true; });
     assert purchase["transaction_id"] == "o-1" and purchase["value"] == 30 and purchase["currency"] == "EUR"
     assert purchase["items"] == [{"item_id": "p1", "item_name": "Mug", "price": 12.5, "quantity": 2}]
     assert purchase["send_to"] == "G-TEST123"
+    # Spec names match case- and separator-insensitively, two words in either order; others are custom.
+    page.wait_for_function("() => window.__gtag.some(function (c) { return c[1] === 'Order_Completed_Twice'; })")
+    purchases = [c[2]["transaction_id"] for c in page.evaluate("window.__gtag") if c[:2] == ["event", "purchase"]]
+    assert purchases == ["o-1", "o-2", "o-3", "o-4"]
 
-    page.wait_for_function("() => window.__fbq.length >= 3")
+    page.wait_for_function("() => window.__fbq.length >= 7")
     fbq = page.evaluate("window.__fbq")
     assert fbq[0] == ["init", "1234567890"]
-    stored = wait_for_events(engine, source["id"], 2, page=page)
+    stored = wait_for_events(engine, source["id"], 6, page=page)
     page_event = next(e for e in stored if e["type"] == "page")
     assert ["trackSingle", "1234567890", "PageView", {}, {"eventID": page_event["messageId"]}] in fbq
     purchase_call = next(c for c in fbq if c[2:3] == ["Purchase"])
@@ -139,6 +147,7 @@ analytics.ready(function () { window.__ready = true; });
     assert purchase_call[3]["contents"] == [{"id": "p1", "quantity": 2, "item_price": 12.5}]
     track = next(e for e in stored if e["type"] == "track")
     assert purchase_call[4] == {"eventID": track["messageId"]}
+    assert len([c for c in fbq if c[2:3] == ["Purchase"]]) == 4
     assert track["integrations"] == {"Google Analytics 4": False, "Meta Pixel": False}
 
 

@@ -21,8 +21,9 @@ PLANES = ["server.health", "server.admin.api", "server.cdn"]
 
 
 @pytest.fixture
-def site(tmp_path):
-    url = f"sqlite:///{tmp_path / 'cdn.db'}"
+def site(db_url):
+    """The admin API and the cdn plane on a fresh database (SQLite, then PostgreSQL)."""
+    url = db_url
     engine = open_store(url)
     config = Config(database_url=url, delivery_workers=False, bundle_max_age=120, bundle_stale_while_revalidate=600)
     app = create_app(config, engine=engine, planes=PLANES)

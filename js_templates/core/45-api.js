@@ -87,3 +87,7 @@ extend(A, {
   register: register
 });
 A.trackClick = A.trackLink; A.trackSubmit = A.trackForm; A.pageview = function (url) { return page({ path: url }); };
+// A snippet pasted after the bundle sees `initialize` and leaves the real instance alone;
+// analytics.js's push([method, ...args]) and a second load() keep working.
+A.initialize = A.load = function () { return A; };
+A.push = function (c) { if (c && isFn(A[c[0]])) A[c[0]].apply(A, c.slice(1)); return A; };
