@@ -108,3 +108,17 @@ def test_disabling_removes_the_loader_and_enabling_restores_it(site, browser):
 
 def test_blocked_script_leaves_other_destinations_and_the_collector_working(site, browser):
     check_blocked_vendor(site, browser, "amplitude", "hotjar", lambda c, marker: ["event", marker] in c)
+
+
+def test_autocapture_and_us_region_when_chosen(site, browser):
+    row = site.destinations["amplitude"]
+    site.workspace.update(row["id"], {"autocapture": True, "region": "us"})
+    context = browser.new_context()
+    try:
+        VendorRoutes().install(context)
+        page = site.open(context)
+        init = wait_calls(page, "amplitude", lambda c: c and c[0][0] == "init")[0]
+        assert init[3] == {"serverZone": "US", "autocapture": True}
+    finally:
+        context.close()
+        site.workspace.update(row["id"], {"autocapture": None, "region": "eu"})

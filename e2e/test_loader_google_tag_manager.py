@@ -99,3 +99,29 @@ def test_live_container_in_a_renamed_data_layer(site, browser):
     finally:
         context.close()
         site.workspace.update(row["id"], {"gtm_auth": "Xy_z-12", "gtm_preview": "env-5", "data_layer_name": None})
+
+
+def test_all_pages_with_and_without_the_initial_page_view(site, browser):
+    row = site.destinations["google_tag_manager"]
+
+    def loaded_a_page_events(initial: bool) -> tuple[int, int]:
+        site.workspace.update(row["id"], {"track_all_pages": True, "track_initial_page": initial})
+        context = browser.new_context()
+        try:
+            VendorRoutes().install(context)
+            page = site.open(context)
+            page.evaluate("() => new Promise(r => analytics.ready(() => r(true)))")
+            run(page, 'analytics.track("Marker")')
+            entries = wait_calls(page, "google_tag_manager", lambda c: any(e.get("event") == "Marker" for e in c))
+            at_load = sum(e.get("event") == "Loaded a Page" for e in entries)
+            run(page, "analytics.page()")
+            entries = wait_calls(page, "google_tag_manager", lambda c: sum(e.get("event") == "Loaded a Page" for e in c) > at_load)
+            return at_load, sum(e.get("event") == "Loaded a Page" for e in entries)
+        finally:
+            context.close()
+
+    try:
+        assert loaded_a_page_events(initial=True) == (1, 2)
+        assert loaded_a_page_events(initial=False) == (0, 1)
+    finally:
+        site.workspace.update(row["id"], {"track_all_pages": None, "track_initial_page": None})

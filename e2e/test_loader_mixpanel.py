@@ -112,3 +112,17 @@ def test_disabling_removes_the_loader_and_enabling_restores_it(site, browser):
 
 def test_blocked_script_leaves_other_destinations_and_the_collector_working(site, browser):
     check_blocked_vendor(site, browser, "mixpanel", "hotjar", lambda c, marker: ["event", marker] in c)
+
+
+def test_us_region_keeps_mixpanels_default_api_host(site, browser):
+    row = site.destinations["mixpanel"]
+    site.workspace.update(row["id"], {"region": "us"})
+    context = browser.new_context()
+    try:
+        VendorRoutes().install(context)
+        page = site.open(context)
+        init = wait_calls(page, "mixpanel", lambda c: c and c[0][0] == "init")[0]
+        assert init[1] == TOKEN and "api_host" not in init[2]
+    finally:
+        context.close()
+        site.workspace.update(row["id"], {"region": "eu"})

@@ -338,22 +338,26 @@ def check_disable_and_enable(site: LoaderSite, browser, slug: str) -> None:
     try:
         assert not loader_in_bundle(site, slug)
         context = browser.new_context()
-        routes = VendorRoutes().install(context)
-        page = site.open(context)
-        run(page, 'analytics.track("While Disabled")')
-        page.evaluate("() => new Promise(r => analytics.ready(() => r(true)))")
-        page.wait_for_timeout(200)
-        assert slug not in routes.requests and calls(page, slug) is None
-        context.close()
+        try:
+            routes = VendorRoutes().install(context)
+            page = site.open(context)
+            run(page, 'analytics.track("While Disabled")')
+            page.evaluate("() => new Promise(r => analytics.ready(() => r(true)))")
+            page.wait_for_timeout(200)
+            assert slug not in routes.requests and calls(page, slug) is None
+        finally:
+            context.close()
     finally:
         site.workspace.set_enabled(row["id"], True)
     assert loader_in_bundle(site, slug)
     context = browser.new_context()
-    routes = VendorRoutes().install(context)
-    page = site.open(context)
-    page.wait_for_function(f"() => !!({STUBS[slug].calls})")
-    assert len(routes.requests[slug]) == 1
-    context.close()
+    try:
+        routes = VendorRoutes().install(context)
+        page = site.open(context)
+        page.wait_for_function(f"() => !!({STUBS[slug].calls})")
+        assert len(routes.requests[slug]) == 1
+    finally:
+        context.close()
 
 
 def check_blocked_vendor(site: LoaderSite, browser, slug: str, neighbour: str, neighbour_saw) -> None:
