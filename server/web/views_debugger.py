@@ -1,8 +1,8 @@
 """The source debugger: a live stream of the source's incoming events over Server-Sent Events.
 
-The stream polls the event log (``server.store.events``) four times a second for rows newer
-than the last one sent; each SSE message carries the event id, so a reconnecting EventSource
-resumes where it stopped (``Last-Event-ID``). Clicking an event fetches its full JSON and the
+The stream reads the event log (``server.store.events``) for rows newer than the last one sent
+whenever the log announces an append (and every half second in any case). Each SSE message
+carries the event id, so a reconnecting EventSource resumes where it stopped (``Last-Event-ID``). Clicking an event fetches its full JSON and the
 destinations it is routed to.
 """
 
@@ -13,6 +13,7 @@ import time
 from typing import Any, AsyncIterator
 
 import orjson
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -21,14 +22,18 @@ from starlette.routing import Route
 from server.admin import service
 from server.errors import ApiError, json_response
 from server.store import events, workspace
+from server.store.engine import read_only
 from server.web import others
 from server.web.render import render
 from server.web.routing import routed_to
 from server.web.sessions import page, web_error
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.5  # fallback; appends in this process (or NOTIFY'd by others) wake streams at once
 BACKLOG = 20  # events shown when the debugger opens
-STREAM_SECONDS = 300  # then the browser reconnects on its own (EventSource), resuming by id
+# Each stream ends after this long and the browser reconnects at once, resuming by event id. Kept
+# short because uvicorn waits for open responses before it shuts down: an open debugger tab
+# delays a restart by at most this much.
+STREAM_SECONDS = 15
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -58,19 +63,54 @@ async def debugger_page(request: Request) -> Response:
     return await render(request, "debugger.html", data, title=f"Debugger · {source['name']}")
 
 
+def events_after(engine, source_id: int, after: int, limit: int = 200) -> list[dict[str, Any]]:
+    """The source's events with id > after, oldest first (one indexed range scan)."""
+    table = events.events
+    query = (select(table).where(table.c.source_id == source_id, table.c.id > after)
+             .order_by(table.c.id).limit(limit))
+    with read_only(engine) as conn:
+        return [events._event(r) for r in conn.execute(query)]
+
+
+# Open streams, woken by the event log's append hook (called from any thread).
+_waiting: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+_subscribed = False
+
+
+def _wake(max_id: int) -> None:
+    for loop, flag in list(_waiting):
+        try:
+            loop.call_soon_threadsafe(flag.set)
+        except RuntimeError:  # that loop has closed
+            _waiting.discard((loop, flag))
+
+
 async def _stream(request: Request, source_id: int, after: int) -> AsyncIterator[bytes]:
+    global _subscribed
+    if not _subscribed:
+        events.on_events_appended(_wake)
+        _subscribed = True
     engine = request.app.state.engine
     deadline = time.monotonic() + STREAM_SECONDS
-    yield b"retry: 1000\n\n"
-    while time.monotonic() < deadline:
-        rows = await run_in_threadpool(events.list_events, engine, source_id, limit=100)
-        fresh = [r for r in reversed(rows) if r["id"] > after]
-        for row in fresh:
-            after = row["id"]
-            yield b"id: %d\nevent: event\ndata: %s\n\n" % (row["id"], orjson.dumps(_summary(row)))
-        if not fresh:
-            yield b": keep-alive\n\n"
-        await asyncio.sleep(POLL_SECONDS)
+    flag = asyncio.Event()
+    me = (asyncio.get_running_loop(), flag)
+    _waiting.add(me)
+    try:
+        yield b"retry: 500\n\n"
+        while time.monotonic() < deadline:
+            flag.clear()
+            fresh = await run_in_threadpool(events_after, engine, source_id, after)
+            for row in fresh:
+                after = row["id"]
+                yield b"id: %d\nevent: event\ndata: %s\n\n" % (row["id"], orjson.dumps(_summary(row)))
+            if not fresh:
+                yield b": keep-alive\n\n"
+                try:
+                    await asyncio.wait_for(flag.wait(), POLL_SECONDS)
+                except asyncio.TimeoutError:
+                    pass
+    finally:
+        _waiting.discard(me)
 
 
 @page
@@ -80,8 +120,12 @@ async def debugger_stream(request: Request) -> Response:
         await run_in_threadpool(service.get_source, request.app.state.engine, source_id)
     except ApiError:
         return web_error(request, 404, "not_found", f"There is no source {source_id}.")
-    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
-    after = int(raw) if raw.isdigit() else 0
+    raw = request.headers.get("last-event-id") or request.query_params.get("after") or ""
+    if raw.isdigit():
+        after = int(raw)
+    else:  # no position given: start with what arrives from now on
+        latest = await run_in_threadpool(events.list_events, request.app.state.engine, source_id, limit=1)
+        after = latest[0]["id"] if latest else 0
     return StreamingResponse(
         _stream(request, source_id, after), media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
