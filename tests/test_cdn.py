@@ -200,3 +200,39 @@ def test_snippet_is_the_v5_stub_pointing_at_our_bundle_with_our_scheme(tmp_path)
         assert client.get(f"/t/js/{source['write_key']}/analytics.min.js").status_code == 200
         assert client.get(f"/analytics.js/v1/{source['write_key']}/analytics.min.js").status_code == 404
     engine.dispose()
+
+
+def test_no_secret_reaches_any_unauthenticated_response(site, catalog):
+    """Every manifest, every setting filled, secrets with sentinels: none in bundle, settings
+    document, plugin scripts or snippet, as served."""
+    client, source, engine, _ = site
+    sentinels = []
+    for manifest in catalog:
+        for mode in manifest.modes:
+            settings = {}
+            for s in manifest.settings:
+                if s.secret:
+                    settings[s.key] = f"SENTINEL-{manifest.slug}-{s.key}-{mode}"
+                    sentinels.append(settings[s.key])
+                elif s.type == "boolean":
+                    settings[s.key] = True
+                elif s.type == "select":
+                    settings[s.key] = s.choices[0]
+                elif s.type in ("map", "list"):
+                    settings[s.key] = {} if s.type == "map" else []
+                else:
+                    settings[s.key] = "7" if s.type == "number" else f"public-{s.key}"
+            workspace.add_destination(engine, source["id"], slug=manifest.slug, mode=mode, enabled=True,
+                                      settings=settings)
+    wk = source["write_key"]
+    bodies = {
+        "bundle": client.get(bundle_url(source), headers={"Accept-Encoding": "identity"}).text,
+        "settings": client.get(f"/v1/projects/{wk}/settings").text,
+        "snippet": client.get(f"/snippet/{wk}.js").text,
+    }
+    for plugin in client.get(f"/v1/projects/{wk}/settings").json()["remotePlugins"]:
+        bodies[plugin["name"]] = client.get(plugin["url"].removeprefix("http://127.0.0.1:8000")).text
+    assert len(bodies) >= 5 and "public-measurement_id" in bodies["bundle"]
+    for what, body in bodies.items():
+        leaked = [s for s in sentinels if s in body]
+        assert not leaked, f"{what} leaks {leaked}"
