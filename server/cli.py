@@ -224,6 +224,22 @@ def cmd_tokens_create(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- parser
 
 
+def _port_argument(value: str) -> int:
+    # Checked like SWITCHBOARD_PORT, so a bad --port is one line here instead of a bind() traceback.
+    from server.config import _port
+
+    try:
+        return _port(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number between 1 and 65535") from None
+
+
+def _workers_argument(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of processes")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="switchboard", description=(
         "Self-hosted, Segment-compatible event router. Settings come from SWITCHBOARD_* environment "
@@ -232,8 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the server (bundles, collector, admin API, web app, delivery)")
     serve.add_argument("--host", help="listen address (default SWITCHBOARD_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default SWITCHBOARD_PORT or 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--port", type=_port_argument, help="listen port (default SWITCHBOARD_PORT or 8000)")
+    serve.add_argument("--workers", type=_workers_argument, default=1, help="server processes (default 1)")
     serve.add_argument("--role", choices=["all", "edge"],
                        help="all: everything (default, or SWITCHBOARD_ROLE); edge: bundles, collector, admin API "
                             "and web app only — delivery and warehouse loads run in `switchboard worker`")

@@ -123,6 +123,8 @@ def test_mistakes_get_one_line_and_exit_status_2(cli):
         ("sources", "create", ""),                                    # empty name
         ("sources",),                                                 # missing action
         ("serve", "--port", "abc"),
+        ("serve", "--port", "99999"),
+        ("serve", "--workers", "0"),
         ("frobnicate",),
     ]
     for args in mistakes:
