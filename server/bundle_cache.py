@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -32,12 +32,16 @@ from server.settings_document import settings_document
 from server.store import workspace
 
 
+PINNED_HISTORY = 10  # versions an immutable URL may be rebuilt from
+
+
 @dataclass(frozen=True)
 class Entry:
     """One source at one settings version: its bundle and its Segment settings document."""
 
     bundle: Built
     settings: bytes
+    source_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class BundleCache:
         self._entries: LRUCache = LRUCache(maxsize)          # (write_key, version) -> Entry
         self._current: LRUCache = LRUCache(maxsize * 4)      # write_key -> (version | Missing, checked_at)
         self._generation: dict[str, int] = {}
+        self._unmatched: TTLCache = TTLCache(maxsize=4096, ttl=60)
         self._lock = threading.Lock()
         self._inflight: dict[str, asyncio.Future] = {}
         self.builds = 0
@@ -92,6 +97,34 @@ class BundleCache:
             for (key, _), entry in list(self._entries.items()):
                 if key == write_key and entry.bundle.hash == digest:
                     return entry
+        return None
+
+    async def pinned(self, write_key: str, source_id: int, digest: str) -> Entry | None:
+        """The version behind an immutable URL: from the cache, else rebuilt from the last
+        ``PINNED_HISTORY`` versions in the store (after a restart or an eviction). A digest that
+        matches none is remembered for a minute, so random hashes cannot make us rebuild."""
+        entry = self.find_hash(write_key, digest)
+        if entry is not None or (write_key, digest) in self._unmatched:
+            return entry
+        entry = await run_in_threadpool(self._rebuild_pinned, write_key, source_id, digest)
+        if entry is None:
+            self._unmatched[(write_key, digest)] = True
+        return entry
+
+    def _rebuild_pinned(self, write_key: str, source_id: int, digest: str) -> Entry | None:
+        for row in workspace.list_versions(self.engine, source_id)[:PINNED_HISTORY]:
+            content = workspace.get_version(self.engine, source_id, row["version"])["content"]
+            source = {"source_id": source_id, "write_key": write_key, "enabled": True,
+                      "settings_version": row["version"], "destinations": content["destinations"]}
+            key = (write_key, row["version"])
+            with self._lock:
+                entry = self._entries.get(key)
+            if entry is None:
+                entry = self._build(source)
+                with self._lock:
+                    self._entries[key] = entry
+            if entry.bundle.hash == digest:
+                return entry
         return None
 
     async def _single_flight(self, write_key: str) -> Entry | Missing:
@@ -148,4 +181,5 @@ class BundleCache:
     def _build(self, source: dict[str, Any]) -> Entry:
         self.builds += 1
         document = settings_document(self.config, self.catalog, source)
-        return Entry(bundle=build_bundle(self.config, self.catalog, source), settings=orjson.dumps(document))
+        return Entry(bundle=build_bundle(self.config, self.catalog, source), settings=orjson.dumps(document),
+                     source_id=source["source_id"])

@@ -139,7 +139,7 @@ async def bundle(request: Request) -> Response:
     if hashed is None:
         return serve(request, entry.bundle, bundle_cache_control(config))
     if entry.bundle.hash != hashed:
-        entry = _cache(request).find_hash(write_key, hashed)
+        entry = await _cache(request).pinned(write_key, entry.source_id, hashed)
         if entry is None:
             return not_found("version")
     return serve(request, entry.bundle, IMMUTABLE)
