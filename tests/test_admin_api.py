@@ -298,6 +298,13 @@ def test_openapi_describes_every_api_route_of_the_full_app(full_app, admin_token
     operation = document["paths"]["/api/v1/sources/{id}/versions/{n}/rollback"]["post"]
     assert {p["name"] for p in operation["parameters"]} == {"id", "n"}
     assert operation["security"] == [{"bearer": []}] and operation["summary"]
+    # Success statuses match what the routes answer (see the route tests above).
+    paths = document["paths"]
+    assert "201" in paths["/api/v1/sources"]["post"]["responses"]
+    assert "201" in paths["/api/v1/sources/{id}/destinations"]["post"]["responses"]
+    assert "204" in paths["/api/v1/sources/{id}"]["delete"]["responses"]
+    assert "204" in paths["/api/v1/destinations/{id}"]["delete"]["responses"]
+    assert "200" in paths["/api/v1/sources/{id}"]["patch"]["responses"]
 
 
 # ---------------------------------------------------------------- rollback

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from server.admin import service
 from server.admin.auth import actor, admin_endpoint
-from server.admin.openapi import openapi_document
+from server.admin.openapi import answers, openapi_document
 from server.errors import ApiError, json_response
 from server.store import tokens, workspace
 
@@ -72,6 +72,7 @@ async def sources_list(request: Request) -> Response:
 
 
 @admin_endpoint
+@answers(201)
 async def sources_create(request: Request) -> Response:
     """Create a source: {"name"} → 201 with its write key."""
     body = await read_json(request)
@@ -94,6 +95,7 @@ async def source_patch(request: Request) -> Response:
 
 
 @admin_endpoint
+@answers(204)
 async def source_delete(request: Request) -> Response:
     """Delete a source, its destinations and its history."""
     engine = request.app.state.engine
@@ -129,6 +131,7 @@ async def destinations_list(request: Request) -> Response:
 
 
 @admin_endpoint
+@answers(201)
 async def destinations_create(request: Request) -> Response:
     """Connect a catalog destination: {"slug", "mode", "enabled", "settings"} → 201."""
     engine, catalog = _state(request)
@@ -159,6 +162,7 @@ async def destination_patch(request: Request) -> Response:
 
 
 @admin_endpoint
+@answers(204)
 async def destination_delete(request: Request) -> Response:
     """Disconnect a destination from its source."""
     engine, catalog = _state(request)
@@ -210,6 +214,7 @@ async def version_rollback(request: Request) -> Response:
 
 
 @admin_endpoint
+@answers(201)
 async def tokens_create(request: Request) -> Response:
     """Create another admin token: {"name"?} → 201 {"token"} (shown once)."""
     body = await read_json(request)

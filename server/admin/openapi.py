@@ -32,6 +32,24 @@ def _api_routes(app) -> list[Route]:
     return found
 
 
+def _success(endpoint) -> dict[str, Any]:
+    # Endpoints that answer 201 or 204 say so with ``@answers(status)`` (see api.py).
+    status = getattr(endpoint, "success_status", 200)
+    if status == 204:
+        return {"204": {"description": "No Content"}}
+    return {str(status): {"description": "Created" if status == 201 else "OK", "content": {"application/json": {}}}}
+
+
+def answers(status: int):
+    """Mark an endpoint's success status for this document (put it under ``@admin_endpoint``)."""
+
+    def mark(endpoint):
+        endpoint.success_status = status
+        return endpoint
+
+    return mark
+
+
 def openapi_document(app) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in _api_routes(app):
@@ -52,7 +70,7 @@ def openapi_document(app) -> dict[str, Any]:
                 "operationId": f"{method.lower()}_{route.name}",
                 "security": [{"bearer": []}],
                 "responses": {
-                    "200": {"description": "OK", "content": {"application/json": {}}},
+                    **_success(route.endpoint),
                     "400": _ERROR, "401": _ERROR, "404": _ERROR, "422": _ERROR,
                 },
             }
