@@ -341,3 +341,22 @@ def test_routing_follows_the_integrations_option_and_each_modes_calls(catalog):
     track = {"type": "track", "integrations": {"Google Analytics 4": False}}
     result = {r["id"]: r for r in routed_to(catalog, dests, track)}
     assert result[1]["routed"] is False and result[2]["routed"] is True
+
+
+def test_a_destination_can_get_what_cloud_mode_needs_and_then_switch_to_it(signed_in):
+    r = signed_in.post("/catalog/google_analytics_4/configure", follow_redirects=False, data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "device", "measurement_id": "G-MODES1"})
+    dest_url = r.headers["location"]
+    signed_in.post(dest_url + "/enabled", data={"csrf_token": signed_in.csrf, "enabled": "true"})
+    page = signed_in.get(dest_url).text
+    assert "Measurement Protocol API secret <span class=\"req\">(required for cloud mode)</span>" in page
+    assert "Cookie domain <span class=\"only\">(device mode only)</span>" in page
+    refused = signed_in.post(dest_url + "/mode", data={"csrf_token": signed_in.csrf, "mode": "cloud"}, headers=HTML)
+    assert refused.status_code == 422 and "Measurement Protocol API secret is required for cloud mode" in refused.text
+    signed_in.post(dest_url + "/settings", data={"csrf_token": signed_in.csrf, "measurement_id": "G-MODES1",
+                                                 "api_secret": "mp-secret-123", "send_user_id": "true"})
+    switched = signed_in.post(dest_url + "/mode", data={"csrf_token": signed_in.csrf, "mode": "cloud"})
+    assert switched.status_code == 200 and "Switched to cloud mode." in switched.text
+    dest = workspace.get_destination(signed_in.engine, int(dest_url.rsplit("/", 1)[1]))
+    assert dest["mode"] == "cloud" and dest["settings"]["api_secret"] == "mp-secret-123"
+    assert "mp-secret-123" not in switched.text

@@ -39,17 +39,27 @@ def fields_for(
     values: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
     saved_secrets: set[str] | None = None,
+    *,
+    every_mode: bool = False,
 ) -> list[dict[str, Any]]:
-    """One dict per setting that applies to ``mode``, ready for templates/_settings_form.html."""
+    """One dict per setting, ready for templates/_settings_form.html.
+
+    The add flow shows the settings of the chosen mode; a connected destination's page shows
+    every setting (``every_mode``) so that what another mode needs can be filled in before
+    switching to it.
+    """
     values, errors, saved_secrets = values or {}, errors or {}, saved_secrets or set()
     fields = []
     for s in manifest.settings:
-        if not s.applies_to(mode):
+        if not (every_mode or s.applies_to(mode)):
             continue
         value = _shown_value(s, values.get(s.key))
+        only = [m for m in s.modes] if len(s.modes) < len(manifest.modes) else []
         field: dict[str, Any] = {
             "key": s.key, "label": s.label, "description": s.description, "type": s.type,
-            "required": s.required, "secret": s.secret, "placeholder": s.placeholder or "",
+            "required": s.required and s.applies_to(mode), "only_modes": only,
+            "required_in": [m for m in s.modes] if s.required and not s.applies_to(mode) else [],
+            "secret": s.secret, "placeholder": s.placeholder or "",
             "choices": list(s.choices), "error": errors.get(s.key), "saved": s.key in saved_secrets,
             "value": value,
         }
@@ -66,11 +76,13 @@ def fields_for(
     return fields
 
 
-def parse_settings(manifest: Manifest, mode: str, form: FormData, *, updating: bool) -> dict[str, Any]:
+def parse_settings(
+    manifest: Manifest, mode: str, form: FormData, *, updating: bool, every_mode: bool = False
+) -> dict[str, Any]:
     """The posted fields as settings. For an update, an empty secret means "keep the saved one"."""
     settings: dict[str, Any] = {}
     for s in manifest.settings:
-        if not s.applies_to(mode):
+        if not (every_mode or s.applies_to(mode)):
             continue
         key = s.key
         if s.type == "boolean":

@@ -52,7 +52,7 @@ async def _page_data(request: Request, dest: dict, manifest: Manifest, source: d
         "modes": list(manifest.modes),
         "calls": list(manifest.methods[dest["mode"]]),
         "fields": fields_for(manifest, dest["mode"], values if values is not None else dest["settings"],
-                             errors, saved_secrets),
+                             errors, saved_secrets, every_mode=True),
         "errors": errors or {},
         "is_warehouse": manifest.category == "Warehouses",
         "delivery": await others.delivery_overview(request.app, dest) if cloud else None,
@@ -102,7 +102,7 @@ async def save_settings(request: Request) -> Response:
         return _missing(request)
     dest, manifest, _ = loaded
     form = await form_of(request)
-    settings = parse_settings(manifest, dest["mode"], form, updating=True)
+    settings = parse_settings(manifest, dest["mode"], form, updating=True, every_mode=True)
     return await _update(request, {"settings": settings}, "Settings saved; the next bundle uses them.")
 
 
