@@ -82,4 +82,6 @@ _DUMMY_HASH = hash_password(secrets.token_urlsafe(8))
 def admin_lines(config: Config, engine: Engine) -> list[str]:
     """What ``switchboard init`` / ``serve --demo`` print: the password once, when just created."""
     username, password = ensure_admin(config, engine)
-    return [f"Admin user: {username} / password: {password}"] if password else []
+    if not password:
+        return []
+    return [f"Admin user: {username} / password: {password}   (shown once; web app: {config.origin}/sign-in)"]
