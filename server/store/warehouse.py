@@ -12,10 +12,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Column, Engine, ForeignKey, Index, String, Table, Text, func, select
 
 from server.store.engine import read_only
-from server.store.events import _event, events
+from server.store.events import events
 from server.store.schema import Id, UTCDateTime, metadata
 
 warehouse_cursors = Table(
@@ -62,13 +63,20 @@ def _now() -> datetime:
 def read_source_after(
     engine: Engine, source_id: int, after_id: int, limit: int, up_to: int | None = None
 ) -> list[dict[str, Any]]:
-    """A source's events with after_id < id (<= up_to), oldest first (uses ix_events_source_id_id)."""
-    query = select(events).where(events.c.source_id == source_id, events.c.id > after_id)
+    """A source's events with after_id < id (<= up_to), oldest first (uses ix_events_source_id_id).
+
+    Only what a load needs: {id, received_at, event}.
+    """
+    query = select(events.c.id, events.c.received_at, events.c.payload).where(
+        events.c.source_id == source_id, events.c.id > after_id
+    )
     if up_to is not None:
         query = query.where(events.c.id <= up_to)
     query = query.order_by(events.c.id).limit(limit)
     with read_only(engine) as conn:
-        return [_event(r) for r in conn.execute(query)]
+        rows = conn.execute(query).all()
+    loads = orjson.loads
+    return [{"id": id_, "received_at": received, "event": loads(payload)} for id_, received, payload in rows]
 
 
 def last_event_id(engine: Engine, source_id: int) -> int:

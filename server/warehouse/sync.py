@@ -13,11 +13,13 @@ or sooner once ``batch_rows`` events are waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy import Engine
 
@@ -138,17 +140,20 @@ def _run(engine, catalog, target, destination, source, settings, sync_id) -> Non
         up_to = store.last_event_id(engine, source["id"])
         while True:
             cursor = store.get_cursor(engine, destination["id"])
-            logged = store.read_source_after(engine, source["id"], cursor, batch_rows, up_to)
-            if not logged:
-                break
-            tables, _ = rows_by_table(logged, names, notice)
-            counts, columns = load_tables(target, tables, column_limit, notice)
+            with _cyclic_gc_paused():
+                logged = store.read_source_after(engine, source["id"], cursor, batch_rows, up_to)
+                if not logged:
+                    break
+                tables, _ = rows_by_table(logged, names, notice)
+                counts, columns = load_tables(target, tables, column_limit, notice)
+                last_id, count = logged[-1]["id"], len(logged)
+                del logged, tables  # freed before the collector resumes
             store.record_columns(engine, destination["id"], columns)
-            store.advance_cursor(engine, destination["id"], logged[-1]["id"])
-            read += len(logged)
+            store.advance_cursor(engine, destination["id"], last_id)
+            read += count
             for table, n in counts.items():
                 totals[table] = totals.get(table, 0) + n
-            if len(logged) < batch_rows:
+            if count < batch_rows:
                 break
     except Exception as exc:  # the cursor did not move: everything is retried next time
         error = redact(f"{type(exc).__name__}: {exc}", settings)
@@ -156,6 +161,24 @@ def _run(engine, catalog, target, destination, source, settings, sync_id) -> Non
     store.finish_sync(
         engine, sync_id, events=read, rows=totals, notices=list(notices)[:MAX_NOTICES], error=error
     )
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one batch.
+
+    A batch allocates hundreds of thousands of small dicts and strings (parsed events, rows)
+    and frees them all at the end; with the collector on, it keeps scanning them while they
+    are still alive, which made reading and transforming a batch about three times slower.
+    Reference counting still frees everything; the collector resumes right after the batch.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _due_destinations(engine: Engine) -> list[dict[str, Any]]:
