@@ -188,10 +188,11 @@ def test_settings_document_is_segment_shaped_with_cors(site):
     assert client.get("/analytics.js/v1/plugins/google_analytics_4.0000000000000000.js").status_code == 404
 
 
-def test_snippet_is_the_v5_stub_pointing_at_our_bundle_with_our_scheme(tmp_path):
+def test_snippet_bundle_and_collector_follow_renamed_paths_and_our_scheme(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     engine = open_store(url)
-    config = Config(database_url=url, public_url="http://analytics.example.test:8080", bundle_path="/t/js")
+    config = Config(database_url=url, public_url="http://analytics.example.test:8080", bundle_path="/t/js",
+                    collector_prefix="/c")
     app = create_app(config, engine=engine, planes=["server.cdn"])
     source = workspace.create_source(engine, "Blog")
     with TestClient(app) as client:
@@ -200,7 +201,12 @@ def test_snippet_is_the_v5_stub_pointing_at_our_bundle_with_our_scheme(tmp_path)
         text = r.text
         assert f'"http://analytics.example.test:8080/t/js/{source["write_key"]}/analytics.min.js"' in text
         assert 'SNIPPET_VERSION = "5.2.0"' in text and '__t: "bpc"' in text and "analytics.page();" in text
-        assert client.get(f"/t/js/{source['write_key']}/analytics.min.js").status_code == 200
+        bundle = client.get(f"/t/js/{source['write_key']}/analytics.min.js", headers={"Accept-Encoding": "identity"})
+        assert bundle.status_code == 200
+        # Renamed paths: the bundle posts to {origin}{collector_prefix}/t, analytics-next too.
+        assert '"api":"http://analytics.example.test:8080/c"' in bundle.text
+        settings = client.get(f"/v1/projects/{source['write_key']}/settings").json()
+        assert settings["integrations"]["Segment.io"]["apiHost"] == "analytics.example.test:8080/c"
         assert client.get(f"/analytics.js/v1/{source['write_key']}/analytics.min.js").status_code == 404
     engine.dispose()
 
