@@ -33,7 +33,7 @@ SITE_PATH = "/__loader_test_site__"
 
 @dataclass(frozen=True)
 class Stub:
-    host: str            # every request to this origin is counted and answered by the stub
+    prefix: str          # every request whose URL starts with this is counted and answered by the stub
     script: str          # JavaScript standing in for the vendor's script
     calls: str           # JS expression: the calls the stub recorded (JSON-able)
 
@@ -51,7 +51,7 @@ function sbRecorder(calls, prefix, target) {
 STUBS: dict[str, Stub] = {
     # gtm.js reads the entries already in the data layer, then replaces its push.
     "google_tag_manager": Stub(
-        "https://www.googletagmanager.com",
+        "https://www.googletagmanager.com/gtm.js",
         """(function () {
   var l = new URL(document.currentScript.src).searchParams.get("l") || "dataLayer";
   var dl = window[l] = window[l] || [];
@@ -66,7 +66,7 @@ STUBS: dict[str, Stub] = {
     ),
     # mixpanel-2-latest: one instance per _i entry, then the calls queued on the stub arrays.
     "mixpanel": Stub(
-        "https://cdn.mxpnl.com",
+        "https://cdn.mxpnl.com/",
         _RECORDER + """(function () {
   var stub = window.mixpanel, calls = [];
   var people = sbRecorder(calls, "people.", {});
@@ -81,7 +81,7 @@ STUBS: dict[str, Stub] = {
     # analytics-browser 2: replaces window.amplitude and runs the proxy's {name, args, resolve}
     # queue; Identify/Revenue proxies (objects with _q) become real builders, recorded as [op, ...].
     "amplitude": Stub(
-        "https://cdn.amplitude.com",
+        "https://cdn.amplitude.com/",
         """(function () {
   var proxy = window.amplitude || { _q: [] }, calls = [];
   function builder() {
@@ -105,7 +105,7 @@ STUBS: dict[str, Stub] = {
         "window.amplitude && window.amplitude.calls",
     ),
     "hotjar": Stub(
-        "https://static.hotjar.com",
+        "https://static.hotjar.com/",
         """(function () {
   var q = (window.hj && window.hj.q) || [], calls = [];
   window.hj = function () { calls.push([].slice.call(arguments)); };
@@ -116,7 +116,7 @@ STUBS: dict[str, Stub] = {
         "window.hj && window.hj.calls",
     ),
     "intercom": Stub(
-        "https://widget.intercom.io",
+        "https://widget.intercom.io/",
         """(function () {
   var q = (window.Intercom && window.Intercom.q) || [], calls = [];
   var I = function () { calls.push([].slice.call(arguments)); };
@@ -127,7 +127,7 @@ STUBS: dict[str, Stub] = {
         "window.Intercom && window.Intercom.calls",
     ),
     "crisp": Stub(
-        "https://client.crisp.chat",
+        "https://client.crisp.chat/",
         """(function () {
   var q = window.$crisp || [], calls = [];
   window.$crisp = { calls: calls, push: function (c) { calls.push(c); },
@@ -138,7 +138,7 @@ STUBS: dict[str, Stub] = {
         "window.$crisp && window.$crisp.calls",
     ),
     "linkedin_insight": Stub(
-        "https://snap.licdn.com",
+        "https://snap.licdn.com/",
         """(function () {
   var q = (window.lintrk && window.lintrk.q) || [], calls = [];
   window.lintrk = function (a, b) { calls.push([a, b]); };
@@ -147,6 +147,28 @@ STUBS: dict[str, Stub] = {
   q.forEach(function (c) { window.lintrk(c[0], c[1]); });
 })();""",
         "window.lintrk && window.lintrk.calls",
+    ),
+    # gtag.js (GA4): reads the data layer's gtag() argument lists, then replaces its push.
+    "google_analytics_4": Stub(
+        "https://www.googletagmanager.com/gtag/js",
+        """(function () {
+  var dl = window.dataLayer = window.dataLayer || [], rec = dl.ga4 = [];
+  function take(a) { rec.push(JSON.parse(JSON.stringify([].slice.call(a)))); }
+  dl.forEach(take);
+  dl.push = function (a) { take(a); return Array.prototype.push.call(dl, a); };
+})();""",
+        "window.dataLayer && window.dataLayer.ga4",
+    ),
+    # fbevents.js: installs callMethod on the fbq stub and drains its queue.
+    "meta_pixel": Stub(
+        "https://connect.facebook.net/",
+        """(function () {
+  var f = window.fbq, q = f.queue || [], calls = f.calls = [];
+  f.callMethod = function () { calls.push([].slice.call(arguments)); };
+  f.queue = [];
+  q.forEach(function (a) { f.callMethod.apply(f, a); });
+})();""",
+        "window.fbq && window.fbq.calls",
     ),
 }
 
@@ -161,7 +183,7 @@ class VendorRoutes:
 
     def install(self, target: BrowserContext | Page) -> "VendorRoutes":
         for slug, stub in STUBS.items():
-            target.route(re.compile("^" + re.escape(stub.host) + "/"), self._handler(slug))
+            target.route(re.compile("^" + re.escape(stub.prefix)), self._handler(slug))
         return self
 
     def _handler(self, slug: str):
@@ -327,7 +349,8 @@ def check_calls_wait_for_the_vendor(site: LoaderSite, browser, slug: str, script
 
 
 def loader_in_bundle(site: LoaderSite, slug: str) -> bool:
-    return f'SB.loader({{slug:"{slug}"' in site.workspace.bundle(site.write_key)
+    # The loader's unquoted `slug:"x"` (the config object's JSON keys are quoted: "slug":"x").
+    return f'slug:"{slug}"' in site.workspace.bundle(site.write_key)
 
 
 def check_disable_and_enable(site: LoaderSite, browser, slug: str) -> None:
