@@ -154,7 +154,7 @@ def test_replaying_the_same_events_adds_no_rows(wh):
     assert again["events"] == 6 and again["rows"]["tracks"] == 0 and wh.count("tracks") == 1
 
 
-def test_integrations_option_and_batching(tmp_path, request):
+def test_integrations_option_and_batching(tmp_path):
     wh = build_warehouse("sqlite", tmp_path, batch_rows=2)
     wh.emit(make_event("track", messageId="keep1", event="A"),
             make_event("track", messageId="off", event="A", integrations={"Warehouse": False}),
@@ -221,3 +221,23 @@ def test_a_table_that_cannot_take_rows_fails_the_sync_and_keeps_the_cursor(tmp_p
     assert ok["error"] is None and ok["rows"]["a"] == 1 and ok["rows"]["tracks"] == 0
     assert store.get_cursor(wh.engine, wh.destination["id"]) > cursor
     assert sorted(r[0] for r in wh.query("SELECT id FROM a")) == ["e1", "e2"]
+
+
+def test_a_sync_ends_even_while_events_keep_arriving(tmp_path, monkeypatch):
+    """A sync loads what was logged when it started; what arrives meanwhile waits for the next."""
+    wh = build_warehouse("sqlite", tmp_path, batch_rows=1)
+    wh.emit(*[make_event("page", messageId=f"p{i}") for i in range(3)])
+    real_read = store.read_source_after
+    arrived = []
+
+    def read_while_a_client_keeps_sending(*args, **kwargs):
+        arrived.append(f"late{len(arrived)}")
+        wh.emit(make_event("page", messageId=arrived[-1]))  # one new event per batch read
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(store, "read_source_after", read_while_a_client_keeps_sending)
+    first = wh.sync()
+    assert first["events"] == 3 and wh.count("pages") == 3
+    monkeypatch.setattr(store, "read_source_after", real_read)
+    second = wh.sync()
+    assert second["events"] == len(arrived) and wh.count("pages") == 3 + len(arrived)
