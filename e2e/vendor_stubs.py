@@ -214,7 +214,7 @@ def calls(page: Page, slug: str) -> list[Any] | None:
     return page.evaluate(f"() => JSON.parse(JSON.stringify(({STUBS[slug].calls}) || null))")
 
 
-def wait_calls(page: Page, slug: str, predicate, timeout: float = 5.0) -> list[Any]:
+def wait_calls(page: Page, slug: str, predicate, timeout: float = 10.0) -> list[Any]:
     """Poll the recorded calls until ``predicate(calls)`` holds; return them (or fail with them)."""
     deadline = time.monotonic() + timeout
     while True:
