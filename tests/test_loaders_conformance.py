@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -68,7 +69,9 @@ process.stdout.write(JSON.stringify(out));
 @pytest.fixture(scope="module")
 def shapes() -> dict:
     sources = {m.slug: bundles.loader_source(m.slug) for m in DEVICE if bundles.loader_source(m.slug)}
-    done = subprocess.run(["node", "-e", _SHAPE_JS], input=json.dumps(sources), capture_output=True, text=True,
+    node = shutil.which("node")
+    assert node, "these checks evaluate each loader in Node (>= 18), which the e2e build also needs: install nodejs"
+    done = subprocess.run([node, "-e", _SHAPE_JS], input=json.dumps(sources), capture_output=True, text=True,
                           timeout=60, check=True)
     return json.loads(done.stdout)
 
