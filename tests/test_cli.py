@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from pgserver import free_port, wait_for_port
 from server.app import create_app
-from server.cli import build_parser
+from server.cli import build_parser, snippet_text
 from server.config import Config
 from server.store import open_store, workspace
 
@@ -198,7 +198,11 @@ def test_serve_demo_prints_the_demo_and_serves_its_page(tmp_path):
         assert page_url == f"http://127.0.0.1:{port}/demo" and write_key in snippet_url
 
         page = httpx.get(page_url, timeout=10)
-        assert page.status_code == 200 and snippet_url in page.text
+        # The page carries the very snippet `switchboard sources create` prints for that key.
+        config = Config(host="127.0.0.1", port=port)
+        assert page.status_code == 200 and snippet_text(config, write_key) in page.text
+        snippet = httpx.get(snippet_url, timeout=10)
+        assert snippet.status_code == 200 and write_key in snippet.text
         sources = httpx.get(f"http://127.0.0.1:{port}/api/v1/sources",
                             headers={"Authorization": f"Bearer {token}"}, timeout=10).json()["sources"]
         assert [(s["name"], s["write_key"]) for s in sources] == [("Demo site", write_key)]
