@@ -339,6 +339,8 @@ def test_pages_fit_a_phone_screen_and_a_1280_px_window(server, page: Page):
             page.goto(base + path)
             overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at {width}px"
+            if width == 390 and path.startswith("/destinations/"):
+                shot(page, "destination-phone")
     page.goto(base + "/sources/1")
     shot(page, "source-1280")
     # The copy button puts the write key on the clipboard.

@@ -164,7 +164,8 @@ def test_add_ga4_then_enable_it_changes_the_public_config(signed_in_any):
     dest_url = response.headers["location"]
     page = signed_in.get(dest_url + "?format=json").json()
     assert page["destination"]["enabled"] is False and page["destination"]["settings"]["measurement_id"] == "G-TEST123"
-    signed_in.post(dest_url + "/enabled", data={"csrf_token": signed_in.csrf, "enabled": "true"})
+    enabled = signed_in.post(dest_url + "/enabled", data={"csrf_token": signed_in.csrf, "enabled": "true"})
+    assert "Enabled. Browsers load it with the next bundle, within 60 s" in enabled.text
     key = workspace.get_source(signed_in.engine, 1)["write_key"]
     (dest,) = workspace.public_config(signed_in.engine, key)["destinations"]
     assert dest["enabled"] is True and dest["settings"]["measurement_id"] == "G-TEST123"

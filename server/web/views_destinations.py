@@ -76,7 +76,25 @@ async def destination_page(request: Request) -> Response:
     return await render(request, "destination.html", data, title=f"{manifest.name} · {source['name']}")
 
 
-async def _update(request: Request, body: dict[str, Any], done: str) -> Response:
+def _browsers_by(max_age: int) -> str:
+    # Browsers re-fetch the bundle when their cached copy expires (Cache-Control max-age).
+    return "on their next page load" if max_age == 0 else f"within {max_age} s (the bundle's max-age)"
+
+
+def _effect(dest: dict[str, Any], max_age: int, *, settings: bool = False) -> str:
+    """What a change means for data, in the destination's mode (device: via the bundle)."""
+    if dest["mode"] == "device":
+        if settings:
+            return f"Settings saved. Browsers get them with the next bundle, {_browsers_by(max_age)}."
+        verb = "load it" if dest["enabled"] else "stop loading it"
+        return f"Browsers {verb} with the next bundle, {_browsers_by(max_age)}."
+    if settings:
+        return "Settings saved. Delivery uses them for the next events it sends."
+    return ("New events are delivered to it from now on." if dest["enabled"]
+            else "No new events are delivered to it; queued ones are skipped.")
+
+
+async def _update(request: Request, body: dict[str, Any], done) -> Response:
     loaded = await _load(request)
     if loaded is None:
         return _missing(request)
@@ -92,7 +110,8 @@ async def _update(request: Request, body: dict[str, Any], done: str) -> Response
         data = await _page_data(request, dest, manifest, source, values, errors)
         data["error"] = exc.message
         return await render(request, "destination.html", data, status=422, title=f"{manifest.name} · {source['name']}")
-    return await redirect(request, f"/destinations/{dest['id']}", done)
+    updated = await run_in_threadpool(workspace.get_destination, request.app.state.engine, dest["id"])
+    return await redirect(request, f"/destinations/{dest['id']}", done(updated, request.app.state.config.bundle_max_age))
 
 
 @page
@@ -103,20 +122,20 @@ async def save_settings(request: Request) -> Response:
     dest, manifest, _ = loaded
     form = await form_of(request)
     settings = parse_settings(manifest, dest["mode"], form, updating=True, every_mode=True)
-    return await _update(request, {"settings": settings}, "Settings saved; the next bundle uses them.")
+    return await _update(request, {"settings": settings}, lambda d, age: _effect(d, age, settings=True))
 
 
 @page
 async def set_enabled(request: Request) -> Response:
     enabled = (await form_of(request)).get("enabled") == "true"
-    return await _update(request, {"enabled": enabled}, "Enabled: data now flows to this destination."
-                         if enabled else "Disabled: no more data goes to this destination.")
+    return await _update(request, {"enabled": enabled},
+                         lambda d, age: ("Enabled. " if enabled else "Disabled. ") + _effect(d, age))
 
 
 @page
 async def set_mode(request: Request) -> Response:
     mode = str((await form_of(request)).get("mode", ""))
-    return await _update(request, {"mode": mode}, f"Switched to {mode} mode.")
+    return await _update(request, {"mode": mode}, lambda d, age: f"Switched to {mode} mode.")
 
 
 @page
