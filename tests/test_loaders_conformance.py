@@ -189,3 +189,19 @@ def test_a_shared_idea_has_one_label_and_type_everywhere(key):
     found = {m.slug: m.setting(key) for m in CATALOG if m.setting(key) is not None}
     assert len(found) >= 2, f"{key} is meant to be shared"
     assert len({(s.label, s.type) for s in found.values()}) == 1, {slug: (s.label, s.type) for slug, s in found.items()}
+
+
+def test_admin_api_refuses_to_enable_a_device_loader_without_its_vendor_id(client):
+    """The bundle never carries a half-configured loader: enabling without the ID is a 422 naming it."""
+    source = client.post("/api/v1/sources", json={"name": "Half configured"}).json()
+    for manifest in DEVICE:
+        required = sorted(s.key for s in manifest.settings if s.required and s.applies_to("device"))
+        body = {"slug": manifest.slug, "mode": "device", "enabled": True, "settings": {}}
+        response = client.post(f"/api/v1/sources/{source['id']}/destinations", json=body)
+        assert response.status_code == 422, (manifest.slug, response.text)
+        error = response.json()
+        assert error["code"] and error["message"]
+        assert sorted(e["field"] for e in error["errors"]) == [f"settings.{k}" for k in required]
+        # Saved as a disabled draft it is fine, and stays out of the bundle.
+        body["enabled"] = False
+        assert client.post(f"/api/v1/sources/{source['id']}/destinations", json=body).status_code == 201
