@@ -150,8 +150,8 @@ def test_new_user_adds_ga4_to_the_demo_site_and_the_demo_page_loads_it(server, p
     expect(page.get_by_role("switch", name="Enable")).to_have_attribute("aria-checked", "false")
     assert MEASUREMENT_ID not in bundle_text(page, base)
     demo.reload()
-    demo.wait_for_function("window.analytics && window.analytics.initialized !== undefined || document.readyState === 'complete'")
-    demo.wait_for_timeout(500)
+    demo.wait_for_function("window.analytics && window.analytics.initialized === true")  # the new bundle ran
+    demo.wait_for_load_state("networkidle")
     assert len(gtag_requests) == 1 and demo.evaluate("window.__gtagLoaded === undefined")
 
     # Rollback in the history restores the earlier bundle (GA4 enabled).
