@@ -13,6 +13,7 @@ cursor measures a full replay (every row a duplicate).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sqlite3
 import sys
@@ -79,7 +80,7 @@ def make_events(n: int, seed: int = 7) -> list[dict]:
     return items
 
 
-def our_sync(store_url: str, settings: dict, items: list[dict]) -> tuple[float, int, float]:
+def our_sync(store_url: str, settings: dict, items: list[dict]) -> tuple[float, float, int, float]:
     engine = open_store(store_url)
     source = workspace.create_source(engine, "Bench Shop")
     dest = workspace.add_destination(engine, source["id"], slug="warehouse", mode="cloud", enabled=True,
@@ -87,9 +88,9 @@ def our_sync(store_url: str, settings: dict, items: list[dict]) -> tuple[float, 
     with engine.begin() as conn:
         conn.execute(events_table.insert(), rows_for(source["id"], datetime.now(timezone.utc), items))
     catalog, config = load_catalog(), Config(database_url=store_url, delivery_workers=False)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     sync = sync_destination(engine, catalog, config, dest["id"])
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     assert sync["error"] is None and sync["events"] == len(items), sync
     rows = sum(sync["rows"].values())
     with engine.begin() as conn:  # replay everything: every row is now a duplicate
@@ -99,7 +100,7 @@ def our_sync(store_url: str, settings: dict, items: list[dict]) -> tuple[float, 
     replay_elapsed = time.perf_counter() - t0
     assert replay["error"] is None
     engine.dispose()
-    return elapsed, rows, replay_elapsed
+    return elapsed, cpu, rows, replay_elapsed
 
 
 def plain_rows(items: list[dict]) -> list[tuple]:
@@ -146,29 +147,29 @@ def main() -> None:
     items = make_events(args.events)
     rows = plain_rows(items)
     print(f"{args.events} events → {len(rows)} warehouse rows "
-          f"(30% page, 50% track over {len(EVENT_NAMES)} names, 20% identify)\n")
+          f"(30% page, 50% track over {len(EVENT_NAMES)} names, 20% identify); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     results = []
     with tempfile.TemporaryDirectory() as tmp, postgres_server() as pg:
         tmp = Path(tmp)
-        elapsed, loaded, replay = our_sync(f"sqlite:///{tmp / 'store.db'}",
-                                           {"target": "sqlite", "sqlite_path": str(tmp / "wh.db")}, items)
-        results.append(("SQLite", elapsed, loaded, replay, plain_sqlite(tmp / "plain.db", rows)))
-        elapsed, loaded, replay = our_sync(pg.create_database(),
-                                           {"target": "postgresql", "database_url": pg.create_database()}, items)
-        results.append(("PostgreSQL", elapsed, loaded, replay, plain_postgres(pg.create_database(), rows)))
+        ours = our_sync(f"sqlite:///{tmp / 'store.db'}", {"target": "sqlite", "sqlite_path": str(tmp / "wh.db")}, items)
+        results.append(("SQLite", *ours, plain_sqlite(tmp / "plain.db", rows)))
+        ours = our_sync(pg.create_database(), {"target": "postgresql", "database_url": pg.create_database()}, items)
+        results.append(("PostgreSQL", *ours, plain_postgres(pg.create_database(), rows)))
 
-    header = f"{'target':<11} {'sync s':>7} {'events/s':>9} {'rows/s':>9} {'replay s':>9} " \
+    header = f"{'target':<11} {'sync s':>7} {'cpu s':>6} {'events/s':>9} {'rows/s':>9} {'replay s':>9} " \
              f"{'executemany rows/s':>19} {'ours/ceiling':>13}"
     print(header)
     print("-" * len(header))
-    for name, elapsed, loaded, replay, plain in results:
+    for name, elapsed, cpu, loaded, replay, plain in results:
         ours = loaded / elapsed
         ceiling = len(rows) / plain
-        print(f"{name:<11} {elapsed:>7.2f} {args.events / elapsed:>9.0f} {ours:>9.0f} {replay:>9.2f} "
+        print(f"{name:<11} {elapsed:>7.2f} {cpu:>6.2f} {args.events / elapsed:>9.0f} {ours:>9.0f} {replay:>9.2f} "
               f"{ceiling:>19.0f} {ours / ceiling:>12.2f}x")
     print("\nsync: read the log, build Segment tables (schema evolution, types, dedupe on id, users upsert), "
           "commit per table, move the cursor.\nexecutemany: the same rows as (id, table, received_at, JSON) "
-          "into one table, one transaction, no transformation. replay: the same sync again, every row a duplicate.")
+          "into one table, one transaction, no transformation. replay: the same sync again, every row a duplicate.\n"
+          "cpu s: CPU time of this process during the sync (the rest is waiting on commits, fsync and the database).")
 
 
 if __name__ == "__main__":
