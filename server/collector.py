@@ -24,16 +24,15 @@ from typing import Any, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from server.config import Config
-from server.errors import ApiError, error_response
+from server.errors import ApiError
 from server.ingest import client_metrics, cors, events_api, stats
+from server.ingest.asgi import Answer, Call, encode_headers, error_answer
 from server.ingest.body import BATCH_LIMIT, EVENT_LIMIT, parse_object, read_body
 from server.ingest.keys import WriteKeyCache
-from server.ingest.normalise import iso, normalise
+from server.ingest.normalise import BatchDefaults, iso, normalise
 from server.ingest.ratelimit import RateLimiter
 from server.ingest.validate import check_batch, check_event, check_item_size
 from server.ingest.writer import GroupCommitWriter
@@ -52,8 +51,6 @@ SINGLE = {
 BATCH = ("batch", "import", "b")
 SUCCESS = b'{"success":true}'
 STORAGE_RETRY_AFTER = "5"
-# Every method reaches our endpoint, so that even a wrong one is answered with CORS headers.
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 class Collector:
@@ -76,11 +73,10 @@ class Collector:
         self.writer.stop()
 
 
-def _collector(request: Request) -> Collector:
-    state = request.app.state
-    collector = getattr(state, "collector", None)
+def _collector(app: Starlette) -> Collector:
+    collector = getattr(app.state, "collector", None)
     if collector is None:  # an app used without its lifespan (some tests): start on first use
-        collector = state.collector = Collector(state.config, state.engine).start()
+        collector = app.state.collector = Collector(app.state.config, app.state.engine).start()
     return collector
 
 
@@ -97,10 +93,9 @@ async def shutdown(app: Starlette) -> None:
 # ---------------------------------------------------------------- request → rows
 
 
-def basic_auth_user(request: Request) -> str | None:
+def basic_auth_user(call: Call) -> str | None:
     """The user name of ``Authorization: Basic base64(writeKey:)``, or None."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+    scheme, _, value = call.header(b"authorization").partition(" ")
     if scheme.lower() != "basic" or not value:
         return None
     try:
@@ -110,122 +105,136 @@ def basic_auth_user(request: Request) -> str | None:
     return decoded.partition(":")[0] or None
 
 
-def client_ip(request: Request, trust_proxy: bool) -> str | None:
+def client_ip(call: Call, trust_proxy: bool) -> str | None:
     if trust_proxy:
         # The last hop our own proxy appended: the address that proxy actually saw.
-        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        forwarded = call.header(b"x-forwarded-for").split(",")[-1].strip()
         if forwarded:
             return forwarded
-    return request.client.host if request.client else None
+    return call.client_host
 
 
-async def _source_id(collector: Collector, request: Request, body: dict[str, Any]) -> int:
+async def _source_id(collector: Collector, call: Call, body: dict[str, Any]) -> int:
     write_key = body.get("writeKey")
-    if not isinstance(write_key, str) or not write_key:
-        write_key = basic_auth_user(request)
+    if type(write_key) is not str or not write_key:
+        write_key = basic_auth_user(call)
     if not write_key:
         raise ApiError(401, "missing_write_key",
                        "Send the source's write key as writeKey in the body or as the Basic auth user name")
     hit, source = collector.keys.cached(write_key)
     if not hit:
-        source = await collector.keys.lookup(write_key)
+        try:
+            source = await collector.keys.lookup(write_key)
+        except Exception as exc:  # the database is unreachable: a retryable answer, not a 500
+            log.error("write key lookup failed: %s", exc)
+            raise ApiError(503, "storage_unavailable", "The write key cannot be checked right now; retry shortly",
+                           headers={"Retry-After": STORAGE_RETRY_AFTER}) from None
     if source is None:
         raise ApiError(401, "invalid_write_key", "No source has this write key (was it rotated?)")
     if not source.enabled:
         raise ApiError(403, "source_disabled", "This source is disabled; enable it to collect events again")
-    wait = collector.limiter.wait(write_key)
-    if wait:
-        raise ApiError(429, "rate_limited",
-                       f"More than {collector.limiter.rate} requests a second with this write key; retry later",
-                       headers=RateLimiter.headers(wait))
+    if collector.limiter.rate:
+        wait = collector.limiter.wait(write_key)
+        if wait:
+            raise ApiError(429, "rate_limited",
+                           f"More than {collector.limiter.rate} requests a second with this write key; retry later",
+                           headers=RateLimiter.headers(wait))
     return source.id
 
 
-def _rows(request: Request, collector: Collector, source_id: int, body: dict[str, Any],
+def _rows(call: Call, collector: Collector, source_id: int, body: dict[str, Any],
           route_type: str | None) -> list[dict[str, Any]]:
     received_at = datetime.now(timezone.utc)
     common = dict(
         route_type=route_type,
         received_at=received_at,
         received_iso=iso(received_at),
-        ip=client_ip(request, collector.config.trust_proxy),
+        ip=client_ip(call, collector.config.trust_proxy),
     )
     if route_type:
         check_event(body, None, route_type)
         items = [normalise(body, index=None, **common)]
     else:
         batch = check_batch(body.get("batch"))
+        defaults = BatchDefaults(body)
         for index, item in enumerate(batch):
             check_event(item, index)
             check_item_size(item, index)
-        items = [normalise(item, index=index, batch=body, **common) for index, item in enumerate(batch)]
+        items = [normalise(item, index=index, batch=defaults, **common) for index, item in enumerate(batch)]
     return events.rows_for(source_id, received_at, items)
 
 
 # ---------------------------------------------------------------- endpoints
 
 
-Handler = Callable[[Request, Collector], Awaitable[Response]]
+Handler = Callable[[Call, Collector], Awaitable[Answer]]
 
 
-def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """One route for every method: OPTIONS → preflight, POST → ``handler``; CORS on every answer."""
+class TrackingEndpoint:
+    """One route, every method: OPTIONS → preflight, POST → ``handler``; CORS on every answer.
 
-    async def endpoint(request: Request) -> Response:
-        method = request.method
+    A plain ASGI app (see server/ingest/asgi.py for why), so Starlette passes every method."""
+
+    def __init__(self, handler: Handler):
+        self.handler = handler
+
+    async def __call__(self, scope, receive, send) -> None:
+        answer = await self.answer(Call(scope, receive))
+        await answer(scope, receive, send)
+
+    async def answer(self, call: Call) -> Answer:
+        method = call.method
         if method == "OPTIONS":
-            return cors.preflight(request)
+            return cors.preflight(call)
         try:
             if method != "POST":
                 raise ApiError(405, "method_not_allowed", f"{method} is not allowed here; send POST",
                                headers={"Allow": "POST, OPTIONS"})
-            return await handler(request, _collector(request))
+            return await self.handler(call, _collector(call.scope["app"]))
         except ApiError as exc:
             stats.rejections_total.labels(code=exc.code).inc()
-            return error_response(exc.status, exc.code, exc.message,
-                                  headers={**exc.headers, **cors.cors_headers(request)}, **exc.extra)
+            return error_answer(exc.status, exc.code, exc.message,
+                                [*encode_headers(exc.headers), *cors.cors_headers(call)], exc.extra)
         except Exception:  # never expected: storage failures are handled below, input errors above
-            log.exception("unexpected error on %s %s", method, request.url.path)
-            return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.",
-                                  headers=cors.cors_headers(request))
-
-    return endpoint
+            log.exception("unexpected error on %s %s", method, call.scope["path"])
+            return error_answer(500, "internal_error", "Something went wrong on our side; it has been logged.",
+                                cors.cors_headers(call))
 
 
-async def _store(request: Request, collector: Collector, rows: list[dict[str, Any]]) -> Response:
+async def _store(call: Call, collector: Collector, rows: list[dict[str, Any]]) -> Answer:
     try:
         flags = await collector.writer.append(rows) if rows else []
     except Exception as exc:
         log.error("events not stored (%s); answering 503 so the client retries", exc)
         stats.rejections_total.labels(code="storage_unavailable").inc()
-        return error_response(503, "storage_unavailable", "Events could not be stored right now; retry shortly",
-                              headers={"Retry-After": STORAGE_RETRY_AFTER, **cors.cors_headers(request)})
+        return error_answer(503, "storage_unavailable", "Events could not be stored right now; retry shortly",
+                            [(b"retry-after", STORAGE_RETRY_AFTER.encode()), *cors.cors_headers(call)])
     new = sum(flags)
     stats.stored.inc(new)
     if new < len(flags):
         stats.duplicate.inc(len(flags) - new)
-    return Response(SUCCESS, media_type="application/json", headers=cors.cors_headers(request))
+    return Answer(200, SUCCESS, cors.cors_headers(call))
 
 
 def _single(route_type: str) -> Handler:
-    async def handle(request: Request, collector: Collector) -> Response:
-        body = parse_object(await read_body(request, EVENT_LIMIT, "event_too_large", "event"))
-        source_id = await _source_id(collector, request, body)
-        return await _store(request, collector, _rows(request, collector, source_id, body, route_type))
+    async def handle(call: Call, collector: Collector) -> Answer:
+        body = parse_object(await read_body(call, EVENT_LIMIT, "event_too_large", "event"))
+        source_id = await _source_id(collector, call, body)
+        return await _store(call, collector, _rows(call, collector, source_id, body, route_type))
 
     return handle
 
 
-async def _batch(request: Request, collector: Collector) -> Response:
-    body = parse_object(await read_body(request, BATCH_LIMIT, "batch_too_large", "batch"))
-    source_id = await _source_id(collector, request, body)
-    return await _store(request, collector, _rows(request, collector, source_id, body, None))
+async def _batch(call: Call, collector: Collector) -> Answer:
+    body = parse_object(await read_body(call, BATCH_LIMIT, "batch_too_large", "batch"))
+    source_id = await _source_id(collector, call, body)
+    return await _store(call, collector, _rows(call, collector, source_id, body, None))
 
 
-async def _metrics(request: Request, collector: Collector) -> Response:
-    body = parse_object(await read_body(request, BATCH_LIMIT, "batch_too_large", "metrics body"))
+async def _metrics(call: Call, collector: Collector) -> Answer:
+    body = parse_object(await read_body(call, BATCH_LIMIT, "batch_too_large", "metrics body"))
     client_metrics.record(body)
-    return Response(SUCCESS, media_type="application/json", headers=cors.cors_headers(request))
+    return Answer(200, SUCCESS, cors.cors_headers(call))
 
 
 def routes(config: Config) -> list[Route]:
@@ -233,10 +242,9 @@ def routes(config: Config) -> list[Route]:
     handlers: dict[str, Handler] = {name: _single(kind) for name, kind in SINGLE.items()}
     handlers.update({name: _batch for name in BATCH})
     handlers["m"] = _metrics
-    endpoints = {name: _endpoint(handler) for name, handler in handlers.items()}
+    endpoints = {name: TrackingEndpoint(handler) for name, handler in handlers.items()}
     found = [
-        Route(f"{prefix}/{name}", endpoint, methods=METHODS,
-              name=f"collector_{name}" + ("" if prefix == "/v1" else "_prefixed"))
+        Route(f"{prefix}/{name}", endpoint, name=f"collector_{name}" + ("" if prefix == "/v1" else "_prefixed"))
         for prefix in prefixes
         for name, endpoint in endpoints.items()
     ]

@@ -12,9 +12,8 @@ import zlib
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-
 from server.errors import ApiError
+from server.ingest.asgi import Call
 
 EVENT_LIMIT = 32 * 1024  # one event (the body of /v1/track and friends; each item of a batch)
 BATCH_LIMIT = 500 * 1024  # the whole body of /v1/batch
@@ -27,24 +26,30 @@ def _too_large(code: str, what: str, limit: int, size: int | None = None) -> Api
     return ApiError(400, code, f"The {what} {measured}; the limit is {limit // 1024} KB ({limit:,} bytes)")
 
 
-async def read_body(request: Request, limit: int, code: str, what: str) -> bytes:
+async def read_body(call: Call, limit: int, code: str, what: str) -> bytes:
     """The request body, decompressed, or a 400 ``code`` once it exceeds ``limit`` bytes."""
-    encoding = request.headers.get("content-encoding", "").strip().lower()
+    encoding = call.header(b"content-encoding").strip().lower()
     if encoding not in ("", "identity", "gzip", "x-gzip"):
         raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; send gzip or nothing")
     gzipped = encoding in ("gzip", "x-gzip")
     cap = limit + _GZIP_SLACK if gzipped else limit
-    declared = request.headers.get("content-length", "")
+    declared = call.headers.get(b"content-length", b"")
     if declared.isdigit() and int(declared) > cap:
         raise _too_large(code, what, limit, None if gzipped else int(declared))
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
+    while True:
+        message = await call.receive()
+        if message["type"] != "http.request":  # the client went away mid-body
+            raise ApiError(400, "incomplete_body", "The request body ended before it was complete")
+        chunk = message.get("body", b"")
         received += len(chunk)
         if received > cap:
             raise _too_large(code, what, limit)
         chunks.append(chunk)
-    data = b"".join(chunks)
+        if not message.get("more_body", False):
+            break
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if gzipped:
         data = gunzip(data, limit, code, what)
     elif len(data) > limit:

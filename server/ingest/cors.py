@@ -11,36 +11,36 @@ from __future__ import annotations
 
 import re
 
-from starlette.requests import Request
-from starlette.responses import Response
+from server.ingest.asgi import Answer, Call
 
 ALLOWED_HEADERS = ("authorization", "content-type", "x-retry-count")
-MAX_AGE = "86400"  # browsers cap it lower (Chromium: 2 h); ask for a day
+MAX_AGE = b"86400"  # browsers cap it lower (Chromium: 2 h); ask for a day
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_ANY_ORIGIN = [(b"access-control-allow-origin", b"*")]
+_WITH_ORIGIN = [
+    (b"access-control-allow-credentials", b"true"),
+    (b"access-control-expose-headers", b"Retry-After, X-RateLimit-Reset"),
+    (b"vary", b"Origin"),
+]
 
 
-def cors_headers(request: Request) -> dict[str, str]:
-    origin = request.headers.get("origin")
+def cors_headers(call: Call) -> list[tuple[bytes, bytes]]:
+    origin = call.headers.get(b"origin")
     if not origin:
-        return {"Access-Control-Allow-Origin": "*"}
-    return {
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Credentials": "true",
-        "Access-Control-Expose-Headers": "Retry-After, X-RateLimit-Reset",
-        "Vary": "Origin",
-    }
+        return _ANY_ORIGIN
+    return [(b"access-control-allow-origin", origin), *_WITH_ORIGIN]
 
 
-def preflight(request: Request) -> Response:
-    requested = request.headers.get("access-control-request-headers", "")
+def preflight(call: Call) -> Answer:
+    requested = call.header(b"access-control-request-headers")
     extra = [h.strip().lower() for h in requested.split(",") if _TOKEN.match(h.strip())]
-    allowed = list(dict.fromkeys([*ALLOWED_HEADERS, *extra]))
-    headers = {
-        **cors_headers(request),
-        "Access-Control-Allow-Methods": "POST, OPTIONS",
-        "Access-Control-Allow-Headers": ", ".join(allowed),
-        "Access-Control-Max-Age": MAX_AGE,
-    }
-    if request.headers.get("access-control-request-private-network") == "true":
-        headers["Access-Control-Allow-Private-Network"] = "true"
-    return Response(status_code=204, headers=headers)
+    allowed = ", ".join(dict.fromkeys([*ALLOWED_HEADERS, *extra]))
+    headers = [
+        *cors_headers(call),
+        (b"access-control-allow-methods", b"POST, OPTIONS"),
+        (b"access-control-allow-headers", allowed.encode("latin-1")),
+        (b"access-control-max-age", MAX_AGE),
+    ]
+    if call.headers.get(b"access-control-request-private-network") == b"true":
+        headers.append((b"access-control-allow-private-network", b"true"))
+    return Answer(204, b"", headers)

@@ -9,6 +9,7 @@ through server/scaleout.py on PostgreSQL; the short TTL bounds staleness everywh
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Callable, NamedTuple
@@ -37,6 +38,7 @@ class WriteKeyCache:
         self._generation = 0
         self._lock = threading.Lock()
         self._unsubscribe: Callable[[], None] | None = None
+        self._inflight: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task]] = {}
 
     def subscribe(self) -> None:
         self._unsubscribe = workspace.on_settings_change(self.invalidate)
@@ -65,7 +67,19 @@ class WriteKeyCache:
         hit, source = self.cached(write_key)
         if hit:
             return source
-        return await run_in_threadpool(self._load, write_key)
+        # Single flight: when an entry expires under load, the many requests that notice at once
+        # share one database read instead of each queueing its own in the thread pool.
+        loop = asyncio.get_running_loop()
+        flight = self._inflight.get(write_key)
+        if flight is None or flight[0] is not loop:
+            task = loop.create_task(run_in_threadpool(self._load, write_key))
+            flight = self._inflight[write_key] = (loop, task)
+            task.add_done_callback(lambda _, key=write_key, ours=flight: self._land(key, ours))
+        return await asyncio.shield(flight[1])
+
+    def _land(self, write_key: str, flight) -> None:
+        if self._inflight.get(write_key) is flight:
+            del self._inflight[write_key]
 
     def _load(self, write_key: str) -> Source | None:
         generation = self._generation

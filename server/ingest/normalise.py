@@ -21,7 +21,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from server.ingest.body import json_type
 from server.ingest.validate import fail, id_text
+
+_ID_FIELDS = ("userId", "anonymousId", "previousId", "groupId", "messageId")
 
 
 def iso(moment: datetime) -> str:
@@ -36,6 +39,24 @@ def parse_time(value: str, name: str, index: int | None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+class BatchDefaults:
+    """A batch's top-level context, integrations and sentAt, read (and sentAt parsed) once."""
+
+    __slots__ = ("context", "integrations", "sent_at", "sent")
+
+    def __init__(self, body: dict[str, Any]):
+        context, integrations, sent_at = body.get("context"), body.get("integrations"), body.get("sentAt")
+        for name, value, expected in (("context", context, dict), ("integrations", integrations, dict),
+                                      ("sentAt", sent_at, str)):
+            if value is not None and type(value) is not expected:
+                shown = "an object" if expected is dict else "a string"
+                raise fail("invalid_field", f"The batch's {name} must be {shown}, not {json_type(value)}", None)
+        self.context = context or None
+        self.integrations = integrations or None
+        self.sent_at = sent_at
+        self.sent = parse_time(sent_at, "sentAt", None) if sent_at is not None else None
+
+
 def normalise(
     item: dict[str, Any],
     *,
@@ -44,61 +65,57 @@ def normalise(
     received_at: datetime,
     received_iso: str,
     ip: str | None,
-    batch: dict[str, Any] | None = None,
+    batch: BatchDefaults | None = None,
 ) -> dict[str, Any]:
-    """Normalise ``item`` in place (it was parsed for this request alone) and return it."""
+    """Normalise ``item`` in place (it was parsed for this request alone) and return it.
+
+    Runs once per event: written for speed (no copies of the item, one parse per time)."""
     item.pop("writeKey", None)
     if route_type:
         item["type"] = route_type
-    for name in ("userId", "anonymousId", "previousId", "groupId"):
+    for name in _ID_FIELDS:
         value = item.get(name)
-        if value is not None and not isinstance(value, str):
+        if value is not None and type(value) is not str:
             item[name] = id_text(value)
     message_id = item.get("messageId")
     if message_id is None or message_id == "":
         item["messageId"] = f"api-{uuid.uuid4()}"
-    elif not isinstance(message_id, str):
-        item["messageId"] = id_text(message_id)
 
-    context = item.get("context") or {}
+    context = item.get("context")
     integrations = item.get("integrations")
     sent_at = item.get("sentAt")
-    if batch:
-        if isinstance(batch.get("context"), dict):
-            context = {**batch["context"], **context}
-        if isinstance(batch.get("integrations"), dict):
-            integrations = {**batch["integrations"], **(integrations or {})}
-        if sent_at is None and isinstance(batch.get("sentAt"), str):
-            sent_at = batch["sentAt"]
+    sent = None
+    if batch is not None:
+        if batch.context is not None:
+            context = {**batch.context, **context} if context else dict(batch.context)
+        if batch.integrations is not None:
+            integrations = {**batch.integrations, **integrations} if integrations else dict(batch.integrations)
+            item["integrations"] = integrations
+        if sent_at is None and batch.sent_at is not None:
+            sent_at, sent = batch.sent_at, batch.sent
+    if context is None:
+        context = {}
     if ip and "ip" not in context:
-        context = {**context, "ip": ip}
+        context["ip"] = ip  # our own dict: the item's (parsed for this request), or a fresh merge
     item["context"] = context
-    if integrations is not None:
-        item["integrations"] = integrations
 
     original = item.get("timestamp")
     if original is None:
         original = item.get("originalTimestamp")
     item["receivedAt"] = received_iso
+    if sent_at is not None:
+        if sent is None:
+            sent = parse_time(sent_at, "sentAt", index)
+        item["sentAt"] = sent_at
     if original is None:
         item["timestamp"] = received_iso
-        if sent_at is not None:
-            parse_time(sent_at, "sentAt", index)
-            item["sentAt"] = sent_at
         return item
     client_time = parse_time(original, "timestamp", index)
     item["originalTimestamp"] = original
-    if sent_at is None:
-        corrected = client_time
-    else:
-        item["sentAt"] = sent_at
-        sent = parse_time(sent_at, "sentAt", index)
-        try:
-            corrected = received_at - (sent - client_time)
-        except OverflowError:
-            raise fail("invalid_timestamp", "timestamp and sentAt are too far apart to correct the clock skew", index) from None
     try:
+        corrected = client_time if sent is None else received_at - (sent - client_time)
         item["timestamp"] = iso(corrected)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-        raise fail("invalid_timestamp", f"timestamp {original[:40]!r} is out of range", index) from None
+        raise fail("invalid_timestamp", f"timestamp {original[:40]!r} is out of range, or too far from sentAt",
+                   index) from None
     return item

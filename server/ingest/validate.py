@@ -18,11 +18,14 @@ TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_MESSAGE_ID = 100
 MAX_BATCH_EVENTS = 2500
 
-# Fields that name someone or something: a string (numbers are accepted and stored as strings).
-_ID_FIELDS = ("userId", "anonymousId", "previousId", "groupId")
-# Fields that must be JSON objects when present (null counts as absent).
-_OBJECT_FIELDS = ("context", "integrations", "properties", "traits")
-_STRING_FIELDS = ("event", "name", "category", "timestamp", "originalTimestamp", "sentAt")
+# What each known field must be when present (null counts as absent): ``id`` fields name
+# someone or something — a string, or a number stored as a string.
+_ID = object()
+_EXPECTED: dict[str, Any] = {
+    **dict.fromkeys(("userId", "anonymousId", "previousId", "groupId", "messageId"), _ID),
+    **dict.fromkeys(("context", "integrations", "properties", "traits"), dict),
+    **dict.fromkeys(("event", "name", "category", "timestamp", "originalTimestamp", "sentAt"), str),
+}
 
 
 def fail(code: str, message: str, index: int | None) -> ApiError:
@@ -46,32 +49,28 @@ def id_text(value: str | int | float) -> str:
 
 def check_event(item: Any, index: int | None, route_type: str | None = None) -> None:
     """Raise the 400 for the first rule ``item`` breaks (``index``: its place in a batch)."""
-    if not isinstance(item, dict):
+    if type(item) is not dict:
         raise fail("invalid_event", f"An event must be a JSON object, not {json_type(item)}", index)
     kind = route_type or item.get("type")
     if kind not in TYPES:
         shown = "no type" if kind is None else f"type {kind!r}" if isinstance(kind, str) else f"a type of {json_type(kind)}"
         raise fail("invalid_type", f"The event has {shown}; it must be one of {', '.join(TYPES)}", index)
-    for name in _ID_FIELDS:
-        value = item.get(name)
-        if value is not None and not is_id(value):
+    # One pass over the fields the event has (this runs for every event: keep it cheap).
+    for name, value in item.items():
+        expected = _EXPECTED.get(name)
+        if expected is None or value is None:
+            continue
+        if expected is dict:
+            if type(value) is not dict:
+                raise fail("invalid_field", f"{name} must be an object, not {json_type(value)}", index)
+        elif type(value) is not str and (expected is str or not is_id(value)):
             raise fail("invalid_field", f"{name} must be a string, not {json_type(value)}", index)
     if item.get("userId") in (None, "") and item.get("anonymousId") in (None, ""):
         raise fail("no_user_anon_id", f"A {kind} call needs a userId or an anonymousId", index)
-    for name in _OBJECT_FIELDS:
-        value = item.get(name)
-        if value is not None and not isinstance(value, dict):
-            raise fail("invalid_field", f"{name} must be an object, not {json_type(value)}", index)
-    for name in _STRING_FIELDS:
-        value = item.get(name)
-        if value is not None and not isinstance(value, str):
-            raise fail("invalid_field", f"{name} must be a string, not {json_type(value)}", index)
     if kind == "track" and not item.get("event"):
         raise fail("missing_event", "A track call needs an event name (the event field)", index)
     message_id = item.get("messageId")
     if message_id is not None:
-        if not is_id(message_id):
-            raise fail("invalid_field", f"messageId must be a string, not {json_type(message_id)}", index)
         text = id_text(message_id)
         if len(text) > MAX_MESSAGE_ID:
             raise fail(

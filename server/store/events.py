@@ -231,43 +231,56 @@ def _append_generic(conn, rows, first, window) -> tuple[list[int], int | None]:
     return stored, max_id
 
 
-# SQLite's write lock is held for the whole transaction (BEGIN IMMEDIATE), so a claim per row
-# through the driver's statement cache is exact and far cheaper than building the same
-# statements through SQLAlchemy. Same SQL and same stored formats as the generic path.
-_SQLITE_CLAIM = (
-    "INSERT INTO message_ids (source_id, message_id, received_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (source_id, message_id) DO UPDATE SET received_at = excluded.received_at "
-    "WHERE message_ids.received_at < ?"
+# SQLite: the whole group in four statements, whatever its size. Rows travel as one JSON
+# array parameter read by json_each, so each statement is a single sqlite3_step — and the
+# driver releases the GIL around every step, which under load means a thread switch per step:
+# per-row statements made the writer fight the event loop for the GIL on every row.
+# The write lock is held for the whole transaction (BEGIN IMMEDIATE), so "find the duplicates,
+# then claim the rest" is exact.
+_SQLITE_DUPLICATES = (
+    "SELECT m.source_id, m.message_id FROM json_each(?) AS j JOIN message_ids AS m "
+    "ON m.source_id = json_extract(j.value, '$[0]') AND m.message_id = json_extract(j.value, '$[1]') "
+    "WHERE m.received_at >= json_extract(j.value, '$[3]')"
 )
-_SQLITE_EVENT = "INSERT INTO events (source_id, message_id, type, received_at, payload) VALUES (?, ?, ?, ?, ?)"
+_SQLITE_CLAIM = (
+    "INSERT INTO message_ids (source_id, message_id, received_at) "
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') "
+    "FROM json_each(?) WHERE true "
+    "ON CONFLICT (source_id, message_id) DO UPDATE SET received_at = excluded.received_at"
+)
+_SQLITE_EVENTS = (
+    "INSERT INTO events (source_id, message_id, type, received_at, payload) "
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[4]'), "
+    "json_extract(value, '$[2]'), json_extract(value, '$[5]') FROM json_each(?) ORDER BY key"
+)
 
 
 def _append_sqlite(conn, rows, first, window) -> tuple[list[int], int | None]:
     as_text = events.c.received_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
     texts: dict[datetime, tuple[str, str]] = {}  # received_at → (stored text, cutoff text)
+    candidates = []
+    for (source_id, message_id), i in first.items():
+        at = rows[i]["received_at"]
+        text = texts.get(at)
+        if text is None:
+            text = texts[at] = (as_text(at), as_text(at - window))
+        candidates.append((source_id, message_id, text[0], text[1], i))
     cursor = conn.connection.dbapi_connection.cursor()
-    stored: list[int] = []
     try:
-        for (source_id, message_id), i in first.items():
-            at = rows[i]["received_at"]
-            text = texts.get(at)
-            if text is None:
-                text = texts[at] = (as_text(at), as_text(at - window))
-            cursor.execute(_SQLITE_CLAIM, (source_id, message_id, text[0], text[1]))
-            if cursor.rowcount == 1:  # inserted, or taken over after the window
-                stored.append(i)
-        if not stored:
-            return stored, None
-        stored.sort()
-        cursor.executemany(_SQLITE_EVENT, [
-            (rows[i]["source_id"], rows[i]["message_id"], rows[i]["type"], texts[rows[i]["received_at"]][0],
-             rows[i]["payload"])
-            for i in stored
-        ])
+        seen = set(cursor.execute(_SQLITE_DUPLICATES, (orjson.dumps(candidates),)).fetchall())
+        claimed = [c for c in candidates if (c[0], c[1]) not in seen]
+        if not claimed:
+            return [], None
+        claimed.sort(key=lambda c: c[4])
+        cursor.execute(_SQLITE_CLAIM, (orjson.dumps(claimed),))
+        cursor.execute(_SQLITE_EVENTS, (orjson.dumps([
+            (source_id, message_id, at, None, rows[i]["type"], rows[i]["payload"])
+            for source_id, message_id, at, _, i in claimed
+        ]),))
         max_id = cursor.execute("SELECT max(id) FROM events").fetchone()[0]
     finally:
         cursor.close()
-    return stored, max_id
+    return [c[4] for c in claimed], max_id
 
 
 def prune_message_ids(bind: Engine | Connection, *, dedupe_window: float, now: datetime | None = None) -> int:
