@@ -6,7 +6,7 @@ import pytest
 from tests_conftest import LiveServer
 from vendor_stubs import (
     LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
-    run, wait_calls,
+    open_analytics_next, run, wait_calls,
 )
 
 API_KEY = "fedcba9876543210fedcba9876543210"
@@ -122,3 +122,15 @@ def test_autocapture_and_us_region_when_chosen(site, browser):
     finally:
         context.close()
         site.workspace.update(row["id"], {"autocapture": None, "region": "eu"})
+
+
+def test_runs_as_an_analytics_next_remote_plugin(site, browser):
+    context = browser.new_context()
+    try:
+        VendorRoutes().install(context)
+        page = open_analytics_next(context, site, 'analytics.track("Order Completed", {total: 9});')
+        recorded = wait_calls(page, "amplitude", lambda c: any(x[0] == "revenue" for x in c))
+        assert recorded[0][:2] == ["init", API_KEY]
+        assert ["track", "Order Completed", {"total": 9}] in recorded
+    finally:
+        context.close()

@@ -6,7 +6,7 @@ import pytest
 from tests_conftest import LiveServer
 from vendor_stubs import (
     LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
-    run, wait_calls,
+    open_analytics_next, run, wait_calls,
 )
 
 APP_ID = "abc12345"
@@ -92,3 +92,17 @@ def test_disabling_removes_the_loader_and_enabling_restores_it(site, browser):
 
 def test_blocked_script_leaves_other_destinations_and_the_collector_working(site, browser):
     check_blocked_vendor(site, browser, "intercom", "hotjar", lambda c, marker: ["event", marker] in c)
+
+
+def test_runs_as_an_analytics_next_remote_plugin(site, browser):
+    context = browser.new_context()
+    try:
+        VendorRoutes().install(context)
+        page = open_analytics_next(context, site, 'analytics.identify("next-user", {email: "n@example.com"}, '
+                                                  '{integrations: {Intercom: {user_hash: "abc123"}}});')
+        recorded = wait_calls(page, "intercom", lambda c: any(x[0] == "update" and x[1].get("user_id") for x in c))
+        assert recorded[0] == ["boot", BOOT]
+        update = next(x for x in recorded if x[0] == "update" and x[1].get("user_id"))[1]
+        assert update == {"user_id": "next-user", "email": "n@example.com", "user_hash": "abc123"}
+    finally:
+        context.close()

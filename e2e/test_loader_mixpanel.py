@@ -6,7 +6,7 @@ import pytest
 from tests_conftest import LiveServer
 from vendor_stubs import (
     LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
-    run, wait_calls,
+    open_analytics_next, run, wait_calls,
 )
 
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -126,3 +126,17 @@ def test_us_region_keeps_mixpanels_default_api_host(site, browser):
     finally:
         context.close()
         site.workspace.update(row["id"], {"region": "eu"})
+
+
+def test_runs_as_an_analytics_next_remote_plugin(site, browser):
+    """The same loader file, served to Segment's analytics-next through our settings document."""
+    context = browser.new_context()
+    try:
+        routes = VendorRoutes().install(context)
+        page = open_analytics_next(context, site, 'analytics.identify("next-user"); analytics.track("Next Event", {a: 1});')
+        recorded = wait_calls(page, "mixpanel", lambda c: ["track", "Next Event", {"a": 1}] in c)
+        assert recorded[0][:2] == ["init", TOKEN] and ["identify", "next-user"] in recorded
+        wait_calls(page, "hotjar", lambda c: ["event", "Next Event"] in c)
+        assert routes.requests["mixpanel"] == [URL]
+    finally:
+        context.close()

@@ -400,3 +400,33 @@ def check_blocked_vendor(site: LoaderSite, browser, slug: str, neighbour: str, n
         assert len(routes.requests[slug]) == 1 and calls(page, slug) is None
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------- the same loaders under analytics-next
+
+E2E_DIR = __import__("pathlib").Path(__file__).resolve().parent
+ANALYTICS_NEXT = E2E_DIR / "node_modules" / ".switchboard" / "analytics-next.js"
+
+
+def open_analytics_next(context: BrowserContext, site: LoaderSite, script: str) -> Page:
+    """A site page running Segment's own @segment/analytics-next against our settings document (our
+    loaders arrive as its remote plugins); ``script`` runs with ``analytics`` once it has loaded."""
+    import subprocess
+
+    if not ANALYTICS_NEXT.exists():  # `make node-deps` installed the packages; build the test file once
+        subprocess.run(["node", str(E2E_DIR / "build-analytics-next.mjs")], check=True, cwd=E2E_DIR, timeout=120)
+    base = site.server.url + SITE_PATH
+    html = f"""<!doctype html><html><head><title>Next page</title><script src="{base}/analytics-next.js"></script>
+<script>
+AnalyticsBrowser.load({{ writeKey: {json.dumps(site.write_key)}, cdnURL: {json.dumps(site.server.url)} }})
+  .then(function (r) {{ var analytics = r[0]; window.__next = analytics; {script} }})
+  .catch(function (e) {{ window.__nextError = String(e); }});
+</script></head><body>next</body></html>"""
+    page = context.new_page()
+    page.route(base + "/analytics-next.js", lambda route: route.fulfill(
+        status=200, content_type="application/javascript", body=ANALYTICS_NEXT.read_text()))
+    page.route(base + "/", lambda route: route.fulfill(status=200, content_type="text/html", body=html))
+    page.goto(base + "/", wait_until="domcontentloaded")
+    page.wait_for_function("() => window.__next !== undefined || window.__nextError !== undefined")
+    assert page.evaluate("() => window.__nextError || null") is None
+    return page
