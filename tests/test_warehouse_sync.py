@@ -165,3 +165,36 @@ def test_one_loader_per_warehouse_at_a_time(wh):
         holder.close()
     assert finished and finished[0]["rows"] == {"pages": 1}
     assert [s["trigger"] for s in store.list_syncs(wh.engine, wh.destination["id"])] == ["manual"]
+
+
+@pytest.mark.postgres
+def test_a_warehouse_connection_lost_mid_sync_is_a_failed_sync_not_a_crash(tmp_path, pg):
+    import threading
+
+    import psycopg
+
+    wh = build_warehouse("postgres", tmp_path, pg)
+    wh.emit(make_event("page", messageId="p1"))
+    target_dsn = wh.target_url.replace("+psycopg", "")
+    with psycopg.connect(target_dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", (0x5B0A0002, wh.destination["id"]))
+        with _client(wh, delivery_workers=False) as client:
+            answers = []
+            waiting = threading.Thread(
+                target=lambda: answers.append(client.post(f"/api/v1/destinations/{wh.destination['id']}/sync")))
+            waiting.start()
+            # The loader now waits for the lock; the database drops its connection (a restart).
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                killed = holder.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'SELECT pg_advisory_lock%%' AND pid <> pg_backend_pid()").fetchall()
+                if killed:
+                    break
+                time.sleep(0.05)
+            waiting.join(30)
+    assert answers and answers[0].status_code == 200
+    sync = answers[0].json()["sync"]
+    assert sync["status"] == "failed" and sync["error"]
+    assert store.get_cursor(wh.engine, wh.destination["id"]) == 0
+    assert wh.sync()["rows"] == {"pages": 1}  # the next sync loads it

@@ -188,7 +188,8 @@ class PostgresTarget:
         try:
             yield
         finally:
-            if not self.conn.closed:
+            # A lost connection has lost the lock too: nothing to release then.
+            with contextlib.suppress(Exception):
                 self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", key)
 
     def existing_columns(self) -> dict[str, dict[str, str]]:

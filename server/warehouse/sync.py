@@ -108,6 +108,7 @@ def sync_destination(
         store.finish_sync(engine, sync_id, events=0, rows={}, notices=[], error=error)
         log.warning("warehouse %s: %s", destination_id, error)
         return store.get_sync(engine, sync_id)
+    sync_id = None
     try:
         with target.lock(wait):
             store.close_interrupted(engine, destination_id)
@@ -117,6 +118,12 @@ def sync_destination(
         if wait:
             raise
         return None
+    except Exception as exc:  # the target failed outside a batch (lock, connection lost)
+        error = redact(f"{type(exc).__name__}: {exc}", settings)
+        log.warning("warehouse %s: %s", destination_id, error)
+        if sync_id is None:
+            sync_id = store.start_sync(engine, destination_id, trigger)
+            store.finish_sync(engine, sync_id, events=0, rows={}, notices=[], error=error)
     finally:
         target.close()
     return store.get_sync(engine, sync_id)
