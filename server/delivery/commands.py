@@ -12,7 +12,7 @@ from server.cli import CliError, _catalog, _config, _engine
 
 def add_commands(sub) -> None:
     worker = sub.add_parser("worker", help="run cloud-mode delivery workers without the HTTP server")
-    worker.add_argument("--concurrency", type=int, default=16, help="requests in flight per destination (default 16)")
+    worker.add_argument("--concurrency", type=int, default=64, help="requests in flight per destination (default 64)")
     worker.add_argument("--lease-seconds", type=float, default=60.0,
                         help="how long a claimed job stays ours before another worker may take it (default 60)")
     worker.set_defaults(func=cmd_worker)

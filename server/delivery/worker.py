@@ -44,7 +44,7 @@ class DeliveryService:
         *,
         retry_window: float = 4 * 3600.0,
         sender: Sender | None = None,
-        concurrency: int = 16,
+        concurrency: int = 64,
         lease_seconds: float = 60.0,
         poll_interval: float = 0.05,
         backoff_base: float = 1.0,
