@@ -241,3 +241,22 @@ def test_a_sync_ends_even_while_events_keep_arriving(tmp_path, monkeypatch):
     monkeypatch.setattr(store, "read_source_after", real_read)
     second = wh.sync()
     assert second["events"] == len(arrived) and wh.count("pages") == 3 + len(arrived)
+
+
+def test_pointing_the_destination_at_another_database_loads_everything_there(tmp_path):
+    wh = build_warehouse("sqlite", tmp_path)
+    wh.emit(make_event("page", messageId="p1"), make_event("track", messageId="t1", event="A"))
+    assert wh.sync()["events"] == 2
+    first_file = wh.sqlite_path
+    wh.sqlite_path = tmp_path / "elsewhere" / "new.db"
+    workspace.update_destination(wh.engine, wh.destination["id"],
+                                 settings={"target": "sqlite", "sqlite_path": str(wh.sqlite_path)})
+    wh.emit(make_event("page", messageId="p2"))
+    moved = wh.sync()
+    assert moved["events"] == 3 and moved["error"] is None
+    assert any("another database" in n for n in moved["notices"])
+    assert sorted(r[0] for r in wh.query("SELECT id FROM pages")) == ["p1", "p2"]
+    assert wh.query("SELECT id FROM a") == [("t1",)]
+    assert wh.sync()["events"] == 0  # and then it carries on normally
+    wh.sqlite_path = first_file
+    assert wh.count("pages") == 1  # the old file is left as it was

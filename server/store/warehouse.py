@@ -53,6 +53,17 @@ warehouse_columns = Table(
 )
 
 
+# Which database a destination loaded into last (a hash: the URL holds a password). When the
+# settings point somewhere else, the new warehouse starts from the first logged event.
+warehouse_targets = Table(
+    "warehouse_targets",
+    metadata,
+    Column("destination_id", Id, ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -128,6 +139,25 @@ def advance_cursor(engine: Engine, destination_id: int, last_event_id: int) -> N
                 .where(warehouse_cursors.c.destination_id == destination_id)
                 .values(last_event_id=last_event_id, updated_at=_now())
             )
+
+
+def use_target(engine: Engine, destination_id: int, fingerprint: str) -> bool:
+    """Record the target a sync loads into; True when it changed (cursor and registry reset)."""
+    with engine.begin() as conn:
+        known = conn.execute(
+            select(warehouse_targets.c.fingerprint).where(warehouse_targets.c.destination_id == destination_id)
+        ).scalar_one_or_none()
+        if known == fingerprint:
+            return False
+        if known is None:
+            conn.execute(warehouse_targets.insert().values(
+                destination_id=destination_id, fingerprint=fingerprint, updated_at=_now()))
+            return False
+        conn.execute(warehouse_targets.update().where(warehouse_targets.c.destination_id == destination_id)
+                     .values(fingerprint=fingerprint, updated_at=_now()))
+        conn.execute(warehouse_cursors.delete().where(warehouse_cursors.c.destination_id == destination_id))
+        conn.execute(warehouse_columns.delete().where(warehouse_columns.c.destination_id == destination_id))
+        return True
 
 
 # ---------------------------------------------------------------- sync history

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import sqlite3
 from datetime import datetime, timezone
@@ -31,6 +32,10 @@ PG_TYPES = {"boolean": "BOOLEAN", "integer": "BIGINT", "float": "DOUBLE PRECISIO
             "timestamp": "TIMESTAMPTZ", "text": "TEXT"}
 SQLITE_TYPES = {"boolean": "BOOLEAN", "integer": "BIGINT", "float": "DOUBLE PRECISION",
                 "timestamp": "TIMESTAMP", "text": "TEXT"}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class Busy(RuntimeError):
@@ -101,6 +106,9 @@ class SqliteTarget:
 
     def describe(self) -> str:
         return f"SQLite file {self.path}"
+
+    def fingerprint(self) -> str:
+        return _digest(f"sqlite:{self.path.resolve()}")
 
     @contextlib.contextmanager
     def lock(self, wait: bool) -> Iterator[None]:
@@ -177,6 +185,9 @@ class PostgresTarget:
 
     def describe(self) -> str:
         return f"PostgreSQL {self._host} schema {self.schema}"
+
+    def fingerprint(self) -> str:
+        return _digest(f"postgresql:{self._host}:{self.schema}")
 
     @contextlib.contextmanager
     def lock(self, wait: bool) -> Iterator[None]:

@@ -113,7 +113,8 @@ def sync_destination(
         with target.lock(wait):
             store.close_interrupted(engine, destination_id)
             sync_id = store.start_sync(engine, destination_id, trigger)
-            _run(engine, catalog, target, destination, source, settings, sync_id)
+            moved = store.use_target(engine, destination_id, target.fingerprint())
+            _run(engine, catalog, target, destination, source, settings, sync_id, moved)
     except Busy:
         if wait:
             raise
@@ -129,7 +130,7 @@ def sync_destination(
     return store.get_sync(engine, sync_id)
 
 
-def _run(engine, catalog, target, destination, source, settings, sync_id) -> None:
+def _run(engine, catalog, target, destination, source, settings, sync_id, moved: bool) -> None:
     names = catalog.get(SLUG).integration_names
     batch_rows, column_limit = settings["batch_rows"], settings["column_limit"]
     notices: dict[str, None] = {}
@@ -138,6 +139,9 @@ def _run(engine, catalog, target, destination, source, settings, sync_id) -> Non
         if message not in notices:
             notices[message] = None
             log.info("warehouse %s: %s", destination["id"], message)
+
+    if moved:
+        notice("the warehouse settings point to another database: loading every logged event into it")
 
     totals: dict[str, int] = {}
     read = 0
