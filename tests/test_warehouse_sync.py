@@ -32,9 +32,10 @@ def _client(wh, **config) -> TestClient:
 def test_sync_now_and_history_through_the_api(wh):
     with _client(wh, delivery_workers=False) as client:
         dest = wh.destination["id"]
-        assert client.get(f"/api/v1/destinations/{dest}/syncs").json() == {"syncs": [], "cursor": 0}
+        assert client.get(f"/api/v1/destinations/{dest}/syncs").json() == {"syncs": [], "cursor": 0, "waiting": 0}
         wh.emit(make_event("track", event="Order Completed", properties={"total": 5}),
                 make_event("page", name="Home"))
+        assert client.get(f"/api/v1/destinations/{dest}/syncs").json()["waiting"] == 2
         answer = client.post(f"/api/v1/destinations/{dest}/sync")
         assert answer.status_code == 200
         sync = answer.json()["sync"]
@@ -44,7 +45,7 @@ def test_sync_now_and_history_through_the_api(wh):
         assert wh.count("order_completed") == 1
         history = client.get(f"/api/v1/destinations/{dest}/syncs").json()
         assert [s["id"] for s in history["syncs"]] == [sync["id"]]
-        assert history["cursor"] == 2
+        assert history["cursor"] == 2 and history["waiting"] == 0
         assert client.get(f"/api/v1/destinations/{dest}/syncs?limit=abc").json()["code"] == "invalid_limit"
 
 

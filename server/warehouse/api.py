@@ -13,6 +13,8 @@ from server.store import warehouse as store
 from server.store import workspace
 from server.warehouse.sync import SLUG, sync_destination
 
+WAITING_CAP = 100_000  # "100000" reads as "at least that many": counting further costs a scan
+
 
 def _sync_json(sync: dict) -> dict:
     return {
@@ -56,12 +58,13 @@ def _limit(request: Request) -> int:
 
 @admin_endpoint
 async def syncs_list(request: Request) -> Response:
-    """A warehouse destination's syncs, newest first (start, end, rows per table, notices, error)."""
+    """A warehouse destination's syncs, newest first, its cursor and how many events wait."""
     destination = await _warehouse(request)
     engine = request.app.state.engine
     syncs = await run_in_threadpool(store.list_syncs, engine, destination["id"], _limit(request))
     cursor = await run_in_threadpool(store.get_cursor, engine, destination["id"])
-    return json_response({"syncs": [_sync_json(s) for s in syncs], "cursor": cursor})
+    waiting = await run_in_threadpool(store.pending_count, engine, destination["source_id"], cursor, WAITING_CAP)
+    return json_response({"syncs": [_sync_json(s) for s in syncs], "cursor": cursor, "waiting": waiting})
 
 
 @admin_endpoint
