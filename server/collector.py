@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import logging
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
@@ -82,6 +83,11 @@ def _collector(app: Starlette) -> Collector:
 
 async def startup(app: Starlette) -> None:
     app.state.collector = Collector(app.state.config, app.state.engine).start()
+    # Every event parsed is a handful of dicts, so the cyclic GC runs often; each full pass
+    # would walk the whole start-up heap (SQLAlchemy, templates, catalog) — about a tenth of a
+    # busy collector's CPU. Freezing what exists now takes it out of those passes.
+    gc.collect()
+    gc.freeze()
 
 
 async def shutdown(app: Starlette) -> None:

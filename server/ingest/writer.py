@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
 import time
-from collections import deque
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -32,6 +32,9 @@ log = logging.getLogger("switchboard.collector")
 
 Rows = list[dict[str, Any]]
 _Pending = tuple[Rows, asyncio.Future, asyncio.AbstractEventLoop]
+
+
+_STOP = object()  # put on the queue by stop()
 
 
 class WriterStopped(RuntimeError):
@@ -51,8 +54,9 @@ class GroupCommitWriter:
         self.dedupe_window = dedupe_window
         self.max_group_rows = max_group_rows
         self.prune_every = prune_every
-        self._pending: deque[_Pending] = deque()
-        self._wake = threading.Event()
+        # SimpleQueue: put() is one C call that also wakes the writer (no Python-level lock dance
+        # on the request path).
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = False
         self._last_prune = 0.0
         self._conn: Connection | None = None
@@ -68,12 +72,18 @@ class GroupCommitWriter:
     def stop(self, timeout: float = 30.0) -> None:
         """Commit whatever is pending, then end the thread (blocking: call it off the loop)."""
         self._stopping = True
-        self._wake.set()
-        self._thread.join(timeout)
+        self._queue.put(_STOP)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         # A request that slipped in as the thread ended: tell it, rather than leave it waiting.
         leftovers = []
-        while self._pending:
-            leftovers.append((self._pending.popleft(), None, WriterStopped("the server is shutting down")))
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                leftovers.append((item, None, WriterStopped("the server is shutting down")))
         _resolve(leftovers)
 
     async def append(self, rows: Rows) -> list[bool]:
@@ -82,8 +92,7 @@ class GroupCommitWriter:
             raise WriterStopped("the server is shutting down")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending.append((rows, future, loop))
-        self._wake.set()
+        self._queue.put((rows, future, loop))
         return await future
 
     # ------------------------------------------------------------ the writer thread
@@ -95,26 +104,33 @@ class GroupCommitWriter:
             self._drop_connection()
 
     def _loop(self) -> None:
-        while True:
-            if not self._pending:
-                if self._stopping:
-                    return
-                self._wake.wait(timeout=self.prune_every)
-                self._wake.clear()
-            group = self._take()
+        stopping = False
+        while not stopping:
+            try:
+                first = self._queue.get(timeout=self.prune_every)
+            except queue.Empty:
+                self._prune()
+                continue
+            # Everything that queued up while the last commit was flushing: the next group.
+            group: list[_Pending] = []
+            size = 0
+            item = first
+            while True:
+                if item is _STOP:
+                    stopping = True  # commit what is here, then end
+                else:
+                    group.append(item)
+                    size += len(item[0])
+                if size >= self.max_group_rows:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
             if group:
                 self._commit(group)
-            elif time.monotonic() - self._last_prune >= self.prune_every:
+            if time.monotonic() - self._last_prune >= self.prune_every:
                 self._prune()
-
-    def _take(self) -> list[_Pending]:
-        group: list[_Pending] = []
-        size = 0
-        while self._pending and (not group or size + len(self._pending[0][0]) <= self.max_group_rows):
-            item = self._pending.popleft()
-            group.append(item)
-            size += len(item[0])
-        return group
 
     def _connection(self) -> Connection:
         # One connection for the writer's lifetime: on SQLite, opening one per commit (NullPool,

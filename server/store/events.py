@@ -268,10 +268,9 @@ def _append_sqlite(conn, rows, first, window) -> tuple[list[int], int | None]:
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         seen = set(cursor.execute(_SQLITE_DUPLICATES, (orjson.dumps(candidates),)).fetchall())
-        claimed = [c for c in candidates if (c[0], c[1]) not in seen]
+        claimed = [c for c in candidates if (c[0], c[1]) not in seen]  # in row order, like ``first``
         if not claimed:
             return [], None
-        claimed.sort(key=lambda c: c[4])
         cursor.execute(_SQLITE_CLAIM, (orjson.dumps(claimed),))
         cursor.execute(_SQLITE_EVENTS, (orjson.dumps([
             (source_id, message_id, at, None, rows[i]["type"], rows[i]["payload"])
