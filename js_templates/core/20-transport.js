@@ -1,6 +1,6 @@
 // Delivery to the collector. An event leaves at once; events raised while a request is in
 // flight leave together to /b. Every request is a text/plain POST (no CORS preflight) with
-// keepalive when it fits Chrome's 64 KB keepalive budget, so navigation does not cancel it.
+// keepalive when it fits the 64 KB keepalive budget; on pagehide, beacons (below).
 // Unsent and in-flight events are mirrored in localStorage and resent by the next page; the
 // collector dedupes on messageId, so at-least-once is safe.
 var OUT = [], FLY = [], BUSY = 0, TRIES = 0, TIMER = 0, CHUNK = 64000, KEEP = 200;
@@ -62,16 +62,26 @@ function flush() {
   TIMER = 0;
   if (!BUSY && OUT.length) send(take(CHUNK));
 }
-// The page is going away: everything not yet on the wire leaves now, in keepalive chunks.
-// In-flight requests are keepalive already; what still fails is in localStorage for next time.
-function flushAll() {
-  clearTimeout(TIMER); TIMER = 0;
-  while (OUT.length) send(take(CHUNK));
+// The page is going away. Everything not acknowledged (queued or in flight) leaves as beacons:
+// the browser delivers those after the page is gone, while a fetch started now, or one still in
+// flight, may be cancelled with the document even with keepalive. The events stay in localStorage
+// until acknowledged, so a page restored from the back/forward cache, or the next page, sends them
+// again; the collector dedupes on messageId.
+function beacon(list) {
+  var body = JSON.stringify({ batch: list, writeKey: C.writeKey, sentAt: iso() });
+  try { if (navigator.sendBeacon(C.api + "/b", body)) return; } catch (x) {}
+  post(list, function () {});
+}
+function flushAll(e) {
+  var keep = OUT;
+  OUT = e.type == "pagehide" ? FLY.concat(OUT) : OUT.slice();
+  while (OUT.length) beacon(take(CHUNK));
+  OUT = keep;
 }
 function startTransport() {
   var saved = lsGet(outboxKey());
   if (Array.isArray(saved) && saved.length) { OUT = saved.concat(OUT); persist(); flush(); }
-  var hide = function () { if (D.visibilityState == "hidden") flushAll(); };
   W.addEventListener("pagehide", flushAll);
-  D.addEventListener("visibilitychange", hide);
+  // Hidden is the last moment a mobile browser guarantees: what waits in the queue goes too.
+  D.addEventListener("visibilitychange", function (e) { if (D.visibilityState == "hidden") flushAll(e); });
 }
