@@ -141,3 +141,18 @@ def test_metrics_need_the_metrics_token_or_an_admin_token(engine, catalog, api, 
         assert f'switchboard_delivery_jobs_total{{destination_id="{dest["id"]}",slug="webhooks",status="delivered"}} 3.0' in text
         assert f'switchboard_delivery_latency_seconds{{destination_id="{dest["id"]}",quantile="0.99",slug="webhooks"}}' in text or \
             f'switchboard_delivery_latency_seconds{{destination_id="{dest["id"]}",slug="webhooks",quantile="0.99"}}' in text
+
+
+def test_old_finished_deliveries_are_pruned_but_dead_letters_stay(engine, catalog):
+    with Vendor(picky) as vendor:
+        source, (good, bad) = source_with(engine, {"slug": "webhooks", "settings": {"url": vendor.url + "/right"}},
+                                          {"slug": "webhooks", "settings": {"url": vendor.url + "/wrong"}})
+        append(engine, source["id"], [make_event("track", event="E")])
+        with RunningService(engine, catalog):
+            wait_until(lambda: all_finished(engine, good["id"], 1) and all_finished(engine, bad["id"], 1, store.DEAD),
+                       what="one delivered, one dead")
+    assert store.prune(engine, datetime.now(timezone.utc) - timedelta(days=7)) == 0
+    assert store.prune(engine, datetime.now(timezone.utc) + timedelta(seconds=1)) == 1
+    assert jobs(engine, good["id"]) == []
+    [dead] = jobs(engine, bad["id"])
+    assert len(store.get_job(engine, dead["id"])["attempts_log"]) == 1

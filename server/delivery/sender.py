@@ -86,25 +86,54 @@ def describe(request: OutgoingRequest) -> dict[str, Any]:
 
 
 class Sender:
+    """One sender for every translator, one 5 s timeout, pooled keep-alive connections.
+
+    The pools are small on purpose. httpcore's pool does work proportional to the square of the
+    connections it holds on every request it places (it rescans them all), so one pool with
+    hundreds of connections spends more CPU on bookkeeping than on HTTP, and a vendor that hangs
+    with its connections busy would slow every other vendor down. So connections are grouped per
+    vendor origin (scheme, host, port) into clients of at most ``POOL`` connections each; a
+    request goes to the least busy client of its origin, and another client is added when all
+    are full (up to ``max_connections`` per origin).
+    """
+
+    POOL = 16
+
     def __init__(
         self,
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
         base_urls: dict[str, str] | None = None,
-        max_connections: int = 1000,
+        max_connections: int = 256,
     ):
         self.timeout = timeout
         self.base_urls = dict(base_urls or {})
-        # No global connection cap worth hitting: each destination's lane bounds its own
-        # concurrency, so a hanging vendor cannot starve the pool for the others.
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=200),
+        self._transport = transport
+        self._max_clients = max(1, max_connections // self.POOL)
+        self._pools: dict[tuple[str, str], list[list]] = {}  # origin -> [[client, in_flight], ...]
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout), transport=self._transport, follow_redirects=False,
+            limits=httpx.Limits(max_connections=self.POOL, max_keepalive_connections=self.POOL),
             headers={"User-Agent": "Switchboard/1.0"},
         )
+
+    def _pick(self, url: str) -> list:
+        parts = urlsplit(url)
+        slots = self._pools.setdefault((parts.scheme, parts.netloc), [])
+        slot = min(slots, key=lambda s: s[1], default=None)
+        if slot is None or (slot[1] >= self.POOL and len(slots) < self._max_clients):
+            slot = [self._new_client(), 0]
+            slots.append(slot)
+        return slot
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for slots in pools:
+            for client, _ in slots:
+                await client.aclose()
 
     def target(self, url: str) -> str:
         if not self.base_urls:
@@ -115,9 +144,6 @@ class Sender:
             return url
         new = urlsplit(base)
         return urlunsplit((new.scheme, new.netloc, parts.path, parts.query, parts.fragment))
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
 
     async def perform(self, requests: list[OutgoingRequest], clock=None) -> Outcome:
         """Send ``requests`` in order (with follow-ups); stop at the first that does not succeed."""
@@ -143,10 +169,13 @@ class Sender:
     async def _send(self, request: OutgoingRequest) -> tuple[Attempt, Any]:
         record = describe(request)
         started = time.perf_counter()
+        url = self.target(request.url)
+        slot = self._pick(url)
+        slot[1] += 1
         try:
-            response = await self.client.request(
+            response = await slot[0].request(
                 request.method,
-                self.target(request.url),
+                url,
                 headers=request.headers,
                 content=request.content(),
                 data=request.form if request.content() is None else None,
@@ -157,6 +186,8 @@ class Sender:
         except httpx.HTTPError as exc:
             return Attempt(RETRY, record, error=f"network error: {type(exc).__name__}: {exc}",
                            latency_ms=_ms(started)), None
+        finally:
+            slot[1] -= 1
         latency = _ms(started)
         text = response.text[:EXCERPT_CHARS]
         status = response.status_code

@@ -17,8 +17,9 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -34,6 +35,11 @@ from server.store import delivery as store
 from server.store import events, workspace
 
 log = logging.getLogger("switchboard.delivery")
+
+# Delivered and skipped jobs (and attempts that are not a dead letter's) are kept this long:
+# enough for the 24 h stats and for looking back a week; dead letters stay until replayed.
+JOB_RETENTION = timedelta(days=7)
+PRUNE_EVERY_S = 600.0
 
 
 class DeliveryService:
@@ -142,7 +148,14 @@ class DeliveryService:
                 await self._wait(self._new_events, self.poll_interval)
 
     async def _dispatch_loop(self) -> None:
+        next_prune = 0.0
         while not self._stopping:
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY_S
+                try:
+                    await run_in_threadpool(store.prune, self.engine, store.utcnow() - JOB_RETENTION)
+                except Exception:
+                    log.exception("pruning old delivery records failed")
             try:
                 ready = await run_in_threadpool(store.ready_destinations, self.engine, list(self._lanes))
             except Exception:
@@ -217,11 +230,16 @@ class DeliveryService:
         async with semaphore:
             if self._stopping:
                 return  # never started: the lease is released on the way out
-            outcome, reason = await self._attempt(destination, jobs)
-            now = store.utcnow()
-            for job in jobs:
+            try:
+                outcome, reason = await self._attempt(destination, jobs)
+                now = store.utcnow()
+                results = [self._result(job, outcome, reason, outcome.attempts, now) for job in jobs]
+            except Exception:  # a bug here must not strand the jobs: their leases are released
+                log.exception("delivering jobs %s failed", [job["id"] for job in jobs])
+                return
+            for job, result in zip(jobs, results):
                 # In a batch every job keeps its own copy of the shared request's record.
-                await self._results.put(self._result(job, outcome, reason, outcome.attempts, now))
+                await self._results.put(result)
                 claimed.pop(job["id"], None)
 
     async def _attempt(self, destination, jobs) -> tuple[Outcome, str | None]:

@@ -217,6 +217,17 @@ def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
         )
 
 
+def prune(engine: Engine, before: datetime) -> int:
+    """Forget delivered/skipped jobs finished before ``before``, and old attempts of any job that
+    is not a dead letter now; return how many jobs went."""
+    with write_transaction(engine) as conn:
+        dead = select(delivery_jobs.c.id).where(delivery_jobs.c.status == DEAD)
+        conn.execute(delivery_attempts.delete().where(delivery_attempts.c.at < before,
+                                                      delivery_attempts.c.job_id.not_in(dead)))
+        return conn.execute(delivery_jobs.delete().where(
+            delivery_jobs.c.status.in_((DELIVERED, SKIPPED)), delivery_jobs.c.finished_at < before)).rowcount
+
+
 # ---------------------------------------------------------------- dead letters and replay
 
 

@@ -1,0 +1,275 @@
+"""Cloud-mode delivery benchmark: collector → event log → delivery → a local webhook receiver.
+
+Runs a real ``switchboard serve`` (collector + delivery workers in one process, SQLite by default,
+``--postgres`` for a throwaway PostgreSQL) and a receiver process (uvicorn) that answers 200 on
+``/ok`` and never answers on ``/hang``. Measures:
+
+1. throughput: events/s posted to ``/v1/batch`` and delivered to the receiver (vs. the receiver
+   hit directly with the same client, the ceiling on this machine);
+2. receipt→delivery latency p50/p99 at a paced 1,000 events/s (target p99 ≤ 250 ms);
+3. isolation: a healthy destination's delivered events/s alone vs. beside a hanging one
+   (target: within 10 %).
+
+Usage: .venv/bin/python bench/deliver.py [--postgres] [--events 5000] [--paced-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
+from server.store import delivery as store  # noqa: E402
+from server.store import open_store, workspace  # noqa: E402
+from server.store.engine import read_only  # noqa: E402
+
+
+# ---------------------------------------------------------------- the receiver (its own process)
+
+
+async def receiver_app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    if scope["path"] == "/hang":
+        await asyncio.sleep(3600)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def run_receiver(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(receiver_app, host="127.0.0.1", port=port, log_level="error",
+                access_log=False, limit_concurrency=10_000)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def start(args: list[str], env: dict[str, str] | None = None, log=subprocess.DEVNULL) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=log)
+
+
+def delivered(engine, destination_id: int) -> int:
+    with read_only(engine) as conn:
+        return conn.execute(
+            select(func.count()).select_from(store.delivery_jobs).where(
+                store.delivery_jobs.c.destination_id == destination_id,
+                store.delivery_jobs.c.status == store.DELIVERED)
+        ).scalar_one()
+
+
+def latencies(engine, destination_id: int) -> list[float]:
+    with read_only(engine) as conn:
+        return sorted(conn.execute(
+            select(store.delivery_jobs.c.latency_ms).where(
+                store.delivery_jobs.c.destination_id == destination_id,
+                store.delivery_jobs.c.status == store.DELIVERED)
+        ).scalars())
+
+
+def pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, max(0, int(q * len(values) + 0.999999) - 1))] if values else float("nan")
+
+
+def batch(n: int, tag: str) -> list[dict]:
+    return [{"type": "track", "event": "Bench", "userId": f"u{i % 50}", "messageId": f"{tag}-{uuid.uuid4().hex}",
+             "properties": {"i": i, "tag": tag}} for i in range(n)]
+
+
+async def post_all(url: str, write_key: str, total: int, size: int = 100, parallel: int = 8) -> float:
+    """Post ``total`` events as fast as the collector takes them; return seconds."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        queue = list(range(0, total, size))
+        started = time.perf_counter()
+
+        async def worker():
+            while queue:
+                queue.pop()
+                answer = await client.post(f"{url}/v1/batch", json={"writeKey": write_key, "batch": batch(size, "t")})
+                answer.raise_for_status()
+
+        await asyncio.gather(*[worker() for _ in range(parallel)])
+        return time.perf_counter() - started
+
+
+async def post_paced(url: str, write_key: str, rate: int, seconds: float, tick: float = 0.01) -> int:
+    """Post ``rate`` events/s in small batches every ``tick`` seconds; return how many were sent."""
+    per_tick = max(1, int(rate * tick))
+    sent = 0
+    async with httpx.AsyncClient(timeout=30) as client:
+        tasks = []
+        started = time.perf_counter()
+        n = 0
+        while time.perf_counter() - started < seconds:
+            tasks.append(asyncio.create_task(
+                client.post(f"{url}/v1/batch", json={"writeKey": write_key, "batch": batch(per_tick, "p")})))
+            sent += per_tick
+            n += 1
+            await asyncio.sleep(max(0.0, started + n * tick - time.perf_counter()))
+        for answer in await asyncio.gather(*tasks):
+            answer.raise_for_status()
+    return sent
+
+
+async def direct_ceiling(receiver: str, total: int, parallel: int = 16) -> float:
+    """Events/s the receiver takes when hit directly, one event per request (the ceiling)."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        bodies = batch(total, "d")
+        started = time.perf_counter()
+
+        async def worker(chunk):
+            for body in chunk:
+                (await client.post(f"{receiver}/ok", json=body)).raise_for_status()
+
+        await asyncio.gather(*[worker(bodies[i::parallel]) for i in range(parallel)])
+        return total / (time.perf_counter() - started)
+
+
+def wait_delivered(engine, destination_id: int, count: int, timeout: float = 300) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if delivered(engine, destination_id) >= count:
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise SystemExit(f"destination {destination_id}: only {delivered(engine, destination_id)}/{count} delivered")
+
+
+# ---------------------------------------------------------------- the run
+
+
+class Switchboard:
+    """A fresh database with one source and its webhook destinations, and ``switchboard serve`` on it."""
+
+    def __init__(self, db_url: str, receiver: str, paths: list[str]):
+        self.engine = open_store(db_url)
+        self.source = workspace.create_source(self.engine, "bench")
+        self.destinations = [
+            workspace.add_destination(self.engine, self.source["id"], slug="webhooks", mode="cloud", enabled=True,
+                                      settings={"url": receiver + path})
+            for path in paths
+        ]
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = start([sys.executable, "-m", "server.cli", "serve"], {
+            "SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_PORT": str(port), "SWITCHBOARD_HOST": "127.0.0.1",
+            "SWITCHBOARD_LOG_LEVEL": "ERROR"}, log=open(Path(tempfile.gettempdir()) / "bench-deliver-serve.log", "a"))
+        wait_for_port(port, 60)
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.engine.dispose()
+
+
+def throughput(new_db, receiver: str, paths: list[str], events: int) -> tuple[float, float]:
+    """(ingest events/s, delivered events/s of the first destination) on a fresh server."""
+    board = Switchboard(new_db(), receiver, paths)
+    try:
+        began = time.perf_counter()
+        post_s = asyncio.run(post_all(board.url, board.source["write_key"], events))
+        done = wait_delivered(board.engine, board.destinations[0]["id"], events)
+        return events / post_s, events / (done - began)
+    finally:
+        board.close()
+
+
+def paced_latency(new_db, receiver: str, seconds: float) -> list[float]:
+    board = Switchboard(new_db(), receiver, ["/ok"])
+    try:
+        sent = asyncio.run(post_paced(board.url, board.source["write_key"], 1000, seconds))
+        wait_delivered(board.engine, board.destinations[0]["id"], sent)
+        return latencies(board.engine, board.destinations[0]["id"])
+    finally:
+        board.close()
+
+
+def run(new_db, args) -> None:
+    receiver_port = free_port()
+    receiver = f"http://127.0.0.1:{receiver_port}"
+    process = start([sys.executable, "bench/deliver.py", "--receiver", str(receiver_port)])
+    try:
+        wait_for_port(receiver_port, 30)
+        ceiling = asyncio.run(direct_ceiling(receiver, 2000))
+        # Alone and beside alternate, each on a fresh server and database, so that both see the
+        # same machine load; the medians are compared.
+        alone, beside, ingest = [], [], []
+        for _ in range(args.rounds):
+            rate_in, rate = throughput(new_db, receiver, ["/ok"], args.events)
+            alone.append(rate)
+            ingest.append(rate_in)
+            beside.append(throughput(new_db, receiver, ["/ok", "/hang"], args.events)[1])
+        lat = paced_latency(new_db, receiver, args.paced_seconds)
+    finally:
+        process.kill()  # the receiver still holds the hanging requests: no graceful stop
+        process.wait(15)
+    alone_rate, beside_rate, ingest_rate = (statistics.median(v) for v in (alone, beside, ingest))
+    rows = [
+        ("receiver hit directly, 16 in flight (ceiling), events/s", f"{ceiling:,.0f}", "1.00"),
+        ("collector ingest (/v1/batch, 100 per batch), events/s", f"{ingest_rate:,.0f}",
+         f"{ingest_rate / ceiling:.2f} of ceiling"),
+        ("collector → webhook delivered, events/s", f"{alone_rate:,.0f}", f"{alone_rate / ceiling:.2f} of ceiling"),
+        ("healthy beside a hanging destination, events/s", f"{beside_rate:,.0f}",
+         f"{beside_rate / alone_rate:.2f} of alone (target ≥ 0.90)"),
+        (f"paced 1,000 events/s × {args.paced_seconds:g}s: p50 receipt→delivery, ms", f"{pct(lat, 0.5):.1f}", ""),
+        (f"paced 1,000 events/s × {args.paced_seconds:g}s: p99 receipt→delivery, ms", f"{pct(lat, 0.99):.1f}",
+         f"{pct(lat, 0.99) / 250:.2f} of the 250 ms target"),
+        ("paced: max receipt→delivery, ms", f"{max(lat):.1f}", f"{len(lat)} events"),
+    ]
+    database = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"\nswitchboard delivery benchmark — {database}, {os.cpu_count()} CPUs, "
+          f"load average now {os.getloadavg()[0]:.1f}, {args.rounds} rounds of {args.events} events\n")
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>10}  ratio")
+    print("-" * (width + 44))
+    for name, value, ratio in rows:
+        print(f"{name:<{width}}  {value:>10}  {ratio}")
+    print(f"\nper round: alone {', '.join(f'{r:,.0f}' for r in alone)}; "
+          f"beside a hanging one {', '.join(f'{r:,.0f}' for r in beside)} events/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--postgres", action="store_true", help="use a throwaway PostgreSQL instead of SQLite")
+    parser.add_argument("--events", type=int, default=3000, help="events per throughput phase (default 3000)")
+    parser.add_argument("--paced-seconds", type=float, default=10.0, help="length of the 1,000 events/s phase")
+    parser.add_argument("--rounds", type=int, default=2, help="alone/beside rounds, medians compared (default 2)")
+    args = parser.parse_args()
+    if args.receiver:
+        run_receiver(args.receiver)
+        return
+    if args.postgres:
+        with postgres_server() as pg:
+            run(pg.create_database, args)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            counter = iter(range(1000))
+            run(lambda: f"sqlite:///{tmp}/bench-{next(counter)}.db", args)
+
+
+if __name__ == "__main__":
+    main()
