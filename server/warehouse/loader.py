@@ -142,11 +142,16 @@ class SqliteTarget:
         else:
             sql = f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
         rows = plan.rows
+        texts: dict[datetime, str] = {}  # rows share times (uuid_ts; timestamp = original_timestamp)
         for i, column in enumerate(plan.columns):
             if plan.types[column] == "timestamp":
                 for row in rows:
-                    if row[i] is not None:
-                        row[i] = sqlite_time(row[i])
+                    value = row[i]
+                    if value is not None:
+                        text = texts.get(value)
+                        if text is None:
+                            text = texts[value] = sqlite_time(value)
+                        row[i] = text
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:

@@ -72,16 +72,25 @@ def flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+# (prefix, key) → column: saves building and hashing the joined path for every leaf of every
+# event. Bounded: cleared when it grows past what any real schema needs.
+_COLUMNS: dict[tuple[str, str], str] = {}
+_COLUMNS_MAX = 100_000
+
+
 def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -> None:
     # A plain recursive append (not a generator): this runs for every leaf of every event.
     for key, value in obj.items():
         if value is None:
             continue
-        path = f"{prefix}_{key}" if prefix else str(key)
         if isinstance(value, dict):
-            _flatten(value, path, out)
+            _flatten(value, f"{prefix}_{key}" if prefix else str(key), out)
             continue
-        column = identifier(path)
+        column = _COLUMNS.get((prefix, key))
+        if column is None:
+            if len(_COLUMNS) > _COLUMNS_MAX:
+                _COLUMNS.clear()
+            column = _COLUMNS[(prefix, key)] = identifier(f"{prefix}_{key}" if prefix else str(key))
         if column:
             out.append((column, orjson.dumps(value).decode() if isinstance(value, (list, tuple)) else value))
 
