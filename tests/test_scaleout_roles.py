@@ -1,0 +1,157 @@
+"""Roles and graceful shutdown on PostgreSQL: an edge server stores events but sends nothing
+until a worker runs; a plain ``serve`` (role all) delivers by itself; a worker stopped with
+SIGTERM finishes what is in flight and gives its other leases back at once; a server stopped
+with SIGTERM under load has stored every event it acknowledged."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from scaleout_cluster import (
+    ROOT, Receiver, add_destination, create_source, job_statuses, make_batch, send_batches, server, worker,
+)
+from server.store import open_store
+from server.store.delivery import delivery_jobs
+from server.store.events import events
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_url(pg):
+    engine = open_store(url := pg.create_database())
+    yield url, engine
+    engine.dispose()
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def processes():
+    started = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def count(engine, table, *where) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+def test_an_edge_stores_events_and_only_a_worker_delivers_them(pg_url, receiver, processes):
+    url, engine = pg_url
+    edge = server(url, "edge").start()
+    processes.append(edge)
+    source = create_source(edge.url, "Edge")
+    add_destination(edge.url, source["id"], "webhooks", {"url": receiver.url})
+    batch = make_batch(20, "edge")
+    send_batches([edge.url], source["write_key"], [batch])
+    time.sleep(1.5)  # an edge with delivery running would have delivered by now
+    assert count(engine, events) == 20
+    assert count(engine, delivery_jobs) == 0 and not receiver.counts()
+    processes.append(worker(url).start())
+    assert not receiver.wait_for([e["messageId"] for e in batch], timeout=20)
+
+
+def test_serve_with_role_all_delivers_by_itself(pg_url, receiver, processes):
+    url, engine = pg_url
+    whole = server(url, "all").start()
+    processes.append(whole)
+    source = create_source(whole.url, "All")
+    add_destination(whole.url, source["id"], "webhooks", {"url": receiver.url})
+    batch = make_batch(20, "all")
+    send_batches([whole.url], source["write_key"], [batch])
+    assert not receiver.wait_for([e["messageId"] for e in batch], timeout=20)
+
+
+def test_sigterm_to_a_worker_releases_its_leases_at_once(pg_url, processes):
+    url, engine = pg_url
+    slow = Receiver(delay=0.05)
+    try:
+        edge = server(url, "edge").start()
+        processes.append(edge)
+        source = create_source(edge.url, "Graceful")
+        destination = add_destination(edge.url, source["id"], "webhooks", {"url": slow.url})
+        batches = [make_batch(100, f"g{i}") for i in range(6)]
+        send_batches([edge.url], source["write_key"], batches)
+        # Long leases: if the stopped worker did not give its jobs back, the other would wait 120 s.
+        first, second = worker(url, 120).start(), worker(url, 120).start()
+        processes += [first, second]
+        while len(slow.counts()) < 60:
+            time.sleep(0.01)
+        stopped_at = time.monotonic()
+        assert first.stop(timeout=30) == 0, first.lines[-5:]
+        print(f"worker stopped {time.monotonic() - stopped_at:.2f}s after SIGTERM; output: {first.lines}")
+        assert first.lines[-1] == "switchboard worker stopped"
+        assert count(engine, delivery_jobs, delivery_jobs.c.lease_owner.like(f"%:{first.pid}:%")) == 0
+        missing = slow.wait_for([e["messageId"] for b in batches for e in b], timeout=40)
+        assert not missing, f"{len(missing)} event(s) stuck behind the stopped worker's leases"
+        assert job_statuses(engine, destination["id"], {"delivered": 600}) == {"delivered": 600}
+    finally:
+        slow.close()
+
+
+def test_sigterm_to_a_server_under_load_keeps_every_acknowledged_event(pg_url, processes):
+    url, engine = pg_url
+    edge = server(url, "edge").start()
+    processes.append(edge)
+    source = create_source(edge.url, "Stopping")
+    acknowledged: list[str] = []
+    refused: list[str] = []
+    stop_sending = threading.Event()
+
+    def send() -> None:
+        with httpx.Client(auth=(source["write_key"], ""), timeout=10) as client:
+            n = 0
+            while not stop_sending.is_set():
+                batch = make_batch(50, f"s{n}")
+                n += 1
+                try:
+                    response = client.post(f"{edge.url}/v1/batch", json={"batch": batch})
+                except httpx.TransportError:
+                    refused.append(batch[0]["messageId"])
+                    time.sleep(0.01)
+                    continue
+                if response.status_code == 200:
+                    acknowledged.extend(e["messageId"] for e in batch)
+                else:
+                    refused.append(f"{response.status_code}")
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    for thread in senders:
+        thread.start()
+    time.sleep(1.0)
+    # uvicorn shuts down gracefully, then re-raises the signal: exit status 0 or "killed by SIGTERM".
+    assert edge.stop(timeout=30) in (0, -signal.SIGTERM)
+    time.sleep(0.3)
+    stop_sending.set()
+    for thread in senders:
+        thread.join()
+    print(f"{len(acknowledged)} events acknowledged before the server stopped; {len(refused)} requests refused after")
+    assert len(acknowledged) >= 500 and refused
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(events.c.message_id).where(events.c.source_id == source["id"])).scalars())
+    assert set(acknowledged) <= stored
+
+
+def test_an_unknown_role_is_refused_with_one_line():
+    for argv, env in ((["serve", "--role", "worker"], {}), (["serve"], {"SWITCHBOARD_ROLE": "backend"})):
+        result = subprocess.run([sys.executable, "-m", "server.cli", *argv], cwd=ROOT, capture_output=True, text=True,
+                                env={**__import__("os").environ, **env}, timeout=30)
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "edge" in result.stderr and "all" in result.stderr
