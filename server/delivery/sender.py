@@ -42,9 +42,14 @@ class Attempt:
     at: Any = None
 
     def row(self) -> dict[str, Any]:
+        request, response = self.request, self.response
+        if self.outcome == DELIVERED:
+            # A success needs no forensics: keep the request line, not a second copy of the event.
+            request = {k: v for k, v in request.items() if k != "body"}
+            response = response[:200] if response else response
         return {
-            "at": self.at, "outcome": self.outcome, "request": orjson.dumps(self.request).decode(),
-            "status": self.status, "response": self.response, "error": self.error, "latency_ms": self.latency_ms,
+            "at": self.at, "outcome": self.outcome, "request": orjson.dumps(request).decode(),
+            "status": self.status, "response": response, "error": self.error, "latency_ms": self.latency_ms,
         }
 
 
