@@ -8,7 +8,8 @@ Runs a real ``switchboard serve`` (collector + delivery workers in one process, 
    hit directly with the same client, the ceiling on this machine);
 2. receipt→delivery latency p50/p99 at a paced 1,000 events/s (target p99 ≤ 250 ms);
 3. isolation: a healthy destination's delivered events/s alone vs. beside a hanging one
-   (target: within 10 %).
+   (target: within 10 %), alternating rounds on fresh servers so both see the same machine load;
+4. latency again at a lower paced rate (``--low-rate``, 200/s), for context on a busy machine.
 
 Usage: .venv/bin/python bench/deliver.py [--postgres] [--events 5000] [--paced-seconds 10]
 """
@@ -197,10 +198,10 @@ def throughput(new_db, receiver: str, paths: list[str], events: int) -> tuple[fl
         board.close()
 
 
-def paced_latency(new_db, receiver: str, seconds: float) -> list[float]:
+def paced_latency(new_db, receiver: str, seconds: float, rate: int = 1000) -> list[float]:
     board = Switchboard(new_db(), receiver, ["/ok"])
     try:
-        sent = asyncio.run(post_paced(board.url, board.source["write_key"], 1000, seconds))
+        sent = asyncio.run(post_paced(board.url, board.source["write_key"], rate, seconds))
         wait_delivered(board.engine, board.destinations[0]["id"], sent)
         return latencies(board.engine, board.destinations[0]["id"])
     finally:
@@ -223,6 +224,7 @@ def run(new_db, args) -> None:
             ingest.append(rate_in)
             beside.append(throughput(new_db, receiver, ["/ok", "/hang"], args.events)[1])
         lat = paced_latency(new_db, receiver, args.paced_seconds)
+        slow = paced_latency(new_db, receiver, args.paced_seconds, rate=args.low_rate)
     finally:
         process.kill()  # the receiver still holds the hanging requests: no graceful stop
         process.wait(15)
@@ -238,6 +240,8 @@ def run(new_db, args) -> None:
         (f"paced 1,000 events/s × {args.paced_seconds:g}s: p99 receipt→delivery, ms", f"{pct(lat, 0.99):.1f}",
          f"{pct(lat, 0.99) / 250:.2f} of the 250 ms target"),
         ("paced: max receipt→delivery, ms", f"{max(lat):.1f}", f"{len(lat)} events"),
+        (f"paced {args.low_rate:,} events/s: p50 / p99 receipt→delivery, ms",
+         f"{pct(slow, 0.5):.0f} / {pct(slow, 0.99):.0f}", f"p99 {pct(slow, 0.99) / 250:.2f} of 250 ms"),
     ]
     database = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\nswitchboard delivery benchmark — {database}, {os.cpu_count()} CPUs, "
@@ -258,6 +262,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3000, help="events per throughput phase (default 3000)")
     parser.add_argument("--paced-seconds", type=float, default=10.0, help="length of the 1,000 events/s phase")
     parser.add_argument("--rounds", type=int, default=2, help="alone/beside rounds, medians compared (default 2)")
+    parser.add_argument("--low-rate", type=int, default=200, help="a second paced rate, for context (default 200)")
     args = parser.parse_args()
     if args.receiver:
         run_receiver(args.receiver)

@@ -31,7 +31,11 @@ def cmd_worker(args: argparse.Namespace) -> None:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = _engine(config)
     catalog = _catalog()
-    asyncio.run(_run_worker(config, engine, catalog, args))
+    try:  # the event loop `switchboard serve` gets from uvicorn: cheaper per request
+        import uvloop
+    except ImportError:
+        uvloop = None
+    (uvloop.run if uvloop else asyncio.run)(_run_worker(config, engine, catalog, args))
 
 
 async def _run_worker(config, engine, catalog, args) -> None:

@@ -102,7 +102,7 @@ class Sender:
     are full (up to ``max_connections`` per origin).
     """
 
-    POOL = 16
+    POOL = 8
 
     def __init__(
         self,
@@ -116,11 +116,12 @@ class Sender:
         self.base_urls = dict(base_urls or {})
         self._transport = transport
         self._max_clients = max(1, max_connections // self.POOL)
+        self._ssl = httpx.create_ssl_context()  # loading the CA bundle once, not per client
         self._pools: dict[tuple[str, str], list[list]] = {}  # origin -> [[client, in_flight], ...]
 
     def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout), transport=self._transport, follow_redirects=False,
+            timeout=httpx.Timeout(self.timeout), transport=self._transport, follow_redirects=False, verify=self._ssl,
             limits=httpx.Limits(max_connections=self.POOL, max_keepalive_connections=self.POOL),
             headers={"User-Agent": "Switchboard/1.0"},
         )
