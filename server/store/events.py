@@ -25,9 +25,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
 import orjson
-from sqlalchemy import Column, Connection, Engine, Index, String, Table, Text, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Column, Connection, Engine, Index, String, Table, Text, func, select
 
 from server.store.engine import read_only
 from server.store.schema import Id, UTCDateTime, metadata
@@ -148,24 +146,6 @@ def _announce(max_id: int) -> None:
             log.exception("on_events_appended listener failed")
 
 
-def _claim_statement(dialect: str):
-    """INSERT a message id, or take over one older than the window; RETURNING the rows claimed.
-
-    Executed with many parameter sets at once (SQLAlchemy's insertmanyvalues batches them), it
-    returns only the ids that were new or expired: exactly the events to store.
-    """
-    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-    statement = insert(message_ids)
-    return statement.on_conflict_do_update(
-        index_elements=[message_ids.c.source_id, message_ids.c.message_id],
-        set_={"received_at": statement.excluded.received_at},
-        where=message_ids.c.received_at < bindparam("cutoff"),
-    ).returning(message_ids.c.source_id, message_ids.c.message_id)
-
-
-_claims: dict[str, Any] = {}
-
-
 def append(bind: Engine | Connection, rows: list[dict[str, Any]], *, dedupe_window: float) -> list[bool]:
     """Store ``rows`` (from ``rows_for``) in ONE transaction; return, per row, whether it was stored.
 
@@ -188,7 +168,7 @@ def append(bind: Engine | Connection, rows: list[dict[str, Any]], *, dedupe_wind
         if conn.dialect.name == "sqlite":
             stored, max_id = _append_sqlite(conn, rows, first, window)
         else:
-            stored, max_id = _append_generic(conn, rows, first, window)
+            stored, max_id = _append_postgresql(conn, rows, first, window)
     if stored:
         _announce(max_id)
     flags = [False] * len(rows)
@@ -205,30 +185,6 @@ def _transaction(bind: Engine | Connection) -> Iterator[Connection]:
     else:
         with bind.begin():
             yield bind
-
-
-def _append_generic(conn, rows, first, window) -> tuple[list[int], int | None]:
-    """PostgreSQL: one executemany of the claim (RETURNING the claimed ids), one of the events."""
-    dialect = conn.dialect.name
-    claim = _claims.get(dialect)
-    if claim is None:
-        claim = _claims[dialect] = _claim_statement(dialect)
-    params = [
-        {"source_id": s, "message_id": m, "received_at": rows[i]["received_at"],
-         "cutoff": rows[i]["received_at"] - window}
-        for (s, m), i in first.items()
-    ]
-    new = {(r[0], r[1]) for r in conn.execute(claim, params)}
-    stored = sorted(first[key] for key in new)
-    if not stored:
-        return stored, None
-    conn.execute(events.insert(), [rows[i] for i in stored])
-    max_id = conn.execute(select(func.max(events.c.id))).scalar_one()
-    if dialect == "postgresql":
-        conn.exec_driver_sql(
-            "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": NOTIFY_CHANNEL, "payload": str(max_id)}
-        )
-    return stored, max_id
 
 
 # SQLite: the whole group in four statements, whatever its size. Rows travel as one JSON
@@ -280,6 +236,48 @@ def _append_sqlite(conn, rows, first, window) -> tuple[list[int], int | None]:
     finally:
         cursor.close()
     return [c[4] for c in claimed], max_id
+
+
+# PostgreSQL: the group travels as arrays, one parameter per column, in binary (%b: the text
+# format would escape every quote of every JSON payload, in Python), and each statement is one
+# round trip. Racing processes serialise on the message_ids key;
+# RETURNING gives exactly the rows this transaction claimed (new, or expired and taken over).
+_PG_CLAIM = (
+    "INSERT INTO message_ids (source_id, message_id, received_at) "
+    "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::timestamptz[]) "
+    "ON CONFLICT (source_id, message_id) DO UPDATE SET received_at = excluded.received_at "
+    "WHERE message_ids.received_at < excluded.received_at - %s::interval "
+    "RETURNING source_id, message_id"
+)
+_PG_EVENTS = (
+    "INSERT INTO events (source_id, message_id, type, received_at, payload) "
+    "SELECT s, m, t, r, p FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::timestamptz[], %b::text[]) "
+    "WITH ORDINALITY AS u(s, m, t, r, p, n) ORDER BY n"
+)
+
+
+def _append_postgresql(conn, rows, first, window) -> tuple[list[int], int | None]:
+    # Sorted: concurrent writers with overlapping ids then lock them in the same order, so they
+    # wait for each other instead of deadlocking.
+    keys = sorted(first)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(_PG_CLAIM, (
+            [k[0] for k in keys], [k[1] for k in keys], [rows[first[k]]["received_at"] for k in keys], window,
+        ))
+        new = set(cursor.fetchall())
+        stored = [i for key, i in first.items() if key in new]
+        if not stored:
+            return stored, None
+        chosen = [rows[i] for i in stored]
+        cursor.execute(_PG_EVENTS, tuple([r[c] for r in chosen] for c in (
+            "source_id", "message_id", "type", "received_at", "payload")))
+        cursor.execute("SELECT max(id) FROM events")
+        max_id = cursor.fetchone()[0]
+        cursor.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(max_id)))
+    finally:
+        cursor.close()
+    return stored, max_id
 
 
 def prune_message_ids(bind: Engine | Connection, *, dedupe_window: float, now: datetime | None = None) -> int:
