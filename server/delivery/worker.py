@@ -175,17 +175,22 @@ class DeliveryService:
         semaphore = asyncio.Semaphore(self.concurrency)
         tasks: set[asyncio.Task] = set()
         claimed: dict[int, dict[str, Any]] = {}  # leased and not yet finished
+        found_nothing = False
         try:
             while not self._stopping:
                 room = self.buffer - len(claimed)
                 jobs = []
                 # Claim again only once the jobs waiting for a free slot run low: one claim
-                # transaction per few dozen sends, not one per send.
+                # transaction per few dozen sends, not one per send. After an empty claim, look
+                # (without a lock) before claiming again.
                 waiting = len(claimed) - min(len(tasks), self.concurrency)
-                if room > 0 and waiting < self.concurrency:
+                if room > 0 and waiting < self.concurrency and (
+                    not found_nothing or await run_in_threadpool(store.has_due, self.engine, destination_id)
+                ):
                     jobs = await run_in_threadpool(
                         store.claim, self.engine, destination_id, self.owner, room, self.lease_seconds
                     )
+                    found_nothing = not jobs
                 if not jobs and not tasks:
                     break
                 if jobs:
