@@ -1,0 +1,252 @@
+"""Scale-out on one PostgreSQL: does a second process add throughput?
+
+1. Ingest: durable events/s through the Tracking API (`/v1/batch`, 100 events per request) with
+   one and with two `switchboard serve --role edge` processes on the same PostgreSQL.
+2. Delivery: events/s from a stored backlog to a webhook receiver with one and with two
+   `switchboard worker` processes (fan-out included).
+
+Each row starts from a fresh database on a PostgreSQL this script starts (tests/pgserver.py)
+and checks that every event was stored / delivered. The receiver is nginx answering 200 when
+nginx is installed (so the receiver is not the bottleneck), else a Python HTTP server.
+Run: .venv/bin/python bench/scale.py   (a few minutes; SCALE_EVENTS=… to change the size)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+from sqlalchemy import func, select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
+from scaleout_cluster import Receiver, add_destination, create_source, make_batch, server, worker  # noqa: E402
+
+from server.store import open_store  # noqa: E402
+from server.store.delivery import DELIVERED, delivery_jobs  # noqa: E402
+from server.store.events import events  # noqa: E402
+
+INGEST_EVENTS = int(os.environ.get("SCALE_EVENTS", "100000"))
+DELIVERY_EVENTS = int(os.environ.get("SCALE_DELIVERY_EVENTS", "10000"))
+BATCH = 100
+CONCURRENCY = 32  # requests in flight, spread over the servers
+
+
+# ---------------------------------------------------------------- a receiver that is not the bottleneck
+
+
+class NginxReceiver:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="switchboard-nginx-"))
+        port = free_port()
+        (self.dir / "nginx.conf").write_text(f"""
+worker_processes 1; daemon off; pid {self.dir}/nginx.pid; error_log {self.dir}/error.log;
+events {{ worker_connections 4096; }}
+http {{ access_log off; client_body_temp_path {self.dir}/body;
+  server {{ listen 127.0.0.1:{port}; keepalive_requests 100000; location / {{ return 200 "ok"; }} }} }}
+""")
+        self.process = subprocess.Popen(["nginx", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")])
+        wait_for_port(port, 10)
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def receiver():
+    return (NginxReceiver(), "nginx") if shutil.which("nginx") else (Receiver(), "Python http.server")
+
+
+# ---------------------------------------------------------------- load
+
+
+async def _post_all(urls: list[str], write_key: str, bodies: list[bytes]) -> None:
+    queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
+    for item in enumerate(bodies):
+        queue.put_nowait(item)
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(auth=(write_key, ""), timeout=120, limits=limits) as client:
+        async def run() -> None:
+            while not queue.empty():
+                index, body = queue.get_nowait()
+                response = await client.post(f"{urls[index % len(urls)]}/v1/batch", content=body,
+                                             headers={"Content-Type": "application/json"})
+                if response.status_code != 200:
+                    raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
+
+        await asyncio.gather(*(run() for _ in range(CONCURRENCY)))
+
+
+def bodies_for(total: int, tag: str) -> list[bytes]:
+    return [orjson.dumps({"batch": make_batch(BATCH, f"{tag}{i}")}) for i in range(total // BATCH)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def backends(database: str) -> list[int]:
+    """PostgreSQL backend processes serving ``database`` (their title names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f" {database} ".encode() in (entry / "cmdline").read_bytes().replace(b"\0", b" "):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+class Meter:
+    """Wall time and the CPU time of our processes plus the database's backends over a run."""
+
+    def __init__(self, pids: list[int], database: str):
+        self.pids, self.database = pids, database
+
+    def __enter__(self) -> "Meter":
+        self.pg_pids = backends(self.database)
+        self.cpu0, self.pg0 = cpu_seconds(self.pids), cpu_seconds(self.pg_pids)
+        self.me0, self.machine0 = time.process_time(), machine_busy()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.elapsed = time.perf_counter() - self.started
+        self.cpu = cpu_seconds(self.pids) - self.cpu0
+        self.me = time.process_time() - self.me0  # the load generator (this process)
+        busy, total = machine_busy()
+        self.busy = (busy - self.machine0[0]) / max(1, total - self.machine0[1])
+        pg_pids = set(self.pg_pids) | set(backends(self.database))  # backends opened meanwhile count from 0
+        self.pg = cpu_seconds(list(pg_pids)) - self.pg0
+
+
+def count(engine, table, *where) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+# ---------------------------------------------------------------- the two measurements
+
+
+def ingest(pg, n_servers: int) -> float:
+    url = pg.create_database()
+    engine = open_store(url)
+    servers = [server(url, "edge").start() for _ in range(n_servers)]
+    try:
+        source = create_source(servers[0].url, "bench")
+        asyncio.run(_post_all([s.url for s in servers], source["write_key"], bodies_for(2_000, "warm")))
+        bodies = bodies_for(INGEST_EVENTS, f"i{n_servers}-")
+        with Meter([s.pid for s in servers], engine.url.database) as meter:
+            asyncio.run(_post_all([s.url for s in servers], source["write_key"], bodies))
+        stored = count(engine, events) - 2_000
+        assert stored == INGEST_EVENTS, f"{stored} of {INGEST_EVENTS} events stored"
+        return Result(INGEST_EVENTS, meter)
+    finally:
+        for process in servers:
+            process.stop()
+        engine.dispose()
+
+
+def delivery(pg, n_workers: int, hook_url: str) -> float:
+    url = pg.create_database()
+    engine = open_store(url)
+    edge = server(url, "edge").start()
+    workers = []
+    try:
+        source = create_source(edge.url, "bench")
+        destination = add_destination(edge.url, source["id"], "webhooks", {"url": hook_url})
+        asyncio.run(_post_all([edge.url], source["write_key"], bodies_for(DELIVERY_EVENTS, f"d{n_workers}-")))
+        edge.stop()  # nothing else touches the database while the workers run
+        workers = [worker(url).start() for _ in range(n_workers)]  # each prints a line once delivering
+        with Meter([w.pid for w in workers], engine.url.database) as meter:
+            delivered = 0
+            deadline = time.monotonic() + 600
+            while delivered < DELIVERY_EVENTS:
+                assert time.monotonic() < deadline, f"only {delivered} of {DELIVERY_EVENTS} delivered"
+                time.sleep(0.05)
+                delivered = count(engine, delivery_jobs, delivery_jobs.c.destination_id == destination["id"],
+                                  delivery_jobs.c.status == DELIVERED)
+        return Result(DELIVERY_EVENTS, meter)
+    finally:
+        for process in workers:
+            process.stop()
+        edge.stop()
+        engine.dispose()
+
+
+class Result:
+    def __init__(self, events_done: int, meter: Meter):
+        self.rate = events_done / meter.elapsed
+        self.cpu_ms = meter.cpu * 1e6 / events_done  # our processes' CPU µs… per 1,000 events, in ms
+        self.pg_ms = meter.pg * 1e6 / events_done
+        self.client_ms = meter.me * 1e6 / events_done
+        self.busy = meter.busy * 100
+
+
+def main() -> None:
+    print(f"bench/scale.py — {os.cpu_count()} CPU core(s); load generator, servers, workers and PostgreSQL "
+          f"all share them")
+    hook, hook_name = receiver()
+    try:
+        with postgres_server() as pg:
+            print(f"ingest: {INGEST_EVENTS:,} events in batches of {BATCH}, {CONCURRENCY} requests in flight")
+            one, two = ingest(pg, 1), ingest(pg, 2)
+            print(f"delivery: {DELIVERY_EVENTS:,} stored events → webhooks → {hook_name}")
+            w1, w2 = delivery(pg, 1, hook.url), delivery(pg, 2, hook.url)
+    finally:
+        hook.close()
+    print()
+    rows = [
+        ("ingest (serve --role edge), ev/s", one.rate, two.rate, True),
+        ("  server CPU, ms per 1,000 ev", one.cpu_ms, two.cpu_ms, False),
+        ("  PostgreSQL CPU, ms per 1,000 ev", one.pg_ms, two.pg_ms, False),
+        ("  load generator CPU, ms per 1,000 ev", one.client_ms, two.client_ms, False),
+        ("  machine CPU busy, %", one.busy, two.busy, False),
+        ("delivery (switchboard worker), ev/s", w1.rate, w2.rate, True),
+        ("  worker CPU, ms per 1,000 ev", w1.cpu_ms, w2.cpu_ms, False),
+        ("  PostgreSQL CPU, ms per 1,000 ev", w1.pg_ms, w2.pg_ms, False),
+        ("  machine CPU busy, %", w1.busy, w2.busy, False),
+    ]
+    print(f"{'':<38}{'1 process':>12}{'2 processes':>13}{'ratio':>8}")
+    for label, a, b, rate in rows:
+        print(f"{label:<38}{a:>12,.0f}{b:>13,.0f}{b / a:>8.2f}")
+    cores = os.cpu_count() or 1
+    print(f"""
+{cores} CPU core(s) are shared by the load generator, every server or worker process and PostgreSQL
+(other programs running at the same time show up in "machine CPU busy" too). When the machine is
+near 100 % busy, the events/s ratio measures the CPUs, not Switchboard. The CPU-per-event rows are
+the machine-independent part: if they stay flat from one process to two, the processes do not
+slow each other down (no lock waits or retries in the database), so on separate machines
+throughput adds up until PostgreSQL's own CPU or disk is the limit.""")
+
+
+if __name__ == "__main__":
+    main()
