@@ -217,6 +217,13 @@ def test_collector_503_for_a_while_then_events_arrive_also_across_a_reload(page,
 
     serve_site(page, live.url, {"/f.html": site_page(live.url, source["write_key"])})
     page.route(f"{live.url}/v1/**", flaky)
+    # page.route cannot see what a page sends while it unloads (beacons, keepalive fetches), so
+    # here the tab goes away the hard way, like a mobile browser killing it: no pagehide or
+    # visibilitychange reaches the page. What is left is the outbox in localStorage.
+    page.add_init_script("""
+        window.addEventListener("pagehide", function (e) { e.stopImmediatePropagation(); }, true);
+        document.addEventListener("visibilitychange", function (e) { e.stopImmediatePropagation(); }, true);
+    """)
     page.goto(f"{SITE}/f.html")
     page.wait_for_function("() => window.analytics && window.analytics.initialized")
     page.evaluate("analytics.track('Survives', {n: 1})")
