@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import dataclasses
 import threading
 import time
@@ -32,6 +33,7 @@ from server.settings_document import settings_document
 from server.store import workspace
 
 
+log = logging.getLogger("switchboard.bundles")
 PINNED_HISTORY = 10  # versions an immutable URL may be rebuilt from
 
 
@@ -82,14 +84,22 @@ class BundleCache:
 
     async def get(self, write_key: str) -> Entry | Missing:
         known = self._current.get(write_key)
+        entry = None
+        if known is not None and not isinstance(known[0], Missing):
+            entry = self._entries.get((write_key, known[0]))
         if known is not None and time.monotonic() - known[1] < self.recheck:
-            state = known[0]
-            if isinstance(state, Missing):
-                return state
-            entry = self._entries.get((write_key, state))
+            if isinstance(known[0], Missing):
+                return known[0]
             if entry is not None:
                 return entry
-        return await self._single_flight(write_key)
+        try:
+            return await self._single_flight(write_key)
+        except Exception:
+            if entry is None:
+                raise
+            # The store is unreachable: keep serving the last version we built (stale-if-error).
+            log.warning("settings check for a bundle failed; serving version %s", known[0], exc_info=True)
+            return entry
 
     def find_hash(self, write_key: str, digest: str) -> Entry | None:
         """A cached version of ``write_key`` whose bundle hash is ``digest`` (immutable URLs)."""

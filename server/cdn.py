@@ -12,6 +12,7 @@ The warm path does no I/O and no threadpool hop: dict lookups, then bytes.
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import lru_cache
 
@@ -19,11 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.bundle_cache import BundleCache, Missing
+from server.bundle_cache import BundleCache, Entry, Missing
 from server.bundles import Built, build_plugin
 from server.config import Config
 from server.snippet import render_snippet
 
+log = logging.getLogger("switchboard.cdn")
 JS = "application/javascript; charset=utf-8"
 IMMUTABLE = "public, max-age=31536000, immutable"
 _HASHED = re.compile(r"analytics\.([0-9a-f]{16})\.min\.js")
@@ -33,6 +35,7 @@ _WHY = {
     "disabled": "this source is disabled",
     "version": "this bundle version is no longer served; use analytics.min.js",
     "plugin": "no such plugin",
+    "unavailable": "the settings store is unavailable; try again shortly",
 }
 
 
@@ -108,11 +111,26 @@ def serve(request: Request, built: Built, cache_control: str, content_type: str 
     return _Prebuilt(200, _raw_headers(built.etag(encoding), encoding, cache_control, content_type, len(body)), body)
 
 
-def not_found(reason: str) -> Response:
+def not_found(reason: str, status: int = 404) -> Response:
     # A short JS comment, so a broken <script> tag explains itself in the browser's network tab.
     body = f"/* Switchboard: {_WHY[reason]} */\n"
-    return Response(body, status_code=404, media_type=JS,
-                    headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+    headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
+    if status == 503:
+        headers["Retry-After"] = "5"
+    return Response(body, status_code=status, media_type=JS, headers=headers)
+
+
+async def _lookup(request: Request, write_key: str, *, json: bool = False) -> Entry | Missing | Response:
+    """The cache's answer, or a 503 when the store cannot be read and nothing is cached."""
+    try:
+        return await _cache(request).get(write_key)
+    except Exception:
+        log.exception("could not read the settings of a write key")
+        if json:
+            return Response(f'{{"code":"unavailable","message":"{_WHY["unavailable"]}"}}', status_code=503,
+                            media_type="application/json",
+                            headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store", "Retry-After": "5"})
+        return not_found("unavailable", 503)
 
 
 @lru_cache(maxsize=8)
@@ -133,7 +151,9 @@ async def bundle(request: Request) -> Response:
         if match is None:
             return not_found("unknown")
         hashed = match.group(1)
-    entry = await _cache(request).get(write_key)
+    entry = await _lookup(request, write_key)
+    if isinstance(entry, Response):
+        return entry
     if isinstance(entry, Missing):
         return not_found(entry.reason)
     if hashed is None:
@@ -154,7 +174,9 @@ async def plugin(request: Request) -> Response:
 
 
 async def settings(request: Request) -> Response:
-    entry = await _cache(request).get(request.path_params["write_key"])
+    entry = await _lookup(request, request.path_params["write_key"], json=True)
+    if isinstance(entry, Response):
+        return entry
     cors = {"Access-Control-Allow-Origin": "*"}
     if isinstance(entry, Missing):
         # analytics-next prints this body with console.error when load() fails.
@@ -169,7 +191,9 @@ async def snippet(request: Request) -> Response:
     if not file.endswith(".js"):
         return not_found("unknown")
     write_key = file[:-3]
-    entry = await _cache(request).get(write_key)
+    entry = await _lookup(request, write_key)
+    if isinstance(entry, Response):
+        return entry
     if isinstance(entry, Missing):
         return not_found(entry.reason)
     config: Config = request.app.state.config

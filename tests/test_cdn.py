@@ -245,3 +245,21 @@ def test_no_secret_reaches_any_unauthenticated_response(site, catalog):
     for what, body in bodies.items():
         leaked = [s for s in sentinels if s in body]
         assert not leaked, f"{what} leaks {leaked}"
+
+
+def test_store_outage_serves_the_last_built_version_and_503_for_unknown(site, monkeypatch):
+    client, source, _, app = site
+    first = client.get(bundle_url(source), headers={"Accept-Encoding": "identity"})
+    app.state.bundle_cache.recheck = 0  # every request re-checks the store
+
+    def down(*args, **kwargs):
+        raise ConnectionError("database is down")
+
+    monkeypatch.setattr(workspace, "public_config", down)
+    again = client.get(bundle_url(source), headers={"Accept-Encoding": "identity"})
+    assert again.status_code == 200 and again.content == first.content
+    unknown = client.get("/analytics.js/v1/never-seen/analytics.min.js")
+    assert unknown.status_code == 503 and unknown.headers["cache-control"] == "no-store"
+    assert unknown.text.startswith("/*") and "unavailable" in unknown.text
+    settings = client.get("/v1/projects/never-seen/settings")
+    assert settings.status_code == 503 and settings.json()["code"] == "unavailable"
