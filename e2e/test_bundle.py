@@ -324,3 +324,23 @@ def test_track_link_and_classic_analytics_js_cookies(page, server):
     click = next(e for e in stored if e["type"] == "track")
     assert click["event"] == "Link Clicked" and click["properties"] == {"href": f"{SITE}/next.html"}
     assert click["anonymousId"] == "classic-anon" and click["userId"] == "classic-user"
+
+
+def test_vendor_that_never_loads_times_out_and_ready_still_fires(page, server):
+    live, engine = server
+    source = make_source(engine, "Slow", [GA4, PIXEL])
+    script = """
+analytics._loadOptions = {destinationTimeout: 1000};
+analytics.on("error", function (e) { window.__error = e; });
+analytics.ready(function () { window.__readyAt = Date.now(); });
+window.__start = Date.now();
+"""
+    # gtag.js "loads" but never starts: GA4 stays not-loaded until the timeout.
+    serve_site(page, live.url, {"/s.html": site_page(live.url, source["write_key"], script)},
+               {"gtag": "/* a script that does nothing */"})
+    page.goto(f"{SITE}/s.html")
+    page.wait_for_function("() => window.__readyAt !== undefined", timeout=8000)
+    assert page.evaluate("window.__error") == {"type": "destination", "name": "Google Analytics 4", "reason": "timed out"}
+    assert page.evaluate("window.__readyAt - window.__start") >= 900
+    page.wait_for_function("() => window.__fbq && window.__fbq.some(function (c) { return c[2] === 'PageView'; })")
+    assert wait_for_events(engine, source["id"], 1, page=page)[0]["type"] == "page"
