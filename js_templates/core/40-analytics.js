@@ -43,12 +43,11 @@ function baseContext(page) {
 }
 
 // --- building events -----------------------------------------------------------------------
-// Parse (…strings, props?, options?, callback?) the way analytics-next does.
+// A call's arguments; the snippet's buffered page context ({__t: "bpc"}) is the last one.
 function parse(args) {
-  args = [].slice.call(args);
-  var objs = args.filter(function (a) { return isObj(a) && !a.__t; }), bpc = args.filter(function (a) { return isObj(a) && a.__t == "bpc"; })[0];
-  return { s: args.filter(function (a) { return typeof a == "string" || typeof a == "number"; }).map(String), a: args,
-    o: objs, cb: args.filter(isFn)[0], bpc: bpc };
+  var a = [].slice.call(args), last = a[a.length - 1], bpc;
+  if (isObj(last) && last.__t == "bpc") bpc = a.pop();
+  return { a: a, bpc: bpc, cb: a.filter(isFn)[0] };
 }
 function make(type, fields, opts, bpc) {
   opts = opts || {};

@@ -1,38 +1,49 @@
 // The calls a site makes. Every one returns the instance (analytics.js chains), except ready().
-function track(name, props, opts, cb) {
-  var p = parse(arguments);
-  if (!p.s.length) return A;
-  dispatch(make("track", { event: p.s[0], properties: p.o[0] || {} }, p.o[1], p.bpc), p.cb);
+function idish(v) { return typeof v == "string" || typeof v == "number"; }
+function obj(v) { return isObj(v) ? v : undefined; }
+function track() {
+  var p = parse(arguments), a = p.a;
+  if (!idish(a[0])) return A;
+  dispatch(make("track", { event: String(a[0]), properties: obj(a[1]) || {} }, obj(a[2]), p.bpc), p.cb);
   return A;
 }
+// ([category], [name], [properties], [options], [callback]) as analytics-next resolves them.
 function pageLike(type, args, initial) {
-  var p = parse(args), f = { properties: p.o[0] || {} };
-  if (p.s.length > 1) { f.category = p.s[0]; f.name = p.s[1]; } else if (p.s.length) f.name = p.s[0];
-  dispatch(make(type, f, p.o[1], p.bpc), p.cb, initial);
+  var p = parse(args), a = p.a, f = {}, s = a.filter(function (x) { return typeof x == "string"; });
+  if (s.length > 1) { f.category = s[0]; f.name = s[1]; } else if (s.length) f.name = s[0];
+  var o = a.filter(function (x) { return isObj(x) || s.length && x === null; });
+  f.properties = o[0] || {};
+  dispatch(make(type, f, o[1] || undefined, p.bpc), p.cb, initial);
   return A;
 }
 function page() { return pageLike("page", arguments); }
 function screenCall() { return pageLike("screen", arguments); }
+// (id?, traits?, options?, callback?): the id may be left out or null (then the current one stays).
+function userArgs(a) {
+  var i = idish(a[0]) || a[0] == null ? 1 : 0;
+  return { id: idish(a[0]) ? String(a[0]) : undefined, traits: obj(a[i]), opts: obj(a[i + 1]) };
+}
 function identify() {
-  var p = parse(arguments), a = p.a, id = typeof a[0] == "string" || typeof a[0] == "number" ? String(a[0]) : a[0] === null ? null : undefined;
-  var traits = p.o[0], opts = p.o[1];
-  if (id !== undefined && id !== userId()) { if (userId() != null) userTraits({}); userId(id); }
-  userTraits(extend(userTraits(), traits));
-  dispatch(make("identify", { userId: userId(), traits: userTraits() }, opts, p.bpc), p.cb);
+  var p = parse(arguments), u = userArgs(p.a);
+  if (u.id !== undefined && u.id !== userId()) { if (userId() != null) userTraits({}); userId(u.id); }
+  userTraits(extend(userTraits(), u.traits));
+  dispatch(make("identify", { userId: userId(), traits: userTraits() }, u.opts, p.bpc), p.cb);
   return A;
 }
 function group() {
-  var p = parse(arguments), a = p.a;
-  if (!a.length) return groupApi;
-  if (typeof a[0] == "string" || typeof a[0] == "number") groupId(String(a[0]));
-  groupTraits(extend(groupTraits(), p.o[0]));
-  dispatch(make("group", { groupId: groupId(), traits: groupTraits() }, p.o[1], p.bpc), p.cb);
+  var p = parse(arguments), g = userArgs(p.a);
+  if (!p.a.length) return groupApi;
+  if (g.id !== undefined) groupId(g.id);
+  groupTraits(extend(groupTraits(), g.traits));
+  dispatch(make("group", { groupId: groupId(), traits: groupTraits() }, g.opts, p.bpc), p.cb);
   return A;
 }
-function alias(to, from) {
-  var p = parse(arguments);
-  to = p.s[0]; from = p.s[1] || userId() || anonymousId();
-  dispatch(make("alias", { userId: to, previousId: from }, p.o[0], p.bpc), p.cb);
+// (to, from?, options?, callback?); from defaults to the current user or anonymous id.
+function alias() {
+  var p = parse(arguments), a = p.a, named = idish(a[1]) || a[1] == null;
+  if (!idish(a[0])) return A;
+  dispatch(make("alias", { userId: String(a[0]), previousId: idish(a[1]) ? String(a[1]) : userId() || anonymousId() },
+    obj(named ? a[2] : a[1]), p.bpc), p.cb);
   return A;
 }
 function accessor(get) { return function (v) { return get(v); }; }
