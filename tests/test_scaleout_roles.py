@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import func, select
 
 from scaleout_cluster import (
-    ROOT, Receiver, add_destination, create_source, job_statuses, make_batch, send_batches, server, worker,
+    ROOT, Receiver, add_destination, create_source, explain_duplicates, job_statuses, make_batch, send_batches, server,
+    worker,
 )
 from server.store import open_store
 from server.store.delivery import delivery_jobs
@@ -101,6 +102,31 @@ def test_sigterm_to_a_worker_releases_its_leases_at_once(pg_url, processes):
         missing = slow.wait_for([e["messageId"] for b in batches for e in b], timeout=40)
         assert not missing, f"{len(missing)} event(s) stuck behind the stopped worker's leases"
         assert job_statuses(engine, destination["id"], {"delivered": 600}) == {"delivered": 600}
+    finally:
+        slow.close()
+
+
+def test_a_job_whose_lease_ran_out_in_a_workers_queue_is_not_sent_twice(pg_url, processes):
+    """Each worker leases 4 jobs at a time (its queue) but sends one at a time, 0.6 s each, with
+    2 s leases: the 4th job of a batch would be sent 1.8 s into a 2 s lease, while the other
+    worker may already have claimed it. A worker must let such a job go instead of sending it."""
+    url, engine = pg_url
+    slow = Receiver(delay=0.6)
+    try:
+        edge = server(url, "edge").start()
+        processes.append(edge)
+        source = create_source(edge.url, "Short Leases")
+        destination = add_destination(edge.url, source["id"], "webhooks", {"url": slow.url})
+        batch = make_batch(16, "lease")
+        send_batches([edge.url], source["write_key"], [batch])
+        for _ in range(2):
+            queue_of_four = worker(url, 2)
+            queue_of_four.args[1:1] = ["--concurrency", "1"]
+            processes.append(queue_of_four.start())
+        assert not slow.wait_for([e["messageId"] for e in batch], timeout=60)
+        assert job_statuses(engine, destination["id"], {"delivered": 16}) == {"delivered": 16}
+        twice = {m: n for m, n in slow.counts().items() if n > 1}
+        assert not twice, explain_duplicates(engine, destination["id"], slow)
     finally:
         slow.close()
 

@@ -235,6 +235,13 @@ class DeliveryService:
         async with semaphore:
             if self._stopping:
                 return  # never started: the lease is released on the way out
+            if not self._lease_left(jobs):
+                # Waited in this lane's queue until too little of the lease is left for a send:
+                # another worker may claim it meanwhile, and both would send. Let it go; whoever
+                # claims it next (perhaps we) sends it once. (Added by the scale-out work.)
+                for job in jobs:
+                    claimed.pop(job["id"], None)
+                return
             try:
                 outcome, reason = await self._attempt(destination, jobs)
                 now = store.utcnow()
@@ -246,6 +253,11 @@ class DeliveryService:
                 # In a batch every job keeps its own copy of the shared request's record.
                 await self._results.put(result)
                 claimed.pop(job["id"], None)
+
+    def _lease_left(self, jobs: list[dict[str, Any]]) -> bool:
+        """Enough of every job's lease is left to send it (a send may take the sender's timeout)."""
+        margin = timedelta(seconds=min(getattr(self.sender, "timeout", 5.0), self.lease_seconds / 2))
+        return min(job["lease_until"] for job in jobs) - store.utcnow() >= margin
 
     async def _attempt(self, destination, jobs) -> tuple[Outcome, str | None]:
         """(outcome, reason for a skip or a translation failure)."""
