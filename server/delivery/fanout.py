@@ -40,12 +40,15 @@ class GapTracker:
 
     def __init__(self) -> None:
         self.seen: dict[int, tuple[float, int | None]] = {}
+        self.blocked = False  # the last pass stopped at an unsettled gap: look again soon
 
     def usable(self, conn: Connection, cursor: int, rows: list, xmin: int, xmax: int) -> list:
         expected = cursor + 1
+        self.blocked = False
         for index, row in enumerate(rows):
             if row.id != expected:
                 if not self._settled(expected, xmin, xmax):
+                    self.blocked = True
                     return rows[:index]
             expected = row.id + 1
         self.seen = {k: v for k, v in self.seen.items() if k > cursor}
@@ -77,6 +80,7 @@ def ensure_cursor(engine: Engine) -> None:
 
 def fanout_pass(engine: Engine, catalog: Catalog, gaps: GapTracker, limit: int = 1000) -> tuple[int, int, bool]:
     """One pass; returns (events consumed, jobs created, whether more events may be waiting)."""
+    gaps.blocked = False
     if not _anything_new(engine):
         return 0, 0, False
     with write_transaction(engine) as conn:

@@ -144,7 +144,9 @@ class DeliveryService:
                 await asyncio.sleep(1)
             if created:
                 self._work.set()
-            if not more:
+            if self.gaps.blocked:
+                await asyncio.sleep(fanout.GAP_SETTLE_DELAY_S)  # a gap settles in a pass or two
+            elif not more:
                 await self._wait(self._new_events, self.poll_interval)
 
     async def _dispatch_loop(self) -> None:
@@ -237,10 +239,16 @@ class DeliveryService:
                 return  # never started: the lease is released on the way out
             if not self._lease_left(jobs):
                 # Waited in this lane's queue until too little of the lease is left for a send:
-                # another worker may claim it meanwhile, and both would send. Let it go; whoever
-                # claims it next (perhaps we) sends it once. (Added by the scale-out work.)
-                for job in jobs:
-                    claimed.pop(job["id"], None)
+                # another worker may claim it meanwhile, and both would send. Give it back (it
+                # is still ours, so nobody else holds it); whoever claims it next sends it once.
+                # (Added by the scale-out work.)
+                ids = [job["id"] for job in jobs]
+                for job_id in ids:
+                    claimed.pop(job_id, None)
+                try:
+                    await run_in_threadpool(store.release, self.engine, self.owner, ids)
+                except Exception:
+                    log.exception("releasing leases failed; they expire on their own")
                 return
             try:
                 outcome, reason = await self._attempt(destination, jobs)
