@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from scaleout_cluster import (
     ROOT, Receiver, add_destination, create_source, explain_duplicates, job_statuses, make_batch, send_batches, server,
@@ -22,6 +22,7 @@ from scaleout_cluster import (
 from server.store import open_store
 from server.store.delivery import delivery_jobs
 from server.store.events import events
+from server.warehouse.naming import schema_name
 
 pytestmark = pytest.mark.postgres
 
@@ -66,6 +67,31 @@ def test_an_edge_stores_events_and_only_a_worker_delivers_them(pg_url, receiver,
     assert count(engine, delivery_jobs) == 0 and not receiver.counts()
     processes.append(worker(url).start())
     assert not receiver.wait_for([e["messageId"] for e in batch], timeout=20)
+
+
+def test_with_edge_servers_a_worker_loads_the_warehouse(pg, pg_url, processes):
+    url, engine = pg_url
+    warehouse_url = pg.create_database()
+    edge = server(url, "edge").start()
+    processes += [edge, worker(url).start()]
+    source = create_source(edge.url, "Edge Warehouse")
+    add_destination(edge.url, source["id"], "warehouse", {
+        "target": "postgresql", "database_url": warehouse_url, "sync_interval_seconds": 1})
+    send_batches([edge.url], source["write_key"], [make_batch(20, "wh")])
+    schema = schema_name(source["slug"])
+    target = create_engine(warehouse_url)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with target.connect() as conn:
+                exists = conn.execute(text("SELECT to_regclass(:t)"), {"t": f"{schema}.tracks"}).scalar()
+                loaded = exists and conn.execute(text(f'SELECT count(*) FROM "{schema}".tracks')).scalar()
+            if loaded == 20 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert loaded == 20, "the worker did not load the events into the warehouse"
+    finally:
+        target.dispose()
 
 
 def test_serve_with_role_all_delivers_by_itself(pg_url, receiver, processes):

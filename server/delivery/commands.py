@@ -55,12 +55,28 @@ async def _run_worker(config, engine, catalog, args) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    warehouse = _warehouse_loop(engine, catalog, config)
     print(f"switchboard worker {service.owner} delivering from {config.database_url.split('@')[-1]}", flush=True)
     await stop.wait()
     # Graceful: stop claiming, let in-flight sends finish, record results, release the rest.
     await service.stop()
+    if warehouse is not None:
+        warehouse[0].set()  # a running load finishes its current table
+        await asyncio.wait([warehouse[1]], timeout=30)
     listener.stop()
     print("switchboard worker stopped", flush=True)
+
+
+def _warehouse_loop(engine, catalog, config):
+    """Workers also run the warehouse scheduler, so that edge servers (`serve --role edge`) plus
+    workers load warehouses too; its per-warehouse lock keeps it to one loader at a time.
+    (Added by the scale-out work.) Returns (stop event, task), or None without the plane."""
+    try:
+        from server.warehouse.sync import run_loop
+    except ImportError:
+        return None
+    stop = asyncio.Event()
+    return stop, asyncio.create_task(run_loop(engine, catalog, config, stop), name="warehouse-sync")
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
