@@ -42,7 +42,7 @@ from server.config import Config  # noqa: E402
 from server.store import open_store, workspace  # noqa: E402
 
 ANALYTICS_NEXT = ROOT / "e2e" / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd" / "standalone.js"
-ROUNDS = 3
+ROUNDS = 5
 UVICORN = dict(host="127.0.0.1", log_level="warning", access_log=False)  # both servers, same settings
 
 
@@ -124,7 +124,8 @@ OUR_APP = textwrap.dedent("""
     from server.app import create_app
     from server.config import Config
     config = Config.from_env()
-    uvicorn.run(create_app(config), port=config.port, **%r)
+    planes = sys.argv[1].split(",") if len(sys.argv) > 1 else None
+    uvicorn.run(create_app(config, planes=planes), port=config.port, **%r)
 """ % UVICORN)
 
 
@@ -178,38 +179,41 @@ def bench_throughput(db_url: str, engine, seconds: int, connections: int, direct
         print("wrk is not installed: skipped")
         return
     source = source_with(engine, "Warm", 2)
-    our_port, bare_port = free_port(), free_port()
-    ours = start([sys.executable, "-c", OUR_APP], our_port, {
-        "SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_PORT": str(our_port), "SWITCHBOARD_LOG_LEVEL": "WARNING",
-        "SWITCHBOARD_DELIVERY_WORKERS": "false"})
+    env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_LOG_LEVEL": "WARNING", "SWITCHBOARD_DELIVERY_WORKERS": "false"}
+    procs, urls = [], {}
     try:
-        url = f"http://127.0.0.1:{our_port}/analytics.js/v1/{source['write_key']}/analytics.min.js"
-        first = httpx.get(url, headers={"Accept-Encoding": "gzip"})
-        raw = httpx.get(url, headers={"Accept-Encoding": "identity"}).content
+        # The whole app (every plane's background work included) and the cdn plane alone.
+        for label, planes in (("switchboard", []), ("cdn plane", ["server.cdn"])):
+            port = free_port()
+            procs.append(start([sys.executable, "-c", OUR_APP, *([",".join(planes)] if planes else [])], port,
+                               {**env, "SWITCHBOARD_PORT": str(port)}))
+            urls[label] = f"http://127.0.0.1:{port}/analytics.js/v1/{source['write_key']}/analytics.min.js"
+        first = httpx.get(urls["switchboard"], headers={"Accept-Encoding": "gzip"})
+        raw = httpx.get(urls["switchboard"], headers={"Accept-Encoding": "identity"}).content
         body_gz = directory / "bundle.js.gz"
         body_gz.write_bytes(gzip.compress(raw, 9, mtime=0))
         etag = first.headers["etag"]
-        bare = start([sys.executable, "-c", BARE_APP, str(body_gz), etag, str(bare_port)], bare_port)
-        try:
-            bare_url = f"http://127.0.0.1:{bare_port}/bundle.js"
-            for label, headers in (("200", {"Accept-Encoding": "gzip"}),
-                                   ("304", {"Accept-Encoding": "gzip", "If-None-Match": etag})):
+        bare_port = free_port()
+        procs.append(start([sys.executable, "-c", BARE_APP, str(body_gz), etag, str(bare_port)], bare_port))
+        urls["bare Starlette"] = f"http://127.0.0.1:{bare_port}/bundle.js"
+        for label, headers in (("200", {"Accept-Encoding": "gzip"}),
+                               ("304", {"Accept-Encoding": "gzip", "If-None-Match": etag})):
+            runs: dict[str, list[float]] = {name: [] for name in urls}
+            for url in urls.values():
                 wrk(url, 1, connections, headers)  # warm-up
-                wrk(bare_url, 1, connections, headers)
-                # Alternate short rounds and take medians: other load on the machine hits both alike.
-                ours_runs, bare_runs = [], []
-                for _ in range(ROUNDS):
-                    ours_runs.append(wrk(url, seconds, connections, headers))
-                    bare_runs.append(wrk(bare_url, seconds, connections, headers))
-                ours_rps, bare_rps = statistics.median(ours_runs), statistics.median(bare_runs)
-                print(f"{label}: switchboard {ours_rps:9.0f} req/s   bare Starlette {bare_rps:9.0f} req/s   "
-                      f"ratio {ours_rps / bare_rps:.2f} (target >= 0.9; medians of {ROUNDS} alternating runs)")
-        finally:
-            bare.terminate()
-            bare.wait(10)
+            # Alternate short rounds and take medians: other load on the machine hits all alike.
+            for _ in range(ROUNDS):
+                for name, url in urls.items():
+                    runs[name].append(wrk(url, seconds, connections, headers))
+            rps = {name: statistics.median(r) for name, r in runs.items()}
+            bare = rps["bare Starlette"]
+            print(f"{label}: switchboard {rps['switchboard']:8.0f} req/s (ratio {rps['switchboard'] / bare:.2f})   "
+                  f"cdn plane alone {rps['cdn plane']:8.0f} (ratio {rps['cdn plane'] / bare:.2f})   "
+                  f"bare Starlette {bare:8.0f}   target ratio >= 0.9, medians of {ROUNDS} alternating runs")
     finally:
-        ours.terminate()
-        ours.wait(10)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
     ceiling = nginx_ceiling(directory, directory / "bundle.js.gz", seconds, connections)
     if ceiling is None:
         print("nginx: not installed")
@@ -219,7 +223,7 @@ def bench_throughput(db_url: str, engine, seconds: int, connections: int, direct
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=3, help="per wrk run (3 alternating runs each)")
+    parser.add_argument("--seconds", type=int, default=2, help="per wrk run (5 alternating runs each)")
     parser.add_argument("--connections", type=int, default=50)
     args = parser.parse_args()
     print_sizes()

@@ -55,7 +55,8 @@ class BundleCache:
     def __init__(self, engine: Engine, catalog: Catalog, config: Config, *, maxsize: int = 2048, recheck: float = 1.0):
         self.engine, self.catalog, self.config, self.recheck = engine, catalog, config, recheck
         self._entries: LRUCache = LRUCache(maxsize)          # (write_key, version) -> Entry
-        self._current: LRUCache = LRUCache(maxsize * 4)      # write_key -> (version | Missing, checked_at)
+        # write_key -> (version | Missing, checked_at, Entry | None): the warm path is this one lookup.
+        self._current: LRUCache = LRUCache(maxsize * 4)
         self._generation: dict[str, int] = {}
         self._unmatched: TTLCache = TTLCache(maxsize=4096, ttl=60)
         self._lock = threading.Lock()
@@ -84,22 +85,16 @@ class BundleCache:
 
     async def get(self, write_key: str) -> Entry | Missing:
         known = self._current.get(write_key)
-        entry = None
-        if known is not None and not isinstance(known[0], Missing):
-            entry = self._entries.get((write_key, known[0]))
         if known is not None and time.monotonic() - known[1] < self.recheck:
-            if isinstance(known[0], Missing):
-                return known[0]
-            if entry is not None:
-                return entry
+            return known[2] or known[0]
         try:
             return await self._single_flight(write_key)
         except Exception:
-            if entry is None:
+            if known is None or known[2] is None:
                 raise
             # The store is unreachable: keep serving the last version we built (stale-if-error).
             log.warning("settings check for a bundle failed; serving version %s", known[0], exc_info=True)
-            return entry
+            return known[2]
 
     def find_hash(self, write_key: str, digest: str) -> Entry | None:
         """A cached version of ``write_key`` whose bundle hash is ``digest`` (immutable URLs)."""
@@ -175,7 +170,7 @@ class BundleCache:
         with self._lock:
             # A change announced while we were reading: do not pin the old version.
             if self._generation.get(write_key, 0) == generation:
-                self._current[write_key] = (state, time.monotonic())
+                self._current[write_key] = (state, time.monotonic(), None if isinstance(result, Missing) else result)
         return result
 
     def _polish(self, key: tuple[str, int]) -> None:
@@ -187,6 +182,9 @@ class BundleCache:
         with self._lock:
             if key in self._entries:
                 self._entries[key] = better
+            known = self._current.get(key[0])
+            if known is not None and known[0] == key[1]:
+                self._current[key[0]] = (known[0], known[1], better)
 
     def _build(self, source: dict[str, Any]) -> Entry:
         self.builds += 1

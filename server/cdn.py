@@ -101,8 +101,11 @@ def _raw_headers(etag: str, encoding: str, cache_control: str, content_type: str
 
 def serve(request: Request, built: Built, cache_control: str, content_type: str = JS) -> Response:
     headers = request.headers
-    encoding = negotiate(headers.get("accept-encoding", ""))
-    inm = headers.get("if-none-match")
+    return respond(built, headers.get("accept-encoding", ""), headers.get("if-none-match"), cache_control, content_type)
+
+
+def respond(built: Built, accept_encoding: str, inm: str | None, cache_control: str, content_type: str = JS) -> Response:
+    encoding = negotiate(accept_encoding)
     matched = inm and _matching_tag(inm, built.hash)
     if matched:
         etag = built.etag(encoding) if matched == "*" else matched
@@ -120,10 +123,10 @@ def not_found(reason: str, status: int = 404) -> Response:
     return Response(body, status_code=status, media_type=JS, headers=headers)
 
 
-async def _lookup(request: Request, write_key: str, *, json: bool = False) -> Entry | Missing | Response:
+async def _lookup(cache: BundleCache, write_key: str, *, json: bool = False) -> Entry | Missing | Response:
     """The cache's answer, or a 503 when the store cannot be read and nothing is cached."""
     try:
-        return await _cache(request).get(write_key)
+        return await cache.get(write_key)
     except Exception:
         log.exception("could not read the settings of a write key")
         if json:
@@ -142,27 +145,43 @@ def _cache(request: Request) -> BundleCache:
     return request.app.state.bundle_cache
 
 
-async def bundle(request: Request) -> Response:
-    config: Config = request.app.state.config
-    write_key, file = request.path_params["write_key"], request.path_params["file"]
-    hashed = None
-    if file != "analytics.min.js":
-        match = _HASHED.fullmatch(file)
-        if match is None:
-            return not_found("unknown")
-        hashed = match.group(1)
-    entry = await _lookup(request, write_key)
-    if isinstance(entry, Response):
-        return entry
-    if isinstance(entry, Missing):
-        return not_found(entry.reason)
-    if hashed is None:
-        return serve(request, entry.bundle, bundle_cache_control(config))
-    if entry.bundle.hash != hashed:
-        entry = await _cache(request).pinned(write_key, entry.source_id, hashed)
-        if entry is None:
-            return not_found("version")
-    return serve(request, entry.bundle, IMMUTABLE)
+class BundleEndpoint:
+    """``GET {bundle_path}/{writeKey}/analytics[.{hash}].min.js`` as a bare ASGI app: the hottest
+    route builds no Request object and goes through no extra wrapper."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        accept, inm = "", None
+        for name, value in scope["headers"]:
+            if name == b"accept-encoding":
+                accept = value.decode("latin-1")
+            elif name == b"if-none-match":
+                inm = value.decode("latin-1")
+        state = scope["app"].state
+        response = await self.answer(state, scope["path_params"], accept, inm)
+        await response(scope, receive, send)
+
+    @staticmethod
+    async def answer(state, params: dict, accept: str, inm: str | None) -> Response:
+        write_key, file = params["write_key"], params["file"]
+        hashed = None
+        if file != "analytics.min.js":
+            match = _HASHED.fullmatch(file)
+            if match is None:
+                return not_found("unknown")
+            hashed = match.group(1)
+        cache: BundleCache = state.bundle_cache
+        entry = await _lookup(cache, write_key)
+        if isinstance(entry, Response):
+            return entry
+        if isinstance(entry, Missing):
+            return not_found(entry.reason)
+        if hashed is None:
+            return respond(entry.bundle, accept, inm, bundle_cache_control(state.config))
+        if entry.bundle.hash != hashed:
+            entry = await cache.pinned(write_key, entry.source_id, hashed)
+            if entry is None:
+                return not_found("version")
+        return respond(entry.bundle, accept, inm, IMMUTABLE)
 
 
 async def plugin(request: Request) -> Response:
@@ -174,7 +193,7 @@ async def plugin(request: Request) -> Response:
 
 
 async def settings(request: Request) -> Response:
-    entry = await _lookup(request, request.path_params["write_key"], json=True)
+    entry = await _lookup(_cache(request), request.path_params["write_key"], json=True)
     if isinstance(entry, Response):
         return entry
     cors = {"Access-Control-Allow-Origin": "*"}
@@ -191,7 +210,7 @@ async def snippet(request: Request) -> Response:
     if not file.endswith(".js"):
         return not_found("unknown")
     write_key = file[:-3]
-    entry = await _lookup(request, write_key)
+    entry = await _lookup(_cache(request), write_key)
     if isinstance(entry, Response):
         return entry
     if isinstance(entry, Missing):
@@ -206,7 +225,7 @@ def routes(config: Config) -> list[Route]:
     base = config.bundle_path.rstrip("/")
     return [
         Route(f"{base}/plugins/{{file}}", plugin, methods=["GET"]),
-        Route(f"{base}/{{write_key}}/{{file}}", bundle, methods=["GET"]),
+        Route(f"{base}/{{write_key}}/{{file}}", BundleEndpoint(), methods=["GET", "HEAD"]),
         Route("/v1/projects/{write_key}/settings", settings, methods=["GET"]),
         Route("/snippet/{file}", snippet, methods=["GET"]),
     ]
