@@ -344,3 +344,25 @@ window.__start = Date.now();
     assert page.evaluate("window.__readyAt - window.__start") >= 900
     page.wait_for_function("() => window.__fbq && window.__fbq.some(function (c) { return c[2] === 'PageView'; })")
     assert wait_for_events(engine, source["id"], 1, page=page)[0]["type"] == "page"
+
+
+def test_429_waits_for_retry_after_then_delivers(page, server):
+    live, engine = server
+    source = make_source(engine, "Limited", [])
+    seen = []
+
+    def limited(route):
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            route.fulfill(status=429, body='{"code":"rate_limited","message":"slow down"}',
+                          headers={"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Retry-After",
+                                   "Retry-After": "2"})
+        else:
+            route.continue_()
+
+    serve_site(page, live.url, {"/q.html": site_page(live.url, source["write_key"])})
+    page.route(f"{live.url}/v1/**", limited)
+    page.goto(f"{SITE}/q.html")
+    stored = wait_for_events(engine, source["id"], 1, page=page)
+    assert [e["type"] for e in stored] == ["page"]
+    assert len(seen) == 2 and seen[1] - seen[0] >= 1.9
