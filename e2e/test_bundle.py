@@ -366,3 +366,35 @@ def test_429_waits_for_retry_after_then_delivers(page, server):
     stored = wait_for_events(engine, source["id"], 1, page=page)
     assert [e["type"] for e in stored] == ["page"]
     assert len(seen) == 2 and seen[1] - seen[0] >= 1.9
+
+
+def test_settings_change_through_the_admin_api_reaches_the_next_page_load(page, tmp_path):
+    import httpx
+
+    url = f"sqlite:///{tmp_path / 'change.db'}"
+    engine = open_store(url)
+    live = LiveServer(url, SWITCHBOARD_BUNDLE_MAX_AGE="0", SWITCHBOARD_ADMIN_TOKEN="e2e-admin-token").start()
+    try:
+        source = make_source(engine, "Changing", [GA4])
+        script = "analytics.ready(function () { window.__ready = true; });"
+        seen = serve_site(page, live.url, {"/c.html": site_page(live.url, source["write_key"], script)})
+        bundles = []
+        page.on("response", lambda r: bundles.append((r.status, r.headers.get("etag"))) if "analytics.min.js" in r.url else None)
+        page.goto(f"{SITE}/c.html")
+        page.wait_for_function("() => window.__ready === true")
+        assert seen["fbq"] == [] and len(seen["gtag"]) == 1
+
+        admin = httpx.Client(base_url=live.url, headers={"Authorization": "Bearer e2e-admin-token"})
+        created = admin.post(f"/api/v1/sources/{source['id']}/destinations", json={
+            "slug": "meta_pixel", "mode": "device", "enabled": True, "settings": {"pixel_id": "5550001"}})
+        assert created.status_code == 201, created.text
+
+        page.reload()
+        page.wait_for_function("() => window.__ready === true")
+        page.wait_for_function("() => window.__fbq && window.__fbq.length > 0")
+        assert page.evaluate("window.__fbq[0]") == ["init", "5550001"]
+        assert seen["fbq"] == ["https://connect.facebook.net/en_US/fbevents.js"]
+        assert bundles[0][1] != bundles[-1][1]  # a new version, a new ETag
+    finally:
+        live.stop()
+        engine.dispose()
