@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import dataclasses
+import logging
 import threading
 import time
-from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,7 +31,6 @@ from server.catalog import Catalog
 from server.config import Config
 from server.settings_document import settings_document
 from server.store import workspace
-
 
 log = logging.getLogger("switchboard.bundles")
 PINNED_HISTORY = 10  # versions an immutable URL may be rebuilt from
@@ -84,7 +83,8 @@ class BundleCache:
     # -------------------------------------------------------------- lookups
 
     async def get(self, write_key: str) -> Entry | Missing:
-        known = self._current.get(write_key)
+        with self._lock:  # cachetools reorders on read; builder threads write
+            known = self._current.get(write_key)
         if known is not None and time.monotonic() - known[1] < self.recheck:
             return known[2] or known[0]
         try:
