@@ -34,7 +34,7 @@ BR_FAST, BR_BEST = 5, 11
 
 
 @lru_cache(maxsize=1)
-def _env() -> jinja2.Environment:
+def js_env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(JS_DIR), autoescape=False, undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, auto_reload=False,
@@ -60,7 +60,7 @@ def loader_source(slug: str) -> str | None:
     """A destination's loader, rendered (loaders take no template variables), or None."""
     if not (JS_DIR / "destinations" / f"{slug}.js.j2").is_file():
         return None
-    return _env().get_template(f"destinations/{slug}.js.j2").render()
+    return js_env().get_template(f"destinations/{slug}.js.j2").render()
 
 
 def minify(js: str) -> str:
@@ -154,7 +154,7 @@ def render_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> s
     """The unminified bundle for ``source`` (a ``workspace.public_config`` dict)."""
     data = bundle_config(config, catalog, source)
     slugs = sorted({d["slug"] for d in data["destinations"]})
-    return _env().get_template("bundle.js.j2").render(
+    return js_env().get_template("bundle.js.j2").render(
         version=CORE_VERSION, config=data, core=core_source(), loaders=[loader_source(s) for s in slugs],
     )
 
@@ -182,7 +182,7 @@ def build_plugin(slug: str) -> Built | None:
     if loader is None:
         return None
     core = {p.name: p.read_text() for p in (JS_DIR / "core").glob("*.js")}
-    js = _env().get_template("plugin.js.j2").render(
+    js = js_env().get_template("plugin.js.j2").render(
         version=CORE_VERSION, slug=slug, library=plugin_library(slug), loader=loader,
         util=core["00-util.js"], runtime=core["30-loaders.js"],
     )

@@ -141,8 +141,15 @@ def bundle_cache_control(config: Config) -> str:
     return f"public, max-age={config.bundle_max_age}, stale-while-revalidate={config.bundle_stale_while_revalidate}"
 
 
+def cache_of(state) -> BundleCache:
+    cache = getattr(state, "bundle_cache", None)
+    if cache is None:  # an app used without its lifespan (some tests): create on first use
+        cache = state.bundle_cache = BundleCache(state.engine, state.catalog, state.config)
+    return cache
+
+
 def _cache(request: Request) -> BundleCache:
-    return request.app.state.bundle_cache
+    return cache_of(request.app.state)
 
 
 class BundleEndpoint:
@@ -169,7 +176,7 @@ class BundleEndpoint:
             if match is None:
                 return not_found("unknown")
             hashed = match.group(1)
-        cache: BundleCache = state.bundle_cache
+        cache = cache_of(state)
         entry = await _lookup(cache, write_key)
         if isinstance(entry, Response):
             return entry

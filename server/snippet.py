@@ -7,7 +7,9 @@ of ``SWITCHBOARD_PUBLIC_URL`` (self-hosted installs often start on plain http).
 
 from __future__ import annotations
 
-from server.bundles import _env
+from functools import lru_cache
+
+from server.bundles import js_env
 from server.config import Config
 
 
@@ -15,7 +17,8 @@ def bundle_url(config: Config, write_key: str) -> str:
     return f"{config.origin}{config.bundle_path}/{write_key}/analytics.min.js"
 
 
+@lru_cache(maxsize=1024)
 def render_snippet(config: Config, write_key: str) -> str:
-    return _env().get_template("snippet.js.j2").render(
+    return js_env().get_template("snippet.js.j2").render(
         origin=config.origin, write_key=write_key, bundle_url=bundle_url(config, write_key),
     ).strip()
