@@ -162,13 +162,13 @@ def wait_delivered(engine, destination_id: int, count: int, timeout: float = 300
 class Switchboard:
     """A fresh database with one source and its webhook destinations, and ``switchboard serve`` on it."""
 
-    def __init__(self, db_url: str, receiver: str, paths: list[str]):
+    def __init__(self, db_url: str, urls: list[str]):
         self.engine = open_store(db_url)
         self.source = workspace.create_source(self.engine, "bench")
         self.destinations = [
             workspace.add_destination(self.engine, self.source["id"], slug="webhooks", mode="cloud", enabled=True,
-                                      settings={"url": receiver + path})
-            for path in paths
+                                      settings={"url": url})
+            for url in urls
         ]
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
@@ -186,9 +186,9 @@ class Switchboard:
         self.engine.dispose()
 
 
-def throughput(new_db, receiver: str, paths: list[str], events: int) -> tuple[float, float]:
+def throughput(new_db, urls: list[str], events: int) -> tuple[float, float]:
     """(ingest events/s, delivered events/s of the first destination) on a fresh server."""
-    board = Switchboard(new_db(), receiver, paths)
+    board = Switchboard(new_db(), urls)
     try:
         began = time.perf_counter()
         post_s = asyncio.run(post_all(board.url, board.source["write_key"], events))
@@ -199,7 +199,7 @@ def throughput(new_db, receiver: str, paths: list[str], events: int) -> tuple[fl
 
 
 def paced_latency(new_db, receiver: str, seconds: float, rate: int = 1000) -> list[float]:
-    board = Switchboard(new_db(), receiver, ["/ok"])
+    board = Switchboard(new_db(), [receiver + "/ok"])
     try:
         sent = asyncio.run(post_paced(board.url, board.source["write_key"], rate, seconds))
         wait_delivered(board.engine, board.destinations[0]["id"], sent)
@@ -209,25 +209,29 @@ def paced_latency(new_db, receiver: str, seconds: float, rate: int = 1000) -> li
 
 
 def run(new_db, args) -> None:
-    receiver_port = free_port()
-    receiver = f"http://127.0.0.1:{receiver_port}"
-    process = start([sys.executable, "bench/deliver.py", "--receiver", str(receiver_port)])
+    # Two receivers: the healthy vendor, and another vendor (its own host) that never answers.
+    receiver_port, other_port = free_port(), free_port()
+    receiver, hanging = f"http://127.0.0.1:{receiver_port}", f"http://127.0.0.1:{other_port}/hang"
+    processes = [start([sys.executable, "bench/deliver.py", "--receiver", str(port)])
+                 for port in (receiver_port, other_port)]
     try:
         wait_for_port(receiver_port, 30)
+        wait_for_port(other_port, 30)
         ceiling = asyncio.run(direct_ceiling(receiver, 2000))
         # Alone and beside alternate, each on a fresh server and database, so that both see the
         # same machine load; the medians are compared.
         alone, beside, ingest = [], [], []
         for _ in range(args.rounds):
-            rate_in, rate = throughput(new_db, receiver, ["/ok"], args.events)
+            rate_in, rate = throughput(new_db, [receiver + "/ok"], args.events)
             alone.append(rate)
             ingest.append(rate_in)
-            beside.append(throughput(new_db, receiver, ["/ok", "/hang"], args.events)[1])
+            beside.append(throughput(new_db, [receiver + "/ok", hanging], args.events)[1])
         lat = paced_latency(new_db, receiver, args.paced_seconds)
         slow = paced_latency(new_db, receiver, args.paced_seconds, rate=args.low_rate)
     finally:
-        process.kill()  # the receiver still holds the hanging requests: no graceful stop
-        process.wait(15)
+        for process in processes:
+            process.kill()  # the hanging requests are still open: no graceful stop
+            process.wait(15)
     alone_rate, beside_rate, ingest_rate = (statistics.median(v) for v in (alone, beside, ingest))
     rows = [
         ("receiver hit directly, 16 in flight (ceiling), events/s", f"{ceiling:,.0f}", "1.00"),

@@ -119,9 +119,12 @@ def test_bad_requests_get_clear_errors(api, engine, monkeypatch, capsys, db_url)
         assert unauthenticated.get(path).status_code == 401
     assert unauthenticated.post(base + "/dead-letters/replay").status_code == 401
     monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", db_url)
-    assert main(["replay", "--destination", "999999"]) == 2
-    assert main(["replay", "--destination", str(dest["id"]), "--since", "soon"]) == 2
-    assert "ISO 8601" in capsys.readouterr().err
+    for argv in (["replay", "--destination", "999999"], ["replay", "--destination", str(dest["id"]), "--since", "soon"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "no destination 999999" in err and "ISO 8601" in err
 
 
 def test_metrics_need_the_metrics_token_or_an_admin_token(engine, catalog, api, admin_token):

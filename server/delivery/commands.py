@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import signal
+import sys
 
 from server.cli import CliError, _catalog, _config, _engine
 
@@ -24,6 +26,22 @@ def add_commands(sub) -> None:
     replay.set_defaults(func=cmd_replay)
 
 
+def _one_line_errors(command):
+    """Print a CliError as one line and exit 2 here: under ``python -m server.cli`` the CLI's own
+    handler catches ``__main__.CliError``, not the ``server.cli.CliError`` these helpers raise."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> None:
+        try:
+            command(args)
+        except CliError as exc:
+            print(f"switchboard: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return run
+
+
+@_one_line_errors
 def cmd_worker(args: argparse.Namespace) -> None:
     if args.concurrency < 1 or args.lease_seconds <= 0:
         raise CliError("--concurrency must be at least 1 and --lease-seconds positive")
@@ -79,6 +97,7 @@ def _warehouse_loop(engine, catalog, config):
     return stop, asyncio.create_task(run_loop(engine, catalog, config, stop), name="warehouse-sync")
 
 
+@_one_line_errors
 def cmd_replay(args: argparse.Namespace) -> None:
     from server.errors import ApiError
     from server.delivery.api import parse_when
