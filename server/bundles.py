@@ -15,6 +15,7 @@ import dataclasses
 import gzip
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ class Built:
     version: int = 0
     loaders: tuple[str, ...] = ()
     br_quality: int = BR_FAST
+    built_at: datetime | None = None
 
     def etag(self, encoding: str) -> str:
         # A strong ETag names one representation (exact bytes): each encoding, and each brotli
@@ -100,6 +102,7 @@ def compress(js: str, *, version: int = 0, loaders: tuple[str, ...] = (), br_qua
         version=version,
         loaders=loaders,
         br_quality=br_quality,
+        built_at=datetime.now(timezone.utc),
     )
 
 
