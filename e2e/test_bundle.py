@@ -398,3 +398,18 @@ def test_settings_change_through_the_admin_api_reaches_the_next_page_load(page, 
     finally:
         live.stop()
         engine.dispose()
+
+
+def test_custom_global_key_from_the_script_tag(page, server):
+    live, engine = server
+    source = make_source(engine, "Custom key", [])
+    bundle = f"{live.url}/analytics.js/v1/{source['write_key']}/analytics.min.js"
+    html = f"""<!doctype html><title>Key</title>
+<script>window.sbq = []; window.sbq.push(["track", "Under Another Name", {{"k": 1}}]);</script>
+<script async data-global-segment-analytics-key="sbq" src="{bundle}"></script>"""
+    serve_site(page, live.url, {"/k.html": html})
+    page.goto(f"{SITE}/k.html")
+    page.wait_for_function("() => window.sbq && window.sbq.initialized === true")
+    assert page.evaluate("typeof window.analytics") == "undefined"
+    stored = wait_for_events(engine, source["id"], 1, page=page)
+    assert stored[0]["event"] == "Under Another Name" and stored[0]["properties"] == {"k": 1}
