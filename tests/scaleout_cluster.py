@@ -113,6 +113,7 @@ class Receiver:
 
     def __init__(self, delay: float = 0.0):
         self.delay = delay
+        self.broken = 0  # connections dropped by the sender mid-request
         self.lock = threading.Lock()
         self.received: list[tuple[float, str]] = []  # (monotonic time, messageId), in arrival order
         receiver = self
@@ -124,7 +125,12 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if receiver.delay:
                     time.sleep(receiver.delay)
-                receiver.record(json.loads(body))
+                try:
+                    parsed = json.loads(body)
+                except ValueError:  # cut short: its sender was killed mid-request (nothing delivered)
+                    receiver.broken += 1
+                    return
+                receiver.record(parsed)
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -136,6 +142,13 @@ class Receiver:
         class Server(ThreadingHTTPServer):
             request_queue_size = 1024  # listen() backlog; the default 5 resets bursts of new connections
             daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                # A killed or stopping worker drops its connections: count it, no traceback.
+                if isinstance(sys.exc_info()[1], ConnectionError):
+                    receiver.broken += 1
+                else:
+                    super().handle_error(request, client_address)
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
