@@ -95,6 +95,27 @@ def test_events_appended_by_another_process_wake_this_ones_readers(running_app):
         unsubscribe()
 
 
+def test_after_its_listener_reconnects_every_source_is_announced(running_app):
+    """Notifications sent while the LISTEN connection was down are lost: after reconnecting, the
+    plane treats every source as changed (caches rebuild) and wakes the event readers."""
+    url, engine, seen = running_app
+    first = workspace.create_source(engine, "One")
+    second = workspace.create_source(engine, "Two")
+    drain(seen)
+    woken: queue.Queue[int] = queue.Queue()
+    unsubscribe = events.on_events_appended(woken.put)
+    try:
+        with engine.begin() as conn:
+            killed = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'switchboard-notify' AND datname = current_database()").scalar_one()
+        assert killed == 1
+        assert woken.get(timeout=10) == 0  # "there may be new events: read the log"
+        assert sorted(drain(seen)) == [(first["id"], first["write_key"], 1), (second["id"], second["write_key"], 1)]
+    finally:
+        unsubscribe()
+
+
 def test_settings_payloads_parse_strictly():
     assert parse_settings_payload("12:abc-_Z:7") == (12, "abc-_Z", 7)
     assert parse_settings_payload("12:abc:-1") == (12, "abc", -1)
