@@ -1,6 +1,6 @@
 """Collector throughput: durable ingest vs a bare Starlette route, from one run on this machine.
 
-    .venv/bin/python bench/collect.py [--duration 10] [--connections 64] [--database sqlite|postgres]
+    .venv/bin/python bench/collect.py [--duration 10] [--connections 64,256] [--database sqlite|postgres]
 
 Both servers run as subprocesses with the same ``uvicorn.run`` settings (uvloop + httptools,
 access log off, one process). The baseline is a Starlette app whose ``POST /v1/t`` parses the
@@ -9,7 +9,9 @@ JSON body and answers ``200 {"success":true}`` without storing anything. Ours is
 validation, normalisation, dedupe, group commit with fsync before the 200.
 
 1. single events: wrk on ``/v1/t`` with a ~600-byte analytics.js-like event, a unique
-   messageId per request — requests/s for both, and the ratio (target ≥ 0.6);
+   messageId per request — requests/s for both, and the ratio (target ≥ 0.6), at 64 and 256
+   connections. A durable answer waits for a commit, so by Little's law a durable server needs
+   more requests in flight than a bare one to reach its maximum rate;
 2. batches of 100 on ``/v1/batch``: max requests/s × 100 = durable events/s (checked against
    the rows actually in the database; target ≥ 30,000);
 3. the same batches at half that rate (wrk with a per-connection delay): p50 / p99 latency.
@@ -31,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-BATCH_CONNECTIONS = 16  # enough to keep the server busy with 60 KB requests
 UVICORN = dict(host="127.0.0.1", log_level="warning", access_log=False, loop="auto", http="auto")
 
 CONTEXT = (
@@ -193,7 +194,9 @@ def database(kind: str, workdir: Path, stack) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--connections", default="64,256",
+                        help="wrk connections for single events, comma-separated (default 64,256)")
+    parser.add_argument("--batch-connections", type=int, default=32, help="wrk connections for batches (default 32)")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--serve", choices=["bare", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -207,65 +210,70 @@ def main() -> None:
 
     from server.store import events, open_store, workspace
 
+    connections = [int(c) for c in args.connections.split(",")]
+    bc = args.batch_connections
     with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp, contextlib.ExitStack() as stack:
         url = database(args.database, Path(tmp), stack)
         engine = open_store(url)
         key = workspace.create_source(engine, "Bench")["write_key"]
         warm = min(3.0, args.duration)
-        c = args.connections
-        print(f"wrk -t1 -c{c}, {args.duration:g} s per run, {os.cpu_count()} CPUs, database: {args.database}",
-              flush=True)
+        print(f"wrk -t1, {args.duration:g} s per run, {os.cpu_count()} CPUs, database: {args.database}", flush=True)
 
-        bare = Server("bare", url)
+        # Both servers stay up (an idle server costs nothing) so that each pair of runs is back
+        # to back: the machine's state drifts less between the two halves of a ratio.
+        bare, ours = Server("bare", url), Server("ours", url)
         try:
-            wrk(bare.port, key, batch=0, duration=warm, connections=c)
-            base = bare.measure(key, batch=0, duration=args.duration, connections=c)
-        finally:
+            singles = []
+            for c in connections:
+                wrk(bare.port, key, batch=0, duration=warm, connections=c)
+                base = bare.measure(key, batch=0, duration=args.duration, connections=c)
+                wrk(ours.port, key, batch=0, duration=warm, connections=c)
+                before = events.count_events(engine)
+                single = ours.measure(key, batch=0, duration=args.duration, connections=c)
+                single["stored"] = events.count_events(engine) - before
+                singles.append((c, base, single))
             bare.stop()
 
-        ours_server = Server("ours", url)
-        try:
-            wrk(ours_server.port, key, batch=0, duration=warm, connections=c)
+            wrk(ours.port, key, batch=100, duration=warm, connections=bc)
             before = events.count_events(engine)
-            single = ours_server.measure(key, batch=0, duration=args.duration, connections=c)
-            single_stored = events.count_events(engine) - before
-
-            wrk(ours_server.port, key, batch=100, duration=warm, connections=BATCH_CONNECTIONS)
-            before = events.count_events(engine)
-            batch = ours_server.measure(key, batch=100, duration=args.duration, connections=BATCH_CONNECTIONS)
+            batch = ours.measure(key, batch=100, duration=args.duration, connections=bc)
             batch_stored = events.count_events(engine) - before
 
             half_rate = batch["rps"] / 2
             # Each connection waits so that together they send half the maximum rate.
-            delay = max(0.0, BATCH_CONNECTIONS / half_rate * 1000 - batch["p50"] / 2)
-            paced = ours_server.measure(key, batch=100, duration=args.duration, connections=BATCH_CONNECTIONS,
-                                        delay_ms=delay)
+            delay = max(0.0, bc / half_rate * 1000 - batch["p50"] / 2)
+            paced = ours.measure(key, batch=100, duration=args.duration, connections=bc, delay_ms=delay)
         finally:
-            ours_server.stop()
+            bare.stop()
+            ours.stop()
         engine.dispose()
 
-    for name, run in (("bare", base), ("single", single), ("batch", batch), ("paced", paced)):
+    runs = [(f"c{c} {name}", run) for c, base, single in singles for name, run in (("bare", base), ("ours", single))]
+    for name, run in runs + [("batch", batch), ("paced", paced)]:
         if run["non2xx"] or run["errors"]:
             print(f"WARNING: {name}: {run['non2xx']} non-2xx answers, {run['errors']} socket errors")
-    ratio = single["rps"] / base["rps"]
-    events_per_s = batch["rps"] * 100
-    durable_per_s = batch_stored / args.duration
+
     def cpu(run, per=1):
         return f"{run['cpu_us'] / per:,.0f} us CPU/{'req' if per == 1 else 'event'}"
 
-    rows = [
-        ("single event, bare Starlette (parse JSON, 200)", f"{base['rps']:,.0f} req/s", f"p50 {base['p50']:.2f} ms",
-         f"p99 {base['p99']:.2f} ms", cpu(base)),
-        ("single event, Switchboard (durable)", f"{single['rps']:,.0f} req/s", f"p50 {single['p50']:.2f} ms",
-         f"p99 {single['p99']:.2f} ms", cpu(single)),
-        ("  ratio ours / bare (target >= 0.6)", f"{ratio:.2f}", f"stored {single_stored:,}", "",
-         f"CPU ratio {base['cpu_us'] / single['cpu_us']:.2f}"),
-        ("batches of 100, max rate", f"{batch['rps']:,.0f} req/s", f"p50 {batch['p50']:.2f} ms",
-         f"p99 {batch['p99']:.2f} ms", cpu(batch, 100)),
-        ("  durable events/s (target >= 30,000)", f"{events_per_s:,.0f}",
-         f"in DB: {durable_per_s:,.0f}/s", "", ""),
+    def line(run):
+        return [f"p50 {run['p50']:.2f} ms", f"p99 {run['p99']:.2f} ms"]
+
+    rows = []
+    for c, base, single in singles:
+        rows += [
+            (f"single event, {c} conns: bare Starlette", f"{base['rps']:,.0f} req/s", *line(base), cpu(base)),
+            (f"single event, {c} conns: Switchboard (durable)", f"{single['rps']:,.0f} req/s", *line(single),
+             cpu(single)),
+            ("  ratio ours / bare (target >= 0.6)", f"{single['rps'] / base['rps']:.2f}",
+             f"stored {single['stored']:,}", "", f"CPU ratio {base['cpu_us'] / single['cpu_us']:.2f}"),
+        ]
+    rows += [
+        (f"batches of 100, {bc} conns, max rate", f"{batch['rps']:,.0f} req/s", *line(batch), cpu(batch, 100)),
+        ("  durable events/s (target >= 30,000)", f"{batch['rps'] * 100:,.0f}",
+         f"in DB: {batch_stored / args.duration:,.0f}/s", "", ""),
         (f"batches of 100 at half rate ({paced['rps']:,.0f} req/s)", f"{paced['rps'] * 100:,.0f} ev/s",
-         f"p50 {paced['p50']:.2f} ms", f"p99 {paced['p99']:.2f} ms", cpu(paced, 100)),
+         *line(paced), cpu(paced, 100)),
     ]
     width = max(len(r[0]) for r in rows)
     print()
