@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from server.store.engine import read_only
 from server.store.schema import admin_tokens, app_state
@@ -63,9 +64,13 @@ def get_or_create_state(engine: Engine, key: str, make) -> str:
     value = get_state(engine, key)
     if value is not None:
         return value
-    with engine.begin() as conn:
-        value = conn.execute(select(app_state.c.value).where(app_state.c.key == key)).scalar_one_or_none()
-        if value is None:
-            value = make()
-            conn.execute(app_state.insert().values(key=key, value=value))
+    try:
+        with engine.begin() as conn:
+            value = conn.execute(select(app_state.c.value).where(app_state.c.key == key)).scalar_one_or_none()
+            if value is None:
+                value = make()
+                conn.execute(app_state.insert().values(key=key, value=value))
+    except IntegrityError:
+        # PostgreSQL: another process inserted it between our read and our insert. Theirs wins.
+        value = get_state(engine, key)
     return value
