@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from scaleout_cluster import ROOT
-from server.store import open_store, tokens
+from server.store import open_store, tokens, workspace
 from server.store.migrations import schema_migrations
 
 pytestmark = pytest.mark.postgres
@@ -66,3 +66,24 @@ def test_two_processes_creating_the_same_first_run_secret_agree_on_one(pg):
         assert tokens.get_state(engine, "session_secret_race") == got[0]
     finally:
         engine.dispose()
+
+
+def test_sources_created_at_once_by_several_servers_get_distinct_slugs(pg):
+    """The slug names the source's warehouse schema: two sources must never share one."""
+    url = pg.create_database()
+    engines = [open_store(url) for _ in range(4)]
+    barrier = threading.Barrier(4)
+    slugs: list[str] = []
+
+    def create(engine) -> None:
+        barrier.wait(10)
+        slugs.append(workspace.create_source(engine, "Shop")["slug"])
+
+    threads = [threading.Thread(target=create, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for engine in engines:
+        engine.dispose()
+    assert sorted(slugs) == ["shop", "shop_2", "shop_3", "shop_4"]

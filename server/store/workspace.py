@@ -29,6 +29,7 @@ log = logging.getLogger("switchboard.store")
 SettingsListener = Callable[[int, str, int], None]
 _listeners: list[SettingsListener] = []
 NOTIFY_CHANNEL = "switchboard_settings"
+_SLUG_LOCK_ID = 0x5B0A_0003  # PostgreSQL advisory lock key (migrations use 0x5B0A_0001)
 
 
 class NotFound(LookupError):
@@ -190,6 +191,10 @@ def create_source(engine: Engine, name: str, *, actor: str = "system") -> dict[s
 
 
 def _unique_slug(conn: Connection, base: str) -> str:
+    if conn.dialect.name == "postgresql":
+        # Serialise slug choice across processes until commit: two servers creating "Shop" at
+        # once would otherwise both pick "shop" (it names the source's warehouse schema).
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(k)s)", {"k": _SLUG_LOCK_ID})
     taken = set(conn.execute(select(sources.c.slug).where(sources.c.slug.like(f"{base}%"))).scalars())
     slug, n = base, 2
     while slug in taken:
