@@ -9,7 +9,8 @@ Runs a real ``switchboard serve`` (collector + delivery workers in one process, 
 2. receipt→delivery latency p50/p99 at a paced 1,000 events/s (target p99 ≤ 250 ms);
 3. isolation: a healthy destination's delivered events/s alone vs. beside a hanging one
    (target: within 10 %), alternating rounds on fresh servers so both see the same machine load;
-4. latency again at a lower paced rate (``--low-rate``, 200/s), for context on a busy machine.
+4. for context: latency at a lower paced rate (``--low-rate``, 200/s), and throughput and
+   1,000/s latency with webhook batching (``batch_size`` 20: one request per 20 events).
 
 Usage: .venv/bin/python bench/deliver.py [--postgres] [--events 5000] [--paced-seconds 10]
 """
@@ -162,12 +163,12 @@ def wait_delivered(engine, destination_id: int, count: int, timeout: float = 300
 class Switchboard:
     """A fresh database with one source and its webhook destinations, and ``switchboard serve`` on it."""
 
-    def __init__(self, db_url: str, urls: list[str]):
+    def __init__(self, db_url: str, urls: list[str], batch_size: int = 1):
         self.engine = open_store(db_url)
         self.source = workspace.create_source(self.engine, "bench")
         self.destinations = [
             workspace.add_destination(self.engine, self.source["id"], slug="webhooks", mode="cloud", enabled=True,
-                                      settings={"url": url})
+                                      settings={"url": url, "batch_size": batch_size})
             for url in urls
         ]
         port = free_port()
@@ -186,9 +187,9 @@ class Switchboard:
         self.engine.dispose()
 
 
-def throughput(new_db, urls: list[str], events: int) -> tuple[float, float]:
+def throughput(new_db, urls: list[str], events: int, batch_size: int = 1) -> tuple[float, float]:
     """(ingest events/s, delivered events/s of the first destination) on a fresh server."""
-    board = Switchboard(new_db(), urls)
+    board = Switchboard(new_db(), urls, batch_size)
     try:
         began = time.perf_counter()
         post_s = asyncio.run(post_all(board.url, board.source["write_key"], events))
@@ -198,8 +199,8 @@ def throughput(new_db, urls: list[str], events: int) -> tuple[float, float]:
         board.close()
 
 
-def paced_latency(new_db, receiver: str, seconds: float, rate: int = 1000) -> list[float]:
-    board = Switchboard(new_db(), [receiver + "/ok"])
+def paced_latency(new_db, receiver: str, seconds: float, rate: int = 1000, batch_size: int = 1) -> list[float]:
+    board = Switchboard(new_db(), [receiver + "/ok"], batch_size)
     try:
         sent = asyncio.run(post_paced(board.url, board.source["write_key"], rate, seconds))
         wait_delivered(board.engine, board.destinations[0]["id"], sent)
@@ -228,6 +229,8 @@ def run(new_db, args) -> None:
             beside.append(throughput(new_db, [receiver + "/ok", hanging], args.events)[1])
         lat = paced_latency(new_db, receiver, args.paced_seconds)
         slow = paced_latency(new_db, receiver, args.paced_seconds, rate=args.low_rate)
+        batched_rate = throughput(new_db, [receiver + "/ok"], args.events, batch_size=20)[1]
+        batched = paced_latency(new_db, receiver, args.paced_seconds, batch_size=20)
     finally:
         for process in processes:
             process.kill()  # the hanging requests are still open: no graceful stop
@@ -246,6 +249,10 @@ def run(new_db, args) -> None:
         ("paced: max receipt→delivery, ms", f"{max(lat):.1f}", f"{len(lat)} events"),
         (f"paced {args.low_rate:,} events/s: p50 / p99 receipt→delivery, ms",
          f"{pct(slow, 0.5):.0f} / {pct(slow, 0.99):.0f}", f"p99 {pct(slow, 0.99) / 250:.2f} of 250 ms"),
+        ("webhook batch_size 20: delivered, events/s", f"{batched_rate:,.0f}",
+         f"{batched_rate / alone_rate:.2f} of unbatched"),
+        ("webhook batch_size 20, paced 1,000 events/s: p50 / p99, ms",
+         f"{pct(batched, 0.5):.0f} / {pct(batched, 0.99):.0f}", f"p99 {pct(batched, 0.99) / 250:.2f} of 250 ms"),
     ]
     database = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\nswitchboard delivery benchmark — {database}, {os.cpu_count()} CPUs, "
