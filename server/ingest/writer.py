@@ -128,7 +128,11 @@ class GroupCommitWriter:
                 except queue.Empty:
                     break
             if group:
-                self._commit(group)
+                try:
+                    self._commit(group)
+                except Exception as exc:  # a bug here must not leave requests waiting forever
+                    log.exception("group commit failed unexpectedly")
+                    _resolve([(item, None, exc) for item in group])
             if time.monotonic() - self._last_prune >= self.prune_every:
                 self._prune()
 
