@@ -59,6 +59,7 @@ def negotiate(accept_encoding: str) -> str:
     return "identity"
 
 
+@lru_cache(maxsize=4096)
 def _matching_tag(if_none_match: str, digest: str) -> str | None:
     """The tag in If-None-Match that names a representation of content ``digest``, if any.
 
