@@ -8,6 +8,8 @@
 - ``ratelimit``: a token bucket per write key.
 - ``cors``: CORS headers for every answer and the preflight.
 - ``writer``: the group-commit writer (one transaction for everything pending).
+- ``asgi``: the request and answer objects of the hot path (raw headers, prepared bytes).
 - ``client_metrics``: counts what browsers post to ``/v1/m``.
+- ``stats``: Prometheus counters for accepted, duplicate and refused events.
 - ``events_api``: the admin read API over stored events.
 """
