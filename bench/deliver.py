@@ -12,7 +12,7 @@ Runs a real ``switchboard serve`` (collector + delivery workers in one process, 
 4. for context: latency at a lower paced rate (``--low-rate``, 200/s), and throughput and
    1,000/s latency with webhook batching (``batch_size`` 20: one request per 20 events).
 
-Usage: .venv/bin/python bench/deliver.py [--postgres] [--events 5000] [--paced-seconds 10]
+Usage: .venv/bin/python bench/deliver.py [--postgres] [--events 2000] [--rounds 3] [--paced-seconds 5]
 """
 
 from __future__ import annotations
@@ -270,9 +270,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--postgres", action="store_true", help="use a throwaway PostgreSQL instead of SQLite")
-    parser.add_argument("--events", type=int, default=3000, help="events per throughput phase (default 3000)")
-    parser.add_argument("--paced-seconds", type=float, default=10.0, help="length of the 1,000 events/s phase")
-    parser.add_argument("--rounds", type=int, default=2, help="alone/beside rounds, medians compared (default 2)")
+    parser.add_argument("--events", type=int, default=2000, help="events per throughput phase (default 2000)")
+    parser.add_argument("--paced-seconds", type=float, default=5.0, help="length of each paced phase (default 5 s)")
+    parser.add_argument("--rounds", type=int, default=3, help="alone/beside rounds, medians compared (default 3)")
     parser.add_argument("--low-rate", type=int, default=200, help="a second paced rate, for context (default 200)")
     args = parser.parse_args()
     if args.receiver:
