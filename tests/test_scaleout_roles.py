@@ -5,6 +5,7 @@ with SIGTERM under load has stored every event it acknowledged."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -203,7 +204,7 @@ def test_sigterm_to_a_server_under_load_keeps_every_acknowledged_event(pg_url, p
 def test_an_unknown_role_is_refused_with_one_line():
     for argv, env in ((["serve", "--role", "worker"], {}), (["serve"], {"SWITCHBOARD_ROLE": "backend"})):
         result = subprocess.run([sys.executable, "-m", "server.cli", *argv], cwd=ROOT, capture_output=True, text=True,
-                                env={**__import__("os").environ, **env}, timeout=30)
+                                env={**os.environ, **env}, timeout=30)
         assert result.returncode == 2
         assert len(result.stderr.strip().splitlines()) == 1
         assert "edge" in result.stderr and "all" in result.stderr

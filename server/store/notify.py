@@ -63,7 +63,6 @@ class NotifyListener:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._conn = None
         self._own_pids: set[int] = set()
         self._engine_hooks: list = []
         self.connected = threading.Event()
