@@ -17,8 +17,6 @@ from sqlalchemy import text
 from server.store import open_store
 from server.store.notify import EVENTS_CHANNEL, SETTINGS_CHANNEL, NotifyListener, notify
 
-pytestmark = pytest.mark.postgres
-
 # A separate process: a listener on both channels printing what it receives, one line each.
 LISTENER_SCRIPT = textwrap.dedent(
     """
@@ -74,6 +72,7 @@ def listener_process(pg_url):
     assert proc.process.returncode == 0
 
 
+@pytest.mark.postgres
 def test_notify_reaches_another_process_within_a_second(pg_url, listener_process):
     engine = open_store(pg_url)
     try:
@@ -91,6 +90,7 @@ def test_notify_reaches_another_process_within_a_second(pg_url, listener_process
         engine.dispose()
 
 
+@pytest.mark.postgres
 def test_rolled_back_transaction_announces_nothing(pg_url, listener_process):
     engine = open_store(pg_url)
     try:
@@ -105,6 +105,7 @@ def test_rolled_back_transaction_announces_nothing(pg_url, listener_process):
         engine.dispose()
 
 
+@pytest.mark.postgres
 def test_listener_reconnects_after_its_connection_is_killed(pg_url, listener_process):
     engine = open_store(pg_url)
     try:
@@ -122,6 +123,7 @@ def test_listener_reconnects_after_its_connection_is_killed(pg_url, listener_pro
         engine.dispose()
 
 
+@pytest.mark.postgres
 def test_a_failing_callback_does_not_silence_the_others(pg_url):
     open_store(pg_url).dispose()
     got: queue.Queue[str] = queue.Queue()
