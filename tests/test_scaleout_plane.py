@@ -17,9 +17,6 @@ from server.config import Config
 from server.scaleout import parse_settings_payload
 from server.store import events, open_store, workspace
 
-pytestmark = pytest.mark.postgres
-
-
 def run_elsewhere(url: str, code: str) -> str:
     """Run store code in another process (as another server would) and return its stdout."""
     script = f"from server.store import open_store, workspace\nengine = open_store({url!r})\n{code}"
@@ -49,6 +46,7 @@ def drain(seen: queue.Queue, wait: float = 0.5) -> list[tuple[int, str, int]]:
     return out
 
 
+@pytest.mark.postgres
 def test_a_change_in_another_process_is_announced_here_within_a_second(running_app):
     url, engine, seen = running_app
     source = workspace.create_source(engine, "Shop")
@@ -64,6 +62,7 @@ def test_a_change_in_another_process_is_announced_here_within_a_second(running_a
     assert drain(seen) == []
 
 
+@pytest.mark.postgres
 def test_rotated_and_deleted_keys_are_announced_as_gone(running_app):
     url, engine, seen = running_app
     source = workspace.create_source(engine, "Blog")
@@ -74,6 +73,7 @@ def test_rotated_and_deleted_keys_are_announced_as_gone(running_app):
     assert drain(seen, 1.0) == [(source["id"], new_key, -1)]
 
 
+@pytest.mark.postgres
 def test_events_appended_by_another_process_wake_this_ones_readers(running_app):
     url, engine, _ = running_app
     woken: queue.Queue[int] = queue.Queue()
@@ -95,6 +95,7 @@ def test_events_appended_by_another_process_wake_this_ones_readers(running_app):
         unsubscribe()
 
 
+@pytest.mark.postgres
 def test_after_its_listener_reconnects_every_source_is_announced(running_app):
     """Notifications sent while the LISTEN connection was down are lost: after reconnecting, the
     plane treats every source as changed (caches rebuild) and wakes the event readers."""

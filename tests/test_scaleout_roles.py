@@ -25,9 +25,6 @@ from server.store.delivery import delivery_jobs
 from server.store.events import events
 from server.warehouse.naming import schema_name
 
-pytestmark = pytest.mark.postgres
-
-
 @pytest.fixture
 def pg_url(pg):
     engine = open_store(url := pg.create_database())
@@ -55,6 +52,7 @@ def count(engine, table, *where) -> int:
         return conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
 
 
+@pytest.mark.postgres
 def test_an_edge_stores_events_and_only_a_worker_delivers_them(pg_url, receiver, processes):
     url, engine = pg_url
     edge = server(url, "edge").start()
@@ -70,6 +68,7 @@ def test_an_edge_stores_events_and_only_a_worker_delivers_them(pg_url, receiver,
     assert not receiver.wait_for([e["messageId"] for e in batch], timeout=20)
 
 
+@pytest.mark.postgres
 def test_with_edge_servers_a_worker_loads_the_warehouse(pg, pg_url, processes):
     url, engine = pg_url
     warehouse_url = pg.create_database()
@@ -95,6 +94,7 @@ def test_with_edge_servers_a_worker_loads_the_warehouse(pg, pg_url, processes):
         target.dispose()
 
 
+@pytest.mark.postgres
 def test_serve_with_role_all_delivers_by_itself(pg_url, receiver, processes):
     url, engine = pg_url
     whole = server(url, "all").start()
@@ -106,6 +106,7 @@ def test_serve_with_role_all_delivers_by_itself(pg_url, receiver, processes):
     assert not receiver.wait_for([e["messageId"] for e in batch], timeout=20)
 
 
+@pytest.mark.postgres
 def test_sigterm_to_a_worker_releases_its_leases_at_once(pg_url, processes):
     url, engine = pg_url
     slow = Receiver(delay=0.05)
@@ -133,6 +134,7 @@ def test_sigterm_to_a_worker_releases_its_leases_at_once(pg_url, processes):
         slow.close()
 
 
+@pytest.mark.postgres
 def test_a_job_whose_lease_ran_out_in_a_workers_queue_is_not_sent_twice(pg_url, processes):
     """Each worker leases 4 jobs at a time (its queue) but sends one at a time, 0.6 s each, with
     2 s leases: the 4th job of a batch would be sent 1.8 s into a 2 s lease, while the other
@@ -158,6 +160,7 @@ def test_a_job_whose_lease_ran_out_in_a_workers_queue_is_not_sent_twice(pg_url, 
         slow.close()
 
 
+@pytest.mark.postgres
 def test_sigterm_to_a_server_under_load_keeps_every_acknowledged_event(pg_url, processes):
     url, engine = pg_url
     edge = server(url, "edge").start()
