@@ -21,6 +21,7 @@ from starlette.routing import Route
 from server.admin.auth import bearer_token, is_admin
 from server.errors import ApiError
 from server.store import delivery as store
+from server.store import delivery_stats as queries
 from server.store import workspace
 
 FINISHED = (store.DELIVERED, store.DEAD, store.SKIPPED)
@@ -32,7 +33,7 @@ class DeliveryCollector:
 
     def collect(self):
         destinations = {d["id"]: d for d in workspace.list_destinations(self.engine)}
-        counts = store.status_counts(self.engine)
+        counts = queries.status_counts(self.engine)
         finished = CounterMetricFamily(
             "switchboard_delivery_jobs", "Deliveries finished, by destination and outcome",
             labels=["destination_id", "slug", "status"])
@@ -50,7 +51,7 @@ class DeliveryCollector:
                 finished.add_metric(labels + [status], by_status[status])
             for status in store.PENDING:
                 pending.add_metric(labels + [status], by_status[status])
-            for q, value in store.latency_percentiles(self.engine, destination_id, since).items():
+            for q, value in queries.latency_percentiles(self.engine, destination_id, since).items():
                 if value is not None:
                     latency.add_metric(labels + [str(q)], value / 1000)
         return [finished, pending, latency]

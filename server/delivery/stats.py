@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from server.store import delivery as store
+from server.store import delivery_stats as queries
 
 LATENCY_WINDOW = timedelta(hours=24)
 SERIES_HOURS = 24
@@ -29,7 +30,7 @@ def hourly_series(engine: Engine, destination_id: int, now: datetime | None = No
     now = now or store.utcnow()
     first = _hour(now) - timedelta(hours=SERIES_HOURS - 1)
     buckets = {first + timedelta(hours=i): {"delivered": 0, "retrying": 0, "dead": 0} for i in range(SERIES_HOURS)}
-    for status, stamps in store.hourly_events(engine, destination_id, first).items():
+    for status, stamps in queries.hourly_events(engine, destination_id, first).items():
         for stamp in stamps:
             bucket = buckets.get(_hour(stamp))
             if bucket is not None:
@@ -39,9 +40,9 @@ def hourly_series(engine: Engine, destination_id: int, now: datetime | None = No
 
 def destination_stats(engine: Engine, destination: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     now = now or store.utcnow()
-    counts = store.status_counts(engine, destination["id"]).get(destination["id"], dict.fromkeys(store.STATUSES, 0))
-    percentiles = store.latency_percentiles(engine, destination["id"], now - LATENCY_WINDOW)
-    error = store.last_error(engine, destination["id"])
+    counts = queries.status_counts(engine, destination["id"]).get(destination["id"], dict.fromkeys(store.STATUSES, 0))
+    percentiles = queries.latency_percentiles(engine, destination["id"], now - LATENCY_WINDOW)
+    error = queries.last_error(engine, destination["id"])
     return {
         "destination_id": destination["id"],
         "slug": destination["slug"],

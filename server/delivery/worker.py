@@ -5,7 +5,7 @@
 - The dispatcher starts a *lane* for every destination that has due jobs. A lane claims that
   destination's jobs (leases), and sends at most ``concurrency`` requests at a time. Lanes
   share nothing but the HTTP client, so a destination that hangs fills only its own lane.
-- Results go to one writer task that records many outcomes per transaction (group commit).
+- Results go to one writer task that records many outcomes per transaction (``results.py``).
 
 Stopping: no new claims, in-flight sends get ``shutdown_grace`` seconds to finish, results are
 written, and leases of jobs not finished are released so another worker takes them at once.
@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -29,8 +29,9 @@ from starlette.concurrency import run_in_threadpool
 from server.catalog import Catalog, effective_settings
 from server.delivery import fanout
 from server.delivery.policy import RetryPolicy
+from server.delivery.results import ResultWriter, job_result
 from server.delivery.router import translator
-from server.delivery.sender import DEAD, DELIVERED, RETRY, Attempt, Outcome, Sender
+from server.delivery.sender import DEAD, Outcome, Sender
 from server.store import delivery as store
 from server.store import events, workspace
 
@@ -72,7 +73,6 @@ class DeliveryService:
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._lanes: dict[int, asyncio.Task] = {}
-        self._results: asyncio.Queue = asyncio.Queue()
         self._unsubscribe = None
 
     # ---------------------------------------------------------------- life cycle
@@ -87,12 +87,12 @@ class DeliveryService:
         # store opens a connection per transaction: holding one idle connection open for our
         # lifetime keeps every claim and result from paying for that (3–5x faster commits).
         self._keeper = self.engine.raw_connection() if self.engine.dialect.name == "sqlite" else None
+        self._results = ResultWriter(self.engine, self.owner, on_retry=self._work.set).start()
         self._unsubscribe = events.on_events_appended(self.wake)
         self._tasks = [
             asyncio.create_task(self._fanout_loop(), name="delivery-fanout"),
             asyncio.create_task(self._dispatch_loop(), name="delivery-dispatch"),
         ]
-        self._writer = asyncio.create_task(self._writer_loop(), name="delivery-writer")
         log.info("delivery worker %s started", self.owner)
         return self
 
@@ -115,8 +115,7 @@ class DeliveryService:
             for lane in lanes:
                 lane.cancel()
             await asyncio.gather(*lanes, return_exceptions=True)
-        await self._results.put(None)  # the writer drains everything queued before this
-        await self._writer
+        await self._results.close()  # writes everything queued before this
         if self._own_sender:
             await self.sender.aclose()
         if self._keeper is not None:
@@ -253,13 +252,12 @@ class DeliveryService:
             try:
                 outcome, reason = await self._attempt(destination, jobs)
                 now = store.utcnow()
-                results = [self._result(job, outcome, reason, outcome.attempts, now) for job in jobs]
+                results = [job_result(job, outcome, reason, self.policy, now) for job in jobs]
             except Exception:  # a bug here must not strand the jobs: their leases are released
                 log.exception("delivering jobs %s failed", [job["id"] for job in jobs])
                 return
             for job, result in zip(jobs, results):
-                # In a batch every job keeps its own copy of the shared request's record.
-                await self._results.put(result)
+                self._results.put(result)
                 claimed.pop(job["id"], None)
 
     def _lease_left(self, jobs: list[dict[str, Any]]) -> bool:
@@ -292,63 +290,6 @@ class DeliveryService:
             return await self.sender.perform(requests, clock=store.utcnow), None
         except Exception as exc:
             return Outcome(DEAD), f"could not send: {type(exc).__name__}: {exc}"
-
-    def _result(self, job, outcome: Outcome, reason: str | None, attempts: list[Attempt], now: datetime):
-        last = outcome.last
-        result: dict[str, Any] = {
-            "job_id": job["id"], "destination_id": job["destination_id"], "next_attempt_at": now,
-            "tries": 1 if outcome.attempts else 0, "attempts": [a.row() for a in attempts],
-            "last_status": last.status if last else None,
-            "last_error": reason or (last.error if last else None),
-        }
-        if outcome.outcome == DELIVERED:
-            latency = (now - job["received_at"]).total_seconds() * 1000
-            result.update(status=store.DELIVERED, finished_at=now, latency_ms=round(latency, 3), last_error=None)
-        elif outcome.outcome == RETRY:
-            when = self.policy.next_attempt(job["created_at"], job["attempts"] + 1, now, last.retry_after)
-            if when is None:
-                result.update(status=store.DEAD, finished_at=now,
-                              last_error=f"gave up after the retry window ({self.policy.window:g}s): {last.error}")
-                if result["attempts"]:
-                    result["attempts"][-1] = {**result["attempts"][-1], "outcome": store.DEAD,
-                                              "error": result["last_error"]}
-            else:
-                result.update(status=store.RETRYING, next_attempt_at=when)
-        elif outcome.outcome == DEAD:
-            result.update(status=store.DEAD, finished_at=now)
-            if not result["attempts"]:  # never sent (bad settings): still one record of why
-                result["attempts"] = [{"at": now, "outcome": store.DEAD, "request": None, "status": None,
-                                       "response": None, "error": reason, "latency_ms": None}]
-        else:
-            result.update(status=store.SKIPPED, finished_at=now)
-        return result
-
-    # ---------------------------------------------------------------- results
-
-    async def _writer_loop(self) -> None:
-        done = False
-        while not done:
-            item = await self._results.get()
-            batch = []
-            while item is not None:
-                batch.append(item)
-                if self._results.empty() or len(batch) >= 1000:
-                    break
-                item = self._results.get_nowait()
-            done = item is None
-            batch_written = list(batch)
-            while batch:
-                try:
-                    await run_in_threadpool(store.finish, self.engine, self.owner, batch)
-                    batch = []
-                except Exception:
-                    log.exception("recording %d delivery results failed; retrying", len(batch))
-                    if self._stopping:
-                        break  # the leases run out and the jobs are sent again (at-least-once)
-                    await asyncio.sleep(0.5)
-            if not done and any(r["status"] == store.RETRYING for r in batch_written):
-                self._work.set()  # a retry may be due sooner than the dispatcher's next look
-
 
 def _destination_or_none(engine: Engine, destination_id: int) -> dict[str, Any] | None:
     try:
