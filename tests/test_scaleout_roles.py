@@ -23,6 +23,7 @@ from scaleout_cluster import (
 from server.store import open_store
 from server.store.delivery import delivery_jobs
 from server.store.events import events
+from server.store.warehouse import warehouse_syncs
 from server.warehouse.naming import schema_name
 
 @pytest.fixture
@@ -69,27 +70,37 @@ def test_an_edge_stores_events_and_only_a_worker_delivers_them(pg_url, receiver,
 
 
 @pytest.mark.postgres
-def test_with_edge_servers_a_worker_loads_the_warehouse(pg, pg_url, processes):
+def test_with_edge_servers_the_workers_load_the_warehouse_once(pg, pg_url, processes):
+    """Both workers run the warehouse scheduler; its lock lets one load at a time, so every
+    event lands exactly once and no sync fails."""
     url, engine = pg_url
     warehouse_url = pg.create_database()
     edge = server(url, "edge").start()
-    processes += [edge, worker(url).start()]
+    processes += [edge, worker(url).start(), worker(url).start()]
     source = create_source(edge.url, "Edge Warehouse")
-    add_destination(edge.url, source["id"], "warehouse", {
+    destination = add_destination(edge.url, source["id"], "warehouse", {
         "target": "postgresql", "database_url": warehouse_url, "sync_interval_seconds": 1})
-    send_batches([edge.url], source["write_key"], [make_batch(20, "wh")])
     schema = schema_name(source["slug"])
     target = create_engine(warehouse_url)
+
+    def loaded() -> int:
+        with target.connect() as conn:
+            exists = conn.execute(text("SELECT to_regclass(:t)"), {"t": f"{schema}.tracks"}).scalar()
+            return conn.execute(text(f'SELECT count(DISTINCT id) FROM "{schema}".tracks')).scalar() if exists else 0
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with target.connect() as conn:
-                exists = conn.execute(text("SELECT to_regclass(:t)"), {"t": f"{schema}.tracks"}).scalar()
-                loaded = exists and conn.execute(text(f'SELECT count(*) FROM "{schema}".tracks')).scalar()
-            if loaded == 20 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert loaded == 20, "the worker did not load the events into the warehouse"
+        for round_ in range(3):
+            send_batches([edge.url], source["write_key"], [make_batch(20, f"wh{round_}")])
+            deadline = time.monotonic() + 30
+            while loaded() < 20 * (round_ + 1) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        with target.connect() as conn:
+            rows = conn.execute(text(f'SELECT count(*) FROM "{schema}".tracks')).scalar()
+        assert (loaded(), rows) == (60, 60), "the workers did not load every event exactly once"
+        with engine.connect() as conn:
+            failed = conn.execute(select(func.count()).select_from(warehouse_syncs).where(
+                warehouse_syncs.c.destination_id == destination["id"], warehouse_syncs.c.error.is_not(None))).scalar()
+        assert failed == 0
     finally:
         target.dispose()
 
