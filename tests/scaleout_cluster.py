@@ -181,6 +181,14 @@ class Receiver:
                 return missing
             time.sleep(0.1)
 
+    def wait_count(self, n: int, timeout: float = 30) -> None:
+        """Wait until ``n`` distinct message ids have arrived (delivery is under way)."""
+        deadline = time.monotonic() + timeout
+        while len(self.counts()) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(self.counts())} of {n} events arrived in {timeout}s")
+            time.sleep(0.01)
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()

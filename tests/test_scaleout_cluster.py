@@ -174,8 +174,7 @@ def test_kill_9_of_a_worker_mid_delivery_loses_nothing(cluster):
         batches = [make_batch(100, f"k{i}") for i in range(20)]  # one request per event
         sent = [event["messageId"] for batch in batches for event in batch]
         send_batches([cluster.a.url, cluster.b.url], source["write_key"], batches)
-        while len(slow.counts()) < 300:  # delivery is under way
-            time.sleep(0.01)
+        slow.wait_count(300)  # delivery is under way
         victim = cluster.workers[0]
         victim.kill()
         killed_at = time.monotonic()

@@ -131,8 +131,7 @@ def test_sigterm_to_a_worker_releases_its_leases_at_once(pg_url, processes):
         # Long leases: if the stopped worker did not give its jobs back, the other would wait 120 s.
         first, second = worker(url, 120).start(), worker(url, 120).start()
         processes += [first, second]
-        while len(slow.counts()) < 60:
-            time.sleep(0.01)
+        slow.wait_count(60)
         stopped_at = time.monotonic()
         assert first.stop(timeout=30) == 0, first.lines[-5:]
         print(f"worker stopped {time.monotonic() - stopped_at:.2f}s after SIGTERM; output: {first.lines}")
