@@ -82,8 +82,14 @@ def test_events_sent_to_the_collector_land_in_the_warehouse(target, tmp_path, li
         def loaded():
             return wh_path.exists() and query("SELECT count(*) FROM sqlite_master WHERE name = 'aliases'")[0][0]
 
+    def settled_history():
+        # A table can be visible while the same sync still loads the others: wait until no
+        # sync is running before reading the warehouse.
+        syncs = admin.get(f"/api/v1/destinations/{destination_id}/syncs").json()["syncs"]
+        return syncs if syncs and all(s["status"] != "running" for s in syncs) else None
+
     _wait_for(loaded)
-    history = _wait_for(lambda: admin.get(f"/api/v1/destinations/{destination_id}/syncs").json()["syncs"])
+    history = _wait_for(settled_history)
     assert history[-1]["trigger"] == "schedule" and history[-1]["status"] == "succeeded"
 
     assert query("SELECT id, event, event_text FROM tracks ORDER BY id") == [
