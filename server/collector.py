@@ -53,6 +53,7 @@ SINGLE = {
 BATCH = ("batch", "import", "b")
 SUCCESS = b'{"success":true}'
 STORAGE_RETRY_AFTER = "5"
+_heap_frozen = False
 
 
 class Collector:
@@ -92,9 +93,14 @@ async def startup(app: Starlette) -> None:
         endpoint.collector = app.state.collector
     # Every event parsed is a handful of dicts, so the cyclic GC runs often; each full pass
     # would walk the whole start-up heap (SQLAlchemy, templates, catalog) — about a tenth of a
-    # busy collector's CPU. Freezing what exists now takes it out of those passes.
-    gc.collect()
-    gc.freeze()
+    # busy collector's CPU. Freezing what exists now takes it out of those passes. Once per
+    # process: frozen cycles are never collected, so a test session starting many apps must
+    # not freeze each one's leftovers.
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 async def shutdown(app: Starlette) -> None:
