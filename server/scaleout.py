@@ -1,7 +1,9 @@
 """Scale-out glue: what one process learns from the others through PostgreSQL.
 
 Many ``switchboard serve`` and ``switchboard worker`` processes may share one PostgreSQL. This
-plane has no routes; its startup runs one ``NotifyListener`` per process and bridges:
+plane has no routes; its startup runs one ``NotifyListener`` per server process (a worker runs
+its own, see server/delivery/commands.py) that skips the process's own notifications, and
+bridges:
 
 - ``switchboard_settings`` → ``workspace.announce_remote``: the very path that local settings
   changes take, so the bundle cache (and anything else subscribed with
@@ -12,7 +14,8 @@ plane has no routes; its startup runs one ``NotifyListener`` per process and bri
 
 Notifications are lost while the listener is disconnected, so after each reconnection every
 source is announced at its current version and the workers are woken once (the cheap
-version check). On SQLite this plane does nothing: there is only one machine to tell.
+version check). On SQLite this plane does nothing: several processes on one SQLite file
+(``serve --workers N``) rely on the bundle cache's once-a-second version check.
 """
 
 from __future__ import annotations
