@@ -199,3 +199,33 @@ def test_a_warehouse_connection_lost_mid_sync_is_a_failed_sync_not_a_crash(tmp_p
     assert sync["status"] == "failed" and sync["error"]
     assert store.get_cursor(wh.engine, wh.destination["id"]) == 0
     assert wh.sync()["rows"] == {"pages": 1}  # the next sync loads it
+
+
+@pytest.mark.postgres
+def test_an_event_that_commits_late_with_a_lower_id_is_not_skipped(tmp_path, pg):
+    """Two collector processes on PostgreSQL: id 1 may commit after id 2. A sync that ran in
+    between must not move its cursor past 1, or that event would never reach the warehouse."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from server.store.events import events as events_table, rows_for
+
+    wh = build_warehouse("postgres", tmp_path, pg)
+    late_conn = wh.engine.connect()
+    late = late_conn.begin()
+
+    late_event = make_event("track", event="Order Completed", messageId="late-1")
+    late_conn.execute(insert(events_table), rows_for(wh.source["id"], datetime.now(timezone.utc), [late_event]))  # takes the lower id, not committed yet
+    wh.emit(make_event("track", event="Order Completed", messageId="early-2"))  # higher id, committed
+
+    started = time.monotonic()
+    first = wh.sync()  # the late writer is still open: the sync must not load past it
+    assert time.monotonic() - started >= 5.0 - 0.5  # it waited for the open transaction, then gave up
+    assert first["error"] is None and first["events"] == 0
+    late.commit()
+    late_conn.close()
+    second = wh.sync()
+    assert second["events"] == 2
+    assert sorted(r[0] for r in wh.query("SELECT id FROM order_completed")) == ["early-2", "late-1"]
+    wh.engine.dispose()

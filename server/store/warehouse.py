@@ -9,15 +9,19 @@ here.
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Column, Engine, ForeignKey, Index, String, Table, Text, func, select
+from sqlalchemy import JSON, Column, Engine, ForeignKey, Index, String, Table, Text, func, select, text
 
 from server.store.engine import read_only
 from server.store.events import events
 from server.store.schema import Id, UTCDateTime, metadata
+
+log = logging.getLogger("switchboard.warehouse")
 
 warehouse_cursors = Table(
     "warehouse_cursors",
@@ -90,10 +94,35 @@ def read_source_after(
     return [{"id": id_, "received_at": received, "event": loads(payload)} for id_, received, payload in rows]
 
 
-def last_event_id(engine: Engine, source_id: int) -> int:
-    """The newest logged event of a source (0 when it has none)."""
+def last_event_id(engine: Engine, source_id: int, *, floor: int = 0, settle_timeout: float = 5.0) -> int:
+    """The newest logged event of a source that is safe to load up to (``floor`` if none is).
+
+    On PostgreSQL ids come from a sequence before commit: with several collector processes,
+    id 41 can become visible after 42, and a cursor moved past 42 would skip 41 for ever. So
+    the newest id is read together with the snapshot's ``xmax``, and returned only once every
+    transaction that was running then has ended (``pg_snapshot_xmin`` ≥ that xmax): from then
+    on every id below it that will ever exist is visible. A transaction that stays open longer
+    than ``settle_timeout`` holds the sync back (``floor`` is returned: nothing loads this time).
+    """
     with read_only(engine) as conn:
-        return conn.execute(select(func.max(events.c.id)).where(events.c.source_id == source_id)).scalar() or 0
+        newest = conn.execute(select(func.max(events.c.id)).where(events.c.source_id == source_id)).scalar() or 0
+        if conn.dialect.name != "postgresql" or newest <= floor:
+            return newest
+    # An inserting transaction takes its id a moment before it owns an xid: read xmax a little
+    # later, so that every writer of an id up to ``newest`` is below it (as delivery's fan-out does).
+    time.sleep(0.02)
+    with engine.connect() as conn:
+        xmax = conn.execute(text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")).scalar_one()
+    deadline = time.monotonic() + settle_timeout
+    while True:
+        with engine.connect() as conn:
+            xmin = conn.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")).scalar_one()
+        if xmin >= xmax:
+            return newest
+        if time.monotonic() > deadline:
+            log.warning("warehouse: a long-running transaction holds loads of source %s back", source_id)
+            return floor
+        time.sleep(0.02)
 
 
 def pending_count(engine: Engine, source_id: int, after_id: int, cap: int) -> int:

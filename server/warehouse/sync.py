@@ -148,7 +148,7 @@ def _run(engine, catalog, target, destination, source, settings, sync_id, moved:
     error = None
     try:
         # What was logged when the sync started: under a steady stream a sync still ends.
-        up_to = store.last_event_id(engine, source["id"])
+        up_to = store.last_event_id(engine, source["id"], floor=store.get_cursor(engine, destination["id"]))
         while True:
             cursor = store.get_cursor(engine, destination["id"])
             with _cyclic_gc_paused():
