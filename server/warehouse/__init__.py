@@ -5,7 +5,8 @@ Modules: ``snakecase`` (go-snakecase port) · ``naming`` (flattening, reserved w
 batch) · ``loader`` (the two targets) · ``batch`` (one load) · ``sync`` (cursor, history,
 scheduler) · ``api`` · ``commands``. See docs/warehouse.md.
 
-The scheduler runs inside ``switchboard serve`` unless ``SWITCHBOARD_DELIVERY_WORKERS`` is off.
+The scheduler runs inside ``switchboard serve`` (unless ``SWITCHBOARD_DELIVERY_WORKERS`` is off)
+and inside ``switchboard worker``.
 """
 
 from __future__ import annotations
