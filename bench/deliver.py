@@ -10,7 +10,8 @@ Runs a real ``switchboard serve`` (collector + delivery workers in one process, 
 3. isolation: a healthy destination's delivered events/s alone vs. beside a hanging one
    (target: within 10 %), alternating rounds on fresh servers so both see the same machine load;
 4. for context: latency at a lower paced rate (``--low-rate``, 200/s), and throughput and
-   1,000/s latency with webhook batching (``batch_size`` 20: one request per 20 events).
+   1,000/s latency with webhook batching (``batch_size`` 20: one request per 20 events), and
+   1,000/s latency with delivery in a separate ``switchboard worker`` process.
 
 Usage: .venv/bin/python bench/deliver.py [--postgres] [--events 2000] [--rounds 3] [--paced-seconds 5]
 """
@@ -163,7 +164,7 @@ def wait_delivered(engine, destination_id: int, count: int, timeout: float = 300
 class Switchboard:
     """A fresh database with one source and its webhook destinations, and ``switchboard serve`` on it."""
 
-    def __init__(self, db_url: str, urls: list[str], batch_size: int = 1):
+    def __init__(self, db_url: str, urls: list[str], batch_size: int = 1, worker: bool = False):
         self.engine = open_store(db_url)
         self.source = workspace.create_source(self.engine, "bench")
         self.destinations = [
@@ -173,17 +174,22 @@ class Switchboard:
         ]
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.process = start([sys.executable, "-m", "server.cli", "serve"], {
-            "SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_PORT": str(port), "SWITCHBOARD_HOST": "127.0.0.1",
-            "SWITCHBOARD_LOG_LEVEL": "ERROR"}, log=open(Path(tempfile.gettempdir()) / "bench-deliver-serve.log", "a"))
+        env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_PORT": str(port), "SWITCHBOARD_HOST": "127.0.0.1",
+               "SWITCHBOARD_LOG_LEVEL": "ERROR", "SWITCHBOARD_DELIVERY_WORKERS": "false" if worker else "true"}
+        log = open(Path(tempfile.gettempdir()) / "bench-deliver-serve.log", "a")
+        self.processes = [start([sys.executable, "-m", "server.cli", "serve"], env, log=log)]
+        if worker:  # delivery in its own process: the collector and delivery each get a core
+            self.processes.append(start([sys.executable, "-m", "server.cli", "worker"], env, log=log))
         wait_for_port(port, 60)
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
         self.engine.dispose()
 
 
@@ -199,8 +205,9 @@ def throughput(new_db, urls: list[str], events: int, batch_size: int = 1) -> tup
         board.close()
 
 
-def paced_latency(new_db, receiver: str, seconds: float, rate: int = 1000, batch_size: int = 1) -> list[float]:
-    board = Switchboard(new_db(), [receiver + "/ok"], batch_size)
+def paced_latency(new_db, receiver: str, seconds: float, rate: int = 1000, batch_size: int = 1,
+                  worker: bool = False) -> list[float]:
+    board = Switchboard(new_db(), [receiver + "/ok"], batch_size, worker)
     try:
         sent = asyncio.run(post_paced(board.url, board.source["write_key"], rate, seconds))
         wait_delivered(board.engine, board.destinations[0]["id"], sent)
@@ -221,21 +228,25 @@ def run(new_db, args) -> None:
         ceiling = asyncio.run(direct_ceiling(receiver, 2000))
         # Alone and beside alternate, each on a fresh server and database, so that both see the
         # same machine load; the medians are compared.
-        alone, beside, ingest = [], [], []
+        alone, beside, paired, ingest = [], [], [], []
+        other_ok = hanging.replace("/hang", "/ok")
         for _ in range(args.rounds):
             rate_in, rate = throughput(new_db, [receiver + "/ok"], args.events)
             alone.append(rate)
             ingest.append(rate_in)
             beside.append(throughput(new_db, [receiver + "/ok", hanging], args.events)[1])
+            paired.append(throughput(new_db, [receiver + "/ok", other_ok], args.events)[1])
         lat = paced_latency(new_db, receiver, args.paced_seconds)
         slow = paced_latency(new_db, receiver, args.paced_seconds, rate=args.low_rate)
         batched_rate = throughput(new_db, [receiver + "/ok"], args.events, batch_size=20)[1]
         batched = paced_latency(new_db, receiver, args.paced_seconds, batch_size=20)
+        split = paced_latency(new_db, receiver, args.paced_seconds, worker=True)
     finally:
         for process in processes:
             process.kill()  # the hanging requests are still open: no graceful stop
             process.wait(15)
-    alone_rate, beside_rate, ingest_rate = (statistics.median(v) for v in (alone, beside, ingest))
+    alone_rate, beside_rate, paired_rate, ingest_rate = (
+        statistics.median(v) for v in (alone, beside, paired, ingest))
     rows = [
         ("receiver hit directly, 16 in flight (ceiling), events/s", f"{ceiling:,.0f}", "1.00"),
         ("collector ingest (/v1/batch, 100 per batch), events/s", f"{ingest_rate:,.0f}",
@@ -243,6 +254,8 @@ def run(new_db, args) -> None:
         ("collector → webhook delivered, events/s", f"{alone_rate:,.0f}", f"{alone_rate / ceiling:.2f} of ceiling"),
         ("healthy beside a hanging destination, events/s", f"{beside_rate:,.0f}",
          f"{beside_rate / alone_rate:.2f} of alone (target ≥ 0.90)"),
+        ("healthy beside another healthy destination, events/s", f"{paired_rate:,.0f}",
+         f"{paired_rate / alone_rate:.2f} of alone; hanging vs healthy neighbour {beside_rate / paired_rate:.2f}"),
         (f"paced 1,000 events/s × {args.paced_seconds:g}s: p50 receipt→delivery, ms", f"{pct(lat, 0.5):.1f}", ""),
         (f"paced 1,000 events/s × {args.paced_seconds:g}s: p99 receipt→delivery, ms", f"{pct(lat, 0.99):.1f}",
          f"{pct(lat, 0.99) / 250:.2f} of the 250 ms target"),
@@ -253,6 +266,8 @@ def run(new_db, args) -> None:
          f"{batched_rate / alone_rate:.2f} of unbatched"),
         ("webhook batch_size 20, paced 1,000 events/s: p50 / p99, ms",
          f"{pct(batched, 0.5):.0f} / {pct(batched, 0.99):.0f}", f"p99 {pct(batched, 0.99) / 250:.2f} of 250 ms"),
+        ("delivery in a separate `switchboard worker`, paced 1,000 events/s: p50 / p99, ms",
+         f"{pct(split, 0.5):.0f} / {pct(split, 0.99):.0f}", f"p99 {pct(split, 0.99) / 250:.2f} of 250 ms"),
     ]
     database = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\nswitchboard delivery benchmark — {database}, {os.cpu_count()} CPUs, "
@@ -263,7 +278,8 @@ def run(new_db, args) -> None:
     for name, value, ratio in rows:
         print(f"{name:<{width}}  {value:>10}  {ratio}")
     print(f"\nper round: alone {', '.join(f'{r:,.0f}' for r in alone)}; "
-          f"beside a hanging one {', '.join(f'{r:,.0f}' for r in beside)} events/s")
+          f"beside a hanging one {', '.join(f'{r:,.0f}' for r in beside)}; "
+          f"beside a healthy one {', '.join(f'{r:,.0f}' for r in paired)} events/s")
 
 
 def main() -> None:
