@@ -29,15 +29,27 @@ def _stored_ids(engine, source_id):
 
 def test_append_stores_rows_in_order_and_readers_see_them(engine):
     source = workspace.create_source(engine, "web")
-    flags = events.append(engine, _rows(source["id"], ["a", "b", "c"], properties={"n": 1}), dedupe_window=DAY)
+    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=timezone.utc)
+    flags = events.append(engine, _rows(source["id"], ["a", "b", "c"], at=at, properties={"n": 1}),
+                          dedupe_window=DAY)
     assert flags == [True, True, True]
     after = events.read_after(engine, 0)
     assert [e["message_id"] for e in after] == ["a", "b", "c"]
+    assert after[0]["received_at"] == at
     assert after[0]["event"] == {"messageId": "a", "type": "track", "event": "E", "properties": {"n": 1}}
     newest = events.list_events(engine, source["id"], limit=2)
     assert [e["message_id"] for e in newest] == ["c", "b"]
     assert events.get_event(engine, after[1]["id"])["message_id"] == "b"
     assert events.count_events(engine, source["id"]) == 3
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_times_are_written_as_sqlalchemy_writes_them(engine):
+    """The fast path formats times itself; the readers (SQLAlchemy) must read them back."""
+    processor = events.events.c.received_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+    for moment in (datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), datetime(999, 12, 31, 23, 59, 59, 1),
+                   datetime(2026, 6, 1, 12, 0, 0, 500_000, tzinfo=timezone.utc)):
+        assert events._sqlite_time(moment) == processor(moment)
 
 
 def test_duplicates_within_one_append_and_across_appends_are_stored_once(engine):

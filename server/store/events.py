@@ -187,7 +187,7 @@ def _transaction(bind: Engine | Connection) -> Iterator[Connection]:
             yield bind
 
 
-# SQLite: the whole group in four statements, whatever its size. Rows travel as one JSON
+# SQLite: the whole group in three statements, whatever its size. Rows travel as one JSON
 # array parameter read by json_each, so each statement is a single sqlite3_step — and the
 # driver releases the GIL around every step, which under load means a thread switch per step:
 # per-row statements made the writer fight the event loop for the GIL on every row.
@@ -196,7 +196,7 @@ def _transaction(bind: Engine | Connection) -> Iterator[Connection]:
 _SQLITE_DUPLICATES = (
     "SELECT m.source_id, m.message_id FROM json_each(?) AS j JOIN message_ids AS m "
     "ON m.source_id = json_extract(j.value, '$[0]') AND m.message_id = json_extract(j.value, '$[1]') "
-    "WHERE m.received_at >= json_extract(j.value, '$[3]')"
+    "WHERE m.received_at >= ?"
 )
 _SQLITE_CLAIM = (
     "INSERT INTO message_ids (source_id, message_id, received_at) "
@@ -206,36 +206,44 @@ _SQLITE_CLAIM = (
 )
 _SQLITE_EVENTS = (
     "INSERT INTO events (source_id, message_id, type, received_at, payload) "
-    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[4]'), "
-    "json_extract(value, '$[2]'), json_extract(value, '$[5]') FROM json_each(?) ORDER BY key"
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[3]'), "
+    "json_extract(value, '$[2]'), json_extract(value, '$[4]') FROM json_each(?) ORDER BY key"
 )
 
 
+def _sqlite_time(moment: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime stores (``YYYY-MM-DD HH:MM:SS.ffffff``, fields as
+    given), written directly: the bind processor costs microseconds a row."""
+    return moment.isoformat(sep=" ", timespec="microseconds")[:26]
+
+
 def _append_sqlite(conn, rows, first, window) -> tuple[list[int], int | None]:
-    as_text = events.c.received_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    texts: dict[datetime, tuple[str, str]] = {}  # received_at → (stored text, cutoff text)
+    texts: dict[datetime, str] = {}  # one per request: a batch's rows share their received_at
     candidates = []
     for (source_id, message_id), i in first.items():
         at = rows[i]["received_at"]
         text = texts.get(at)
         if text is None:
-            text = texts[at] = (as_text(at), as_text(at - window))
-        candidates.append((source_id, message_id, text[0], text[1], i))
+            text = texts[at] = _sqlite_time(at)
+        candidates.append((source_id, message_id, text, i))
+    # One cutoff for the group, from its earliest request: the window may be longer by the
+    # milliseconds a group spends queued, never shorter.
+    cutoff = _sqlite_time(min(texts) - window)
     cursor = conn.connection.dbapi_connection.cursor()
     try:
-        seen = set(cursor.execute(_SQLITE_DUPLICATES, (orjson.dumps(candidates),)).fetchall())
+        seen = set(cursor.execute(_SQLITE_DUPLICATES, (orjson.dumps(candidates), cutoff)).fetchall())
         claimed = [c for c in candidates if (c[0], c[1]) not in seen]  # in row order, like ``first``
         if not claimed:
             return [], None
         cursor.execute(_SQLITE_CLAIM, (orjson.dumps(claimed),))
         cursor.execute(_SQLITE_EVENTS, (orjson.dumps([
-            (source_id, message_id, at, None, rows[i]["type"], rows[i]["payload"])
-            for source_id, message_id, at, _, i in claimed
+            (source_id, message_id, at, rows[i]["type"], rows[i]["payload"])
+            for source_id, message_id, at, i in claimed
         ]),))
-        max_id = cursor.execute("SELECT max(id) FROM events").fetchone()[0]
+        max_id = cursor.lastrowid  # the last row inserted: ids only grow (AUTOINCREMENT)
     finally:
         cursor.close()
-    return [c[4] for c in claimed], max_id
+    return [c[3] for c in claimed], max_id
 
 
 # PostgreSQL: the group travels as arrays, one parameter per column, in binary (%b: the text
