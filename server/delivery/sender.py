@@ -106,7 +106,7 @@ class Sender:
     skipping them saves about a fifth of the CPU per request.
     """
 
-    POOL = 8
+    POOL = 4
 
     def __init__(
         self,
