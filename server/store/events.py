@@ -20,8 +20,8 @@ reconnection), meaning "there may be new events: read the log".
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Iterator
 
 import orjson
@@ -41,6 +41,8 @@ events = Table(
     Column("type", String(10), nullable=False),
     Column("received_at", UTCDateTime(), nullable=False),
     Column("payload", Text, nullable=False),
+    # Never reuse an id, even of a deleted newest row: delivery's cursor reads "after id N".
+    sqlite_autoincrement=True,
 )
 Index("ix_events_source_id_id", events.c.source_id, events.c.id)
 
@@ -240,7 +242,7 @@ def _append_sqlite(conn, rows, first, window) -> tuple[list[int], int | None]:
             (source_id, message_id, at, rows[i]["type"], rows[i]["payload"])
             for source_id, message_id, at, i in claimed
         ]),))
-        max_id = cursor.lastrowid  # the last row inserted: ids only grow (AUTOINCREMENT)
+        max_id = cursor.lastrowid  # the last row inserted has the highest id (AUTOINCREMENT)
     finally:
         cursor.close()
     return [c[3] for c in claimed], max_id
