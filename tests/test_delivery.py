@@ -131,7 +131,8 @@ def test_after_the_retry_window_a_failing_delivery_becomes_a_dead_letter(engine,
     with Vendor(lambda r: (500, {}, b"boom")) as vendor:
         source, (dest,) = source_with(engine, hook(vendor.url + "/in"))
         append(engine, source["id"], [make_event("track", event="X")])
-        with RunningService(engine, catalog, retry_window=0.5):
+        # A window long enough for several attempts even on a loaded machine (CI shares 2 cores).
+        with RunningService(engine, catalog, retry_window=3.0, backoff_base=0.05):
             wait_until(lambda: all_finished(engine, dest["id"], 1, store.DEAD), what="dead letter")
     [job] = jobs(engine, dest["id"])
     assert job["attempts"] >= 2 and "retry window" in job["last_error"]
