@@ -167,15 +167,12 @@ async def _source_id(collector: Collector, call: Call, body: dict[str, Any]) -> 
 def _rows(call: Call, collector: Collector, source_id: int, body: dict[str, Any],
           route_type: str | None, body_size: int = 0) -> list[dict[str, Any]]:
     received_at = datetime.now(timezone.utc)
-    common = dict(
-        route_type=route_type,
-        received_at=received_at,
-        received_iso=iso(received_at),
-        ip=client_ip(call, collector.config.trust_proxy),
-    )
+    received_iso = iso(received_at)
+    ip = client_ip(call, collector.config.trust_proxy)
     if route_type:
         check_event(body, None, route_type)
-        items = [normalise(body, index=None, **common)]
+        items = [normalise(body, index=None, route_type=route_type, received_at=received_at,
+                           received_iso=received_iso, ip=ip)]
     else:
         batch = check_batch(body.get("batch"))
         defaults = BatchDefaults(body)
@@ -185,7 +182,8 @@ def _rows(call: Call, collector: Collector, source_id: int, body: dict[str, Any]
             check_event(item, index)
             if measure:
                 check_item_size(item, index)
-        items = [normalise(item, index=index, batch=defaults, **common) for index, item in enumerate(batch)]
+        items = [normalise(item, index=index, route_type=None, received_at=received_at, received_iso=received_iso,
+                           ip=ip, batch=defaults) for index, item in enumerate(batch)]
     return events.rows_for(source_id, received_at, items)
 
 
@@ -250,17 +248,14 @@ register_url_convertor("tracking_call", _CallConvertor())
 
 async def _store(call: Call, collector: Collector, rows: list[dict[str, Any]]) -> Answer:
     try:
-        flags = await collector.writer.append(rows) if rows else []
+        if rows:
+            await collector.writer.append(rows)  # the writer counts stored and duplicate events
     except Exception as exc:
         log.error("events not stored (%s); answering 503 so the client retries", exc)
         stats.rejections_total.labels(code="storage_unavailable").inc()
         return error_answer(503, "storage_unavailable", "Events could not be stored right now; retry shortly",
                             [(b"retry-after", STORAGE_RETRY_AFTER.encode()), *cors.cors_headers(call)])
-    new = sum(flags)
-    stats.stored.inc(new)
-    if new < len(flags):
-        stats.duplicate.inc(len(flags) - new)
-    return Answer(200, SUCCESS, cors.cors_headers(call))
+    return Answer(200, SUCCESS, cors.cors_headers(call))  # stored or duplicate: both acknowledged
 
 
 def _single(route_type: str) -> Handler:

@@ -99,8 +99,15 @@ def test_the_writer_groups_concurrent_requests_and_refuses_after_stop(sqlite_url
         batches.append(events.rows_for(source["id"], now, [{"messageId": "m0", "type": "track"}]))  # a duplicate
         return await asyncio.gather(*(writer.append(rows) for rows in batches))
 
+    from prometheus_client import REGISTRY
+
+    def counted(outcome):
+        return REGISTRY.get_sample_value("switchboard_collector_events_total", {"outcome": outcome}) or 0
+
+    before = counted("stored"), counted("duplicate")
     results = asyncio.run(send_all())
     assert results[:50] == [[True]] * 50 and results[50] == [False]
+    assert (counted("stored") - before[0], counted("duplicate") - before[1]) == (50, 1)
     assert writer.commits < 51  # requests shared commits
     assert writer.rows_committed == 51
     writer.stop()

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from server.ingest import stats
 from server.store import events
 
 log = logging.getLogger("switchboard.collector")
@@ -167,6 +168,11 @@ class GroupCommitWriter:
             return
         self.commits += 1
         self.rows_committed += len(rows)
+        new = sum(flags)
+        stats.stored.inc(new)  # counted here, once per commit, not on the request path
+        if new < len(flags):
+            stats.duplicate.inc(len(flags) - new)
+        stats.group_size.observe(new)
         results = []
         start = 0
         for item in group:
