@@ -11,6 +11,7 @@ only: nothing a setting, a request or a browser can change.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,14 @@ import orjson
 
 from server.delivery.policy import is_retryable_status, retry_after_seconds
 from server.delivery.request import OutgoingRequest
+
+try:
+    import sniffio  # noqa: F401
+except ImportError:
+    # httpcore tries `import sniffio` on every request; anyio no longer installs it, and a failed
+    # import is not cached, so each request would search sys.path again (~1 ms of stat calls).
+    # None in sys.modules makes the import fail at once; httpcore then assumes asyncio.
+    sys.modules.setdefault("sniffio", None)
 
 DEFAULT_TIMEOUT_S = 5.0
 EXCERPT_CHARS = 2000
