@@ -543,7 +543,7 @@ def test_every_write_route_is_fuzzed():
     assert len(_WRITE_ROUTES) >= 7
 
 
-def _ok_or_clean_error(response, what) -> None:
+def assert_ok_or_clean_error(response, what) -> None:
     assert response.status_code < 500, (what, response.text)
     if response.status_code >= 400:
         assert_error(response, response.status_code)
@@ -562,7 +562,7 @@ def test_no_json_body_makes_a_write_route_fail_with_500(client, raw):
         path = pattern.replace("{id:int}/versions", f"{sid}/versions").replace("{n:int}", "1")
         path = path.replace("/destinations/{id:int}", f"/destinations/{did}").replace("{id:int}", str(sid))
         response = client.request(method, path, content=raw, headers={"Content-Type": "application/json"})
-        _ok_or_clean_error(response, (method, path, raw))
+        assert_ok_or_clean_error(response, (method, path, raw))
 
 
 _ID_ROUTES = [(m, r.path) for r in admin_api.routes(None) if ":int}" in r.path for m in sorted(r.methods - {"HEAD"})]
@@ -577,4 +577,4 @@ def test_no_id_in_a_path_makes_a_route_fail_with_500(client, first, second):
     for method, pattern in _ID_ROUTES:
         values = iter((first, second))
         path = re.sub(r"{\w+:int}", lambda m: str(next(values)), pattern)
-        _ok_or_clean_error(client.request(method, path, json={}), (method, path))
+        assert_ok_or_clean_error(client.request(method, path, json={}), (method, path))

@@ -34,7 +34,7 @@ def fuzz(tmp_path_factory):
     engine.dispose()
 
 
-def check(response) -> None:
+def check_answer(response) -> None:
     assert response.status_code < 500, response.text
     if response.status_code == 200:
         assert response.json() == {"success": True}
@@ -82,7 +82,7 @@ def test_arbitrary_bytes_never_5xx(fuzz, route, data, zipped):
     headers = {"Content-Type": "text/plain"}
     if zipped:
         headers["Content-Encoding"] = "gzip"
-    check(client.post(route, content=data, headers=headers))
+    check_answer(client.post(route, content=data, headers=headers))
 
 
 @FUZZ
@@ -91,7 +91,7 @@ def test_arbitrary_json_never_5xx(fuzz, route, value, with_key):
     client, key, _ = fuzz
     if with_key and isinstance(value, dict):
         value = {**value, "writeKey": key}
-    check(client.post(route, content=json.dumps(value).encode(), headers={"Content-Type": "text/plain"}))
+    check_answer(client.post(route, content=json.dumps(value).encode(), headers={"Content-Type": "text/plain"}))
 
 
 @FUZZ
@@ -107,6 +107,6 @@ def test_event_shaped_json_never_5xx_and_a_refusal_stores_nothing(fuzz, route, e
     before = events.count_events(engine)
     response = client.post(route, content=gzip.compress(raw) if zipped else raw, headers=headers)
     note_outcome(f"{response.status_code} {response.json().get('code', '')}")
-    check(response)
+    check_answer(response)
     if response.status_code != 200:
         assert events.count_events(engine) == before  # refused means nothing of it was stored
