@@ -34,6 +34,7 @@ BACKLOG = 20  # events shown when the debugger opens
 # short because uvicorn waits for open responses before it shuts down: an open debugger tab
 # delays a restart by at most this much.
 STREAM_SECONDS = 15
+LATE_SECONDS = 2.0  # how long after a higher id a lower one may still commit (PostgreSQL)
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -63,11 +64,14 @@ async def debugger_page(request: Request) -> Response:
     return await render(request, "debugger.html", data, title=f"Debugger · {source['name']}")
 
 
-def events_after(engine, source_id: int, after: int, limit: int = 200) -> list[dict[str, Any]]:
-    """The source's events with id > after, oldest first (one indexed range scan)."""
+def events_after(engine, source_id: int, after: int, limit: int = 200, skip: frozenset[int] = frozenset()
+                 ) -> list[dict[str, Any]]:
+    """The source's events with id > after and not in ``skip``, oldest first (one range scan)."""
     table = events.events
-    query = (select(table).where(table.c.source_id == source_id, table.c.id > after)
-             .order_by(table.c.id).limit(limit))
+    query = select(table).where(table.c.source_id == source_id, table.c.id > after)
+    if skip:
+        query = query.where(table.c.id.not_in(skip))
+    query = query.order_by(table.c.id).limit(limit)
     with read_only(engine) as conn:
         return [events._event(r) for r in conn.execute(query)]
 
@@ -97,12 +101,24 @@ async def _stream(request: Request, source_id: int, after: int) -> AsyncIterator
     _waiting.add(me)
     try:
         yield b"retry: 500\n\n"
+        # With several collector processes on PostgreSQL an id can become visible after a higher
+        # one was shown: each poll reads again from where the stream stood LATE_SECONDS ago and
+        # skips what it already sent, so a late commit still appears.
+        positions: list[tuple[float, int]] = [(time.monotonic(), after)]
+        sent: dict[int, float] = {}
         while time.monotonic() < deadline:
             flag.clear()
-            fresh = await run_in_threadpool(events_after, engine, source_id, after)
+            now = time.monotonic()
+            while len(positions) > 1 and now - positions[1][0] > LATE_SECONDS:
+                positions.pop(0)
+            base = positions[0][1]
+            sent = {i: t for i, t in sent.items() if i > base}
+            fresh = await run_in_threadpool(events_after, engine, source_id, base, 200, frozenset(sent))
             for row in fresh:
-                after = row["id"]
-                yield b"id: %d\nevent: event\ndata: %s\n\n" % (row["id"], orjson.dumps(_summary(row)))
+                sent[row["id"]] = now
+                after = max(after, row["id"])
+                yield b"id: %d\nevent: event\ndata: %s\n\n" % (after, orjson.dumps(_summary(row)))
+            positions.append((now, after))
             if not fresh:
                 yield b": keep-alive\n\n"
                 try:
