@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tests_conftest import LiveServer
+from loader_site import new_calls_of, page_fixture, site_fixture
 from vendor_stubs import (
-    LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
+    VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
     open_analytics_next, run, wait_calls,
 )
 
@@ -13,30 +13,12 @@ API_KEY = "fedcba9876543210fedcba9876543210"
 URL = "https://cdn.amplitude.com/libs/analytics-browser-2.48.1-min.js.gz"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = LoaderSite(tmp_path_factory.mktemp("amplitude"), LiveServer)
-    site.add("amplitude", {"api_key": API_KEY, "region": "eu", "group_key": "account"})
-    site.add("hotjar", {"site_id": "1234567"})
-    yield site
-    site.close()
-
-
-@pytest.fixture(scope="module")
-def page(site, browser):
-    context = browser.new_context()
-    routes = VendorRoutes().install(context)
-    page = site.open(context)
-    wait_calls(page, "amplitude", lambda c: c and c[0][0] == "init")
-    page.routes = routes
-    yield page
-    context.close()
-
-
-def new_calls(page, action, count=1):
-    before = len(calls(page, "amplitude"))
-    run(page, action)
-    return wait_calls(page, "amplitude", lambda c: len(c) >= before + count)[before:]
+site = site_fixture("amplitude", {
+    "amplitude": {"api_key": API_KEY, "region": "eu", "group_key": "account"},
+    "hotjar": {"site_id": "1234567"},
+})
+page = page_fixture("amplitude", lambda c: c and c[0][0] == "init")
+new_calls = new_calls_of("amplitude")
 
 
 def test_script_requested_once_and_initialised_in_the_eu_without_autocapture(page):

@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
-from tests_conftest import LiveServer
-from vendor_stubs import (
-    LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
-    run, wait_calls,
-)
+from loader_site import new_calls_of, page_fixture, site_fixture
+from vendor_stubs import calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable
 
 WEBSITE_ID = "6f1d3c52-8a1b-4c7e-9f21-0a2b3c4d5e6f"
 URL = "https://client.crisp.chat/l.js"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = LoaderSite(tmp_path_factory.mktemp("crisp"), LiveServer)
-    site.add("crisp", {"website_id": WEBSITE_ID, "locale": "fr"})
-    site.add("hotjar", {"site_id": "1234567"})
-    yield site
-    site.close()
-
-
-@pytest.fixture(scope="module")
-def page(site, browser):
-    context = browser.new_context()
-    routes = VendorRoutes().install(context)
-    page = site.open(context)
-    wait_calls(page, "crisp", lambda c: len(c) >= 1)
-    page.routes = routes
-    yield page
-    context.close()
-
-
-def new_calls(page, action, count=1):
-    before = len(calls(page, "crisp"))
-    run(page, action)
-    return wait_calls(page, "crisp", lambda c: len(c) >= before + count)[before:]
+site = site_fixture("crisp", {
+    "crisp": {"website_id": WEBSITE_ID, "locale": "fr"},
+    "hotjar": {"site_id": "1234567"},
+})
+page = page_fixture("crisp", lambda c: len(c) >= 1)
+new_calls = new_calls_of("crisp")
 
 
 def test_script_requested_once_with_website_id_and_language(page):

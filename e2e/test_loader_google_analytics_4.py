@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tests_conftest import LiveServer
-from vendor_stubs import (
-    LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
-    run, wait_calls,
-)
+from loader_site import new_calls_of, page_fixture, site_fixture
+from vendor_stubs import calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable
 
 MID = "G-ABC123XYZ9"
 URL = "https://www.googletagmanager.com/gtag/js?id=G-ABC123XYZ9"
@@ -21,30 +18,12 @@ SPEC = {
 }
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = LoaderSite(tmp_path_factory.mktemp("ga4"), LiveServer)
-    site.add("google_analytics_4", {"measurement_id": MID, "api_secret": "sentinel-mp-secret"})
-    site.add("hotjar", {"site_id": "1234567"})
-    yield site
-    site.close()
-
-
-@pytest.fixture(scope="module")
-def page(site, browser):
-    context = browser.new_context()
-    routes = VendorRoutes().install(context)
-    page = site.open(context)
-    wait_calls(page, "google_analytics_4", lambda c: any(x[:2] == ["event", "page_view"] for x in c))
-    page.routes = routes
-    yield page
-    context.close()
-
-
-def new_calls(page, action, count=1):
-    before = len(calls(page, "google_analytics_4"))
-    run(page, action)
-    return wait_calls(page, "google_analytics_4", lambda c: len(c) >= before + count)[before:]
+site = site_fixture("ga4", {
+    "google_analytics_4": {"measurement_id": MID, "api_secret": "sentinel-mp-secret"},
+    "hotjar": {"site_id": "1234567"},
+})
+page = page_fixture("google_analytics_4", lambda c: any(x[:2] == ["event", "page_view"] for x in c))
+new_calls = new_calls_of("google_analytics_4")
 
 
 def test_script_requested_once_and_configured_without_its_own_page_view(page):

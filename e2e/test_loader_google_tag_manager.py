@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-from tests_conftest import LiveServer
+from loader_site import new_calls_of, page_fixture, site_fixture
 from vendor_stubs import (
-    LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
-    run, wait_calls,
+    VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable, run,
+    wait_calls,
 )
 
 CONTAINER = "GTM-ABC1234"
@@ -14,30 +13,12 @@ URL = ("https://www.googletagmanager.com/gtm.js?id=GTM-ABC1234"
        "&gtm_auth=Xy_z-12&gtm_preview=env-5&gtm_cookies_win=x")
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = LoaderSite(tmp_path_factory.mktemp("gtm"), LiveServer)
-    site.add("google_tag_manager", {"container_id": CONTAINER, "gtm_auth": "Xy_z-12", "gtm_preview": "env-5"})
-    site.add("hotjar", {"site_id": "1234567"})
-    yield site
-    site.close()
-
-
-@pytest.fixture(scope="module")
-def page(site, browser):
-    context = browser.new_context()
-    routes = VendorRoutes().install(context)
-    page = site.open(context)
-    wait_calls(page, "google_tag_manager", lambda c: len(c) >= 1)
-    page.routes = routes
-    yield page
-    context.close()
-
-
-def pushed(page, action, count=1):
-    before = len(calls(page, "google_tag_manager"))
-    run(page, action)
-    return wait_calls(page, "google_tag_manager", lambda c: len(c) >= before + count)[before:]
+site = site_fixture("gtm", {
+    "google_tag_manager": {"container_id": CONTAINER, "gtm_auth": "Xy_z-12", "gtm_preview": "env-5"},
+    "hotjar": {"site_id": "1234567"},
+})
+page = page_fixture("google_tag_manager", lambda c: len(c) >= 1)
+pushed = new_calls_of("google_tag_manager")
 
 
 def test_container_of_the_environment_requested_once_after_gtm_start(page):

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
-from tests_conftest import LiveServer
+from loader_site import new_calls_of, page_fixture, site_fixture
 from vendor_stubs import (
-    LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
-    run, wait_calls,
+    calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable, run, wait_calls,
 )
 
 URL = "https://static.hotjar.com/c/hotjar-1234567.js?sv=6"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = LoaderSite(tmp_path_factory.mktemp("hotjar"), LiveServer)
-    site.add("hotjar", {"site_id": "1234567"})
-    site.add("crisp", {"website_id": "6f1d3c52-8a1b-4c7e-9f21-0a2b3c4d5e6f"})
-    yield site
-    site.close()
-
-
-@pytest.fixture(scope="module")
-def page(site, browser):
-    context = browser.new_context()
-    routes = VendorRoutes().install(context)
-    page = site.open(context)
-    page.wait_for_function("() => window.hj && window.hj.calls")
-    page.routes = routes
-    yield page
-    context.close()
-
-
-def new_calls(page, action, count=1):
-    before = len(calls(page, "hotjar"))
-    run(page, action)
-    return wait_calls(page, "hotjar", lambda c: len(c) >= before + count)[before:]
+site = site_fixture("hotjar", {
+    "hotjar": {"site_id": "1234567"},
+    "crisp": {"website_id": "6f1d3c52-8a1b-4c7e-9f21-0a2b3c4d5e6f"},
+})
+page = page_fixture("hotjar", lambda c: True)  # ready once the stub has taken over window.hj
+new_calls = new_calls_of("hotjar")
 
 
 def test_script_requested_once_with_the_numeric_site_id(page):

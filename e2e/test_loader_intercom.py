@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-from tests_conftest import LiveServer
+from loader_site import new_calls_of, page_fixture, site_fixture
 from vendor_stubs import (
-    LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
-    open_analytics_next, run, wait_calls,
+    VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
+    open_analytics_next, wait_calls,
 )
 
 APP_ID = "abc12345"
@@ -15,32 +14,14 @@ BOOT = {"app_id": APP_ID, "api_base": "https://api-iam.eu.intercom.io", "hide_de
         "custom_launcher_selector": "#help"}
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = LoaderSite(tmp_path_factory.mktemp("intercom"), LiveServer)
-    site.add("intercom", {"app_id": APP_ID, "api_base": "https://api-iam.eu.intercom.io",
-                          "hide_default_launcher": True, "custom_launcher_selector": "#help",
-                          "access_token": "sentinel-secret-token"})
-    site.add("hotjar", {"site_id": "1234567"})
-    yield site
-    site.close()
-
-
-@pytest.fixture(scope="module")
-def page(site, browser):
-    context = browser.new_context()
-    routes = VendorRoutes().install(context)
-    page = site.open(context)
-    wait_calls(page, "intercom", lambda c: len(c) >= 2)
-    page.routes = routes
-    yield page
-    context.close()
-
-
-def new_calls(page, action, count=1):
-    before = len(calls(page, "intercom"))
-    run(page, action)
-    return wait_calls(page, "intercom", lambda c: len(c) >= before + count)[before:]
+site = site_fixture("intercom", {
+    "intercom": {"app_id": APP_ID, "api_base": "https://api-iam.eu.intercom.io",
+                 "hide_default_launcher": True, "custom_launcher_selector": "#help",
+                 "access_token": "sentinel-secret-token"},
+    "hotjar": {"site_id": "1234567"},
+})
+page = page_fixture("intercom", lambda c: len(c) >= 2)
+new_calls = new_calls_of("intercom")
 
 
 def test_widget_requested_once_and_booted_in_the_region(page):

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
-from tests_conftest import LiveServer
+from loader_site import page_fixture, site_fixture
 from vendor_stubs import (
-    LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
-    run, wait_calls,
+    calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable, run, wait_calls,
 )
 
 URL = "https://snap.licdn.com/li.lms-analytics/insight.min.js"
 CONVERSIONS = {"Order Completed": "1001", "Viewed Pricing Page": "1002", "Demo Requested": 1003}
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = LoaderSite(tmp_path_factory.mktemp("linkedin"), LiveServer)
-    site.add("linkedin_insight", {"partner_id": "5432100", "conversions": CONVERSIONS})
-    site.add("hotjar", {"site_id": "1234567"})
-    yield site
-    site.close()
-
-
-@pytest.fixture(scope="module")
-def page(site, browser):
-    context = browser.new_context()
-    routes = VendorRoutes().install(context)
-    page = site.open(context)
-    wait_calls(page, "linkedin_insight", lambda c: len(c) >= 1)
-    page.routes = routes
-    yield page
-    context.close()
+site = site_fixture("linkedin", {
+    "linkedin_insight": {"partner_id": "5432100", "conversions": CONVERSIONS},
+    "hotjar": {"site_id": "1234567"},
+})
+page = page_fixture("linkedin_insight", lambda c: len(c) >= 1)
 
 
 def conversions_after(page, action, count=1):

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tests_conftest import LiveServer
+from loader_site import new_calls_of, page_fixture, site_fixture
 from vendor_stubs import (
-    LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
-    run, wait_calls,
+    calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable, run, wait_calls,
 )
 
 PIXEL = "123456789012345"
@@ -15,31 +14,13 @@ SPEC = {"Order Completed": "Purchase", "Product Added": "AddToCart", "Product Vi
         "Product List Viewed": "ViewContent", "Products Searched": "Search", "Checkout Started": "InitiateCheckout"}
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = LoaderSite(tmp_path_factory.mktemp("meta"), LiveServer)
-    site.add("meta_pixel", {"pixel_id": PIXEL, "standard_events": {"Demo Booked": "Lead"},
-                            "access_token": "sentinel-capi-token"})
-    site.add("hotjar", {"site_id": "1234567"})
-    yield site
-    site.close()
-
-
-@pytest.fixture(scope="module")
-def page(site, browser):
-    context = browser.new_context()
-    routes = VendorRoutes().install(context)
-    page = site.open(context)
-    wait_calls(page, "meta_pixel", lambda c: len(c) >= 2)
-    page.routes = routes
-    yield page
-    context.close()
-
-
-def new_calls(page, action, count=1):
-    before = len(calls(page, "meta_pixel"))
-    run(page, action)
-    return wait_calls(page, "meta_pixel", lambda c: len(c) >= before + count)[before:]
+site = site_fixture("meta", {
+    "meta_pixel": {"pixel_id": PIXEL, "standard_events": {"Demo Booked": "Lead"},
+                   "access_token": "sentinel-capi-token"},
+    "hotjar": {"site_id": "1234567"},
+})
+page = page_fixture("meta_pixel", lambda c: len(c) >= 2)
+new_calls = new_calls_of("meta_pixel")
 
 
 def test_script_requested_once_and_initialised_then_page_view(page):

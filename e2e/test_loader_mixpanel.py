@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tests_conftest import LiveServer
+from loader_site import page_fixture, site_fixture
 from vendor_stubs import (
-    LoaderSite, VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
+    VendorRoutes, calls, check_blocked_vendor, check_calls_wait_for_the_vendor, check_disable_and_enable,
     open_analytics_next, run, wait_calls,
 )
 
@@ -13,25 +13,18 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 URL = "https://cdn.mxpnl.com/libs/mixpanel-2-latest.min.js"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    site = LoaderSite(tmp_path_factory.mktemp("mixpanel"), LiveServer)
-    site.add("mixpanel", {"token": TOKEN, "region": "eu", "people": True, "track_all_pages": False,
-                          "track_named_pages": True, "group_key": "company_id"})
-    site.add("hotjar", {"site_id": "1234567"})  # a neighbour for the blocked-script test
-    yield site
-    site.close()
+site = site_fixture("mixpanel", {
+    "mixpanel": {"token": TOKEN, "region": "eu", "people": True, "track_all_pages": False,
+                 "track_named_pages": True, "group_key": "company_id"},
+    "hotjar": {"site_id": "1234567"},  # a neighbour for the blocked-script test
+})
+page = page_fixture("mixpanel", lambda c: c and c[0][0] == "init")
 
 
 @pytest.fixture(scope="module")
-def loaded(site, browser):
+def loaded(page):
     """One page with the vendor served at once, shared by the mapping tests below."""
-    context = browser.new_context()
-    routes = VendorRoutes().install(context)
-    page = site.open(context)
-    wait_calls(page, "mixpanel", lambda c: c and c[0][0] == "init")
-    yield page, routes
-    context.close()
+    return page, page.routes
 
 
 def test_script_requested_once_and_initialised_with_eu_api_host(loaded):
