@@ -11,6 +11,7 @@ all call (``validate_settings``), and the public/secret split that keeps secrets
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ _MANIFEST_KEYS = {
 }
 _SETTING_KEYS = {
     "key", "label", "description", "type", "required", "secret", "default", "choices", "pattern",
-    "modes", "placeholder",
+    "modes", "placeholder", "minimum", "maximum",
 }
 _SLUG = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -75,6 +76,8 @@ class Setting:
     pattern: str | None = None
     modes: tuple[str, ...] = MODES
     placeholder: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
 
     def applies_to(self, mode: str) -> bool:
         return mode in self.modes
@@ -91,6 +94,9 @@ class Setting:
             data["pattern"] = self.pattern
         if self.placeholder:
             data["placeholder"] = self.placeholder
+        for bound in ("minimum", "maximum"):
+            if getattr(self, bound) is not None:
+                data[bound] = getattr(self, bound)
         return data
 
 
@@ -168,6 +174,10 @@ def _parse_setting(raw: Any, index: int, modes: tuple[str, ...], path: Path) -> 
     setting_modes = raw.get("modes", list(modes))
     if not isinstance(setting_modes, list) or not setting_modes or any(m not in modes for m in setting_modes):
         raise _fail(path, where + "modes", f"must be a non-empty list drawn from {list(modes)}")
+    for bound in ("minimum", "maximum"):
+        value = raw.get(bound)
+        if value is not None and (kind != "number" or isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise _fail(path, where + bound, "is only for number settings, and must be a number")
     pattern = raw.get("pattern")
     if pattern is not None:
         try:
@@ -186,6 +196,8 @@ def _parse_setting(raw: Any, index: int, modes: tuple[str, ...], path: Path) -> 
         pattern=pattern,
         modes=tuple(setting_modes),
         placeholder=raw.get("placeholder"),
+        minimum=raw.get("minimum"),
+        maximum=raw.get("maximum"),
     )
     if setting.default is not None:
         try:
@@ -298,8 +310,12 @@ def _check_value(setting: Setting, value: Any) -> Any:
         if setting.pattern and value and not re.fullmatch(setting.pattern, value):
             raise ValueError(f"{value!r} does not look right (expected pattern {setting.pattern})")
     elif kind == "number":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError("must be a number")
+        if setting.minimum is not None and value < setting.minimum:
+            raise ValueError(f"must be at least {setting.minimum:g}")
+        if setting.maximum is not None and value > setting.maximum:
+            raise ValueError(f"must be at most {setting.maximum:g}")
     elif kind == "boolean":
         if not isinstance(value, bool):
             raise ValueError("must be true or false")

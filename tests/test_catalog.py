@@ -407,3 +407,29 @@ def test_merge_settings_keeps_a_stored_secret_when_the_mask_comes_back():
     assert merged == {"url": "https://example.com/hook", "shared_secret": "s3cr3t", "batch_size": 10}
     assert merge_settings(WEBHOOKS, stored, {"shared_secret": "n3w"})["shared_secret"] == "n3w"
     assert "shared_secret" not in merge_settings(WEBHOOKS, stored, {"shared_secret": None})
+
+
+def test_number_bounds_are_enforced_with_the_field_named():
+    catalog = load_catalog()
+    webhooks, warehouse = catalog.get("webhooks"), catalog.get("warehouse")
+    url = {"url": "https://hooks.example.com/in"}
+    assert validate_settings(webhooks, {**url, "batch_size": 20}, "cloud")["batch_size"] == 20
+    for bad, words in ((0, "at least 1"), (101, "at most 100"), (float("nan"), "must be a number"),
+                       (float("inf"), "must be a number")):
+        with pytest.raises(SettingsError) as caught:
+            validate_settings(webhooks, {**url, "batch_size": bad}, "cloud")
+        assert caught.value.field == "batch_size" and words in caught.value.errors[0]["message"]
+    with pytest.raises(SettingsError) as caught:
+        validate_settings(warehouse, {"sync_interval_seconds": 0}, "cloud")
+    assert caught.value.field == "sync_interval_seconds"
+    assert warehouse.setting("column_limit").to_json()["minimum"] == 20
+
+
+def test_bounds_on_a_non_number_setting_stop_the_boot(tmp_path):
+    folder = tmp_path / "webhooks"
+    folder.mkdir()
+    manifest = json.loads((DESTINATIONS_DIR / "webhooks" / "manifest.json").read_text())
+    next(s for s in manifest["settings"] if s["key"] == "url")["minimum"] = 3
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CatalogError, match=r"settings\[url\]\.minimum"):
+        load_catalog(tmp_path)
