@@ -293,6 +293,14 @@ def load_catalog(directory: Path = DESTINATIONS_DIR) -> Catalog:
         if not path.exists():
             raise CatalogError(f"{folder}: has no manifest.json")
         manifests.append(parse_manifest(path))
+    # A call's integrations option names destinations: one name must mean one destination.
+    owners: dict[str, Path] = {}
+    for manifest in manifests:
+        for name in manifest.integration_names:
+            if owners.get(name.lower(), manifest.path) != manifest.path:
+                raise _fail(manifest.path, "aliases" if name != manifest.name else "name",
+                            f"{name!r} is already the name of {owners[name.lower()]}")
+            owners[name.lower()] = manifest.path
     return Catalog(manifests)
 
 

@@ -433,3 +433,15 @@ def test_bounds_on_a_non_number_setting_stop_the_boot(tmp_path):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CatalogError, match=r"settings\[url\]\.minimum"):
         load_catalog(tmp_path)
+
+
+def test_two_destinations_sharing_a_name_stop_the_boot(tmp_path):
+    for slug in ("webhooks", "slack"):
+        shutil.copytree(DESTINATIONS_DIR / slug, tmp_path / slug, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    path = tmp_path / "slack" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["aliases"] = ["webhooks"]  # case-insensitively the name of the Webhooks destination
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CatalogError, match=r"is already the name of") as caught:
+        load_catalog(tmp_path)
+    assert "slack/manifest.json" in str(caught.value) and "webhooks/manifest.json" in str(caught.value)
