@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,27 +16,10 @@ from starlette.routing import Route
 
 from server.admin import service
 from server.admin.auth import actor, admin_endpoint
+from server.admin.body import read_json
 from server.admin.openapi import answers, openapi_document
 from server.errors import ApiError, json_response
 from server.store import tokens, workspace
-
-MAX_BODY = 1_000_000
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ApiError(413, "payload_too_large", f"Request bodies are limited to {MAX_BODY} bytes")
-    if not body.strip():
-        return {}
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "malformed_json", "The body must be a JSON object")
-    return data
-
 
 def _state(request: Request):
     return request.app.state.engine, request.app.state.catalog

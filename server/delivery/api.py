@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.admin.auth import admin_endpoint
+from server.admin.body import read_json
 from server.delivery import stats
 from server.errors import ApiError, json_response
 from server.store import delivery as store
@@ -80,21 +81,6 @@ def _attempt(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > 100_000:
-        raise ApiError(413, "payload_too_large", "The body is limited to 100000 bytes")
-    if not raw.strip():
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "malformed_json", "The body must be a JSON object")
-    return data
-
-
 @admin_endpoint
 async def destination_stats(request: Request) -> Response:
     """Delivery stats of one destination: delivered, retrying, dead, p50/p99 latency, last error, 24 h series."""
@@ -141,7 +127,7 @@ async def dead_letter(request: Request) -> Response:
 async def replay(request: Request) -> Response:
     """Queue a destination's dead letters again (all, a receipt-time range, or given ids)."""
     destination = await _destination(request)
-    body = await _json_body(request)
+    body = await read_json(request, max_bytes=100_000)
     since, until = parse_when(body.get("since"), "since"), parse_when(body.get("until"), "until")
     ids = body.get("ids")
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
