@@ -1,8 +1,9 @@
 """The one HTTP sender every translator's requests go through.
 
-One ``httpx.AsyncClient`` per process: pooled keep-alive connections, a 5 s default timeout,
-no redirects followed. ``perform`` runs a job's requests in order (and their pure follow-ups),
-classifies each answer with the retry policy and keeps a redacted record of each attempt.
+One transport per process (``transport.py``: pooled keep-alive connections behind httpx's
+request and response types), a 5 s default timeout, no redirects followed. ``perform`` runs a
+job's requests in order (and their pure follow-ups), classifies each answer with the retry
+policy and keeps a redacted record of each attempt.
 
 Tests point vendor hosts at local servers with ``base_urls`` ({"api.mixpanel.com":
 "http://127.0.0.1:5123"}) or hand in an httpx ``transport``. Both are constructor arguments
@@ -11,7 +12,6 @@ only: nothing a setting, a request or a browser can change.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,14 +22,7 @@ import orjson
 
 from server.delivery.policy import is_retryable_status, retry_after_seconds
 from server.delivery.request import OutgoingRequest
-
-try:
-    import sniffio  # noqa: F401
-except ImportError:
-    # httpcore tries `import sniffio` on every request; anyio no longer installs it, and a failed
-    # import is not cached, so each request would search sys.path again (~1 ms of stat calls).
-    # None in sys.modules makes the import fail at once; httpcore then assumes asyncio.
-    sys.modules.setdefault("sniffio", None)
+from server.delivery.transport import HTTP11Transport
 
 DEFAULT_TIMEOUT_S = 5.0
 EXCERPT_CHARS = 2000
@@ -102,20 +95,11 @@ def describe(request: OutgoingRequest) -> dict[str, Any]:
 class Sender:
     """One sender for every translator, one 5 s timeout, pooled keep-alive connections.
 
-    The pools are small on purpose. httpcore's pool does work proportional to the square of the
-    connections it holds on every request it places (it rescans them all), so one pool with
-    hundreds of connections spends more CPU on bookkeeping than on HTTP, and a vendor that hangs
-    with its connections busy would slow every other vendor down. So connections are grouped per
-    vendor origin (scheme, host, port) into pools of at most ``POOL`` connections each; a
-    request goes to the least busy pool of its origin, and another pool is added when all are
-    full (up to ``max_connections`` per origin).
-
-    Requests go straight to httpx's transport (connection pool) rather than through
-    ``AsyncClient``: we use none of the client's cookies, auth, redirects or event hooks, and
-    skipping them saves about a fifth of the CPU per request.
+    Requests go to ``transport.HTTP11Transport`` (keep-alive pools per vendor origin, parsed by
+    httptools) rather than through ``httpx.AsyncClient`` and httpcore: we use none of the
+    client's cookies, auth, redirects or event hooks, and httpcore's pure-Python HTTP costs about
+    ten times the CPU per request (see that module). Tests may hand in any httpx transport.
     """
-
-    POOL = 4
 
     def __init__(
         self,
@@ -127,35 +111,13 @@ class Sender:
     ):
         self.timeout = timeout
         self.base_urls = dict(base_urls or {})
-        self._transport = transport
-        self._max_pools = 1 if transport is not None else max(1, max_connections // self.POOL)
-        self._ssl = httpx.create_ssl_context()  # loading the CA bundle once, not per pool
+        self._own_transport = transport is None
+        self._transport = transport or HTTP11Transport(max_connections=max_connections)
         self._timeout = {"timeout": httpx.Timeout(timeout).as_dict()}
-        self._pools: dict[tuple[str, str], list[list]] = {}  # origin -> [[transport, in_flight], ...]
-
-    def _new_pool(self) -> httpx.AsyncBaseTransport:
-        if self._transport is not None:
-            return self._transport
-        return httpx.AsyncHTTPTransport(
-            verify=self._ssl, limits=httpx.Limits(max_connections=self.POOL, max_keepalive_connections=self.POOL),
-        )
-
-    def _pick(self, url: str) -> list:
-        parts = urlsplit(url)
-        slots = self._pools.setdefault((parts.scheme, parts.netloc), [])
-        slot = min(slots, key=lambda s: s[1], default=None)
-        if slot is None or (slot[1] >= self.POOL and len(slots) < self._max_pools):
-            slot = [self._new_pool(), 0]
-            slots.append(slot)
-        return slot
 
     async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), {}
-        transports = {id(t): t for slots in pools for t, _ in slots}
-        if self._transport is not None:
-            transports.pop(id(self._transport), None)  # the caller's: theirs to close
-        for transport in transports.values():
-            await transport.aclose()
+        if self._own_transport:  # a transport handed in is the caller's to close
+            await self._transport.aclose()
 
     def target(self, url: str) -> str:
         if not self.base_urls:
@@ -192,15 +154,13 @@ class Sender:
         record = describe(request)
         started = time.perf_counter()
         url = self.target(request.url)
-        slot = self._pick(url)
-        slot[1] += 1
         headers = httpx.Headers({"User-Agent": "Switchboard/1.0"})
         headers.update(request.headers)
         content = request.content()
         try:
             outgoing = httpx.Request(request.method, url, headers=headers, content=content,
                                      data=request.form if content is None else None, extensions=self._timeout)
-            response = await slot[0].handle_async_request(outgoing)
+            response = await self._transport.handle_async_request(outgoing)
             try:
                 await response.aread()
             finally:
@@ -211,8 +171,6 @@ class Sender:
         except httpx.HTTPError as exc:
             return Attempt(RETRY, record, error=f"network error: {type(exc).__name__}: {exc}",
                            latency_ms=_ms(started)), None
-        finally:
-            slot[1] -= 1
         latency = _ms(started)
         text = response.text[:EXCERPT_CHARS]
         status = response.status_code
