@@ -28,7 +28,8 @@ def test_every_call_type_is_posted_whole_with_headers_and_a_valid_signature(kind
     event = make_event(kind, userId="u-1", event="Order Completed" if kind == "track" else None,
                        properties={"total": 12.5}, traits={"plan": "pro"}, groupId="g-1", previousId="p-1")
     with Vendor(verifying_receiver("s3cret")) as receiver:
-        settings = {"url": receiver.url + "/hooks/in?x=1", "headers": {"Authorization": "Bearer abc", "X-Team": "7"},
+        settings = {"url": receiver.url + "/hooks/in?x=1",
+                    "headers": {"Authorization": "Bearer tok-xyz", "X-Team": "7"},
                     "shared_secret": "s3cret", "batch_size": 1}
         outcome = send(cloud.translate(event, settings), {})
         assert outcome.outcome == "delivered"
@@ -36,11 +37,12 @@ def test_every_call_type_is_posted_whole_with_headers_and_a_valid_signature(kind
     assert (got.method, got.path, got.query) == ("POST", "/hooks/in", {"x": "1"})
     assert got.headers["user-agent"] == "Segment.io/1.0"
     assert got.headers["content-type"] == "application/json"
-    assert got.headers["authorization"] == "Bearer abc" and got.headers["x-team"] == "7"
+    assert got.headers["authorization"] == "Bearer tok-xyz" and got.headers["x-team"] == "7"
     assert got.json() == orjson.loads(orjson.dumps(event))  # the whole event, as stored
     assert got.json()["messageId"] == event["messageId"]
     # What we keep about the attempt never shows the secret header values.
-    assert "abc" not in str(outcome.attempts[0].request["headers"])
+    # ("tok-xyz" is not hex, so the signature cannot contain it by chance, as it could "abc".)
+    assert "tok-xyz" not in str(outcome.attempts[0].request["headers"])
 
 
 def test_a_wrong_secret_fails_verification_and_is_a_permanent_error():
