@@ -120,6 +120,8 @@ class _Connection(asyncio.Protocol):
         if body:
             self._body.append(body)
             self._size += len(body)
+        if self._truncated:  # answer at the cap now: the rest may be huge or endless (this closes)
+            self._complete(keep_alive=False)
 
     def on_message_complete(self) -> None:
         if 100 <= self._status < 200:  # an interim answer (100 Continue): the real one follows
@@ -234,7 +236,9 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
             except BaseException:
                 connection.close()  # timed out, failed or cancelled mid-answer: never reuse it
                 raise
-            if not connection.closed:
+            if self._closed:  # aclose() ran while it was in flight: no pool would ever close it
+                connection.close()
+            elif not connection.closed:
                 origin.idle.append(connection)
             return answer
 
