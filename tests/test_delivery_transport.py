@@ -31,8 +31,9 @@ class Server:
     It counts connections accepted, connections open at once (peak), requests as received
     (head, body) and EOFs seen from the client (via ``read_request``)."""
 
-    def __init__(self, handler, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, handler, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"):
         self.handler = handler
+        self.host = host
         self.ssl_context = ssl_context
         self.connections = 0
         self.open = 0
@@ -47,10 +48,11 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.ssl_context else 'http'}://{host}:{self.port}"
 
     async def __aenter__(self) -> "Server":
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0, ssl=self.ssl_context)
+        self._server = await asyncio.start_server(self._client, self.host, 0, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -202,6 +204,18 @@ def test_max_connections_caps_concurrent_connections():
 
 
 # ------------------------------------------------------------------ response framing
+
+
+def test_ipv6_literal_host_connects_without_brackets_and_sends_them_in_host():
+    @run
+    async def check(transport):
+        async with Server(keep_alive(b"v6"), host="::1") as server:
+            response = await fetch(transport, "GET", server.url + "/x")
+            assert (response.status_code, response.content) == (200, b"v6")
+            head = server.requests[0][0].decode()
+            assert f"\r\nHost: [::1]:{server.port}\r\n" in head
+
+    check()
 
 
 def test_content_length_body():

@@ -206,7 +206,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         data = _serialise(request, await request.aread())
         port = url.port or (443 if url.scheme == "https" else 80)
-        key = (url.raw_scheme, url.host, port)
+        key = (url.raw_scheme, url.raw_host, port)
         origin = self._origins.get(key)
         if origin is None:
             origin = self._origins[key] = _Origin(self.max_connections)
@@ -254,15 +254,16 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
     async def _connect(self, url: httpx.URL, port: int, timeout: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
         https = url.scheme == "https"
+        host = url.raw_host.decode("ascii")  # IDNA-encoded, IPv6 without brackets: what DNS and SNI want
         try:
             _, connection = await asyncio.wait_for(loop.create_connection(
-                lambda: _Connection(self.max_response_bytes), url.host, port,
-                ssl=self.ssl_context if https else None, server_hostname=url.host if https else None,
+                lambda: _Connection(self.max_response_bytes), host, port,
+                ssl=self.ssl_context if https else None, server_hostname=host if https else None,
             ), timeout)
         except asyncio.TimeoutError:
-            raise httpx.ConnectTimeout(f"could not connect to {url.host}:{port} within {timeout:g}s") from None
+            raise httpx.ConnectTimeout(f"could not connect to {host}:{port} within {timeout:g}s") from None
         except (OSError, ssl.SSLError) as exc:  # refused, unreachable, DNS, certificate
-            raise httpx.ConnectError(f"could not connect to {url.host}:{port}: {exc}") from exc
+            raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
         return connection
 
     async def aclose(self) -> None:
