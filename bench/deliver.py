@@ -5,7 +5,8 @@ Runs a real ``switchboard serve`` (collector + delivery workers in one process, 
 ``/ok`` and never answers on ``/hang``. Measures:
 
 1. throughput: events/s posted to ``/v1/batch`` and delivered to the receiver, against a baseline:
-   the receiver hit directly by a plain httpx client, 16 requests in flight;
+   the receiver hit directly by a plain httpx client, 16 requests in flight (on httpx's own
+   transport, and on ours: ``server/delivery/transport.py``);
 2. receipt→delivery latency p50/p99 at a paced 1,000 events/s (target p99 ≤ 250 ms);
 3. isolation: a healthy destination's delivered events/s alone vs. beside a hanging one
    (target: within 10 %), alternating rounds on fresh servers so both see the same machine load;
@@ -37,6 +38,7 @@ import httpx  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
+from server.delivery.transport import HTTP11Transport  # noqa: E402
 from server.store import delivery as store  # noqa: E402
 from server.store import open_store, workspace  # noqa: E402
 from server.store.engine import read_only  # noqa: E402
@@ -135,9 +137,11 @@ async def post_paced(url: str, write_key: str, rate: int, seconds: float, tick: 
     return sent
 
 
-async def direct_ceiling(receiver: str, total: int, parallel: int = 16) -> float:
-    """Events/s the receiver takes when hit directly, one event per request (the ceiling)."""
-    async with httpx.AsyncClient(timeout=30) as client:
+async def direct_ceiling(receiver: str, total: int, parallel: int = 16, ours: bool = False) -> float:
+    """Events/s the receiver takes when hit directly, one event per request, by a plain httpx
+    client (on httpcore, or on our delivery transport with ``ours``)."""
+    transport = HTTP11Transport() if ours else None
+    async with httpx.AsyncClient(timeout=30, transport=transport) as client:
         bodies = batch(total, "d")
         started = time.perf_counter()
 
@@ -226,6 +230,7 @@ def run(new_db, args) -> None:
         wait_for_port(receiver_port, 30)
         wait_for_port(other_port, 30)
         ceiling = asyncio.run(direct_ceiling(receiver, 2000))
+        ours_ceiling = asyncio.run(direct_ceiling(receiver, 2000, ours=True))
         # Alone and beside alternate, each on a fresh server and database, so that both see the
         # same machine load; the medians are compared.
         alone, beside, paired, ingest = [], [], [], []
@@ -249,6 +254,8 @@ def run(new_db, args) -> None:
         statistics.median(v) for v in (alone, beside, paired, ingest))
     rows = [
         ("receiver hit directly by an httpx AsyncClient, 16 in flight (baseline), events/s", f"{ceiling:,.0f}", "1.00"),
+        ("the same client on our delivery transport (transport.py), events/s", f"{ours_ceiling:,.0f}",
+         f"{ours_ceiling / ceiling:.2f} of baseline"),
         ("collector ingest (/v1/batch, 100 per batch), events/s", f"{ingest_rate:,.0f}",
          f"{ingest_rate / ceiling:.2f} of baseline"),
         ("collector → webhook delivered, events/s", f"{alone_rate:,.0f}", f"{alone_rate / ceiling:.2f} of baseline"),
