@@ -41,3 +41,31 @@ def test_migrating_keeps_existing_data(sqlite_url):
         assert workspace.get_source(engine, source["id"])["write_key"] == source["write_key"]
     finally:
         engine.dispose()
+
+
+def test_a_database_from_before_web_sessions_gets_the_table(db_url):
+    # What the previous release left behind: migration 1 done, every table but web_sessions.
+    from server.store import open_store, workspace
+
+    migrations._import_table_modules()
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t.name != "web_sessions"])
+            conn.execute(migrations.schema_migrations.insert().values(
+                version=1, description="create tables", applied_at=workspace.now()))
+        source = workspace.create_source(engine, "Kept")
+        assert "web_sessions" not in inspect(engine).get_table_names()
+
+        assert migrations.migrate(engine) == [2]
+        assert "web_sessions" in inspect(engine).get_table_names()
+        indexes = {ix["name"] for ix in inspect(engine).get_indexes("web_sessions")}
+        assert "ix_web_sessions_expires_at" in indexes
+    finally:
+        engine.dispose()
+    engine = open_store(db_url)  # and the server starts on it as usual
+    try:
+        assert workspace.get_source(engine, source["id"])["write_key"] == source["write_key"]
+        assert migrations.migrate(engine) == []
+    finally:
+        engine.dispose()

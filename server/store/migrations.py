@@ -41,8 +41,16 @@ def _create_all(conn: Connection) -> None:
     schema.metadata.create_all(conn, checkfirst=True)
 
 
+def _create_web_sessions(conn: Connection) -> None:
+    # Server-side web sessions, so that signing out ends a session. A database that ran
+    # migration 1 before this table existed gets it here (with its index); on a new database
+    # migration 1 already created it and this does nothing.
+    schema.metadata.tables["web_sessions"].create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
+    (2, "create web_sessions", _create_web_sessions),
 ]
 
 

@@ -1,7 +1,9 @@
-"""Tables of the web app: admin users (scrypt password hashes) and recent failed sign-ins.
+"""Tables of the web app: admin users (scrypt password hashes), recent failed sign-ins and
+signed-in sessions.
 
-Failed sign-in attempts are kept in the database rather than in memory so that the limit holds
-across every server process sharing the store (``switchboard serve --workers N``, PostgreSQL).
+Failed sign-in attempts and sessions are kept in the database rather than in memory so that the
+limit holds, and a sign-out takes effect, across every server process sharing the store
+(``switchboard serve --workers N``, PostgreSQL) and across restarts.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ sign_in_failures = Table(
     Column("at", UTCDateTime(), nullable=False),
 )
 Index("ix_web_sign_in_failures_key_at", sign_in_failures.c.key, sign_in_failures.c.at)
+
+# One row per signed-in browser. The signed cookie carries only the id, so deleting the row ends
+# that session at once, wherever the cookie was copied to. Looked up by primary key on every page.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("username", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False, index=True),
+)
 
 
 def get_user(engine: Engine, username: str) -> dict[str, Any] | None:
@@ -75,3 +88,30 @@ def failures_since(engine: Engine, key: str, since: datetime) -> int:
 def clear_failures(engine: Engine, key: str) -> None:
     with engine.begin() as conn:
         conn.execute(sign_in_failures.delete().where(sign_in_failures.c.key == key))
+
+
+def create_session(
+    engine: Engine, session_id: str, username: str, lifetime: timedelta, replaces: str | None = None
+) -> None:
+    """Record a new session; end ``replaces`` (the browser's previous session) in the same step."""
+    at = now()
+    with engine.begin() as conn:
+        # Sign-in is rare and may do a little more: clear out sessions that ran out, so the table
+        # holds only live sessions without a separate clean-up job.
+        conn.execute(web_sessions.delete().where(web_sessions.c.expires_at <= at))
+        if replaces:
+            conn.execute(web_sessions.delete().where(web_sessions.c.id == replaces))
+        conn.execute(web_sessions.insert().values(
+            id=session_id, username=username, created_at=at, expires_at=at + lifetime))
+
+
+def session_user(engine: Engine, session_id: str) -> str | None:
+    """The user of a live session, or None when it was ended or has expired."""
+    with read_only(engine) as conn:
+        return conn.execute(select(web_sessions.c.username).where(
+            web_sessions.c.id == session_id, web_sessions.c.expires_at > now())).scalar_one_or_none()
+
+
+def end_session(engine: Engine, session_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(web_sessions.delete().where(web_sessions.c.id == session_id))

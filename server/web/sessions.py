@@ -1,9 +1,16 @@
-"""Signed session cookies, CSRF tokens and the ``@page`` guard every web app route wears.
+"""Sessions, CSRF tokens and the ``@page`` guard every web app route wears.
 
-The session is a small dict signed with itsdangerous (HMAC-SHA1 over the JSON, timestamped):
-``{"u": user name or absent, "c": CSRF token, "f": one-shot flash message}``. The cookie is
-HttpOnly and SameSite=Lax. The key is ``SWITCHBOARD_SECRET_KEY`` or, when that is empty, a random
-key generated once and kept in the database (``app_state``), so every process signs alike.
+The cookie is a small dict signed with itsdangerous (HMAC-SHA1 over the JSON, timestamped):
+``{"s": session id or absent, "c": CSRF token, "f": one-shot flash message}``. It is HttpOnly,
+SameSite=Lax, and Secure when the request came over https. The key is ``SWITCHBOARD_SECRET_KEY``
+or, when that is empty, a random key generated once and kept in the database (``app_state``), so
+every process signs alike; a new key ends every session, since no old cookie verifies.
+
+Signing in creates a row in ``web_sessions`` (``server.store.web``) and puts only its random id in
+the cookie. A session counts only while its row exists and has not expired, so signing out (which
+deletes the row) also ends copies of the cookie, in every process. There is no cache in front of
+that lookup on purpose: it is one primary-key read per page, and a cache would let a signed-out
+cookie live on.
 
 Every POST must carry the session's CSRF token as the form field ``csrf_token`` (or the
 ``X-CSRF-Token`` header); otherwise the request is refused with 403 before the handler runs.
@@ -14,6 +21,7 @@ from __future__ import annotations
 import functools
 import hmac
 import secrets
+from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -25,9 +33,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from server.errors import error_response
 
 from server.store import tokens
+from server.store import web as store
 
 COOKIE = "switchboard_session"
-MAX_AGE = 12 * 3600  # a signed-in session lasts 12 hours, then sign in again
+MAX_AGE = 12 * 3600  # a signed-in session lasts 12 hours from sign-in, then sign in again
 STATE_KEY = "web_session_key"
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -45,9 +54,13 @@ async def _serializer(request: Request) -> URLSafeTimedSerializer:
 
 
 class Session(dict):
-    """The decoded cookie; ``save(response)`` writes it back when something changed."""
+    """The decoded cookie; ``save(response)`` writes it back when something changed.
+
+    ``user`` is not in the cookie: ``load_session`` reads it from the session's row.
+    """
 
     changed = False
+    user: str | None = None
 
     def set(self, key: str, value: Any) -> None:
         if self.get(key) != value:
@@ -59,10 +72,6 @@ class Session(dict):
             self.changed = True
             return self.pop(key)
         return None
-
-    @property
-    def user(self) -> str | None:
-        return self.get("u")
 
     @property
     def csrf(self) -> str:
@@ -84,7 +93,41 @@ async def load_session(request: Request) -> Session:
             data = loaded if isinstance(loaded, dict) else {}
         except BadSignature:  # includes SignatureExpired
             data = {}
+    user = None
+    if isinstance(data.get("s"), str):
+        user = await run_in_threadpool(store.session_user, request.app.state.engine, data["s"])
+        if user is None:
+            # Signed out, expired or never ours: the same as no cookie at all, exactly as an
+            # expired signature is (a fresh CSRF token comes with the next page).
+            data = {}
     session = request.state.web_session = Session(data)
+    session.user = user
+    return session
+
+
+async def start_session(request: Request, username: str) -> Session:
+    """Sign ``username`` in: a new session row and id, and a fresh CSRF token."""
+    session = await load_session(request)
+    previous = session.get("s")  # signing in again replaces it
+    session_id = secrets.token_urlsafe(32)
+    await run_in_threadpool(
+        store.create_session, request.app.state.engine, session_id, username, timedelta(seconds=MAX_AGE), previous
+    )
+    session.clear()
+    session.set("s", session_id)
+    session.user = username
+    session.csrf
+    return session
+
+
+async def end_session(request: Request) -> Session:
+    """Sign out: delete the session's row, so every copy of the cookie stops working now."""
+    session = await load_session(request)
+    if session.get("s"):
+        await run_in_threadpool(store.end_session, request.app.state.engine, session["s"])
+    session.clear()
+    session.user = None
+    session.changed = True
     return session
 
 

@@ -1,4 +1,4 @@
-"""Sign in and sign out.
+"""Sign in and sign out (the session itself is ``server.web.sessions``).
 
 Failed attempts are counted per client address and user name; the sixth failure within a
 minute (and every attempt after it, until the minute passes) gets 429 without checking the
@@ -15,7 +15,9 @@ from starlette.routing import Route
 from server.store import web as store
 from server.web import accounts
 from server.web.render import render
-from server.web.sessions import CSRF_MESSAGE, check_csrf, form_of, load_session, page, redirect, web_error
+from server.web.sessions import (
+    CSRF_MESSAGE, check_csrf, end_session, form_of, load_session, page, redirect, start_session, web_error,
+)
 
 
 def _safe_next(value: str | None) -> str:
@@ -62,19 +64,13 @@ async def sign_in(request: Request) -> Response:
         data["error"] = "That user name and password do not match."
         return await render(request, "sign_in.html", data, status=401, title="Sign in")
     await run_in_threadpool(store.clear_failures, engine, key)
-    session = await load_session(request)
-    session.clear()
-    session.set("u", username)
-    session.set("c", None)  # a fresh CSRF token for the signed-in session
-    session.csrf
+    await start_session(request, username)  # a new session id and a fresh CSRF token
     return await redirect(request, nxt)
 
 
 @page
 async def sign_out(request: Request) -> Response:
-    session = await load_session(request)
-    session.clear()
-    session.changed = True
+    await end_session(request)
     return await redirect(request, "/sign-in", "You are signed out.")
 
 
