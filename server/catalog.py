@@ -45,6 +45,24 @@ _SETTING_KEYS = {
 }
 _SLUG = re.compile(r"^[a-z][a-z0-9_]*$")
 
+# Consent: one setting every destination has without declaring it (a warehouse stores every
+# event, consent included, for its owners to filter). The browser core and cloud routing read it
+# (docs/consent.md); a manifest may not declare a setting of its own under this key.
+CONSENT_KEY = "consent_categories"
+CONSENT_SETTING = {
+    "key": CONSENT_KEY,
+    "label": "Consent categories",
+    "description": "Send to this destination only when the visitor has consented to every one of these "
+    "categories (as your consent tool names them, e.g. Analytics, Advertising or C0004). Leave empty to "
+    "send regardless of consent.",
+    "type": "list",
+    "required": False,
+    "secret": False,
+    "default": [],
+    "placeholder": "Advertising",
+}
+NO_CONSENT_CATEGORIES = ("Warehouses",)
+
 
 class CatalogError(Exception):
     """A manifest is broken; the message names the file and the field."""
@@ -244,6 +262,11 @@ def parse_manifest(path: Path) -> Manifest:
     keys = [s.key for s in settings]
     if len(set(keys)) != len(keys):
         raise _fail(path, "settings", "two settings share a key")
+    if CONSENT_KEY in keys:
+        raise _fail(path, f"settings[{keys.index(CONSENT_KEY)}].key",
+                    f"{CONSENT_KEY!r} is reserved: every destination has it (docs/consent.md)")
+    if category not in NO_CONSENT_CATEGORIES:
+        settings += (_parse_setting(CONSENT_SETTING, len(settings), tuple(modes), path),)
     aliases = data.get("aliases", [])
     if not isinstance(aliases, list) or any(not isinstance(a, str) for a in aliases):
         raise _fail(path, "aliases", "must be a list of strings")

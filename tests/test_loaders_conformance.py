@@ -28,7 +28,7 @@ DEVICE = [m for m in CATALOG if "device" in m.modes]
 BUDGET = 1024  # bytes of gzip -9 a minified loader adds to a bundle (issue 3's budget for each loader)
 HANDLERS = {"page", "track", "identify", "group", "alias", "screen"}
 # The core applies these itself (CONTRACT.md §7); a loader never reads them.
-CORE_SETTINGS = {"track_initial_page"}
+CORE_SETTINGS = {"track_initial_page", "consent_categories"}  # read by the core (30-loaders.js), not by loaders
 # Spec semantic event names (shared/reference/destinations.md Part 4), the keys `events` may use.
 SPEC_EVENTS = {
     "Products Searched", "Product List Viewed", "Product List Filtered", "Promotion Viewed", "Promotion Clicked",
