@@ -62,6 +62,7 @@ CONSENT_SETTING = {
     "placeholder": "Advertising",
 }
 NO_CONSENT_CATEGORIES = ("Warehouses",)
+CONSENT_NAME_MAX = 100
 
 
 class CatalogError(Exception):
@@ -361,7 +362,26 @@ def _check_value(setting: Setting, value: Any) -> Any:
     elif kind == "list":
         if not isinstance(value, list) or any(not isinstance(v, (str, int, float)) for v in value):
             raise ValueError("must be a list of text values")
+        if setting.key == CONSENT_KEY:
+            value = _consent_categories(value)
     return value
+
+
+def _consent_categories(value: list) -> list[str]:
+    """Category names as routing compares them (exactly): text, trimmed, each once, in order.
+
+    A number or a blank line would be a category no consent tool ever grants, silently
+    blocking the destination; refuse it instead.
+    """
+    names: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError("must be a list of category names (text, not empty)")
+        if len(item.strip()) > CONSENT_NAME_MAX:
+            raise ValueError(f"must be category names of at most {CONSENT_NAME_MAX} characters")
+        if item.strip() not in names:
+            names.append(item.strip())
+    return names
 
 
 def _is_empty(value: Any) -> bool:

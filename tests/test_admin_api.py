@@ -226,6 +226,32 @@ def test_validation_errors_name_the_field(client):
     assert client.get(patch).json()["settings"] == {"site_id": "1"}
 
 
+def test_consent_categories_are_cleaned_and_bad_ones_refused_with_the_field(client):
+    sid = make_source(client)["id"]
+    webhooks = client.get(f"{API}/catalog/webhooks").json()
+    consent = next(s for s in webhooks["settings"] if s["key"] == "consent_categories")
+    assert (consent["type"], consent["secret"], consent["default"]) == ("list", False, [])
+    dest = make_destination(client, sid, slug="webhooks", settings={
+        "url": "https://example.com/hook", "consent_categories": [" Advertising", "Analytics", "Advertising"]})
+    assert dest["settings"]["consent_categories"] == ["Advertising", "Analytics"]
+    url = f"{API}/destinations/{dest['id']}"
+    for bad in ("Advertising", ["Advertising", 7], [""], ["  "], ["x" * 101], [["Advertising"]], {"a": True}):
+        body = assert_error(client.patch(url, json={"settings": {"consent_categories": bad}}), 422,
+                            field="settings.consent_categories")
+        assert "Consent categories" in body["message"]
+        assert_error(client.post(f"{API}/sources/{sid}/destinations", json={
+            "slug": "mixpanel", "settings": {"consent_categories": bad}}), 422, field="settings.consent_categories")
+    assert client.get(url).json()["settings"]["consent_categories"] == ["Advertising", "Analytics"]
+    patched = client.patch(url, json={"settings": {"consent_categories": ["C0004"]}})
+    assert patched.status_code == 200 and patched.json()["settings"]["consent_categories"] == ["C0004"]
+    cleared = client.patch(url, json={"settings": {"consent_categories": None}})
+    assert "consent_categories" not in cleared.json()["settings"]  # back to the default: no consent needed
+    # The warehouse has no such setting (it stores every event).
+    assert_error(client.post(f"{API}/sources/{sid}/destinations", json={
+        "slug": "warehouse", "settings": {"consent_categories": ["Analytics"]}}), 422,
+        field="settings.consent_categories")
+
+
 def test_unknown_paths_and_methods_get_json_errors(client):
     assert_error(client.get(f"{API}/nothing-here"), 404)
     assert_error(client.get(f"{API}/sources/99999999999999999999999"), 404)  # beyond 64 bits: no 500

@@ -11,6 +11,7 @@ import pytest
 
 from server.catalog import (
     CATEGORIES,
+    CONSENT_KEY,
     DESTINATIONS_DIR,
     SECRET_MASK,
     CatalogError,
@@ -445,3 +446,41 @@ def test_two_destinations_sharing_a_name_stop_the_boot(tmp_path):
     with pytest.raises(CatalogError, match=r"is already the name of") as caught:
         load_catalog(tmp_path)
     assert "slack/manifest.json" in str(caught.value) and "webhooks/manifest.json" in str(caught.value)
+
+
+# ---------------------------------------------------------------- consent categories (docs/consent.md)
+
+
+@per_manifest
+def test_every_destination_but_the_warehouse_has_public_consent_categories_in_both_modes(manifest):
+    setting = manifest.setting(CONSENT_KEY)
+    if manifest.category == "Warehouses":
+        assert setting is None  # the warehouse stores every event; its owners filter on context_consent_*
+        return
+    assert (setting.type, setting.secret, setting.required, setting.default) == ("list", False, False, [])
+    assert setting.modes == manifest.modes
+    assert setting.to_json()["key"] == CONSENT_KEY  # the catalog API and the web form list it like any setting
+    for mode in manifest.modes:
+        assert public_settings(manifest, {}, mode)[CONSENT_KEY] == []
+    assert CONSENT_KEY not in {s["key"] for s in raw(manifest)["settings"]}  # it comes from the catalog
+
+
+def test_a_manifest_declaring_consent_categories_itself_stops_the_load(tmp_path):
+    path = _copy(tmp_path)
+    _edit(path, lambda d: d["settings"].append(
+        {"key": CONSENT_KEY, "label": "Mine", "description": "Mine.", "type": "list", "required": False,
+         "secret": False}))
+    message = _load_error(tmp_path)
+    assert "amplitude/manifest.json" in message and "].key" in message and "reserved" in message
+
+
+def test_consent_categories_are_cleaned_and_bad_ones_named():
+    cleaned = validate_settings(WEBHOOKS, {CONSENT_KEY: [" Advertising ", "C0004", "Advertising"]}, "cloud",
+                                enabled=False)
+    assert cleaned[CONSENT_KEY] == ["Advertising", "C0004"]  # trimmed, each once, in order; case kept
+    assert validate_settings(WEBHOOKS, {CONSENT_KEY: ["ads", "Ads"]}, "cloud", enabled=False)[CONSENT_KEY] == [
+        "ads", "Ads"]
+    for bad in ("Advertising", {"Advertising": True}, [4], [True], [""], ["  "], ["x" * 101], [None]):
+        errors = _errors(WEBHOOKS, {CONSENT_KEY: bad}, "cloud", enabled=False)
+        assert list(errors) == [CONSENT_KEY] and errors[CONSENT_KEY].startswith("Consent categories ")
+    assert validate_settings(WEBHOOKS, {CONSENT_KEY: ["x" * 100]}, "cloud", enabled=False)[CONSENT_KEY] == ["x" * 100]
