@@ -68,6 +68,50 @@ def test_routing_honours_integrations_disabled_and_device_mode_destinations_and_
     assert len(jobs(engine, dest_slack["id"])) == 1
 
 
+def consent(**preferences) -> dict:
+    """An event context as a consent-aware client stamps it (Segment's consent object)."""
+    return {"ip": "203.0.113.9", "consent": {"categoryPreferences": preferences}}
+
+
+def test_consent_categories_gate_cloud_delivery_and_events_without_consent_are_not_gated(engine, catalog):
+    with Vendor() as ads, Vendor() as both, Vendor() as plain:
+        _, (dest_ads, dest_both, dest_plain) = source_with(
+            engine,
+            hook(ads.url + "/ads", consent_categories=["Advertising"]),
+            hook(both.url + "/both", consent_categories=["Advertising", "Analytics"]),
+            hook(plain.url + "/plain"),
+        )
+        events = {
+            "granted": make_event("track", event="granted", context=consent(Advertising=True, Analytics=False)),
+            "refused": make_event("track", event="refused", context=consent(Advertising=False, Analytics=True)),
+            "empty": make_event("track", event="empty", context=consent()),
+            "other case": make_event("track", event="other case", context=consent(advertising=True)),
+            "not exactly true": make_event("track", event="not exactly true", context=consent(Advertising="true")),
+            "all granted": make_event("page", name="all granted", context=consent(Advertising=True, Analytics=True)),
+            # Server-side SDKs and old clients send no consent object: Segment delivers as if not configured.
+            "no consent": make_event("identify", userId="u-1", context={"ip": "203.0.113.9"}),
+            "consent without preferences": make_event("track", event="bare", context={"consent": {}}),
+            # Consent granted, but the integrations option still turns it off.
+            "granted but off": make_event("track", event="off", context=consent(Advertising=True, Analytics=True),
+                                          integrations={"Webhooks": False}),
+        }
+        append(engine, dest_ads["source_id"], list(events.values()))
+        with RunningService(engine, catalog):
+            wait_until(lambda: all_finished(engine, dest_plain["id"], 8) and all_finished(engine, dest_ads["id"], 4)
+                       and all_finished(engine, dest_both["id"], 3), what="consent-gated deliveries")
+
+    def received(vendor):
+        return sorted(r.json()["messageId"] for r in vendor.snapshot())
+
+    def ids(*names):
+        return sorted(events[n]["messageId"] for n in names)
+
+    assert received(ads) == ids("granted", "all granted", "no consent", "consent without preferences")
+    assert received(both) == ids("all granted", "no consent", "consent without preferences")
+    assert received(plain) == ids(*(n for n in events if n != "granted but off"))
+    assert [len(jobs(engine, d["id"])) for d in (dest_ads, dest_both, dest_plain)] == [4, 3, 8]
+
+
 # ---------------------------------------------------------------- outage
 
 

@@ -129,10 +129,11 @@ def _jobs_for(conn: Connection, rows: list, catalog: Catalog) -> list[dict[str, 
     by_source: dict[int, list[dict[str, Any]]] = {}
     for d in conn.execute(
         select(destinations.c.id, destinations.c.source_id, destinations.c.slug, destinations.c.mode,
-               destinations.c.enabled).where(destinations.c.source_id.in_(source_ids))
+               destinations.c.enabled, destinations.c.settings).where(destinations.c.source_id.in_(source_ids))
     ):
+        # Settings too: routing reads consent_categories from them.
         by_source.setdefault(d.source_id, []).append(
-            {"id": d.id, "slug": d.slug, "mode": d.mode, "enabled": bool(d.enabled)}
+            {"id": d.id, "slug": d.slug, "mode": d.mode, "enabled": bool(d.enabled), "settings": d.settings}
         )
     now = utcnow()
     jobs = []
