@@ -297,6 +297,44 @@ def test_debugger_event_detail_says_where_the_event_goes(signed_in):
     assert signed_in.get(f"/sources/2/debugger/events/{event['id']}").status_code == 404
 
 
+def test_debugger_routed_to_reflects_consent_in_both_modes(signed_in):
+    """Consent categories entered in the web form (one per line) gate device and cloud mode alike."""
+    for slug, mode, fields in (("webhooks", "cloud", {"url": "https://example.com/hook"}),
+                               ("google_analytics_4", "device", {"measurement_id": "G-CONSENT1"})):
+        r = signed_in.post(f"/catalog/{slug}/configure", follow_redirects=False, data={
+            "csrf_token": signed_in.csrf, "source": "1", "mode": mode, **fields,
+            "consent_categories": "Advertising\n\n  Analytics  " if mode == "cloud" else "Analytics"})
+        assert r.status_code == 303, r.text
+        signed_in.post(r.headers["location"] + "/enabled", data={"csrf_token": signed_in.csrf, "enabled": "true"})
+    hook, _ = workspace.list_destinations(signed_in.engine, 1)
+    assert hook["settings"]["consent_categories"] == ["Advertising", "Analytics"]
+    key = workspace.get_source(signed_in.engine, 1)["write_key"]
+
+    def routed(message_id, **options):
+        sent = signed_in.post("/v1/track", json={"writeKey": key, "event": "Viewed", "userId": "u-1",
+                                                 "messageId": message_id, **options})
+        assert sent.status_code == 200
+        (event,) = [e for e in signed_in.get("/sources/1/debugger?format=json").json()["events"]
+                    if e["name"] == "Viewed" and e["id"] not in seen]
+        seen.add(event["id"])
+        detail = signed_in.get(f"/sources/1/debugger/events/{event['id']}").json()
+        return {d["mode"]: (d["routed"], d["reason"]) for d in detail["routed_to"]}
+
+    seen: set[int] = set()
+    only_analytics = routed("m-consent-1", context={"consent": {"categoryPreferences": {
+        "Advertising": False, "Analytics": True}}})
+    assert only_analytics["device"] == (True, "sent from the visitor's browser (device mode)")
+    assert only_analytics["cloud"] == (False, "the visitor has not consented to Advertising")
+    nothing = routed("m-consent-2", context={"consent": {"categoryPreferences": {}}})
+    assert nothing["device"] == (False, "the visitor has not consented to Analytics")
+    assert nothing["cloud"] == (False, "the visitor has not consented to Advertising, Analytics")
+    everything = routed("m-consent-3", context={"consent": {"categoryPreferences": {
+        "Advertising": True, "Analytics": True}}})
+    assert everything["device"][0] is True and everything["cloud"] == (True, "sent by Switchboard's server (cloud mode)")
+    no_consent_object = routed("m-consent-4")  # e.g. a server-side SDK: not gated, as in Segment
+    assert no_consent_object["device"][0] is True and no_consent_object["cloud"][0] is True
+
+
 def test_warehouse_destination_syncs_from_the_web_app(signed_in, tmp_path):
     key = workspace.get_source(signed_in.engine, 1)["write_key"]
     assert signed_in.post("/v1/page", json={"writeKey": key, "name": "Home", "anonymousId": "a-1"}).status_code == 200
@@ -342,6 +380,17 @@ def test_routing_follows_the_integrations_option_and_each_modes_calls(catalog):
     track = {"type": "track", "integrations": {"Google Analytics 4": False}}
     result = {r["id"]: r for r in routed_to(catalog, dests, track)}
     assert result[1]["routed"] is False and result[2]["routed"] is True
+    # Consent: the same rule in both modes; the integrations option is checked first.
+    dests[0]["settings"] = {"measurement_id": "G-ABC123", "consent_categories": ["C0004"]}
+    dests[1]["settings"] = {"consent_categories": ["C0002", "C0004"]}
+    granted = {"type": "track", "context": {"consent": {"categoryPreferences": {"C0002": True, "C0004": 1}}}}
+    result = {r["id"]: r for r in routed_to(catalog, dests, granted)}
+    assert result[1]["reason"] == result[2]["reason"] == "the visitor has not consented to C0004"  # 1 is not true
+    malformed = {"type": "track", "context": {"consent": {"categoryPreferences": ["C0002", "C0004"]}}}
+    result = {r["id"]: r for r in routed_to(catalog, dests, malformed)}
+    assert result[1]["routed"] is False and result[2]["routed"] is False
+    off = {**malformed, "integrations": {"All": False}}
+    assert {r["reason"] for r in routed_to(catalog, dests, off)} >= {"turned off by the event's integrations option"}
 
 
 def test_a_destination_can_get_what_cloud_mode_needs_and_then_switch_to_it(signed_in):

@@ -2,15 +2,17 @@
 
 An enabled destination takes an event when its mode accepts the call type and the event's
 ``integrations`` option does not turn it off (a destination's own name or alias wins over
-``All``, which defaults to true). Device-mode destinations receive it in the visitor's browser,
-cloud-mode ones from Switchboard's delivery workers.
+``All``, which defaults to true) and the visitor consented to each of its ``consent_categories``
+(the rule of docs/consent.md, the same in the browser core and in cloud routing: an event without
+``context.consent.categoryPreferences`` is not gated). Device-mode destinations receive it in the
+visitor's browser, cloud-mode ones from Switchboard's delivery workers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from server.catalog import Catalog
+from server.catalog import CONSENT_KEY, Catalog
 
 
 def _allowed(integrations: Any, names: tuple[str, ...]) -> bool:
@@ -20,6 +22,19 @@ def _allowed(integrations: Any, names: tuple[str, ...]) -> bool:
         if name in integrations:
             return integrations[name] is not False
     return integrations.get("All", True) is not False
+
+
+def _not_consented(event: dict[str, Any], settings: dict[str, Any] | None) -> list[str]:
+    """The destination's categories this event does not grant (exactly ``true``); [] when not gated."""
+    needed = (settings or {}).get(CONSENT_KEY) or []
+    context = event.get("context")
+    consent = context.get("consent") if isinstance(context, dict) else None
+    preferences = consent.get("categoryPreferences") if isinstance(consent, dict) else None
+    if preferences is None:
+        return []
+    if not isinstance(preferences, dict):
+        return list(needed)
+    return [name for name in needed if preferences.get(name) is not True]
 
 
 def routed_to(catalog: Catalog, destinations: list[dict[str, Any]], event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -35,6 +50,8 @@ def routed_to(catalog: Catalog, destinations: list[dict[str, Any]], event: dict[
             routed, why = False, f"{dest['mode']} mode does not take {call} calls"
         elif not _allowed(event.get("integrations"), manifest.integration_names):
             routed, why = False, "turned off by the event's integrations option"
+        elif missing := _not_consented(event, dest.get("settings")):
+            routed, why = False, f"the visitor has not consented to {', '.join(missing)}"
         elif dest["mode"] == "cloud":
             routed, why = True, "sent by Switchboard's server (cloud mode)"
         else:
