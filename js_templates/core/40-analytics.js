@@ -53,6 +53,7 @@ function make(type, fields, opts, bpc) {
   opts = opts || {};
   var page = pageContext(bpc), ctx = baseContext(page);
   for (var k in opts) if (has(opts, k) && ["integrations", "timestamp", "anonymousId", "context", "messageId"].indexOf(k) < 0) ctx[k] = opts[k];
+  if (CATS.length || lsGet(CK) || MEM[CK]) ctx.consent = { categoryPreferences: consent() };
   extend(ctx, opts.context);
   var e = extend({ type: type }, fields, {
     messageId: opts.messageId || "sb-" + Date.now() + "-" + uuid(),
@@ -88,7 +89,8 @@ function runPlugins(types, e) {
 }
 function deliver(e, cb, initial) {
   runPlugins(["before", "enrichment"], e);
-  var to = DESTS.filter(function (d) { return d.takes(e, initial); }), bundled = [];
+  var p = ((e.context || {}).consent || {}).categoryPreferences, bundled = [];
+  var to = DESTS.filter(function (d) { return !d.w && granted(d, p) && d.takes(e, initial); });
   // Destinations served here are switched off for the server's delivery (CONTRACT.md §9).
   var wire = clone(e);
   to.forEach(function (d) { wire.integrations[d.cfg.name] = false; bundled.push(d.cfg.name); });

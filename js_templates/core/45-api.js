@@ -60,7 +60,7 @@ function ready(cb) {
   });
 }
 function checkReady() {
-  if (!READY || DESTS.some(function (d) { return !d.st; })) return;
+  if (!READY || DESTS.some(function (d) { return !d.st && !d.w; })) return;
   var r = READY; READY = null;
   r.forEach(function (f) { try { f(); } catch (x) { log(x); } });
   emit("ready");
@@ -93,6 +93,7 @@ extend(A, {
   debug: function (v) { DEBUG = v !== false; lsSet("sb_debug", DEBUG || null); return A; },
   trackLink: function (els, ev, props) { return bind(els, "click", ev, props); },
   trackForm: function (els, ev, props) { return bind(els, "submit", ev, props); },
+  setConsent: setConsent, getConsent: consent,
   addSourceMiddleware: function (fn) { MW.push(fn); return A; },
   addIntegrationMiddleware: function () { return A; }, addDestinationMiddleware: function () { return A; },
   register: register

@@ -15,13 +15,14 @@ function start() {
     log: log, done: checkReady, timeout: LOADOPTS.destinationTimeout
   };
   C.destinations.forEach(function (cfg) {
+    (cfg.settings.consent_categories || []).forEach(function (c) { if (CATS.indexOf(c) < 0) CATS.push(c); });
     if (routed(cfg.names, LOADOPTS.integrations)) DESTS.push(new Dest(cfg, env));
   });
   // Listeners, identity overrides and middleware first (as analytics-next), then the calls.
-  var first = ["on", "once", "off", "debug", "setAnonymousId", "addSourceMiddleware", "register"], initial = true;
+  var first = ["on", "once", "off", "debug", "setAnonymousId", "addSourceMiddleware", "register", "setConsent"], initial = true;
   var calls = queue.filter(function (c) { return c && first.indexOf(c[0]) >= 0; })
     .concat(queue.filter(function (c) { return c && first.indexOf(c[0]) < 0; }));
-  DESTS.forEach(function (d) { d.start(); });
+  applyConsent();                                     // destinations waiting for consent wait
   startTransport();                                   // earlier pages' unsent events go first
   calls.forEach(function (c) {
     var m = c[0], args = c.slice(1);

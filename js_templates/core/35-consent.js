@@ -1,0 +1,27 @@
+// Consent gating (docs/consent.md). A destination whose settings list consent_categories loads
+// and gets calls only while every one of them is granted. Preferences persist per device in
+// localStorage (sb_consent), like the traits. Once the bundle has categorised destinations or
+// preferences were ever set here, every event carries context.consent.categoryPreferences with
+// each of the bundle's categories (false unless granted); the caller's own context.consent wins.
+var CK = "sb_consent", CATS = [];
+
+function consent() {
+  var p = {};
+  CATS.forEach(function (c) { p[c] = false; });
+  return extend(p, objGet(CK));
+}
+function granted(d, p) { return (d.s.consent_categories || []).every(function (c) { return isObj(p) && p[c] === true; }); }
+// Destinations waiting for consent have w = 1 (ready() does not wait for them); those granted
+// now start loading. A started destination stays started: withdrawal is applied per event.
+function applyConsent() {
+  var p = consent();
+  DESTS.filter(function (d) { return d.w !== 0 && !(d.w = granted(d, p) ? 0 : 1); })
+    .forEach(function (d) { d.start(); });
+}
+function setConsent(p) {
+  var c = objGet(CK);
+  if (isObj(p)) for (var k in p) if (has(p, k)) c[k] = p[k] === true;
+  objSet(CK, c);
+  applyConsent();
+  return A;
+}
