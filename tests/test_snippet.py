@@ -49,11 +49,11 @@ def test_snippet_queues_calls_with_buffered_page_context_and_loads_our_bundle():
     assert out["queue"] == [["page", bpc], ["track", "Clicked", {"a": 1}, bpc]]
 
 
-def test_methods_match_the_official_snippet():
+def test_methods_match_the_official_snippet_plus_the_consent_calls():
     official = OFFICIAL.read_text()
     block = re.search(r"analytics\.methods = \[(.*?)\]", official, re.S).group(1)
     names = re.findall(r'\\"(\w+)\\"|"(\w+)"', block)
-    expected = [a or b for a, b in names]
+    expected = [a or b for a, b in names] + ["setConsent", "getConsent"]
     assert run(render_snippet(Config(), "K"))["methods"] == expected
 
 
