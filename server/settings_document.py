@@ -3,9 +3,13 @@
 analytics-next reads ``integrations["Segment.io"]`` to find the collector (so its events come here)
 and loads each ``remotePlugins`` entry's script, then calls ``window[libraryName](settings)``.
 Our entries point at the device-mode loaders wrapped in analytics-next's plugin interface
-(``js_templates/plugin.js.j2``). Only ``Segment.io`` is listed under ``integrations``: any other
-key would make analytics-next fetch a classic ``.dynamic.js.gz`` integration we do not serve.
-Settings are ``public_settings(...)`` only (see ``server.bundles.destination_config``).
+(``js_templates/plugin.js.j2``). Under ``integrations`` there is ``Segment.io`` and, for each plugin
+whose destination needs consent, an entry holding only ``consentSettings``: with no ``type`` or
+browser ``componentTypes`` analytics-next does not fetch a classic ``.dynamic.js.gz`` integration
+for it (we serve none), and ``@segment/analytics-consent-tools`` reads the plugin's categories
+there (by ``creationName``). The top-level ``consentSettings`` is Segment's too; both appear only
+once some enabled destination has categories. Settings are ``public_settings(...)`` only (see
+``server.bundles.destination_config``); consent categories are public.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from server.bundles import build_plugin, destination_config, device_destinations, plugin_library
-from server.catalog import Catalog
+from server.catalog import CONSENT_KEY, Catalog, public_settings
 from server.config import Config
 
 
@@ -23,9 +27,36 @@ def plugin_url(config: Config, slug: str) -> str:
     return f"{config.origin}{config.bundle_path}/plugins/{slug}.{built.hash}.js"
 
 
+def consent_settings(catalog: Catalog, destinations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Segment's top-level ``consentSettings`` over the enabled destinations of both modes, or None
+    when none has categories (consent not set up: analytics-next and its consent tools behave as
+    before). A destination without categories (the warehouse among them) is "unmapped": it needs
+    every event, so analytics-next must keep sending to us whatever the visitor refuses."""
+    categories: list[str] = []
+    unmapped = False
+    for row in destinations:
+        manifest = catalog.get(row["slug"])
+        if not row.get("enabled") or manifest is None or row.get("mode") not in manifest.modes:
+            continue
+        own = public_settings(manifest, row.get("settings") or {}, row["mode"]).get(CONSENT_KEY) or []
+        unmapped = unmapped or not own
+        categories += [c for c in own if c not in categories]
+    return {"allCategories": categories, "hasUnmappedDestinations": unmapped} if categories else None
+
+
 def settings_document(config: Config, catalog: Catalog, source: dict[str, Any]) -> dict[str, Any]:
     origin = urlsplit(config.origin)
     api_host = origin.netloc + config.collector_prefix
+    integrations: dict[str, Any] = {
+        "Segment.io": {
+            "apiKey": source["write_key"],
+            "apiHost": api_host,
+            "protocol": origin.scheme,
+            "unbundledIntegrations": [],
+            "addBundledMetadata": True,
+            "maybeBundledConfigIds": {},
+        }
+    }
     plugins, names = [], set()
     for manifest, row in device_destinations(catalog, source["destinations"]):
         dest = destination_config(manifest, row)
@@ -39,17 +70,10 @@ def settings_document(config: Config, catalog: Catalog, source: dict[str, Any]) 
             "url": plugin_url(config, manifest.slug),
             "settings": {**dest["settings"], "__switchboard": meta},
         })
-    return {
-        "integrations": {
-            "Segment.io": {
-                "apiKey": source["write_key"],
-                "apiHost": api_host,
-                "protocol": origin.scheme,
-                "unbundledIntegrations": [],
-                "addBundledMetadata": True,
-                "maybeBundledConfigIds": {},
-            }
-        },
+        if dest["settings"].get(CONSENT_KEY):
+            integrations[name] = {"consentSettings": {"categories": dest["settings"][CONSENT_KEY]}}
+    document: dict[str, Any] = {
+        "integrations": integrations,
         "plan": {
             "track": {"__default": {"enabled": True, "integrations": {}}},
             "identify": {"__default": {"enabled": True}},
@@ -64,3 +88,7 @@ def settings_document(config: Config, catalog: Catalog, source: dict[str, Any]) 
         "legacyVideoPluginsEnabled": False,
         "remotePlugins": plugins,
     }
+    consent = consent_settings(catalog, source["destinations"])
+    if consent is not None:
+        document["consentSettings"] = consent
+    return document

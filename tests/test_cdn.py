@@ -188,6 +188,37 @@ def test_settings_document_is_segment_shaped_with_cors(site):
     assert client.get("/analytics.js/v1/plugins/google_analytics_4.0000000000000000.js").status_code == 404
 
 
+def test_settings_document_carries_segments_consent_settings(site):
+    """Consent categories in Segment's shape for analytics-next's consent tools: per plugin under
+    ``integrations[creationName].consentSettings`` and ``consentSettings`` at the top."""
+    client, source, engine, _ = site
+    url = f"/v1/projects/{source['write_key']}/settings"
+    assert "consentSettings" not in client.get(url).json()  # nobody needs consent yet: unchanged document
+    add = workspace.add_destination
+    mixpanel = add(engine, source["id"], slug="mixpanel", mode="device", enabled=True,
+                   settings={"token": "0" * 32, "consent_categories": ["Analytics"]})
+    add(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
+        settings={"url": "https://example.com/hook", "shared_secret": "hush", "consent_categories": ["C0004", "Analytics"]})
+    add(engine, source["id"], slug="amplitude", mode="device", enabled=False, settings={"consent_categories": ["Off"]})
+    doc = client.get(url).json()
+    assert doc["integrations"]["Mixpanel"] == {"consentSettings": {"categories": ["Analytics"]}}
+    assert list(doc["integrations"]) == ["Segment.io", "Mixpanel"]  # no type: analytics-next fetches no classic script
+    plugins = {p["creationName"]: p for p in doc["remotePlugins"]}
+    assert set(plugins) == {"Google Analytics 4", "Mixpanel"}
+    assert plugins["Mixpanel"]["settings"]["consent_categories"] == ["Analytics"]
+    assert plugins["Google Analytics 4"]["settings"]["consent_categories"] == []
+    # Cloud destinations count too; a disabled one does not; GA4 (no categories) is unmapped.
+    assert doc["consentSettings"] == {"allCategories": ["Analytics", "C0004"], "hasUnmappedDestinations": True}
+    ga4 = workspace.list_destinations(engine, source["id"])[0]
+    patched = client.patch(f"/api/v1/destinations/{ga4['id']}", json={"settings": {"consent_categories": ["Analytics"]}})
+    assert patched.status_code == 200
+    doc = client.get(url).json()
+    assert doc["consentSettings"] == {"allCategories": ["Analytics", "C0004"], "hasUnmappedDestinations": False}
+    assert doc["integrations"]["Google Analytics 4"] == {"consentSettings": {"categories": ["Analytics"]}}
+    assert "hush" not in client.get(url).text and "never-in-browser" not in client.get(url).text
+    assert mixpanel["id"] in [p["settings"]["__switchboard"]["id"] for p in doc["remotePlugins"]]
+
+
 def test_snippet_bundle_and_collector_follow_renamed_paths_and_our_scheme(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     engine = open_store(url)
@@ -227,6 +258,8 @@ def test_no_secret_reaches_any_unauthenticated_response(site, catalog):
                     settings[s.key] = True
                 elif s.type == "select":
                     settings[s.key] = s.choices[0]
+                elif s.key == "consent_categories":
+                    settings[s.key] = ["Analytics"]  # puts consentSettings in the settings document too
                 elif s.type in ("map", "list"):
                     settings[s.key] = {} if s.type == "map" else []
                 else:
@@ -242,6 +275,7 @@ def test_no_secret_reaches_any_unauthenticated_response(site, catalog):
     for plugin in client.get(f"/v1/projects/{wk}/settings").json()["remotePlugins"]:
         bodies[plugin["name"]] = client.get(plugin["url"].removeprefix("http://127.0.0.1:8000")).text
     assert len(bodies) >= 5 and "public-measurement_id" in bodies["bundle"]
+    assert '"consentSettings"' in bodies["settings"]
     for what, body in bodies.items():
         leaked = [s for s in sentinels if s in body]
         assert not leaked, f"{what} leaks {leaked}"
