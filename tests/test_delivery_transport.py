@@ -4,12 +4,14 @@ each test controls the exact bytes on the wire and counts the connections it acc
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gzip
 import json
 import socket
 import ssl
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -623,3 +625,300 @@ def test_connection_idle_past_keepalive_expiry_is_not_reused():
             await until(lambda: server.eofs == 1)  # the expired one was closed, not leaked
 
     check(keepalive_expiry=0.1)
+
+
+# ------------------------------------------------------------------ through a forward proxy
+
+
+class ForwardProxy:
+    """A real forward proxy on 127.0.0.1: absolute-form http requests are forwarded to their
+    target (one upstream connection per client connection and target, kept alive), CONNECT is
+    tunnelled byte for byte. With ``credentials`` it wants ``Proxy-Authorization: Basic`` and
+    answers 407 otherwise; ``refuse`` answers every CONNECT with that status instead.
+
+    It keeps every request head it received and the bytes it carried through tunnels."""
+
+    def __init__(self, credentials: tuple[str, str] | None = None, refuse: int | None = None):
+        self.credentials = credentials
+        self.refuse = refuse
+        self.heads: list[bytes] = []
+        self.connections = 0
+        self.upstream_connections = 0
+        self.tunnelled_up = bytearray()  # client -> target, after CONNECT
+        self.tunnelled_down = bytearray()  # target -> client
+        self.port = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    def url(self, user: str | None = None, password: str | None = None) -> str:
+        userinfo = f"{user}:{password}@" if user is not None else ""
+        return f"http://{userinfo}127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> "ForwardProxy":
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+        for writer in self._writers:
+            writer.transport.abort()
+        await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5)
+
+    async def _open(self, host: str, port: int):
+        reader, writer = await asyncio.open_connection(host, port)
+        self._writers.append(writer)
+        self.upstream_connections += 1
+        return reader, writer
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._tasks.add(asyncio.current_task())
+        self._writers.append(writer)
+        self.connections += 1
+        upstreams: dict[tuple[str, int], tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append(head)
+                request_line, *lines = head[:-4].split(b"\r\n")
+                method, target, _ = request_line.split(b" ")
+                headers = [line.partition(b":")[::2] for line in lines]
+                values = {name.strip().lower(): value.strip() for name, value in headers}
+                body = await reader.readexactly(int(values.get(b"content-length", 0)))
+                if self.credentials is not None:
+                    token = base64.b64encode(":".join(self.credentials).encode())
+                    if values.get(b"proxy-authorization") != b"Basic " + token:
+                        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                                     b'Proxy-Authenticate: Basic realm="test"\r\nContent-Length: 0\r\n\r\n')
+                        await writer.drain()
+                        if method == b"CONNECT":
+                            return
+                        continue
+                if method == b"CONNECT":
+                    if self.refuse is not None:
+                        writer.write(f"HTTP/1.1 {self.refuse} Nope\r\nContent-Length: 0\r\n\r\n".encode())
+                        return
+                    host, _, port = target.decode().rpartition(":")
+                    up_reader, up_writer = await self._open(host.strip("[]"), int(port))
+                    writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    await asyncio.gather(self._pipe(reader, up_writer, self.tunnelled_up),
+                                         self._pipe(up_reader, writer, self.tunnelled_down))
+                    return
+                url = urlsplit(target.decode())
+                assert url.scheme == "http" and url.hostname, f"not an absolute-form request: {request_line!r}"
+                key = (url.hostname, url.port or 80)
+                if key not in upstreams:
+                    upstreams[key] = await self._open(*key)
+                up_reader, up_writer = upstreams[key]
+                path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+                kept = [name + b":" + value for name, value in headers if name.lower() != b"proxy-authorization"]
+                up_writer.write(b"\r\n".join([method + b" " + path.encode() + b" HTTP/1.1", *kept]) + b"\r\n\r\n"
+                                + body)
+                answer = await up_reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in answer.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                writer.write(answer + await up_reader.readexactly(length))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            for _, up_writer in upstreams.values():
+                up_writer.close()
+            writer.close()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: bytearray) -> None:
+        try:
+            while data := await reader.read(65536):
+                seen += data
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+
+def proxied(test):
+    """Run ``test(transport, proxy)`` with a fresh ForwardProxy and a transport sent through it."""
+
+    def wrapper(credentials=None, refuse=None, user=None, password=None, **transport_options):
+        async def main():
+            async with ForwardProxy(credentials, refuse) as proxy:
+                transport = HTTP11Transport(proxy=proxy.url(user, password), **transport_options)
+                try:
+                    await test(transport, proxy)
+                finally:
+                    await transport.aclose()
+
+        asyncio.run(main())
+
+    return wrapper
+
+
+def header(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def test_http_target_through_a_proxy_is_sent_in_absolute_form_and_arrives_once():
+    @proxied
+    async def check(transport, proxy):
+        async with Server(keep_alive(b"hello")) as target:
+            response_ = await fetch(transport, "POST", f"{target.url}/track?write_key=k1", content=b'{"a":1}')
+            assert response_.status_code == 200 and response_.content == b"hello"
+            assert len(proxy.heads) == 1
+            assert proxy.heads[0].startswith(f"POST {target.url}/track?write_key=k1 HTTP/1.1\r\n".encode())
+            assert header(proxy.heads[0], b"host") == f"127.0.0.1:{target.port}".encode()
+            assert header(proxy.heads[0], b"proxy-authorization") is None  # no credentials, none sent
+            assert len(target.requests) == 1
+            head, body = target.requests[0]
+            assert head.startswith(b"POST /track?write_key=k1 HTTP/1.1\r\n") and body == b'{"a":1}'
+
+    check()
+
+
+def test_proxy_credentials_are_sent_as_basic_proxy_authorization_percent_decoded():
+    @proxied
+    async def check(transport, proxy):
+        async with Server(keep_alive()) as target:
+            assert (await fetch(transport, "GET", target.url)).status_code == 200
+            token = base64.b64encode(b"alice:p@ss word").decode()
+            assert header(proxy.heads[0], b"proxy-authorization") == f"Basic {token}".encode()
+            assert header(target.requests[0][0], b"proxy-authorization") is None
+
+    check(credentials=("alice", "p@ss word"), user="alice", password="p%40ss%20word")
+
+
+def test_keep_alive_through_a_proxy_reuses_one_connection_per_target():
+    @proxied
+    async def check(transport, proxy):
+        async with Server(keep_alive()) as target:
+            for _ in range(3):
+                assert (await fetch(transport, "POST", target.url, content=b"x")).content == b"ok"
+            assert proxy.connections == 1 and proxy.upstream_connections == 1 and target.connections == 1
+            assert len(target.requests) == 3
+
+    check()
+
+
+def test_https_target_is_tunnelled_with_connect_and_tls_is_verified_against_the_target(tls):
+    server_context, client_context = tls
+    secret_body = b"only-the-target-may-read-this-7f3a9c"
+
+    @proxied
+    async def check(transport, proxy):
+        async with Server(keep_alive(b"answer-for-the-client-only-41d2e8"), ssl_context=server_context) as target:
+            for _ in range(3):  # and the tunnel is kept alive like a direct connection
+                response_ = await fetch(transport, "POST", f"{target.url}/v1/track", content=secret_body)
+                assert response_.content == b"answer-for-the-client-only-41d2e8"
+            authority = f"127.0.0.1:{target.port}".encode()
+            assert proxy.heads == [b"CONNECT " + authority + b" HTTP/1.1\r\nHost: " + authority + b"\r\n\r\n"]
+            assert proxy.connections == 1 and target.connections == 1 and len(target.requests) == 3
+            assert target.requests[0][0].startswith(b"POST /v1/track HTTP/1.1\r\n")  # origin form inside
+            # The proxy carried TLS records (0x16: a handshake record first), never the plaintext.
+            assert proxy.tunnelled_up[:1] == b"\x16" and proxy.tunnelled_down[:1] == b"\x16"
+            assert secret_body not in proxy.tunnelled_up and b"/v1/track" not in proxy.tunnelled_up
+            assert b"answer-for-the-client-only" not in proxy.tunnelled_down
+
+    check(ssl_context=client_context)
+
+
+def test_https_target_with_an_untrusted_certificate_through_a_proxy_is_a_connect_error(tls):
+    server_context, _ = tls  # the transport trusts only the default CAs, not the test CA
+
+    @proxied
+    async def check(transport, proxy):
+        async with Server(keep_alive(), ssl_context=server_context) as target:
+            with pytest.raises(httpx.ConnectError) as failed:
+                await fetch(transport, "GET", target.url)
+            assert f"127.0.0.1:{target.port} through the proxy 127.0.0.1:{proxy.port}" in str(failed.value)
+            assert "CERTIFICATE_VERIFY_FAILED" in str(failed.value)
+            assert target.requests == []
+
+    check()
+
+
+def test_wrong_proxy_password_is_a_proxy_error_without_the_password(tls):
+    server_context, client_context = tls
+
+    @proxied
+    async def check(transport, proxy):
+        async with Server(keep_alive(), ssl_context=server_context) as secure, Server(keep_alive()) as plain:
+            for url in (secure.url, plain.url):
+                with pytest.raises(httpx.ProxyError) as failed:
+                    await fetch(transport, "GET", url)
+                message = str(failed.value)
+                assert "407" in message and "proxy authentication failed" in message
+                assert f"127.0.0.1:{proxy.port}" in message
+                assert "wrong-pass-9f8e" not in message and "alice" not in message
+                assert base64.b64encode(b"alice:wrong-pass-9f8e").decode() not in message
+            assert secure.connections == 0 and plain.requests == []
+
+    check(credentials=("alice", "right-pass"), user="alice", password="wrong-pass-9f8e", ssl_context=client_context)
+
+
+def test_connect_refused_by_the_proxy_is_a_proxy_error_with_the_status():
+    @proxied
+    async def check(transport, proxy):
+        with pytest.raises(httpx.ProxyError, match="403"):
+            await fetch(transport, "GET", "https://vendor.invalid/v1")  # the proxy never resolves it
+        assert proxy.heads[0].startswith(b"CONNECT vendor.invalid:443 HTTP/1.1\r\n")
+
+    check(refuse=403)
+
+
+def test_proxy_down_is_a_connect_error_naming_the_proxy_without_credentials():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nobody listens on it once closed
+
+    async def main():
+        transport = HTTP11Transport(proxy=f"http://alice:hunter2-secret@127.0.0.1:{port}")
+        try:
+            for url in ("http://vendor.invalid/", "https://vendor.invalid/"):
+                with pytest.raises(httpx.ConnectError) as failed:
+                    await fetch(transport, "POST", url, content=b"x")
+                assert f"could not connect to the proxy 127.0.0.1:{port}" in str(failed.value)
+                assert "hunter2-secret" not in str(failed.value) and "alice" not in str(failed.value)
+        finally:
+            await transport.aclose()
+
+    asyncio.run(main())
+
+
+def test_proxy_silent_after_connect_is_a_connect_timeout():
+    async def silent(server, reader, writer):
+        await reader.read()  # accepts the connection, never answers CONNECT
+
+    async def main():
+        async with Server(silent) as proxy:
+            transport = HTTP11Transport(proxy=f"http://127.0.0.1:{proxy.port}")
+            try:
+                started = time.monotonic()
+                with pytest.raises(httpx.ConnectTimeout, match=f"through the proxy 127.0.0.1:{proxy.port}"):
+                    await fetch(transport, "GET", "https://vendor.invalid/", timeout=httpx.Timeout(5.0, connect=0.2))
+                assert 0.15 < time.monotonic() - started < 2.0
+                await until(lambda: proxy.open == 0)  # the half-made tunnel was closed
+            finally:
+                await transport.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("url, refusal", [
+    ("https://alice:s3cret-pw@proxy.corp:3128", "https:// proxy URLs"),
+    ("socks5://alice:s3cret-pw@proxy.corp:1080", "unsupported proxy URL scheme 'socks5'"),
+    ("http://", "no host"),
+])
+def test_unsupported_proxy_urls_are_refused_at_construction_without_the_password(url, refusal):
+    with pytest.raises(ValueError, match=refusal) as refused:
+        HTTP11Transport(proxy=url)
+    assert "s3cret-pw" not in str(refused.value)

@@ -11,9 +11,21 @@ same local receiver (``bench/deliver.py`` prints both).
 httpx stays the interface: the sender builds ``httpx.Request`` objects, gets ``httpx.Response``
 objects back (content decoding included) and sees httpx's exception classes, and tests can hand
 the sender any other httpx transport. What this transport does *not* do, because vendor APIs
-don't need it: HTTP/2, proxies, HEAD requests, upgrades, streaming response bodies (a response is
-read whole, capped at ``max_response_bytes``; the rest is discarded and the response marked
+don't need it: HTTP/2, HEAD requests, upgrades, streaming response bodies (a response is read
+whole, capped at ``max_response_bytes``; the rest is discarded and the response marked
 ``extensions["truncated"]``).
+
+Proxies: ``proxy="http://[user:pass@]host:port"`` sends every request through that forward proxy
+(corporate networks often allow egress no other way). ``http://`` targets go to the proxy in
+absolute form (``POST http://vendor.example/path HTTP/1.1``); ``https://`` targets get a
+``CONNECT host:port`` tunnel that is then upgraded to TLS with the target, verified against the
+target's certificate (the proxy sees only ciphertext), and pooled like a direct connection.
+Credentials go in ``Proxy-Authorization: Basic`` and never into an exception: errors name the
+proxy as host:port only. A CONNECT refused is ``httpx.ProxyError`` (so is a 407 answer to a
+forwarded http request: no origin server sends 407, and a dead letter for a proxy's password
+would be wrong). TLS to the proxy itself (``https://`` proxy URLs) and SOCKS are not supported:
+the constructor raises ``ValueError``. Which requests use a proxy (``HTTPS_PROXY``,
+``NO_PROXY`` ...) is the sender's choice: it holds one transport per proxy.
 
 Pooling: per origin (scheme, host, port) at most ``max_connections`` requests in flight, each on
 its own connection; finished connections wait idle for reuse for ``keepalive_expiry`` seconds.
@@ -21,20 +33,24 @@ A request that finds a reused connection already closed by the server (before an
 is sent once more on a fresh connection, as browsers and httpcore do.
 
 Timeouts come from the request's ``timeout`` extension (httpx's dict): ``pool`` to get a slot,
-``connect`` to connect (and TLS), ``read`` for the whole answer after the request is written.
+``connect`` to connect (and, through a proxy, CONNECT and TLS), ``read`` for the whole answer
+after the request is written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import time
 from collections import deque
+
 import httptools
 import httpx
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 _FORBIDDEN_IN_HEADERS = (b"\r", b"\n", b"\0")
+MAX_PROXY_HEAD_BYTES = 64 * 1024
 
 
 class _Stale(Exception):
@@ -165,6 +181,74 @@ class _Connection(asyncio.Protocol):
             self.idle_since = time.monotonic()
 
 
+class _Proxy:
+    """An ``http://`` forward proxy: where it is, its label for messages, its credentials."""
+
+    def __init__(self, url: str | httpx.URL):
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ValueError(f"invalid proxy URL: {exc}") from None
+        # Messages name the scheme only, never the URL: it may hold a password.
+        if parsed.scheme == "https":
+            raise ValueError("https:// proxy URLs (TLS to the proxy itself) are not supported: use http://"
+                             " (https targets are still TLS end to end, through CONNECT)")
+        if parsed.scheme != "http":
+            raise ValueError(f"unsupported proxy URL scheme {parsed.scheme!r}: only http:// proxies"
+                             " are supported (no SOCKS)")
+        if not parsed.raw_host:
+            raise ValueError("the proxy URL has no host")
+        self.host = parsed.raw_host.decode("ascii")
+        self.port = parsed.port or 80
+        self.label = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        self.secrets: tuple[str, ...] = ()
+        self.authorization: bytes | None = None
+        if parsed.username or parsed.password:
+            token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode("ascii")
+            self.authorization = f"Basic {token}".encode("ascii")
+            self.secrets = tuple(s for s in (parsed.password, token) if s)
+
+    def safe(self, text: str) -> str:
+        """``text`` (say, a reason phrase the proxy chose) without our credentials in it."""
+        for secret in self.secrets:
+            text = text.replace(secret, "********")
+        return text
+
+
+class _ProxyHandshake(asyncio.Protocol):
+    """A connection to the proxy until it has answered CONNECT: collects the answer's head."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.transport: asyncio.Transport | None = None
+        self.head: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.extra = False  # bytes after the head: the proxy spoke before TLS did
+        self._buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.head.done():
+            self.extra = True
+            return
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            self.extra = end + 4 < len(self._buffer)
+            self.head.set_result(bytes(self._buffer[:end]))
+        elif len(self._buffer) > MAX_PROXY_HEAD_BYTES:
+            self.head.set_exception(httpx.ProxyError(f"the proxy {self.label} sent an oversized answer to CONNECT"))
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.head.done():
+            self.head.set_exception(httpx.ProxyError(
+                f"the proxy {self.label} closed the connection without answering CONNECT"))
+
+
 class _Origin:
     """The pool of one (scheme, host, port)."""
 
@@ -181,7 +265,9 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         max_connections: int = 64,
         keepalive_expiry: float = 5.0,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        proxy: str | httpx.URL | None = None,
     ):
+        self._proxy = _Proxy(proxy) if proxy is not None else None
         self._ssl = ssl_context
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
@@ -204,7 +290,9 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         if request.method == "HEAD":
             raise httpx.UnsupportedProtocol("HEAD requests are not supported by this transport")
         timeouts = request.extensions.get("timeout") or {}
-        data = _serialise(request, await request.aread())
+        # Through a proxy an http request names its whole URL (absolute form); https tunnels don't.
+        forward = self._proxy if self._proxy is not None and url.scheme == "http" else None
+        data = _serialise(request, await request.aread(), forward)
         port = url.port or (443 if url.scheme == "https" else 80)
         key = (url.raw_scheme, url.raw_host, port)
         origin = self._origins.get(key)
@@ -219,6 +307,8 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         finally:
             origin.slots.release()
         status, reason, headers, body, truncated = answer
+        if status == 407 and forward is not None:
+            raise httpx.ProxyError(f"proxy authentication failed: the proxy {forward.label} answered 407")
         return httpx.Response(
             status, headers=headers, stream=httpx.ByteStream(body), request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason, "truncated": truncated},
@@ -252,6 +342,8 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         return None
 
     async def _connect(self, url: httpx.URL, port: int, timeout: float | None) -> _Connection:
+        if self._proxy is not None:
+            return await self._connect_via_proxy(self._proxy, url, port, timeout)
         loop = asyncio.get_running_loop()
         https = url.scheme == "https"
         host = url.raw_host.decode("ascii")  # IDNA-encoded, IPv6 without brackets: what DNS and SNI want
@@ -266,6 +358,50 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
         return connection
 
+    async def _connect_via_proxy(self, proxy: _Proxy, url: httpx.URL, port: int,
+                                 timeout: float | None) -> _Connection:
+        host = url.raw_host.decode("ascii")
+        try:
+            return await asyncio.wait_for(self._open_via_proxy(proxy, url.scheme == "https", host, port), timeout)
+        except asyncio.TimeoutError:
+            raise httpx.ConnectTimeout(
+                f"could not connect to {host}:{port} through the proxy {proxy.label} within {timeout:g}s") from None
+
+    async def _open_via_proxy(self, proxy: _Proxy, https: bool, host: str, port: int) -> _Connection:
+        """A connection to the proxy; for an https target, tunnelled (CONNECT) and then TLS to the target."""
+        loop = asyncio.get_running_loop()
+        factory = (lambda: _ProxyHandshake(proxy.label)) if https else (lambda: _Connection(self.max_response_bytes))
+        try:
+            raw, protocol = await loop.create_connection(factory, proxy.host, proxy.port)
+        except OSError as exc:  # refused, unreachable, DNS: the proxy's, so name it
+            raise httpx.ConnectError(f"could not connect to the proxy {proxy.label}: {exc}") from exc
+        if not https:
+            return protocol  # type: ignore[return-value]
+        try:
+            authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+            if proxy.authorization is not None:
+                lines.append("Proxy-Authorization: " + proxy.authorization.decode("ascii"))
+            raw.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+            status, reason = _status_line(await protocol.head, proxy)
+            if not 200 <= status < 300:
+                what = "proxy authentication failed" if status == 407 else "the proxy refused the tunnel"
+                raise httpx.ProxyError(f"{what}: CONNECT {authority} through {proxy.label} answered {status}"
+                                       f" {proxy.safe(reason)}".rstrip())
+            if protocol.extra:
+                raise httpx.ProxyError(f"the proxy {proxy.label} sent data after answering CONNECT")
+            connection = _Connection(self.max_response_bytes)
+            try:
+                # The same socket now carries TLS with the target; start_tls does not call connection_made.
+                connection.transport = await loop.start_tls(raw, connection, self.ssl_context, server_hostname=host)
+            except (OSError, ssl.SSLError) as exc:  # certificate, or the tunnel closed mid-handshake
+                raise httpx.ConnectError(
+                    f"could not connect to {host}:{port} through the proxy {proxy.label}: {exc}") from exc
+            return connection
+        except BaseException:  # refused, failed, timed out or cancelled: never leave the socket open
+            raw.close()
+            raise
+
     async def aclose(self) -> None:
         self._closed = True
         for origin in self._origins.values():
@@ -274,11 +410,27 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self._origins.clear()
 
 
-def _serialise(request: httpx.Request, body: bytes) -> bytes:
-    """The request's bytes: request line, headers (framed by Content-Length), body."""
-    target = request.url.raw_path or b"/"
+def _status_line(head: bytes, proxy: _Proxy) -> tuple[int, str]:
+    """Status and reason of an answer's head (``HTTP/1.1 200 Connection established``)."""
+    version, _, rest = head.split(b"\r\n", 1)[0].partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise httpx.ProxyError(f"the proxy {proxy.label} sent a malformed answer to CONNECT")
+    return int(code), reason.decode("latin-1")[:100]
+
+
+def _serialise(request: httpx.Request, body: bytes, forward: _Proxy | None = None) -> bytes:
+    """The request's bytes: request line, headers (framed by Content-Length), body.
+
+    Through a proxy (``forward``) the target is the absolute URL and the proxy's credentials
+    are added."""
+    url = request.url
+    target = url.raw_path or b"/"
     method = request.method.encode("ascii")
-    lines = [method + b" " + target + b" HTTP/1.1"]
+    lines = [method + b" " + (target if forward is None else url.raw_scheme + b"://" + url.netloc + target)
+             + b" HTTP/1.1"]
+    if forward is not None and forward.authorization is not None:
+        lines.append(b"Proxy-Authorization: " + forward.authorization)
     has_length = False
     for name, value in request.headers.raw:
         lower = name.lower()
