@@ -8,6 +8,13 @@ policy and keeps a redacted record of each attempt.
 Tests point vendor hosts at local servers with ``base_urls`` ({"api.mixpanel.com":
 "http://127.0.0.1:5123"}) or hand in an httpx ``transport``. Both are constructor arguments
 only: nothing a setting, a request or a browser can change.
+
+Egress proxies come from the environment, read once when the sender is made, as curl, requests
+and httpx read it: ``HTTPS_PROXY`` for https targets, ``HTTP_PROXY`` for http ones, ``ALL_PROXY``
+for either when its own is unset (lower-case names win), and ``NO_PROXY`` (``urllib.request``'s
+rules: ``*``, hosts, domains with or without a leading dot, ``host:port``; loopback is not
+exempt unless listed). Each distinct proxy gets its own transport; the choice is cached per
+origin, and with no proxy variable set no choice is made at all.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment
 
 import httpx
 import orjson
@@ -28,6 +36,7 @@ DEFAULT_TIMEOUT_S = 5.0
 EXCERPT_CHARS = 2000
 REDACTED = "********"
 MAX_FOLLOW_UPS = 5
+MAX_ROUTES = 10_000  # origins whose proxy choice is remembered (webhook URLs are the users' to vary)
 
 DELIVERED, RETRY, DEAD = "delivered", "retry", "dead"
 
@@ -99,6 +108,12 @@ class Sender:
     httptools) rather than through ``httpx.AsyncClient`` and httpcore: we use none of the
     client's cookies, auth, redirects or event hooks, and httpcore's pure-Python HTTP costs about
     ten times the CPU per request (see that module). Tests may hand in any httpx transport.
+
+    ``proxies`` replaces the environment (same shape as ``urllib.request.getproxies()``:
+    ``{"https": url, "http": url, "all": url, "no": "host,.domain"}``); ``trust_env=False``
+    ignores it. A transport handed in carries every request: no proxy is chosen for it.
+    A proxy URL the transport cannot use (``socks5://``, ``https://``) is a ``ValueError`` here,
+    at start-up, rather than a failed delivery per event.
     """
 
     def __init__(
@@ -108,16 +123,60 @@ class Sender:
         transport: httpx.AsyncBaseTransport | None = None,
         base_urls: dict[str, str] | None = None,
         max_connections: int = 256,
+        proxies: dict[str, str] | None = None,
+        trust_env: bool = True,
     ):
         self.timeout = timeout
         self.base_urls = dict(base_urls or {})
         self._own_transport = transport is None
         self._transport = transport or HTTP11Transport(max_connections=max_connections)
         self._timeout = {"timeout": httpx.Timeout(timeout).as_dict()}
+        # Proxy routing: None (the hot path's only check) unless some proxy is configured.
+        self._routes: dict | None = None  # origin -> transport
+        self._proxy_for: dict[str, httpx.AsyncBaseTransport] = {}
+        self._proxy_settings: dict[str, str] = {}
+        if transport is None:
+            settings = dict(proxies) if proxies is not None else getproxies_environment() if trust_env else {}
+            by_url: dict[str, HTTP11Transport] = {}
+            for scheme in ("http", "https"):
+                url = (settings.get(scheme) or settings.get("all") or "").strip()
+                if not url:
+                    continue
+                if "://" not in url:  # "proxy.corp:3128", as curl and requests accept it
+                    url = "http://" + url
+                if url not in by_url:
+                    try:
+                        by_url[url] = HTTP11Transport(max_connections=max_connections, proxy=url)
+                    except ValueError as exc:  # name the variable, not its value (it may hold a password)
+                        where = f"{scheme.upper()}_PROXY or ALL_PROXY"
+                        raise ValueError(f"{scheme} proxy (from {where}): {exc}") from None
+                self._proxy_for[scheme] = by_url[url]
+            if self._proxy_for:
+                self._proxy_settings = settings
+                self._routes = {}
 
     async def aclose(self) -> None:
         if self._own_transport:  # a transport handed in is the caller's to close
             await self._transport.aclose()
+        for transport in set(self._proxy_for.values()):
+            await transport.aclose()
+
+    def _route(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        """The transport for ``url``'s origin: its scheme's proxy unless NO_PROXY exempts the host."""
+        routes = self._routes
+        key = (url.raw_scheme, url.raw_host, url.port)
+        transport = routes.get(key)
+        if transport is None:
+            transport = self._proxy_for.get(url.scheme)
+            port = url.port or (443 if url.scheme == "https" else 80)
+            # host:port with IPv6 unbracketed, so NO_PROXY entries match the host alone or host:port.
+            if transport is None or proxy_bypass_environment(f"{url.raw_host.decode('ascii')}:{port}",
+                                                             self._proxy_settings):
+                transport = self._transport
+            if len(routes) >= MAX_ROUTES:
+                routes.clear()
+            routes[key] = transport
+        return transport
 
     def target(self, url: str) -> str:
         if not self.base_urls:
@@ -160,7 +219,8 @@ class Sender:
         try:
             outgoing = httpx.Request(request.method, url, headers=headers, content=content,
                                      data=request.form if content is None else None, extensions=self._timeout)
-            response = await self._transport.handle_async_request(outgoing)
+            transport = self._transport if self._routes is None else self._route(outgoing.url)
+            response = await transport.handle_async_request(outgoing)
             try:
                 await response.aread()
             finally:
