@@ -24,6 +24,13 @@ from server.store import open_store, tokens  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Every server a test talks to is on 127.0.0.1. A proxy set in the developer's or CI's shell
+# (HTTP_PROXY and friends, which delivery honours like curl does) would route those requests
+# through it: the suite must not depend on the machine's proxy settings.
+for _name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.upper(), None)
+
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PostgresServer]:
