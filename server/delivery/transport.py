@@ -15,7 +15,7 @@ don't need it: HTTP/2, HEAD requests, upgrades, streaming response bodies (a res
 whole, capped at ``max_response_bytes``; the rest is discarded and the response marked
 ``extensions["truncated"]``).
 
-Proxies: ``proxy="http://[user:pass@]host:port"`` sends every request through that forward proxy
+Proxies (``proxy.py``): ``proxy="http://[user:pass@]host:port"`` sends every request through that proxy
 (corporate networks often allow egress no other way). ``http://`` targets go to the proxy in
 absolute form (``POST http://vendor.example/path HTTP/1.1``); ``https://`` targets get a
 ``CONNECT host:port`` tunnel that is then upgraded to TLS with the target, verified against the
@@ -40,7 +40,6 @@ after the request is written.
 from __future__ import annotations
 
 import asyncio
-import base64
 import ssl
 import time
 from collections import deque
@@ -48,9 +47,10 @@ from collections import deque
 import httptools
 import httpx
 
+from server.delivery.proxy import Proxy, open_tunnel
+
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 _FORBIDDEN_IN_HEADERS = (b"\r", b"\n", b"\0")
-MAX_PROXY_HEAD_BYTES = 64 * 1024
 
 
 class _Stale(Exception):
@@ -181,74 +181,6 @@ class _Connection(asyncio.Protocol):
             self.idle_since = time.monotonic()
 
 
-class _Proxy:
-    """An ``http://`` forward proxy: where it is, its label for messages, its credentials."""
-
-    def __init__(self, url: str | httpx.URL):
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError) as exc:
-            raise ValueError(f"invalid proxy URL: {exc}") from None
-        # Messages name the scheme only, never the URL: it may hold a password.
-        if parsed.scheme == "https":
-            raise ValueError("https:// proxy URLs (TLS to the proxy itself) are not supported: use http://"
-                             " (https targets are still TLS end to end, through CONNECT)")
-        if parsed.scheme != "http":
-            raise ValueError(f"unsupported proxy URL scheme {parsed.scheme!r}: only http:// proxies"
-                             " are supported (no SOCKS)")
-        if not parsed.raw_host:
-            raise ValueError("the proxy URL has no host")
-        self.host = parsed.raw_host.decode("ascii")
-        self.port = parsed.port or 80
-        self.label = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        self.secrets: tuple[str, ...] = ()
-        self.authorization: bytes | None = None
-        if parsed.username or parsed.password:
-            token = base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode("ascii")
-            self.authorization = f"Basic {token}".encode("ascii")
-            self.secrets = tuple(s for s in (parsed.password, token) if s)
-
-    def safe(self, text: str) -> str:
-        """``text`` (say, a reason phrase the proxy chose) without our credentials in it."""
-        for secret in self.secrets:
-            text = text.replace(secret, "********")
-        return text
-
-
-class _ProxyHandshake(asyncio.Protocol):
-    """A connection to the proxy until it has answered CONNECT: collects the answer's head."""
-
-    def __init__(self, label: str):
-        self.label = label
-        self.transport: asyncio.Transport | None = None
-        self.head: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.extra = False  # bytes after the head: the proxy spoke before TLS did
-        self._buffer = bytearray()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        if self.head.done():
-            self.extra = True
-            return
-        self._buffer += data
-        end = self._buffer.find(b"\r\n\r\n")
-        if end >= 0:
-            self.extra = end + 4 < len(self._buffer)
-            self.head.set_result(bytes(self._buffer[:end]))
-        elif len(self._buffer) > MAX_PROXY_HEAD_BYTES:
-            self.head.set_exception(httpx.ProxyError(f"the proxy {self.label} sent an oversized answer to CONNECT"))
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.head.done():
-            self.head.set_exception(httpx.ProxyError(
-                f"the proxy {self.label} closed the connection without answering CONNECT"))
-
-
 class _Origin:
     """The pool of one (scheme, host, port)."""
 
@@ -267,7 +199,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         proxy: str | httpx.URL | None = None,
     ):
-        self._proxy = _Proxy(proxy) if proxy is not None else None
+        self._proxy = Proxy(proxy) if proxy is not None else None
         self._ssl = ssl_context
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
@@ -358,7 +290,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
         return connection
 
-    async def _connect_via_proxy(self, proxy: _Proxy, url: httpx.URL, port: int,
+    async def _connect_via_proxy(self, proxy: Proxy, url: httpx.URL, port: int,
                                  timeout: float | None) -> _Connection:
         host = url.raw_host.decode("ascii")
         try:
@@ -367,40 +299,16 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(
                 f"could not connect to {host}:{port} through the proxy {proxy.label} within {timeout:g}s") from None
 
-    async def _open_via_proxy(self, proxy: _Proxy, https: bool, host: str, port: int) -> _Connection:
+    async def _open_via_proxy(self, proxy: Proxy, https: bool, host: str, port: int) -> _Connection:
         """A connection to the proxy; for an https target, tunnelled (CONNECT) and then TLS to the target."""
-        loop = asyncio.get_running_loop()
-        factory = (lambda: _ProxyHandshake(proxy.label)) if https else (lambda: _Connection(self.max_response_bytes))
+        if https:
+            return await open_tunnel(proxy, host, port, self.ssl_context, lambda: _Connection(self.max_response_bytes))
         try:
-            raw, protocol = await loop.create_connection(factory, proxy.host, proxy.port)
+            _, connection = await asyncio.get_running_loop().create_connection(
+                lambda: _Connection(self.max_response_bytes), proxy.host, proxy.port)
         except OSError as exc:  # refused, unreachable, DNS: the proxy's, so name it
             raise httpx.ConnectError(f"could not connect to the proxy {proxy.label}: {exc}") from exc
-        if not https:
-            return protocol  # type: ignore[return-value]
-        try:
-            authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-            if proxy.authorization is not None:
-                lines.append("Proxy-Authorization: " + proxy.authorization.decode("ascii"))
-            raw.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-            status, reason = _status_line(await protocol.head, proxy)
-            if not 200 <= status < 300:
-                what = "proxy authentication failed" if status == 407 else "the proxy refused the tunnel"
-                raise httpx.ProxyError(f"{what}: CONNECT {authority} through {proxy.label} answered {status}"
-                                       f" {proxy.safe(reason)}".rstrip())
-            if protocol.extra:
-                raise httpx.ProxyError(f"the proxy {proxy.label} sent data after answering CONNECT")
-            connection = _Connection(self.max_response_bytes)
-            try:
-                # The same socket now carries TLS with the target; start_tls does not call connection_made.
-                connection.transport = await loop.start_tls(raw, connection, self.ssl_context, server_hostname=host)
-            except (OSError, ssl.SSLError) as exc:  # certificate, or the tunnel closed mid-handshake
-                raise httpx.ConnectError(
-                    f"could not connect to {host}:{port} through the proxy {proxy.label}: {exc}") from exc
-            return connection
-        except BaseException:  # refused, failed, timed out or cancelled: never leave the socket open
-            raw.close()
-            raise
+        return connection
 
     async def aclose(self) -> None:
         self._closed = True
@@ -410,16 +318,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self._origins.clear()
 
 
-def _status_line(head: bytes, proxy: _Proxy) -> tuple[int, str]:
-    """Status and reason of an answer's head (``HTTP/1.1 200 Connection established``)."""
-    version, _, rest = head.split(b"\r\n", 1)[0].partition(b" ")
-    code, _, reason = rest.partition(b" ")
-    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise httpx.ProxyError(f"the proxy {proxy.label} sent a malformed answer to CONNECT")
-    return int(code), reason.decode("latin-1")[:100]
-
-
-def _serialise(request: httpx.Request, body: bytes, forward: _Proxy | None = None) -> bytes:
+def _serialise(request: httpx.Request, body: bytes, forward: Proxy | None = None) -> bytes:
     """The request's bytes: request line, headers (framed by Content-Length), body.
 
     Through a proxy (``forward``) the target is the absolute URL and the proxy's credentials
