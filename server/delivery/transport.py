@@ -15,8 +15,8 @@ don't need it: HTTP/2, HEAD requests, upgrades, streaming response bodies (a res
 whole, capped at ``max_response_bytes``; the rest is discarded and the response marked
 ``extensions["truncated"]``).
 
-Proxies (``proxy.py``): ``proxy="http://[user:pass@]host:port"`` sends every request through that proxy
-(corporate networks often allow egress no other way). ``http://`` targets go to the proxy in
+Proxies (``proxy.py``): ``proxy="http://[user:pass@]host:port"`` sends every request through
+that proxy (corporate networks often allow egress no other way). ``http://`` targets go to the proxy in
 absolute form (``POST http://vendor.example/path HTTP/1.1``); ``https://`` targets get a
 ``CONNECT host:port`` tunnel that is then upgraded to TLS with the target, verified against the
 target's certificate (the proxy sees only ciphertext), and pooled like a direct connection.
