@@ -286,9 +286,11 @@ def routes(config: Config) -> list[Route]:
     handlers["m"] = _metrics
     endpoint = TrackingEndpoint(handlers)
     prefixes = list(dict.fromkeys(["/v1", config.collector_prefix]))
-    found = [
-        Route(f"{prefix}/{{call:tracking_call}}", endpoint,
-              name="collector" + ("" if prefix == "/v1" else "_prefixed"))
-        for prefix in prefixes
-    ]
+    found = []
+    for prefix in prefixes:
+        route = Route(f"{prefix}/{{call:tracking_call}}", endpoint,
+                      name="collector" + ("" if prefix == "/v1" else "_prefixed"))
+        # Exact paths the app may hand straight to the endpoint (server/app.py: SwitchboardApp).
+        route.fast_paths = {f"{prefix}/{name}": {"call": name} for name in handlers}
+        found.append(route)
     return found + events_api.routes()
