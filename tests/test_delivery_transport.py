@@ -27,33 +27,22 @@ def response(body: bytes = b"ok", status: str = "200 OK", headers: tuple[str, ..
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-class Server:
-    """A raw HTTP server: ``handler(server, reader, writer)`` runs once per connection.
+class Listener:
+    """An asyncio server on a free port for ``async with``: ``_client`` runs per connection;
+    leaving closes the server and every connection it accepted, and waits for the handlers."""
 
-    It counts connections accepted, connections open at once (peak), requests as received
-    (head, body) and EOFs seen from the client (via ``read_request``)."""
+    host = "127.0.0.1"
+    ssl_context: ssl.SSLContext | None = None
 
-    def __init__(self, handler, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"):
-        self.handler = handler
-        self.host = host
-        self.ssl_context = ssl_context
-        self.connections = 0
-        self.open = 0
-        self.peak_open = 0
-        self.in_flight = 0
-        self.peak_in_flight = 0
-        self.requests: list[tuple[bytes, bytes]] = []
-        self.eofs = 0
+    def __init__(self):
         self.port = 0
         self._tasks: set[asyncio.Task] = set()
         self._writers: list[asyncio.StreamWriter] = []
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'https' if self.ssl_context else 'http'}://{host}:{self.port}"
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
-    async def __aenter__(self) -> "Server":
+    async def __aenter__(self):
         self._server = await asyncio.start_server(self._client, self.host, 0, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -65,6 +54,31 @@ class Server:
         for writer in self._writers:
             writer.transport.abort()
         await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5)
+
+
+class Server(Listener):
+    """A raw HTTP server: ``handler(server, reader, writer)`` runs once per connection.
+
+    It counts connections accepted, connections open at once (peak), requests as received
+    (head, body) and EOFs seen from the client (via ``read_request``)."""
+
+    def __init__(self, handler, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"):
+        super().__init__()
+        self.handler = handler
+        self.host = host
+        self.ssl_context = ssl_context
+        self.connections = 0
+        self.open = 0
+        self.peak_open = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.requests: list[tuple[bytes, bytes]] = []
+        self.eofs = 0
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.ssl_context else 'http'}://{host}:{self.port}"
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._tasks.add(asyncio.current_task())
@@ -630,7 +644,7 @@ def test_connection_idle_past_keepalive_expiry_is_not_reused():
 # ------------------------------------------------------------------ through a forward proxy
 
 
-class ForwardProxy:
+class ForwardProxy(Listener):
     """A real forward proxy on 127.0.0.1: absolute-form http requests are forwarded to their
     target (one upstream connection per client connection and target, kept alive), CONNECT is
     tunnelled byte for byte. With ``credentials`` it wants ``Proxy-Authorization: Basic`` and
@@ -639,6 +653,7 @@ class ForwardProxy:
     It keeps every request head it received and the bytes it carried through tunnels."""
 
     def __init__(self, credentials: tuple[str, str] | None = None, refuse: int | None = None):
+        super().__init__()
         self.credentials = credentials
         self.refuse = refuse
         self.heads: list[bytes] = []
@@ -646,25 +661,10 @@ class ForwardProxy:
         self.upstream_connections = 0
         self.tunnelled_up = bytearray()  # client -> target, after CONNECT
         self.tunnelled_down = bytearray()  # target -> client
-        self.port = 0
-        self._tasks: set[asyncio.Task] = set()
-        self._writers: list[asyncio.StreamWriter] = []
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
         userinfo = f"{user}:{password}@" if user is not None else ""
         return f"http://{userinfo}127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> "ForwardProxy":
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        self._server.close()
-        await self._server.wait_closed()
-        for writer in self._writers:
-            writer.transport.abort()
-        await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), 5)
 
     async def _open(self, host: str, port: int):
         reader, writer = await asyncio.open_connection(host, port)
