@@ -2,12 +2,10 @@
 
 A destination gets an event when: its source is enabled; it is enabled and in cloud mode; its
 slug has a ``cloud.py`` translator (the warehouse never does: it reads the log itself); the
-manifest's cloud ``methods`` include the event's type; and the event's ``integrations`` option
-allows it; and the visitor consented to every one of its ``consent_categories``.
-``integrations`` follows Segment: ``All`` (default true) is the default for every destination; a
-key equal to the destination's name or one of its aliases overrides it. A ``false`` there also
-marks an event the browser already delivered in device mode. Consent follows Segment too
-(docs/consent.md): an event whose ``context.consent.categoryPreferences`` is missing is not gated.
+manifest's cloud ``methods`` include the event's type; the event's ``integrations`` option allows
+it; and the visitor consented to every one of its ``consent_categories`` (both rules, Segment's,
+live in ``server/rules.py``, shared with the debugger). A ``false`` in ``integrations`` also marks
+an event the browser already delivered in device mode.
 """
 
 from __future__ import annotations
@@ -17,7 +15,8 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from server.catalog import CONSENT_KEY, Catalog, Manifest
+from server.catalog import Catalog, Manifest
+from server.rules import integrations_allow, missing_consent
 
 SKIPPED_SLUGS = frozenset({"warehouse"})
 
@@ -34,34 +33,6 @@ def translator(slug: str) -> ModuleType | None:
         if exc.name == name:
             return None
         raise
-
-
-def integration_allows(event: dict[str, Any], manifest: Manifest) -> bool:
-    options = event.get("integrations")
-    if not isinstance(options, dict):
-        return True
-    for name in manifest.integration_names:
-        if name in options:
-            return options[name] is not False
-    return options.get("All", True) is not False
-
-
-def consent_allows(event: dict[str, Any], destination: dict[str, Any]) -> bool:
-    """Every category the destination needs is exactly ``true`` in the event's preferences.
-
-    No ``categoryPreferences`` at all (server-side SDKs, clients that know nothing of consent)
-    means "not gated", as Segment documents. One that is there but not an object grants nothing:
-    a client that sends consent is gated by it, and a malformed answer is not a yes.
-    """
-    needed = (destination.get("settings") or {}).get(CONSENT_KEY)
-    if not needed:
-        return True
-    context = event.get("context")
-    consent = context.get("consent") if isinstance(context, dict) else None
-    preferences = consent.get("categoryPreferences") if isinstance(consent, dict) else None
-    if preferences is None:
-        return True
-    return isinstance(preferences, dict) and all(preferences.get(name) is True for name in needed)
 
 
 def wants(event_type: str, destination: dict[str, Any], catalog: Catalog) -> Manifest | None:
@@ -88,6 +59,7 @@ def route(
     chosen = []
     for destination in destinations:
         manifest = wants(event_type, destination, catalog)
-        if manifest is not None and integration_allows(event, manifest) and consent_allows(event, destination):
+        if (manifest is not None and integrations_allow(event, manifest.integration_names)
+                and not missing_consent(event, destination.get("settings"))):
             chosen.append(destination["id"])
     return chosen

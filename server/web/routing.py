@@ -12,29 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.catalog import CONSENT_KEY, Catalog
-
-
-def _allowed(integrations: Any, names: tuple[str, ...]) -> bool:
-    if not isinstance(integrations, dict):
-        return True
-    for name in names:
-        if name in integrations:
-            return integrations[name] is not False
-    return integrations.get("All", True) is not False
-
-
-def _not_consented(event: dict[str, Any], settings: dict[str, Any] | None) -> list[str]:
-    """The destination's categories this event does not grant (exactly ``true``); [] when not gated."""
-    needed = (settings or {}).get(CONSENT_KEY) or []
-    context = event.get("context")
-    consent = context.get("consent") if isinstance(context, dict) else None
-    preferences = consent.get("categoryPreferences") if isinstance(consent, dict) else None
-    if preferences is None:
-        return []
-    if not isinstance(preferences, dict):
-        return list(needed)
-    return [name for name in needed if preferences.get(name) is not True]
+from server.catalog import Catalog
+from server.rules import integrations_allow, missing_consent
 
 
 def routed_to(catalog: Catalog, destinations: list[dict[str, Any]], event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -48,9 +27,9 @@ def routed_to(catalog: Catalog, destinations: list[dict[str, Any]], event: dict[
             routed, why = False, "destination is disabled"
         elif call not in manifest.methods.get(dest["mode"], ()):
             routed, why = False, f"{dest['mode']} mode does not take {call} calls"
-        elif not _allowed(event.get("integrations"), manifest.integration_names):
+        elif not integrations_allow(event, manifest.integration_names):
             routed, why = False, "turned off by the event's integrations option"
-        elif missing := _not_consented(event, dest.get("settings")):
+        elif missing := missing_consent(event, dest.get("settings")):
             routed, why = False, f"the visitor has not consented to {', '.join(missing)}"
         elif dest["mode"] == "cloud":
             routed, why = True, "sent by Switchboard's server (cloud mode)"
