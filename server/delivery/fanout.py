@@ -25,7 +25,7 @@ from server.catalog import Catalog
 from server.delivery.router import route
 from server.store.engine import read_only
 from server.store.delivery import (
-    FANOUT_CURSOR, QUEUED, delivery_cursors, delivery_jobs, utcnow, write_transaction,
+    FANOUT_CURSOR, delivery_cursors, queue_jobs, utcnow, write_transaction,
 )
 from server.store.events import events
 from server.store.schema import destinations, sources
@@ -78,8 +78,10 @@ def ensure_cursor(engine: Engine) -> None:
                 conn.execute(delivery_cursors.insert().values(name=FANOUT_CURSOR, event_id=0))
 
 
-def fanout_pass(engine: Engine, catalog: Catalog, gaps: GapTracker, limit: int = 1000) -> tuple[int, int, bool]:
-    """One pass; returns (events consumed, jobs created, whether more events may be waiting)."""
+def fanout_pass(engine: Engine, catalog: Catalog, gaps: GapTracker, limit: int = 1000,
+                touched: set[int] | None = None) -> tuple[int, int, bool]:
+    """One pass; returns (events consumed, jobs created, whether more events may be waiting).
+    The ids of the destinations that got jobs are added to ``touched`` when given."""
     gaps.blocked = False
     if not _anything_new(engine):
         return 0, 0, False
@@ -107,7 +109,9 @@ def fanout_pass(engine: Engine, catalog: Catalog, gaps: GapTracker, limit: int =
             return 0, 0, False
         jobs = _jobs_for(conn, rows, catalog)
         if jobs:
-            conn.execute(delivery_jobs.insert(), jobs)
+            queue_jobs(conn, jobs, utcnow())
+            if touched is not None:
+                touched.update(job["destination_id"] for job in jobs)
         conn.execute(
             delivery_cursors.update().where(delivery_cursors.c.name == FANOUT_CURSOR).values(event_id=rows[-1].id)
         )
@@ -135,7 +139,6 @@ def _jobs_for(conn: Connection, rows: list, catalog: Catalog) -> list[dict[str, 
         by_source.setdefault(d.source_id, []).append(
             {"id": d.id, "slug": d.slug, "mode": d.mode, "enabled": bool(d.enabled), "settings": d.settings}
         )
-    now = utcnow()
     jobs = []
     for r in rows:
         candidates = by_source.get(r.source_id)
@@ -145,6 +148,5 @@ def _jobs_for(conn: Connection, rows: list, catalog: Catalog) -> list[dict[str, 
             jobs.append({
                 "destination_id": destination_id, "source_id": r.source_id, "event_id": r.id,
                 "message_id": r.message_id, "event_type": r.type, "received_at": r.received_at,
-                "created_at": now, "status": QUEUED, "attempts": 0, "next_attempt_at": now,
             })
     return jobs

@@ -73,6 +73,7 @@ class DeliveryService:
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._lanes: dict[int, asyncio.Task] = {}
+        self._hints: set[int] = set()  # destinations the fan-out gave jobs (start their lanes)
         self._unsubscribe = None
 
     # ---------------------------------------------------------------- life cycle
@@ -133,15 +134,17 @@ class DeliveryService:
 
     async def _fanout_loop(self) -> None:
         while not self._stopping:
+            touched: set[int] = set()
             try:
                 consumed, created, more = await run_in_threadpool(
-                    fanout.fanout_pass, self.engine, self.catalog, self.gaps
+                    fanout.fanout_pass, self.engine, self.catalog, self.gaps, touched=touched
                 )
             except Exception:
                 log.exception("fan-out pass failed; retrying")
                 consumed, created, more = 0, 0, False
                 await asyncio.sleep(1)
             if created:
+                self._hints |= touched
                 self._work.set()
             if self.gaps.blocked:
                 await asyncio.sleep(fanout.GAP_SETTLE_DELAY_S)  # a gap settles in a pass or two
@@ -149,7 +152,7 @@ class DeliveryService:
                 await self._wait(self._new_events, self.poll_interval)
 
     async def _dispatch_loop(self) -> None:
-        next_prune = 0.0
+        next_prune = next_scan = 0.0
         while not self._stopping:
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY_S
@@ -157,13 +160,22 @@ class DeliveryService:
                     await run_in_threadpool(store.prune, self.engine, store.utcnow() - JOB_RETENTION)
                 except Exception:
                     log.exception("pruning old delivery records failed")
-            try:
-                ready = await run_in_threadpool(store.ready_destinations, self.engine, list(self._lanes))
-            except Exception:
-                log.exception("looking for due jobs failed; retrying")
-                ready = []
-                await asyncio.sleep(1)
-            for destination_id in ready:
+            # Destinations the fan-out just gave jobs start a lane at once. The scan for every
+            # destination with due jobs (retries come due, leases of a stopped worker expire)
+            # runs at most once per poll interval: run after every fan-out pass, it read the
+            # queued jobs of destinations whose lanes were busy over and over (a hanging
+            # vendor's backlog cost its healthy neighbours a few percent of their throughput).
+            hinted = [d for d in self._hints if d not in self._lanes]
+            self._hints.difference_update(hinted)
+            ready: list[int] = []
+            if time.monotonic() >= next_scan:
+                next_scan = time.monotonic() + self.poll_interval
+                try:
+                    ready = await run_in_threadpool(store.ready_destinations, self.engine, list(self._lanes))
+                except Exception:
+                    log.exception("looking for due jobs failed; retrying")
+                    await asyncio.sleep(1)
+            for destination_id in dict.fromkeys([*hinted, *ready]):
                 if destination_id not in self._lanes and not self._stopping:
                     self._lanes[destination_id] = asyncio.create_task(
                         self._lane(destination_id), name=f"delivery-lane-{destination_id}"
