@@ -98,8 +98,7 @@ def fanout_pass(engine: Engine, catalog: Catalog, gaps: GapTracker, limit: int =
             select(delivery_cursors.c.event_id).where(delivery_cursors.c.name == FANOUT_CURSOR).with_for_update()
         ).scalar_one()
         rows = conn.execute(
-            select(events.c.id, events.c.source_id, events.c.message_id, events.c.type, events.c.received_at,
-                   events.c.payload)
+            select(events.c.id, events.c.source_id, events.c.type, events.c.payload)
             .where(events.c.id > cursor).order_by(events.c.id).limit(limit)
         ).all()
         full = len(rows) == limit
@@ -111,7 +110,7 @@ def fanout_pass(engine: Engine, catalog: Catalog, gaps: GapTracker, limit: int =
         if jobs:
             queue_jobs(conn, jobs, utcnow())
             if touched is not None:
-                touched.update(job["destination_id"] for job in jobs)
+                touched.update(destination_id for destination_id, _ in jobs)
         conn.execute(
             delivery_cursors.update().where(delivery_cursors.c.name == FANOUT_CURSOR).values(event_id=rows[-1].id)
         )
@@ -127,7 +126,8 @@ def _anything_new(engine: Engine) -> bool:
         return conn.execute(select(events.c.id).where(events.c.id > (cursor or 0)).limit(1)).first() is not None
 
 
-def _jobs_for(conn: Connection, rows: list, catalog: Catalog) -> list[dict[str, Any]]:
+def _jobs_for(conn: Connection, rows: list, catalog: Catalog) -> list[tuple[int, int]]:
+    """(destination_id, event_id) of every job the events in ``rows`` need, in event order."""
     source_ids = {r.source_id for r in rows}
     enabled = dict(conn.execute(select(sources.c.id, sources.c.enabled).where(sources.c.id.in_(source_ids))).all())
     by_source: dict[int, list[dict[str, Any]]] = {}
@@ -145,8 +145,5 @@ def _jobs_for(conn: Connection, rows: list, catalog: Catalog) -> list[dict[str, 
         if not candidates or not enabled.get(r.source_id):
             continue  # no destinations, or a disabled (or deleted) source: nothing to parse
         for destination_id in route(orjson.loads(r.payload), r.type, True, candidates, catalog):
-            jobs.append({
-                "destination_id": destination_id, "source_id": r.source_id, "event_id": r.id,
-                "message_id": r.message_id, "event_type": r.type, "received_at": r.received_at,
-            })
+            jobs.append((destination_id, r.id))
     return jobs
