@@ -216,3 +216,24 @@ def test_a_bundle_without_categories_adds_no_consent_until_preferences_are_set(s
         assert preferences(stored(site, "Plain After", plain["id"])) == {"Analytics": True}
     finally:
         context.close()
+
+
+def test_each_change_of_preferences_is_recorded_once_for_the_collector_only(site, visit):
+    page = visit
+    name = "Segment Consent Preference Updated"
+    me = page.evaluate("analytics.user().anonymousId()")
+    mine = lambda ev: [e for e in ev if e.get("event") == name and e["anonymousId"] == me]  # noqa: E731
+    run(page, "analytics.setConsent({Analytics: true}); analytics.setConsent({Analytics: true})")
+    wait_calls(page, "google_analytics_4", lambda c: any(x[0] == "config" for x in c))
+    run(page, "analytics.setConsent({Advertising: false})")  # no change: nothing to record
+    run(page, "analytics.setConsent({Analytics: false})")
+    track(page, "After Changes")
+    hotjar_saw(page, "After Changes")
+    mine(stored_events(site, site.source["id"], lambda ev: len(mine(ev)) >= 2))
+    page.wait_for_timeout(300)  # room for a wrong third record to arrive
+    found = mine(stored_events(site, site.source["id"], lambda ev: True))
+    # Newest first: the withdrawal, then the grant; each stamped with the preferences it set.
+    assert [preferences(e) for e in found] == [DENIED, ANALYTICS_ONLY]
+    assert all(e["integrations"] == {"All": False} for e in found), "no vendor is sent the record"
+    assert not any("Consent" in str(c) for c in calls(page, "hotjar") or [])
+    assert not any("Consent" in e for e in ga4_events(page))
