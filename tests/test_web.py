@@ -410,3 +410,17 @@ def test_a_destination_can_get_what_cloud_mode_needs_and_then_switch_to_it(signe
     dest = workspace.get_destination(signed_in.engine, int(dest_url.rsplit("/", 1)[1]))
     assert dest["mode"] == "cloud" and dest["settings"]["api_secret"] == "mp-secret-123"
     assert "mp-secret-123" not in switched.text
+
+
+def test_destinations_that_need_consent_say_so_on_the_source_and_destination_pages(signed_in):
+    signed_in.post("/catalog/google_analytics_4/configure", data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "device", "measurement_id": "G-CONSENT1",
+        "consent_categories": "Analytics\nAdvertising"})
+    signed_in.post("/catalog/hotjar/configure", data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "device", "site_id": "1234567"})
+    source_page = signed_in.get("/sources/1").text
+    assert source_page.count("consent: Analytics, Advertising") == 1  # GA4 only, not Hotjar
+    assert "consent: Analytics, Advertising" in signed_in.get("/destinations/1").text
+    assert "consent:" not in signed_in.get("/destinations/2").text
+    listed = signed_in.get("/sources/1?format=json").json()["destinations"]
+    assert [d["settings"]["consent_categories"] for d in listed] == [["Analytics", "Advertising"], []]

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.admin import service
+from server.catalog import CONSENT_KEY
 from server.errors import ApiError
 from server.store import workspace
 from server.web import others
@@ -25,6 +26,7 @@ def destination_summary(catalog, dest: dict) -> dict:
         "mode": dest["mode"],
         "enabled": dest["enabled"],
         "url": f"/destinations/{dest['id']}",
+        "settings": {CONSENT_KEY: (dest.get("settings") or {}).get(CONSENT_KEY) or []},  # for the badges
     }
 
 
