@@ -424,3 +424,12 @@ def test_destinations_that_need_consent_say_so_on_the_source_and_destination_pag
     assert "consent:" not in signed_in.get("/destinations/2").text
     listed = signed_in.get("/sources/1?format=json").json()["destinations"]
     assert [d["settings"]["consent_categories"] for d in listed] == [["Analytics", "Advertising"], []]
+
+
+def test_the_event_tester_explains_an_unusable_proxy_instead_of_failing(signed_in, monkeypatch):
+    signed_in.post("/catalog/webhooks/configure", data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "cloud", "url": "https://example.com/hook"})
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://proxy.corp:1080")  # SOCKS is not supported
+    answer = signed_in.post("/destinations/1/test", data={"csrf_token": signed_in.csrf, "type": "track"})
+    assert answer.status_code == 200
+    assert "Cannot send from this server" in answer.text and "socks" in answer.text

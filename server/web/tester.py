@@ -58,7 +58,11 @@ async def send_sample(manifest: Manifest, destination: dict[str, Any], call: str
     if not requests:
         result["error"] = f"{manifest.name} sends nothing for a {call} call with these settings."
         return result
-    sender = sender_module.Sender()
+    try:
+        sender = sender_module.Sender()
+    except ValueError as exc:  # an unusable proxy in the environment (HTTPS_PROXY=socks5://…)
+        result["error"] = f"Cannot send from this server: {exc}"
+        return result
     try:
         outcome = await sender.perform(requests)
     finally:
