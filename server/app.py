@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -44,15 +44,23 @@ class SwitchboardApp(Starlette):
     straight to the route's ASGI app, skipping Starlette's middleware stack and the router's
     walk over every route's pattern. Only raw ASGI endpoints that answer every error themselves
     use it (the Tracking API: one event per request from every browser, where those layers were
-    about a tenth of the CPU per request). Everything else, and any app mounted under a
-    ``root_path``, takes the normal way.
+    about a tenth of the CPU per request) and the bundle (every page view of every site). Everything
+    else, and any app mounted under a ``root_path``, takes the normal way.
     """
 
     fast_paths: dict[str, tuple[ASGIApp, dict[str, str]]]
+    # Routes whose paths carry a parameter instead give ``fast_match(scope) -> path_params | None``.
+    fast_matchers: list[tuple[Callable[[Scope], dict[str, str] | None], ASGIApp]]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
             fast = self.fast_paths.get(scope["path"])
+            if fast is None:
+                for match, endpoint in self.fast_matchers:
+                    params = match(scope)
+                    if params is not None:
+                        fast = (endpoint, params)
+                        break
             if fast is not None:
                 scope["app"] = self
                 scope["path_params"] = fast[1]
@@ -95,6 +103,7 @@ def create_app(
     app.fast_paths = {
         path: (route.app, params) for route in routes for path, params in getattr(route, "fast_paths", {}).items()
     }
+    app.fast_matchers = [(route.fast_match, route.app) for route in routes if hasattr(route, "fast_match")]
     app.state.config = config
     app.state.engine = engine
     app.state.catalog = catalog

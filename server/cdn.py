@@ -229,11 +229,32 @@ async def snippet(request: Request) -> Response:
                              "Access-Control-Allow-Origin": "*"})
 
 
+def bundle_match(base: str):
+    """``fast_match`` for the bundle route (server/app.py): the path params of a GET or HEAD of
+    ``{base}/{write_key}/{file}``, else None (other methods get the router's 405; the plugins
+    route keeps its own path)."""
+    prefix = base + "/"
+    skip = len(prefix)
+
+    def match(scope) -> dict[str, str] | None:
+        path = scope["path"]
+        if not path.startswith(prefix) or scope["method"] not in ("GET", "HEAD"):
+            return None
+        write_key, slash, file = path[skip:].partition("/")
+        if not slash or not write_key or not file or "/" in file or write_key == "plugins":
+            return None
+        return {"write_key": write_key, "file": file}
+
+    return match
+
+
 def routes(config: Config) -> list[Route]:
     base = config.bundle_path.rstrip("/")
+    bundle = Route(f"{base}/{{write_key}}/{{file}}", BundleEndpoint(), methods=["GET", "HEAD"])
+    bundle.fast_match = bundle_match(base)  # every page view asks for it: skip middleware and router
     return [
         Route(f"{base}/plugins/{{file}}", plugin, methods=["GET"]),
-        Route(f"{base}/{{write_key}}/{{file}}", BundleEndpoint(), methods=["GET", "HEAD"]),
+        bundle,
         Route("/v1/projects/{write_key}/settings", settings, methods=["GET"]),
         Route("/snippet/{file}", snippet, methods=["GET"]),
     ]

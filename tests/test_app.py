@@ -1,9 +1,9 @@
-"""The assembled app (server/app.py): exact-path shortcuts answer exactly like the router would.
+"""The assembled app (server/app.py): the shortcuts answer exactly like the router would.
 
-The Tracking API's paths skip Starlette's middleware and router (``SwitchboardApp.fast_paths``).
-These tests send the same requests through the shortcut and through the normal route (an app
-served under a ``root_path`` never takes the shortcut) and expect the same answers, and check
-that only exact Tracking API paths are short-cut.
+The Tracking API's exact paths (``SwitchboardApp.fast_paths``) and the bundle's GET/HEAD
+(``fast_matchers``) skip Starlette's middleware and router. These tests send the same requests
+through the shortcut and through the normal route (an app served under a ``root_path`` never
+takes a shortcut) and expect the same answers, and check that nothing else is short-cut.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.store import events, workspace
 
-PLANES = ["server.collector", "server.health"]
+PLANES = ["server.cdn", "server.collector", "server.health"]
 
 
 @pytest.fixture
@@ -67,3 +67,38 @@ def test_only_exact_tracking_paths_are_short_cut(app):
             assert answer.status_code == 404, path
             assert answer.json()["code"] == "not_found"
         assert client.get("/healthz").status_code == 200  # other routes are untouched
+
+
+def _bundle_answers(client: TestClient, prefix: str, source: dict) -> list[tuple]:
+    """Status, the headers a browser or CDN reads, and the body, of bundle requests."""
+    base = f"{prefix}/analytics.js/v1/{source['write_key']}"
+    out = []
+
+    def keep(answer):
+        headers = {k: answer.headers.get(k) for k in ("etag", "content-encoding", "cache-control", "vary", "allow")}
+        body = answer.content.replace(prefix.encode(), b"") if prefix else answer.content  # error texts name the path
+        out.append((answer.status_code, headers, body))
+        return answer
+
+    plain = keep(client.get(f"{base}/analytics.min.js", headers={"Accept-Encoding": "identity"}))
+    keep(client.get(f"{base}/analytics.min.js", headers={"Accept-Encoding": "gzip"}))
+    keep(client.get(f"{base}/analytics.min.js",
+                    headers={"Accept-Encoding": "identity", "If-None-Match": plain.headers["etag"]}))
+    keep(client.head(f"{base}/analytics.min.js", headers={"Accept-Encoding": "identity"}))
+    keep(client.get(f"{base}/analytics.nothex.min.js"))
+    keep(client.get(f"{prefix}/analytics.js/v1/no-such-key/analytics.min.js"))
+    keep(client.post(f"{base}/analytics.min.js"))  # the router's 405, not the bundle
+    keep(client.get(f"{prefix}/analytics.js/v1/plugins/nothing.js"))  # the plugins route, not a key
+    return out
+
+
+def test_the_bundle_answers_the_same_through_the_shortcut_and_the_router(app):
+    source = workspace.create_source(app.state.engine, "Shop")
+    workspace.add_destination(app.state.engine, source["id"], slug="google_analytics_4", mode="device",
+                              enabled=True, settings={"measurement_id": "G-SHORT1"})
+    with TestClient(app) as fast, TestClient(app, root_path="/sb") as routed:
+        through_shortcut = _bundle_answers(fast, "", source)
+        through_router = _bundle_answers(routed, "/sb", source)
+    assert through_shortcut == through_router
+    assert [status for status, _, _ in through_shortcut] == [200, 200, 304, 200, 404, 404, 405, 404]
+    assert b"G-SHORT1" in through_shortcut[0][2]
