@@ -234,6 +234,6 @@ def test_each_change_of_preferences_is_recorded_once_for_the_collector_only(site
     found = mine(stored_events(site, site.source["id"], lambda ev: True))
     # Newest first: the withdrawal, then the grant; each stamped with the preferences it set.
     assert [preferences(e) for e in found] == [DENIED, ANALYTICS_ONLY]
-    assert all(e["integrations"] == {"All": False} for e in found), "no vendor is sent the record"
+    assert all(e["integrations"] == {"All": False, "Warehouse": True} for e in found), "no vendor is sent it"
     assert not any("Consent" in str(c) for c in calls(page, "hotjar") or [])
     assert not any("Consent" in e for e in ga4_events(page))

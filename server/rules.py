@@ -1,4 +1,5 @@
-"""Segment's per-event routing rules, shared by cloud delivery and the debugger's "routed to".
+"""Segment's per-event routing rules, shared by cloud delivery, the warehouse loader and the
+debugger's "routed to".
 
 Two rules decide whether an event may go to a destination (besides its mode and call types):
 

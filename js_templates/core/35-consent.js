@@ -5,8 +5,9 @@
 // each of the bundle's categories (false unless granted); the caller's own context.consent wins.
 // A change of preferences is itself recorded, as Segment's consent tools do, as the track event
 // "Segment Consent Preference Updated" (stamped with the new preferences) that goes to the
-// collector only (integrations All: false): the warehouse keeps a dated trail of what each
-// visitor agreed to, and no vendor gets an event it has no use for.
+// collector and the warehouse only (integrations All: false, Warehouse: true): the warehouse
+// keeps a dated trail of what each visitor agreed to, and no vendor gets an event it has no
+// use for.
 var CK = "sb_consent", CATS = [];
 
 function consent() {
@@ -27,6 +28,6 @@ function setConsent(p) {
   if (isObj(p)) for (var k in p) if (has(p, k)) c[k] = p[k] === true;
   objSet(CK, c);
   applyConsent();
-  if (JSON.stringify(consent()) != was) track("Segment Consent Preference Updated", {}, { integrations: { All: false } });
+  if (JSON.stringify(consent()) != was) track("Segment Consent Preference Updated", {}, { integrations: { All: false, Warehouse: true } });
   return A;
 }

@@ -10,21 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
+from server.rules import integrations_allow
 from server.warehouse.schema import plan_table
 from server.warehouse.transform import UPSERT_TABLES, rows_for_event
 
 Notice = Callable[[str], None]
-
-
-def wanted(event: dict[str, Any], names: Iterable[str]) -> bool:
-    """Segment's ``integrations`` option: a named entry decides, else ``All`` (default true)."""
-    options = event.get("integrations")
-    if not isinstance(options, dict):
-        return True
-    for name in names:
-        if name in options:
-            return options[name] is not False
-    return options.get("All", True) is not False
 
 
 def merge_latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -51,7 +41,7 @@ def rows_by_table(
     used = 0
     for item in logged:
         event = item["event"]
-        if not wanted(event, names):
+        if not integrations_allow(event, names):  # Segment's rule, shared (server/rules.py)
             continue
         used += 1
         for table, row in rows_for_event(event, item["received_at"], notice):
