@@ -10,14 +10,11 @@ collector through the first-party path with the page's https URL in their contex
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlsplit
 
 import pytest
-from vendor_stubs import ADMIN_TOKEN, VendorRoutes, Workspace
+from vendor_stubs import ADMIN_TOKEN, VendorRoutes, Workspace, stored_rows
 
-from server.store import events
-from server.store.engine import make_engine
 
 ORIGIN = "https://shop.example"
 
@@ -27,21 +24,6 @@ def server(tmp_path, live_server_factory):
     db_url = f"sqlite:///{tmp_path / 'live.db'}"
     live = live_server_factory(db_url, SWITCHBOARD_ADMIN_TOKEN=ADMIN_TOKEN, SWITCHBOARD_PUBLIC_URL=ORIGIN)
     return live, db_url
-
-
-def stored(page, db_url: str, source_id: int, predicate, timeout: float = 10.0) -> list[dict]:
-    """The source's stored events once ``predicate`` holds. Waits through the page, so that the
-    route handler (which forwards the collector's requests) keeps running meanwhile."""
-    engine = make_engine(db_url)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [row["event"] for row in events.list_events(engine, source_id, limit=100)]
-            if predicate(found) or time.monotonic() > deadline:
-                return found
-            page.wait_for_timeout(50)
-    finally:
-        engine.dispose()
 
 
 def test_first_party_https_sets_secure_cookies_and_collects(server, browser):
@@ -75,8 +57,11 @@ def test_first_party_https_sets_secure_cookies_and_collects(server, browser):
         page.wait_for_function("() => window.analytics && !Array.isArray(window.analytics)")
         assert page.evaluate("window.isSecureContext") is True
         page.evaluate("analytics.identify('shopper-1'); analytics.track('Checkout Started')")
-        found = stored(page, db_url, source["id"], lambda ev: any(e.get("event") == "Checkout Started" for e in ev))
-        track = next(e for e in found if e.get("event") == "Checkout Started")
+        # Waiting through the page keeps the route handler (which forwards the collector's
+        # requests) running meanwhile.
+        rows = stored_rows(db_url, source["id"], lambda rows: any(r["event"].get("event") == "Checkout Started"
+                                                                   for r in rows), page=page)
+        track = next(r["event"] for r in rows if r["event"].get("event") == "Checkout Started")
         assert track["userId"] == "shopper-1"
         assert track["context"]["page"]["url"] == f"{ORIGIN}/"
         jar = {c["name"]: c for c in context.cookies(ORIGIN)}

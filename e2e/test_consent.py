@@ -8,14 +8,11 @@ no localStorage) unless it reloads.
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from loader_site import site_fixture
-from vendor_stubs import SITE_PATH, VendorRoutes, calls, open_site, run, wait_calls
+from vendor_stubs import SITE_PATH, VendorRoutes, calls, open_site, run, stored_rows, wait_calls
 
-from server.store import events
-from server.store.engine import make_engine
 
 MID = "G-CONSENT01"
 GA4_URL = f"https://www.googletagmanager.com/gtag/js?id={MID}"
@@ -46,16 +43,8 @@ def ready(page) -> bool:
 
 def stored_events(site, source_id: int, predicate, timeout: float = 10.0) -> list[dict]:
     """The events the collector stored for ``source_id`` (newest first), once ``predicate`` holds."""
-    engine = make_engine(site.db_url)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [row["event"] for row in events.list_events(engine, source_id, limit=500)]
-            if predicate(found) or time.monotonic() > deadline:
-                return found
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
+    rows = stored_rows(site.db_url, source_id, lambda rows: predicate([r["event"] for r in rows]), timeout)
+    return [row["event"] for row in rows]
 
 
 def stored(site, name: str, source_id: int | None = None) -> dict:

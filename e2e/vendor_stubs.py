@@ -283,6 +283,29 @@ def run(page: Page, script: str) -> None:
     page.evaluate(f"() => {{ {script} }}")
 
 
+def stored_rows(db_url: str, source_id: int, predicate, timeout: float = 10.0, page: Page | None = None
+                ) -> list[dict]:
+    """The rows the collector stored for ``source_id`` (newest first, with their ``event``), once
+    ``predicate(rows)`` holds or at the timeout. With ``page`` it waits through the page, so the
+    sync API keeps running route handlers (say, ones that forward the collector's requests)."""
+    from server.store import events
+    from server.store.engine import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            stored = events.list_events(engine, source_id, limit=500)
+            if predicate(stored) or time.monotonic() > deadline:
+                return stored
+            if page is None:
+                time.sleep(0.05)
+            else:
+                page.wait_for_timeout(50)
+    finally:
+        engine.dispose()
+
+
 # ---------------------------------------------------------------- one server per test module
 
 
@@ -308,19 +331,7 @@ class LoaderSite:
 
     def stored_events(self, predicate, timeout: float = 10.0) -> list[dict]:
         """Events the collector stored for the source, once ``predicate(events)`` holds."""
-        from server.store import events
-        from server.store.engine import make_engine
-
-        engine = make_engine(self.db_url)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                stored = events.list_events(engine, self.source["id"], limit=500)
-                if predicate(stored) or time.monotonic() > deadline:
-                    return stored
-                time.sleep(0.05)
-        finally:
-            engine.dispose()
+        return stored_rows(self.db_url, self.source["id"], predicate, timeout)
 
     def close(self) -> None:
         self.workspace.http.close()

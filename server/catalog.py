@@ -375,12 +375,13 @@ def _consent_categories(value: list) -> list[str]:
     """
     names: list[str] = []
     for item in value:
-        if not isinstance(item, str) or not item.strip():
+        name = item.strip() if isinstance(item, str) else ""
+        if not name:
             raise ValueError("must be a list of category names (text, not empty)")
-        if len(item.strip()) > CONSENT_NAME_MAX:
+        if len(name) > CONSENT_NAME_MAX:
             raise ValueError(f"must be category names of at most {CONSENT_NAME_MAX} characters")
-        if item.strip() not in names:
-            names.append(item.strip())
+        if name not in names:
+            names.append(name)
     return names
 
 

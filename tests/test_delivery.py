@@ -7,7 +7,6 @@ import collections
 import threading
 import time
 
-import pytest
 
 from delivery_flow import RunningService, all_finished, append, jobs, source_with, wait_until
 from delivery_vendor import Vendor, make_event

@@ -595,9 +595,11 @@ def test_aclose_closes_idle_connections():
     async def main():
         transport = HTTP11Transport()
         async with Server(keep_alive()) as server:
-            await fetch(transport, "GET", server.url)
+            response = await fetch(transport, "GET", server.url)
+            assert response.status_code == 200 and server.eofs == 0  # kept alive, idle in the pool
             await transport.aclose()
             await until(lambda: server.eofs == 1)
+            assert server.connections == 1 and server.eofs == 1  # the one idle connection, closed
 
     asyncio.run(main())
 

@@ -136,12 +136,12 @@ class DeliveryService:
         while not self._stopping:
             touched: set[int] = set()
             try:
-                consumed, created, more = await run_in_threadpool(
+                _, created, more = await run_in_threadpool(
                     fanout.fanout_pass, self.engine, self.catalog, self.gaps, touched=touched
                 )
             except Exception:
                 log.exception("fan-out pass failed; retrying")
-                consumed, created, more = 0, 0, False
+                created, more = 0, False
                 await asyncio.sleep(1)
             if created:
                 self._hints |= touched

@@ -39,7 +39,7 @@ async def load_source(request: Request, source_id: int) -> dict | None:
 
 @page
 async def sources_list(request: Request) -> Response:
-    engine, catalog = request.app.state.engine, request.app.state.catalog
+    engine = request.app.state.engine
     rows = await run_in_threadpool(workspace.list_sources, engine)
     dests = await run_in_threadpool(workspace.list_destinations, engine)
     sources = []
