@@ -69,10 +69,14 @@ def snippet_text(config: Config, write_key: str) -> str:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from server.edge import uvicorn_options  # header limits, timeouts, connection cap
+
     config = _config()
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("role", args.role)) if v is not None}
     if config.role == "edge" or args.role == "edge":
         overrides["delivery_workers"] = False  # an edge takes events in; `switchboard worker` sends them on
+    if args.demo:
+        overrides["demo"] = True  # /demo is served only with --demo
     if overrides:
         config = Config(**{**config.__dict__, **overrides})
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -86,14 +90,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
         os.environ["SWITCHBOARD_HOST"], os.environ["SWITCHBOARD_PORT"] = config.host, str(config.port)
         os.environ["SWITCHBOARD_ROLE"] = config.role
         os.environ["SWITCHBOARD_DELIVERY_WORKERS"] = str(config.delivery_workers).lower()
+        os.environ["SWITCHBOARD_DEMO"] = str(config.demo).lower()
         uvicorn.run("server.app:app_from_env", factory=True, host=config.host, port=config.port,
-                    workers=args.workers, log_level=config.log_level.lower(), proxy_headers=config.trust_proxy)
+                    workers=args.workers, log_level=config.log_level.lower(), proxy_headers=config.trust_proxy,
+                    **uvicorn_options(config, workers=True))
         return
     from server.app import create_app
 
     app = create_app(config, engine=engine)
     uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level.lower(),
-                proxy_headers=config.trust_proxy)
+                proxy_headers=config.trust_proxy, **uvicorn_options(config))
 
 
 def _print_demo(config: Config, engine) -> None:
@@ -254,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="all: everything (default, or SWITCHBOARD_ROLE); edge: bundles, collector, admin API "
                             "and web app only — delivery and warehouse loads run in `switchboard worker`")
     serve.add_argument("--demo", action="store_true",
-                       help="seed a demo source on an empty database and print its URLs and an admin token")
+                       help="serve the demo page /demo (off otherwise), seed a demo source on an empty database "
+                            "and print its URLs and an admin token")
     serve.set_defaults(func=cmd_serve)
 
     init = sub.add_parser("init", help="create or migrate the database and print a new admin token")

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
+from server.client_address import client_address
 from server.config import Config
 from server.errors import ApiError
 from server.ingest import client_metrics, cors, events_api, stats
@@ -128,12 +129,8 @@ def basic_auth_user(call: Call) -> str | None:
 
 
 def client_ip(call: Call, trust_proxy: bool) -> str | None:
-    if trust_proxy:
-        # The last hop our own proxy appended: the address that proxy actually saw.
-        forwarded = call.header(b"x-forwarded-for").split(",")[-1].strip()
-        if forwarded:
-            return forwarded
-    return call.client_host
+    # The rule sign-in throttling uses too (server/client_address.py): the rightmost entry.
+    return client_address(call.client_host, call.header(b"x-forwarded-for"), trust_proxy)
 
 
 async def _source_id(collector: Collector, call: Call, body: dict[str, Any]) -> int:

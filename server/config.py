@@ -60,6 +60,13 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be a positive whole number")
+    return number
+
+
 def _database_url(value: str) -> str:
     if not (value.startswith("sqlite:///") or value.startswith("postgresql")):
         raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
@@ -142,6 +149,22 @@ class Config:
         "ADMIN_PASSWORD", "", str, "Password of the admin account on first run. Empty: generated and printed once.")
     metrics_token: str = _setting(
         "METRICS_TOKEN", "", str, "Bearer token for `/metrics`. Empty: `/metrics` needs an admin token.")
+    max_header_bytes: int = _setting(
+        "MAX_HEADER_BYTES", "16384", _positive_int,
+        "Largest request line plus headers, in bytes; more gets 431 `headers_too_large` (docs/security.md).")
+    header_timeout: float = _setting(
+        "HEADER_TIMEOUT", "10", _positive_float,
+        "Seconds a connection may take to send a request's line and headers; then it is closed.")
+    body_timeout: float = _setting(
+        "BODY_TIMEOUT", "30", _positive_float, "Seconds a request may take to send its body; then it is closed.")
+    keep_alive_timeout: float = _setting(
+        "KEEP_ALIVE_TIMEOUT", "5", _positive_float, "Seconds an idle keep-alive connection is kept open.")
+    max_connections: int = _setting(
+        "MAX_CONNECTIONS", "10000", _positive_int,
+        "Open connections per process; beyond it requests get 503 `too_many_connections` and the connection "
+        "is closed. Lowered to fit the process's file descriptor limit.")
+    demo: bool = _setting(
+        "DEMO", "false", _bool, "Serve the demo page `/demo` (what `switchboard serve --demo` turns on).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":

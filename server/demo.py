@@ -1,5 +1,6 @@
 """The ready-made demo: a "Demo site" source seeded on an empty database, and /demo, a page
-that carries that source's snippet (inline, as a site pastes it) with a few buttons to send events."""
+that carries that source's snippet (inline, as a site pastes it) with a few buttons to send events.
+/demo exists only with ``switchboard serve --demo`` (``config.demo``)."""
 
 from __future__ import annotations
 
@@ -90,4 +91,6 @@ async def demo_page(request: Request) -> Response:
 
 
 def routes(config) -> list[Route]:
-    return [Route("/demo", demo_page, methods=["GET"])]
+    # Only `switchboard serve --demo` (make run) serves it: the page shows a write key and every
+    # visit adds events, so a normal install answers /demo with the JSON 404 of any unknown path.
+    return [Route("/demo", demo_page, methods=["GET"])] if config.demo else []

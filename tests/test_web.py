@@ -14,6 +14,7 @@ from server.config import Config
 from server.demo import seed_demo
 from server.store import open_store, workspace
 from server.store import web as web_store
+from server.web import throttle
 from server.web import accounts
 
 PASSWORD = "correct horse battery"
@@ -110,7 +111,7 @@ def test_a_tampered_session_cookie_is_not_a_session(web):
 
 def test_wrong_password_is_refused_and_the_sixth_try_in_a_minute_gets_429(web_any):
     web = web_any
-    for _ in range(accounts.MAX_FAILURES):
+    for _ in range(throttle.PER_ADDRESS_ACCOUNT):
         response = sign_in(web, password="nope")
         assert response.status_code == 401
         assert "do not match" in response.text

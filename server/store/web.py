@@ -8,7 +8,7 @@ limit holds, and a sign-out takes effect, across every server process sharing th
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Column, Engine, Index, String, Table, func, select
@@ -66,28 +66,6 @@ def create_user(engine: Engine, username: str, password_hash: str) -> bool:
 def count_users(engine: Engine) -> int:
     with read_only(engine) as conn:
         return conn.execute(select(func.count()).select_from(admin_users)).scalar_one()
-
-
-def record_failure(engine: Engine, key: str) -> None:
-    cutoff = now() - timedelta(hours=1)
-    with engine.begin() as conn:
-        conn.execute(sign_in_failures.insert().values(key=key, at=now()))
-        # Keep the table small: nothing older than an hour matters to any limit.
-        conn.execute(sign_in_failures.delete().where(sign_in_failures.c.at < cutoff))
-
-
-def failures_since(engine: Engine, key: str, since: datetime) -> int:
-    with read_only(engine) as conn:
-        return conn.execute(
-            select(func.count()).select_from(sign_in_failures).where(
-                sign_in_failures.c.key == key, sign_in_failures.c.at >= since
-            )
-        ).scalar_one()
-
-
-def clear_failures(engine: Engine, key: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(sign_in_failures.delete().where(sign_in_failures.c.key == key))
 
 
 def create_session(

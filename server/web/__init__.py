@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from server.web import views_auth, views_catalog, views_debugger, views_destinations, views_history, views_sources
+from server.web.security_headers import NoSniff
 from server.web.sessions import page, redirect
 
 STATIC = Path(__file__).resolve().parent.parent.parent / "static"
@@ -34,5 +35,5 @@ def routes(config) -> list[BaseRoute]:
         *views_debugger.routes(),
         *views_catalog.routes(),
         *views_destinations.routes(),
-        Mount("/static", app=StaticFiles(directory=STATIC, check_dir=False), name="static"),
+        Mount("/static", app=NoSniff(StaticFiles(directory=STATIC, check_dir=False)), name="static"),
     ]

@@ -1,4 +1,4 @@
-"""The web app's admin account: scrypt password hashes, first-run creation, sign-in throttling.
+"""The web app's admin account: scrypt password hashes, first-run creation (throttling: ``throttle``).
 
 ``ensure_admin(config, engine)`` is what ``switchboard init`` and ``serve --demo`` call: it
 creates the account named ``config.admin_user`` once, with ``config.admin_password`` or a
@@ -12,18 +12,14 @@ import base64
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
 
 from sqlalchemy import Engine
 
 from server.config import Config
 from server.store import web as store
-from server.store.workspace import now
 
 # scrypt cost: n=2**14, r=8 is ~16 MiB and ~50 ms per check — fine for a sign-in form.
 _N, _R, _P = 2**14, 8, 1
-MAX_FAILURES = 5
-WINDOW = timedelta(minutes=1)
 
 
 def hash_password(password: str) -> str:
@@ -57,14 +53,6 @@ def ensure_admin(config: Config, engine: Engine) -> tuple[str, str | None]:
     created = store.create_user(engine, username, hash_password(password))
     return username, password if created else None
 
-
-
-def throttle_key(client_ip: str, username: str) -> str:
-    return f"{client_ip}|{username.strip().lower()}"[:300]
-
-
-def too_many_failures(engine: Engine, key: str) -> bool:
-    return store.failures_since(engine, key, now() - WINDOW) >= MAX_FAILURES
 
 
 def authenticate(engine: Engine, username: str, password: str) -> bool:

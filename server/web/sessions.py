@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from server.errors import error_response
+from server.web.security_headers import secure
 
 from server.store import tokens
 from server.store import web as store
@@ -197,7 +198,7 @@ def web_error(request: Request, status: int, code: str, message: str) -> Respons
         f"<main class=narrow><h1>{status}: {escape(code.replace('_', ' '))}</h1><p>{escape(message)}</p>"
         f"<p><a href='/sources'>Back to sources</a></p></main></html>"
     )
-    return HTMLResponse(body, status_code=status)
+    return secure(HTMLResponse(body, status_code=status))
 
 
 def page(handler: Handler) -> Handler:

@@ -1,8 +1,10 @@
 """Sign in and sign out (the session itself is ``server.web.sessions``).
 
-Failed attempts are counted per client address and user name; the sixth failure within a
-minute (and every attempt after it, until the minute passes) gets 429 without checking the
-password, so guessing is slow even across processes.
+Attempts are throttled before the password is checked (``server.web.throttle``): 5 a minute per
+account from one address, 20 a minute per address whatever the user name, 50 a minute per
+account, and a few scrypt checks at once per process. Beyond a limit the answer is 429 without a
+password check. The address is the TCP peer, or with SWITCHBOARD_TRUST_PROXY the rightmost
+X-Forwarded-For entry (``server.client_address``), the rule the collector uses.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.store import web as store
-from server.web import accounts
+from server.client_address import client_address, forwarded_for
+from server.web import accounts, throttle
 from server.web.render import render
 from server.web.sessions import (
     CSRF_MESSAGE, check_csrf, end_session, form_of, load_session, page, redirect, start_session, web_error,
@@ -28,11 +30,9 @@ def _safe_next(value: str | None) -> str:
 
 
 def _client_ip(request: Request) -> str:
-    if request.app.state.config.trust_proxy:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else "unknown"
+    peer = request.client.host if request.client else None
+    trust = request.app.state.config.trust_proxy
+    return client_address(peer, forwarded_for(request.scope["headers"]), trust) or "unknown"
 
 
 async def sign_in_form(request: Request) -> Response:
@@ -52,20 +52,34 @@ async def sign_in(request: Request) -> Response:
     username = str(form.get("username", "")).strip()
     password = str(form.get("password", ""))
     engine = request.app.state.engine
-    key = accounts.throttle_key(_client_ip(request), username)
+    address = _client_ip(request)
     data = {"next": nxt, "user": username, "error": None}
-    if await run_in_threadpool(accounts.too_many_failures, engine, key):
-        data["error"] = "Too many failed sign-ins. Wait a minute, then try again."
-        response = await render(request, "sign_in.html", data, status=429, title="Sign in")
-        response.headers["Retry-After"] = "60"
-        return response
-    if not username or not await run_in_threadpool(accounts.authenticate, engine, username, password):
-        await run_in_threadpool(store.record_failure, engine, key)
+    # Reserve the attempt before anything is checked: racing attempts can't all pass the count.
+    reserved, within = await run_in_threadpool(throttle.reserve, engine, throttle.address_keys(address, username))
+    if within:
+        more, within = await run_in_threadpool(throttle.reserve, engine, throttle.account_keys(username))
+        reserved += more
+    if not within:
+        return await _throttled(request, data, "Too many failed sign-ins. Wait a minute, then try again.", 60)
+    slots = throttle.check_slots(request.app)
+    if slots.locked():  # every scrypt slot busy: don't queue CPU work behind a burst
+        await run_in_threadpool(throttle.release, engine, reserved)
+        return await _throttled(request, data, "Too many sign-ins at once. Try again in a moment.", 1)
+    async with slots:
+        ok = bool(username) and await run_in_threadpool(accounts.authenticate, engine, username, password)
+    if not ok:
         data["error"] = "That user name and password do not match."
         return await render(request, "sign_in.html", data, status=401, title="Sign in")
-    await run_in_threadpool(store.clear_failures, engine, key)
+    await run_in_threadpool(throttle.release, engine, reserved, throttle.address_keys(address, username)[0][0])
     await start_session(request, username)  # a new session id and a fresh CSRF token
     return await redirect(request, nxt)
+
+
+async def _throttled(request: Request, data: dict, message: str, retry_after: int) -> Response:
+    data["error"] = message
+    response = await render(request, "sign_in.html", data, status=429, title="Sign in")
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @page
