@@ -59,9 +59,25 @@ def server(tmp_path_factory):
     engine = open_store(url)
     seed_demo(engine)  # what `make run` does on an empty database: the "Demo site" source
     engine.dispose()
-    live = LiveServer(url, SWITCHBOARD_ADMIN_PASSWORD=PASSWORD, SWITCHBOARD_BUNDLE_MAX_AGE="0").start()
+    live = LiveServer(url, SWITCHBOARD_ADMIN_PASSWORD=PASSWORD, SWITCHBOARD_BUNDLE_MAX_AGE="0",
+                      SWITCHBOARD_DEMO="true").start()  # /demo, as `make run` (serve --demo) serves it
     yield live
     live.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_policy_violations(request):
+    """Every page a test opens runs under the web app's Content-Security-Policy: anything it
+    blocks (an inline script, style or handler) is a console error here, and fails the test."""
+    if "page" not in request.fixturenames:
+        yield
+        return
+    page: Page = request.getfixturevalue("page")
+    blocked: list[str] = []
+    page.on("console", lambda msg: blocked.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text else None)
+    yield
+    assert not blocked, f"the CSP blocked something: {blocked}"
 
 
 def _env() -> dict[str, str]:

@@ -1,0 +1,30 @@
+"""``switchboard serve`` for the edge tests: extra CLI arguments, and its stderr kept for checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, LiveServer
+from pgserver import wait_for_port
+
+
+class LoggedServer(LiveServer):
+    def __init__(self, database_url: str, log: Path, *args: str, **env: str):
+        super().__init__(database_url, **env)
+        self.args, self.log = list(args), log
+
+    def start(self) -> "LoggedServer":
+        with self.log.open("wb") as sink:
+            self.process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", *self.args],
+                                            env=self.env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, 30)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
