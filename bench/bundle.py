@@ -7,7 +7,8 @@ Prints side-by-side figures from one run on this machine:
    and what each loader adds to a gzip'd bundle), beside @segment/analytics-next's standalone
    bundle from its npm package (e2e/node_modules, installed by `make node-deps`) when present;
 2. warm bundle requests/s from `switchboard`'s app vs a bare Starlette route returning the same
-   bytes and headers, both under uvicorn with the same settings (target ratio ≥ 0.9), the same for
+   bytes and headers, both under uvicorn with the same settings, ``server.edge.uvicorn_options``
+   included (target ratio ≥ 0.9), and that route on uvicorn's stock protocol, the same for
    304 answers, and nginx serving the same file as the ceiling when nginx is installed;
 3. cold build of a source with 10 device-mode destinations (target ≤ 20 ms);
 4. the warm comparison once more as in-process ASGI calls (no sockets, steadier on a busy machine).
@@ -117,16 +118,22 @@ BARE_APP = textwrap.dedent("""
             return Response(status_code=304, headers=headers)
         return Response(body, headers=headers, media_type="application/javascript; charset=utf-8")
     app = Starlette(routes=[Route("/bundle.js", bundle)])
-    uvicorn.run(app, port=port, **%r)
+    edge = {}
+    if sys.argv[4:] != ["stock"]:  # the protocol and timeouts `switchboard serve` uses, as ours
+        from server.config import Config
+        from server.edge import uvicorn_options
+        edge = uvicorn_options(Config())
+    uvicorn.run(app, port=port, **%r, **edge)
 """ % UVICORN)
 
 OUR_APP = textwrap.dedent("""
     import sys, uvicorn
     from server.app import create_app
     from server.config import Config
+    from server.edge import uvicorn_options
     config = Config.from_env()
     planes = sys.argv[1].split(",") if len(sys.argv) > 1 else None
-    uvicorn.run(create_app(config, planes=planes), port=config.port, **%r)
+    uvicorn.run(create_app(config, planes=planes), port=config.port, **%r, **uvicorn_options(config))
 """ % UVICORN)
 
 
@@ -197,6 +204,9 @@ def bench_throughput(db_url: str, engine, seconds: int, connections: int, direct
         bare_port = free_port()
         procs.append(start([sys.executable, "-c", BARE_APP, str(body_gz), etag, str(bare_port)], bare_port))
         urls["bare Starlette"] = f"http://127.0.0.1:{bare_port}/bundle.js"
+        stock_port = free_port()  # bare Starlette on uvicorn's stock protocol: what the edge checks cost
+        procs.append(start([sys.executable, "-c", BARE_APP, str(body_gz), etag, str(stock_port), "stock"], stock_port))
+        urls["stock"] = f"http://127.0.0.1:{stock_port}/bundle.js"
         for label, headers in (("200", {"Accept-Encoding": "gzip"}),
                                ("304", {"Accept-Encoding": "gzip", "If-None-Match": etag})):
             runs: dict[str, list[float]] = {name: [] for name in urls}
@@ -211,6 +221,8 @@ def bench_throughput(db_url: str, engine, seconds: int, connections: int, direct
             print(f"{label}: switchboard {rps['switchboard']:8.0f} req/s (ratio {rps['switchboard'] / bare:.2f})   "
                   f"cdn plane alone {rps['cdn plane']:8.0f} (ratio {rps['cdn plane'] / bare:.2f})   "
                   f"bare Starlette {bare:8.0f}   target ratio >= 0.9, medians of {ROUNDS} alternating runs")
+            print(f"     bare Starlette on uvicorn's stock protocol {rps['stock']:8.0f} req/s "
+                  f"(edge checks: bare / stock {bare / rps['stock']:.2f})")
     finally:
         for proc in procs:
             proc.terminate()

@@ -3,7 +3,9 @@
     .venv/bin/python bench/collect.py [--duration 10] [--connections 64,256] [--database sqlite|postgres]
 
 Both servers run as subprocesses with the same ``uvicorn.run`` settings (uvloop + httptools,
-access log off, one process). The baseline is a Starlette app whose ``POST /v1/t`` parses the
+access log off, one process, and ``server.edge.uvicorn_options``: the protocol with the header
+limits, deadlines and connection cap that ``switchboard serve`` uses). A third server, bare
+Starlette on uvicorn's stock httptools protocol, shows what those checks cost by themselves. The baseline is a Starlette app whose ``POST /v1/t`` parses the
 JSON body and answers ``200 {"success":true}`` without storing anything. Ours is the real app
 (every plane; delivery workers off so that only ingest is measured) on a fresh database:
 validation, normalisation, dedupe, group commit with fsync before the 200.
@@ -103,8 +105,15 @@ def our_app(database_url: str):
 def serve(kind: str, port: int, database_url: str) -> None:
     import uvicorn
 
-    app = bare_app() if kind == "bare" else our_app(database_url)
-    uvicorn.run(app, port=port, **UVICORN)
+    from server.config import Config
+    from server.edge import uvicorn_options
+
+    app = our_app(database_url) if kind == "ours" else bare_app()
+    # Ours and the baseline run on the protocol and timeouts `switchboard serve` uses (header
+    # limits, deadlines, connection cap), so the ratio compares apps; "stock" is bare Starlette on
+    # uvicorn's own httptools protocol, to show what the edge checks cost by themselves.
+    edge = {} if kind == "stock" else uvicorn_options(Config(database_url=database_url))
+    uvicorn.run(app, port=port, **{**UVICORN, **edge})
 
 
 class Server:
@@ -198,7 +207,7 @@ def main() -> None:
                         help="wrk connections for single events, comma-separated (default 64,256)")
     parser.add_argument("--batch-connections", type=int, default=32, help="wrk connections for batches (default 32)")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--serve", choices=["bare", "ours"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["bare", "ours", "stock"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,18 +230,22 @@ def main() -> None:
 
         # Both servers stay up (an idle server costs nothing) so that each pair of runs is back
         # to back: the machine's state drifts less between the two halves of a ratio.
-        bare, ours = Server("bare", url), Server("ours", url)
+        bare, ours, stock = Server("bare", url), Server("ours", url), Server("stock", url)
         try:
             singles = []
             for c in connections:
+                wrk(stock.port, key, batch=0, duration=warm, connections=c)
+                stock_run = stock.measure(key, batch=0, duration=args.duration, connections=c)
                 wrk(bare.port, key, batch=0, duration=warm, connections=c)
                 base = bare.measure(key, batch=0, duration=args.duration, connections=c)
+                base["stock"] = stock_run
                 wrk(ours.port, key, batch=0, duration=warm, connections=c)
                 before = events.count_events(engine)
                 single = ours.measure(key, batch=0, duration=args.duration, connections=c)
                 single["stored"] = events.count_events(engine) - before
                 singles.append((c, base, single))
             bare.stop()
+            stock.stop()
 
             wrk(ours.port, key, batch=100, duration=warm, connections=bc)
             before = events.count_events(engine)
@@ -245,6 +258,7 @@ def main() -> None:
             paced = ours.measure(key, batch=100, duration=args.duration, connections=bc, delay_ms=delay)
         finally:
             bare.stop()
+            stock.stop()
             ours.stop()
         engine.dispose()
 
@@ -267,6 +281,10 @@ def main() -> None:
              cpu(single)),
             ("  ratio ours / bare (target >= 0.6)", f"{single['rps'] / base['rps']:.2f}",
              f"stored {single['stored']:,}", "", f"CPU ratio {base['cpu_us'] / single['cpu_us']:.2f}"),
+            ("  bare on uvicorn's stock protocol", f"{base['stock']['rps']:,.0f} req/s", *line(base['stock']),
+             cpu(base['stock'])),
+            ("  ratio bare edge / bare stock (edge checks)", f"{base['rps'] / base['stock']['rps']:.2f}", "", "",
+             f"CPU ratio {base['stock']['cpu_us'] / base['cpu_us']:.2f}"),
         ]
     rows += [
         (f"batches of 100, {bc} conns, max rate", f"{batch['rps']:,.0f} req/s", *line(batch), cpu(batch, 100)),

@@ -115,6 +115,27 @@ def test_a_header_that_never_ends_is_cut_at_the_limit_not_buffered(server):
     assert headers["connection"] == "close"
 
 
+def test_a_big_body_in_the_same_read_as_small_headers_is_not_counted_as_headers(server):
+    # One write: a 60 KB body right behind its headers, then a second request pipelined behind it
+    # (whose headers share a read with the first body's end).
+    body = json.dumps({"event": "x", "properties": {"pad": "p" * 60000}}).encode()
+    first = (b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with connect(server) as sock, sock.makefile("rb") as stream:
+        sock.sendall(first + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers = []
+        for _ in range(2):
+            status = int(stream.readline().split()[1])
+            length = 0
+            while (line := stream.readline()) != b"\r\n":
+                name, _, value = line.decode("latin-1").partition(":")
+                length = int(value) if name.lower() == "content-length" else length
+            answers.append((status, json.loads(stream.read(length))))
+    # Judged by the collector on its own rules (no write key, too large…), not refused at the edge.
+    assert answers[0][0] != 431 and answers[0][1]["code"] != "headers_too_large"
+    assert answers[1] == (200, {"status": "ok"})
+
+
 def test_slowly_sent_headers_are_cut_by_the_header_deadline(server):
     with connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")

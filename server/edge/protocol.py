@@ -7,10 +7,10 @@ One client could hold memory and file descriptors forever. ``EdgeProtocol`` is t
 (same parser, same speed) with four guards, all per connection and all O(1):
 
 - **Header size**: the request line plus headers may hold ``max_header_bytes``; beyond it the
-  answer is ``431 {"code": "headers_too_large"}``. Counted exactly from the parser's callbacks, and
-  from the raw bytes read since the last complete request while the headers are still
-  incomplete, so a header that never ends is cut too (httptools would buffer it whole before
-  calling us).
+  answer is ``431 {"code": "headers_too_large"}``. The bytes read while a request's headers are
+  incomplete are counted, so a header that never ends is cut at the limit (httptools would
+  buffer it whole before calling us); when a read was larger than the limit, the complete
+  headers are measured exactly (a big body in the same read must not count).
 - **Header deadline**: a connection must deliver a request's line and headers within
   ``header_timeout`` of connecting (or of that request's first incomplete chunk), else it is
   closed. Idle keep-alive connections are closed by uvicorn's ``timeout_keep_alive``.
@@ -80,10 +80,19 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._max_header_bytes = self.limits.max_header_bytes
         self._phase = IDLE
-        self._header_bytes = 0  # request line + headers, exact, from the callbacks
-        self._raw_bytes = 0  # bytes of chunks read since the last complete request, while no body
+        # Bytes read since the last request completed, while no body was being read: an upper
+        # bound of the current request's line and headers. ``_slack`` is the part of it that may
+        # belong to the previous request (the rest of the chunk it completed in), so
+        # ``_raw_bytes - _slack`` is a lower bound. Neither needs a callback per header.
+        self._raw_bytes = self._slack = self._chunk = 0
+        # One lazy timer per connection: requests set and clear ``_deadline`` (a float), and the
+        # timer, when it fires, re-arms for a deadline that moved or does nothing if there is
+        # none. Arming and cancelling a timer per request would cost more than the rest together.
+        self._deadline: float | None = None
         self._timer: TimerHandle | None = None
+        self._timer_at = 0.0
         self._refused = False
         self._over_cap = False
 
@@ -94,20 +103,24 @@ class EdgeProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         if over_cap:
             self._over_cap = True
-            self._arm(min(LINGER, self.limits.header_timeout))
+            self._set_deadline(min(LINGER, self.limits.header_timeout))
         else:
-            self._arm(self.limits.header_timeout)  # the first request's line and headers
+            self._set_deadline(self.limits.header_timeout)  # the first request's line and headers
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # draining before the close; see _refuse
         self._unset_keepalive_if_required()
+        self._chunk = len(data)
         if self._phase != BODY:  # a request's line and headers, or the start of the next one
-            self._raw_bytes += len(data)
+            self._raw_bytes += self._chunk
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -123,62 +136,61 @@ class EdgeProtocol(HttpToolsProtocol):
             self.logger.warning(msg)
             self.send_400_response(msg)
             return
-        if self._phase == HEADERS:
-            if self._raw_bytes > self.limits.max_header_bytes:
+        if self._phase == HEADERS:  # this chunk left a request's headers incomplete
+            if self._raw_bytes - self._slack > self._max_header_bytes:
+                # Certainly over: cut it now rather than let httptools buffer a header without end.
                 self._refuse_quietly(431, "headers_too_large", self._too_large_message())
-            elif self._timer is None:
-                self._arm(self.limits.header_timeout)
-        elif self._phase == BODY and self._timer is None:
-            self._arm(self.limits.body_timeout)
+            elif self._deadline is None:
+                self._set_deadline(self.limits.header_timeout)
+        elif self._phase == BODY and self._deadline is None:
+            self._set_deadline(self.limits.body_timeout)
 
     # ------------------------------------------------------------ parser callbacks
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        HttpToolsProtocol.on_message_begin(self)
         self._phase = HEADERS
-        self._header_bytes = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._header_bytes += len(url)
-        if self._header_bytes > self.limits.max_header_bytes:
-            self._refuse(431, "headers_too_large", self._too_large_message())
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
-        if self._header_bytes > self.limits.max_header_bytes:
-            self._refuse(431, "headers_too_large", self._too_large_message())
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._phase = BODY
-        self._disarm()
+        self._deadline = None
+        if self._raw_bytes > self._max_header_bytes and self._header_size() > self._max_header_bytes:
+            self._refuse(431, "headers_too_large", self._too_large_message())
         if self._over_cap:
             self._refuse(503, "too_many_connections",
                          "The server has too many open connections; retry shortly")
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         self._phase = IDLE
-        self._raw_bytes = 0  # what follows in this chunk goes uncounted: at most one read
-        if self._timer is not None:
-            self._disarm()
-        super().on_message_complete()
+        # The rest of this chunk (if any) is the next request's: counted, but as slack.
+        self._raw_bytes = self._slack = self._chunk
+        self._deadline = None
+        HttpToolsProtocol.on_message_complete(self)
+
+    def _header_size(self) -> int:
+        """The exact size of the request line and headers (only asked when a read was large)."""
+        return len(self.url) + 20 + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     # ------------------------------------------------------------ deadlines and refusals
 
-    def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, self._deadline_passed)
+    def _set_deadline(self, seconds: float) -> None:
+        at = self.loop.time() + seconds
+        self._deadline = at
+        if self._timer is None or at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = self.loop.call_at(at, self._deadline_check), at
 
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _deadline_passed(self) -> None:
-        # Headers or body too slow, a connection that never sent a request, or a refusal's drain over.
+    def _deadline_check(self) -> None:
         self._timer = None
+        if self._deadline is None:
+            return  # the request it was armed for completed in time
+        if self._deadline > self.loop.time():  # a later request's deadline: wait for that
+            self._timer, self._timer_at = self.loop.call_at(self._deadline, self._deadline_check), self._deadline
+            return
+        self._deadline = None
+        # Headers or body too slow, a connection that never sent a request, or a refusal's drain over.
         if not self._refused:
             _Refusals.add({HEADERS: "header_timeout", BODY: "body_timeout"}.get(self._phase, "idle_connection"))
         if not self.transport.is_closing():
@@ -206,6 +218,7 @@ class EdgeProtocol(HttpToolsProtocol):
         ]))
         if self.transport.can_write_eof():
             self.transport.write_eof()  # the client sees the answer and our end, then may stop sending
-            self._arm(LINGER)
+            self._deadline = None
+            self._set_deadline(LINGER)
         else:
             self.transport.close()
