@@ -11,14 +11,15 @@ from pgserver import wait_for_port
 
 
 class LoggedServer(LiveServer):
-    def __init__(self, database_url: str, log: Path, *args: str, **env: str):
+    def __init__(self, database_url: str, log: Path, *args: str, preexec_fn=None, **env: str):
         super().__init__(database_url, **env)
-        self.args, self.log = list(args), log
+        self.args, self.log, self.preexec_fn = list(args), log, preexec_fn
 
     def start(self) -> "LoggedServer":
         with self.log.open("wb") as sink:
             self.process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", *self.args],
-                                            env=self.env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+                                            env=self.env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+                                            preexec_fn=self.preexec_fn)
         try:
             wait_for_port(self.port, 30)
         except TimeoutError:

@@ -10,6 +10,8 @@ seconds; the defaults are 10 s, 30 s, 5 s and 10000.
 from __future__ import annotations
 
 import json
+import re
+import resource
 import socket
 import time
 
@@ -23,11 +25,17 @@ KEEP_ALIVE = 1.0
 CAP = 50
 
 
+def _low_fd_limit() -> None:
+    """Start the server with a soft file descriptor limit below the hard one (serve raises it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard // 2), hard))
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("edge")
     live = LoggedServer(
-        f"sqlite:///{folder / 'edge.db'}", folder / "server.log",
+        f"sqlite:///{folder / 'edge.db'}", folder / "server.log", preexec_fn=_low_fd_limit,
         SWITCHBOARD_HEADER_TIMEOUT=str(HEADER_TIMEOUT), SWITCHBOARD_BODY_TIMEOUT=str(BODY_TIMEOUT),
         SWITCHBOARD_KEEP_ALIVE_TIMEOUT=str(KEEP_ALIVE), SWITCHBOARD_MAX_CONNECTIONS=str(CAP),
         SWITCHBOARD_DELIVERY_WORKERS="false",
@@ -203,3 +211,9 @@ def test_beyond_the_connection_cap_requests_get_503_and_health_returns_after_the
 def test_demo_is_not_served_without_the_demo_flag(server):
     response = httpx.get(server.url + "/demo", timeout=10)
     assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+def test_serve_raises_its_file_descriptor_limit_to_the_hard_limit(server):
+    limits = open(f"/proc/{server.process.pid}/limits").read()
+    soft, hard = re.search(r"Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)", limits).groups()
+    assert soft == hard, limits
