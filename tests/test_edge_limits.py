@@ -144,6 +144,14 @@ def test_a_big_body_in_the_same_read_as_small_headers_is_not_counted_as_headers(
     assert answers[1] == (200, {"status": "ok"})
 
 
+def test_bytes_that_are_not_http_get_a_json_400(server):
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        status, headers, body = read_response(sock)
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert json.loads(body)["code"] == "invalid_http"
+
+
 def test_slowly_sent_headers_are_cut_by_the_header_deadline(server):
     with connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")

@@ -132,9 +132,7 @@ class EdgeProtocol(HttpToolsProtocol):
         except httptools.HttpParserError:
             if self._refused:
                 return
-            msg = "Invalid HTTP request received."
-            self.logger.warning(msg)
-            self.send_400_response(msg)
+            self.send_400_response("Invalid HTTP request received.")  # counted in the summary line
             return
         if self._phase == HEADERS:  # this chunk left a request's headers incomplete
             if self._raw_bytes - self._slack > self._max_header_bytes:
@@ -195,6 +193,10 @@ class EdgeProtocol(HttpToolsProtocol):
             _Refusals.add({HEADERS: "header_timeout", BODY: "body_timeout"}.get(self._phase, "idle_connection"))
         if not self.transport.is_closing():
             self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers bytes that are not HTTP with a plain-text 400; ours is JSON like every 4xx.
+        self._refuse_quietly(400, "invalid_http", "The request is not valid HTTP/1.1")
 
     def _too_large_message(self) -> str:
         return (f"The request line and headers are over {self.limits.max_header_bytes} bytes "
