@@ -20,8 +20,12 @@ One client could hold memory and file descriptors forever. ``EdgeProtocol`` is t
   ``503 {"code": "too_many_connections"}`` to its first request (or is closed after one second
   of silence); it never reaches the app.
 
-A request that arrives in one chunk (nearly all of them) arms no timer of ours: timers are armed
-only when a chunk leaves a request incomplete, so the hot paths pay a few attribute updates.
+Bytes that are not HTTP get ``400 {"code": "invalid_http"}`` (uvicorn's is plain text).
+
+Deadlines share one lazy timer per connection: a request sets and clears a float deadline, and
+the timer (created when the connection opens, or when a read leaves a request incomplete and
+none is pending) re-arms itself for a moved deadline when it fires. A request that arrives in one
+read, nearly all of them, costs a few attribute updates and no timer work.
 Refusals close "lingeringly": the answer is written, our side is shut, and what the client still
 sends is read and dropped for up to a second, so that the client reads the answer instead of a
 reset.
