@@ -260,3 +260,53 @@ def test_a_full_disk(live_server_factory, small_disk):
     assert not any(m.startswith("full-") for m in stored)  # answered 503: the clients keep them
     http.close()
     browser.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_read_only_and_dropped_connections(live_server_factory, pg):
+    """PostgreSQL put read-only (as a failed-over replica or a full-disk guard would) and every
+    server connection cut: 503s with codes, never a 500, and recovery when writes are allowed."""
+    import psycopg
+
+    url = pg.create_database()
+    name = url.rsplit("/", 1)[1]
+    engine = open_store(url)
+    source = workspace.create_source(engine, "Backend")
+    token = tokens.create_token(engine, "pg-test")
+    engine.dispose()
+    server = live_server_factory(url, SWITCHBOARD_DELIVERY_WORKERS="false")
+    http = httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {token}"})
+
+    def send(run: str) -> httpx.Response:
+        return http.post("/v1/batch", content=orjson.dumps({"writeKey": source["write_key"], "batch": [
+            {"type": "track", "userId": "u", "event": "PG", "messageId": f"{run}-{i}"} for i in range(5)]}))
+
+    def admin_sql(*statements: str) -> None:
+        with psycopg.connect(f"host=127.0.0.1 port={pg.port} user={pg.user} dbname=postgres", autocommit=True) as c:
+            for statement in statements:
+                c.execute(statement)
+
+    assert send("before").status_code == 200
+    admin_sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on',
+              f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    try:
+        answers = [send(f"ro-{n}") for n in range(3)]
+        assert all(a.status_code == 503 and a.headers["retry-after"] for a in answers), [a.text for a in answers]
+        created = http.post("/api/v1/sources", json={"name": "Read-only"})
+        assert created.status_code == 503 and created.json()["code"] == "store_unavailable", created.text
+        time.sleep(1.1)
+        ready = http.get("/readyz")
+        assert ready.status_code == 503 and "read-only" in ready.json()["message"]
+    finally:
+        admin_sql(f'ALTER DATABASE "{name}" RESET default_transaction_read_only',
+                  f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    deadline = time.monotonic() + 15
+    while (after := send("after")).status_code != 200:
+        assert after.status_code == 503, after.text
+        assert time.monotonic() < deadline, after.text
+        time.sleep(0.3)
+    assert http.post("/api/v1/sources", json={"name": "Writable again"}).status_code == 201
+    while http.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    http.close()
