@@ -120,7 +120,7 @@ class GroupCommitWriter:
                 break
             if item is not _STOP:
                 leftovers.append((item, None, WriterStopped("the server is shutting down")))
-        _resolve(leftovers)
+        self._finish(leftovers)
 
     async def append(self, rows: Rows, refused: Rows | None = None, size: int = 0) -> list[bool]:
         """Store ``rows`` durably; returns, per row, True if stored or False if a duplicate.
@@ -146,12 +146,15 @@ class GroupCommitWriter:
         self._queue.put((rows, future, loop, refused, size))
         return await future
 
-    def _release(self, group: list[_Pending]) -> None:
-        events_done = sum(len(item[0]) for item in group)
-        bytes_done = sum(item[4] for item in group)
-        with self._pending_lock:
-            self.pending_events -= events_done
-            self.pending_bytes -= bytes_done
+    def _finish(self, results: list[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
+        """Release the requests' share of the bound, then hand them their results (in that order:
+        a client that sends again at once must find the room its last request freed)."""
+        events_done = sum(len(item[0]) for item, _, _ in results)
+        bytes_done = sum(item[4] for item, _, _ in results)
+        with self._pending_lock:  # never below 0, even if a bug resolved a request twice
+            self.pending_events = max(0, self.pending_events - events_done)
+            self.pending_bytes = max(0, self.pending_bytes - bytes_done)
+        _resolve(results)
 
     def failing(self, within: float) -> str | None:
         """Why the last commit failed, if it did and no more than ``within`` seconds ago."""
@@ -196,9 +199,7 @@ class GroupCommitWriter:
                     self._commit(group)
                 except Exception as exc:  # a bug here must not leave requests waiting forever
                     log.exception("group commit failed unexpectedly")
-                    _resolve([(item, None, exc) for item in group])
-                finally:
-                    self._release(group)
+                    self._finish([(item, None, exc) for item in group])
             if time.monotonic() - self._last_prune >= self.prune_every:
                 self._prune()
 
@@ -229,11 +230,11 @@ class GroupCommitWriter:
                     log.error("the store cannot take writes (%s); answering 503 until it can", describe(exc))
                 self.last_error = describe(exc)
                 self.failed_at = self._last_attempt = time.monotonic()
-                _resolve([(item, None, exc) for item in group])
+                self._finish([(item, None, exc) for item in group])
                 return
             if len(group) == 1:
                 log.error("could not store %d events: %s", len(rows), exc)
-                _resolve([(group[0], None, exc)])
+                self._finish([(group[0], None, exc)])
                 return
             log.warning("a group commit of %d requests failed (%s); committing them one by one", len(group), exc)
             for item in group:
@@ -258,7 +259,7 @@ class GroupCommitWriter:
             end = start + len(item[0])
             results.append((item, flags[start:end], None))
             start = end
-        _resolve(results)
+        self._finish(results)
 
     def _record_refused(self, records: Rows) -> None:
         # Bookkeeping about events we did not store: its failure must not fail the events we did.
