@@ -287,8 +287,6 @@ async def _store(call: Call, collector: Collector, prepared: tuple[list[dict[str
         stats.rejections_total.labels(code="storage_unavailable").inc()
         return error_answer(503, "storage_unavailable", "Events could not be stored right now; retry shortly",
                             [(b"retry-after", STORAGE_RETRY_AFTER.encode()), *cors.cors_headers(call)])
-    if refused:
-        stats.refused_events.inc(len(refused))
     return Answer(200, SUCCESS, cors.cors_headers(call))  # stored or duplicate: both acknowledged
 
 

@@ -15,9 +15,5 @@ group_size = Histogram(
     "Events stored per group commit",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000),
 )
-refused_events = Counter(
-    "switchboard_collector_refused_events",
-    "Events refused one by one inside an accepted batch (this process; /metrics reports all processes)",
-)
 stored = events_total.labels(outcome="stored")
 duplicate = events_total.labels(outcome="duplicate")
