@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server.catalog import Catalog, load_catalog
 from server.config import Config
 from server.errors import EXCEPTION_HANDLERS
+from server.unavailable import STORE_HANDLERS
 from server.store import open_store
 
 log = logging.getLogger("switchboard")
@@ -77,7 +78,7 @@ def create_app(
     planes: list[str] | None = None,
 ) -> SwitchboardApp:
     config = config or Config.from_env()
-    engine = engine or open_store(config.database_url)
+    engine = engine or open_store(config.database_url, busy_timeout=config.sqlite_busy_timeout)
     catalog = catalog or load_catalog()
     modules = [importlib.import_module(name) for name in (planes or PLANES)]
     routes = [route for module in modules for route in module.routes(config)]
@@ -99,7 +100,7 @@ def create_app(
                     except Exception:
                         log.exception("shutdown of %s failed", module.__name__)
 
-    app = SwitchboardApp(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = SwitchboardApp(routes=routes, exception_handlers={**EXCEPTION_HANDLERS, **STORE_HANDLERS}, lifespan=lifespan)
     app.fast_paths = {
         path: (route.app, params) for route in routes for path, params in getattr(route, "fast_paths", {}).items()
     }

@@ -38,7 +38,7 @@ def _engine(config: Config):
     from server.store import open_store
 
     try:
-        return open_store(config.database_url)
+        return open_store(config.database_url, busy_timeout=config.sqlite_busy_timeout)
     except SQLAlchemyError as exc:
         # One line naming the variable, not a driver traceback.
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

@@ -11,6 +11,9 @@ A request goes: body within its size limit (gzip ok) → JSON object → write k
 ``writeKey`` or Basic auth user) → source (cached) → rate limit → every event checked (the
 first broken rule is a 400, and nothing of the request is stored) → normalised → handed to the
 group-commit writer → ``200 {"success": true}`` once the transaction holding it has committed.
+A batch item over 32 KB is the exception to "the first broken rule is a 400": it alone is
+refused (recorded, counted) and the rest stored. When the store can't keep up or can't write,
+the answer is a 503 with Retry-After (server/ingest/writer.py bounds what may wait).
 Every answer, errors included, carries CORS headers. See docs/collector.md.
 """
 
@@ -31,15 +34,16 @@ from starlette.routing import Route
 from server.client_address import client_address
 from server.config import Config
 from server.errors import ApiError
-from server.ingest import client_metrics, cors, events_api, stats
+from server.ingest import client_metrics, cors, events_api, rejected, stats
 from server.ingest.asgi import Answer, Call, encode_headers, error_answer
-from server.ingest.body import BATCH_LIMIT, EVENT_LIMIT, parse_object, read_body
+from server.ingest.body import BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_object, read_body
 from server.ingest.keys import WriteKeyCache
 from server.ingest.normalise import BatchDefaults, iso, normalise
 from server.ingest.ratelimit import RateLimiter
-from server.ingest.validate import check_batch, check_event, check_item_size
-from server.ingest.writer import GroupCommitWriter
+from server.ingest.validate import check_batch, check_event, oversize, refusal
+from server.ingest.writer import GroupCommitWriter, StoreBusy
 from server.store import events
+from server.store.failures import describe, is_unavailable
 
 log = logging.getLogger("switchboard.collector")
 
@@ -65,7 +69,9 @@ class Collector:
         self.engine = engine
         self.keys = WriteKeyCache(engine)
         self.limiter = RateLimiter(config.rate_limit)
-        self.writer = GroupCommitWriter(engine, dedupe_window=config.dedupe_window)
+        self.writer = GroupCommitWriter(
+            engine, dedupe_window=config.dedupe_window, max_pending_events=config.commit_queue_events,
+            max_pending_bytes=config.commit_queue_mb * 1024 * 1024)
 
     def start(self) -> "Collector":
         self.keys.subscribe()
@@ -90,6 +96,9 @@ def _endpoints(app: Starlette) -> list["TrackingEndpoint"]:
 
 async def startup(app: Starlette) -> None:
     app.state.collector = Collector(app.state.config, app.state.engine).start()
+    # /metrics (server/delivery/metrics.py) registers these: refused events, read from the database.
+    app.state.metrics_collectors = [*getattr(app.state, "metrics_collectors", []),
+                                    rejected.RejectedEventsCollector(app.state.engine)]
     for endpoint in _endpoints(app):
         endpoint.collector = app.state.collector
     # Every event parsed is a handful of dicts, so the cyclic GC runs often; each full pass
@@ -161,11 +170,16 @@ async def _source_id(collector: Collector, call: Call, body: dict[str, Any]) -> 
     return source.id
 
 
+Refused = list[dict[str, Any]]
+
+
 def _rows(call: Call, collector: Collector, source_id: int, body: dict[str, Any],
-          route_type: str | None, body_size: int = 0) -> list[dict[str, Any]]:
+          route_type: str | None, body_size: int = 0) -> tuple[list[dict[str, Any]], Refused | None]:
+    """The rows to store, and records of the batch items refused on their own (None: none)."""
     received_at = datetime.now(timezone.utc)
     received_iso = iso(received_at)
     ip = client_ip(call, collector.config.trust_proxy)
+    refused = None
     if route_type:
         check_event(body, None, route_type)
         items = [normalise(body, index=None, route_type=route_type, received_at=received_at,
@@ -174,14 +188,22 @@ def _rows(call: Call, collector: Collector, source_id: int, body: dict[str, Any]
         batch = check_batch(body.get("batch"))
         defaults = BatchDefaults(body)
         # A body within 32 KB cannot hold an item over 32 KB: skip measuring each one.
-        measure = body_size > EVENT_LIMIT
-        for index, item in enumerate(batch):
+        if body_size > EVENT_LIMIT:
+            kept = []
+            for index, item in enumerate(batch):
+                size = oversize(item)
+                if size:
+                    refused = refused or []
+                    refused.append({**refusal(item, index, size), "source_id": source_id, "received_at": received_at})
+                else:
+                    kept.append((index, item))
+        else:
+            kept = list(enumerate(batch))
+        for index, item in kept:
             check_event(item, index)
-            if measure:
-                check_item_size(item, index)
         items = [normalise(item, index=index, route_type=None, received_at=received_at, received_iso=received_iso,
-                           ip=ip, batch=defaults) for index, item in enumerate(batch)]
-    return events.rows_for(source_id, received_at, items)
+                           ip=ip, batch=defaults) for index, item in kept]
+    return events.rows_for(source_id, received_at, items), refused
 
 
 # ---------------------------------------------------------------- endpoints
@@ -243,12 +265,22 @@ class _CallConvertor(Convertor):
 register_url_convertor("tracking_call", _CallConvertor())
 
 
-async def _store(call: Call, collector: Collector, rows: list[dict[str, Any]]) -> Answer:
+async def _store(call: Call, collector: Collector, prepared: tuple[list[dict[str, Any]], Refused | None],
+                 size: int) -> Answer:
+    rows, refused = prepared
     try:
-        if rows:
-            await collector.writer.append(rows)  # the writer counts stored and duplicate events
+        if rows or refused:
+            # The writer counts stored and duplicate events, and records the refused ones.
+            await collector.writer.append(rows, refused, size)
+    except StoreBusy as exc:  # too much waiting already, or the store is failing: refused up front
+        stats.rejections_total.labels(code="storage_busy").inc()
+        return error_answer(503, "storage_busy", f"Events cannot be stored right now: {exc}",
+                            [(b"retry-after", STORAGE_RETRY_AFTER.encode()), *cors.cors_headers(call)])
     except Exception as exc:
-        log.error("events not stored (%s); answering 503 so the client retries", exc)
+        if is_unavailable(exc):
+            log.warning("events not stored (%s); answering 503 so the client retries", describe(exc))
+        else:
+            log.error("events not stored (%s); answering 503 so the client retries", exc)
         stats.rejections_total.labels(code="storage_unavailable").inc()
         return error_answer(503, "storage_unavailable", "Events could not be stored right now; retry shortly",
                             [(b"retry-after", STORAGE_RETRY_AFTER.encode()), *cors.cors_headers(call)])
@@ -257,9 +289,10 @@ async def _store(call: Call, collector: Collector, rows: list[dict[str, Any]]) -
 
 def _single(route_type: str) -> Handler:
     async def handle(call: Call, collector: Collector) -> Answer:
-        body = parse_object(await read_body(call, EVENT_LIMIT, "event_too_large", "event"))
+        data = await read_body(call, EVENT_LIMIT, "event_too_large", "event")
+        body = parse_object(data)
         source_id = await _source_id(collector, call, body)
-        return await _store(call, collector, _rows(call, collector, source_id, body, route_type))
+        return await _store(call, collector, _rows(call, collector, source_id, body, route_type), len(data))
 
     return handle
 
@@ -268,11 +301,11 @@ async def _batch(call: Call, collector: Collector) -> Answer:
     data = await read_body(call, BATCH_LIMIT, "batch_too_large", "batch")
     body = parse_object(data)
     source_id = await _source_id(collector, call, body)
-    return await _store(call, collector, _rows(call, collector, source_id, body, None, len(data)))
+    return await _store(call, collector, _rows(call, collector, source_id, body, None, len(data)), len(data))
 
 
 async def _metrics(call: Call, collector: Collector) -> Answer:
-    body = parse_object(await read_body(call, BATCH_LIMIT, "batch_too_large", "metrics body"))
+    body = parse_object(await read_body(call, METRICS_LIMIT, "batch_too_large", "metrics body"))
     client_metrics.record(body)
     return Answer(200, SUCCESS, cors.cors_headers(call))
 
@@ -290,4 +323,4 @@ def routes(config: Config) -> list[Route]:
         # Exact paths the app may hand straight to the endpoint (server/app.py: SwitchboardApp).
         route.fast_paths = {f"{prefix}/{name}": {"call": name} for name in handlers}
         found.append(route)
-    return found + events_api.routes()
+    return found + events_api.routes() + rejected.routes()

@@ -53,6 +53,13 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive whole number")
+    return number
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -165,6 +172,16 @@ class Config:
         "is closed. Lowered to fit the process's file descriptor limit.")
     demo: bool = _setting(
         "DEMO", "false", _bool, "Serve the demo page `/demo` (what `switchboard serve --demo` turns on).")
+    sqlite_busy_timeout: float = _setting(
+        "SQLITE_BUSY_TIMEOUT", "5", _positive_float,
+        "Seconds a write waits for a SQLite file another connection holds locked before it fails "
+        "(the request then gets a 503 with `Retry-After`).")
+    commit_queue_events: int = _setting(
+        "COMMIT_QUEUE_EVENTS", "50000", _positive_int,
+        "Events that may wait for the collector's group commit; beyond it requests get a 503 with `Retry-After`.")
+    commit_queue_mb: int = _setting(
+        "COMMIT_QUEUE_MB", "32", _positive_int,
+        "Megabytes of request bodies that may wait for the collector's group commit; beyond it, a 503.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":

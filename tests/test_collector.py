@@ -32,6 +32,7 @@ class Tracking:
     def __init__(self, client: TestClient, engine, source: dict):
         self.client, self.engine, self.source = client, engine, source
         self.key = source["write_key"]
+        self.token = tokens.create_token(engine, "tracking-test")
 
     def post(self, path: str, body, *, key: bool = True, headers: dict | None = None, raw: bytes | None = None):
         if raw is None:
@@ -225,24 +226,35 @@ def test_an_event_over_32_kb(tracking):
     assert_refused(tracking, tracking.post("/v1/track", event), 400, "event_too_large", "limit is 32 KB")
 
 
-def test_a_batch_item_over_32_kb_names_its_index(tracking):
-    batch = [{"type": "track", "userId": "u", "event": "Small"}] * 2
-    batch.append({"type": "track", "userId": "u", "event": "Big", "properties": {"blob": "x" * 33_000}})
-    assert_refused(tracking, tracking.post("/v1/batch", {"batch": batch}), 400, "event_too_large",
-                   "limit is 32 KB", index=2)
+def test_a_batch_item_over_32_kb_is_refused_alone_and_the_rest_stored(tracking):
+    batch = [{"type": "track", "userId": "u", "event": "Small", "messageId": f"small-{i}"} for i in range(2)]
+    batch.append({"type": "track", "userId": "u", "event": "Big", "messageId": "big-1",
+                  "properties": {"blob": "x" * 33_000}})
+    assert_ok(tracking.post("/v1/batch", {"batch": batch}))
+    assert sorted(e["messageId"] for e in tracking.stored()) == ["small-0", "small-1"]
+    answer = tracking.client.get(f"/api/v1/sources/{tracking.source['id']}/rejected-events",
+                                 headers={"Authorization": f"Bearer {tracking.token}"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["counts"] == {"event_too_large": 1} and body["total"] == 1
+    [record] = body["events"]
+    assert (record["message_id"], record["type"], record["event"], record["reason"]) == (
+        "big-1", "track", "Big", "event_too_large")
+    assert record["size"] > 33_000 and record["message"].startswith("batch[2]: ")
+    assert "xxxx" not in answer.text  # the payload itself is not kept
 
 
-def test_a_batch_over_500_kb(tracking):
-    item = {"type": "track", "userId": "u", "event": "E", "properties": {"blob": "y" * 20_000}}
-    assert_refused(tracking, tracking.post("/v1/batch", {"batch": [item] * 26}), 400, "batch_too_large",
-                   "limit is 500 KB")
+def test_a_batch_over_4_mb(tracking):
+    item = {"type": "track", "userId": "u", "event": "E", "properties": {"blob": "y" * 30_000}}
+    assert_refused(tracking, tracking.post("/v1/batch", {"batch": [item] * 141}), 400, "batch_too_large",
+                   "limit is 4 MB")
 
 
-def test_a_gzipped_batch_over_500_kb_once_decompressed(tracking):
-    raw = gzip.compress(orjson.dumps({"writeKey": tracking.key, "batch": [], "pad": " " * 600_000}))
-    assert len(raw) < 10_000
+def test_a_gzipped_batch_over_4_mb_once_decompressed(tracking):
+    raw = gzip.compress(orjson.dumps({"writeKey": tracking.key, "batch": [], "pad": " " * 4_300_000}))
+    assert len(raw) < 20_000
     assert_refused(tracking, tracking.post("/v1/batch", None, raw=raw, headers={"Content-Encoding": "gzip"}),
-                   400, "batch_too_large", "limit is 500 KB")
+                   400, "batch_too_large", "limit is 4 MB")
 
 
 def test_a_batch_over_2500_events(tracking):

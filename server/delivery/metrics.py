@@ -67,6 +67,10 @@ async def metrics(request: Request) -> Response:
                        headers={"WWW-Authenticate": 'Bearer realm="switchboard-metrics"'})
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DeliveryCollector(request.app.state.engine))
+    # Other planes' database-backed families (the collector's refused events): planes don't
+    # import each other, so they leave their collectors on app.state.
+    for collector in getattr(request.app.state, "metrics_collectors", []):
+        registry.register(collector)
     body = await run_in_threadpool(generate_latest, registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

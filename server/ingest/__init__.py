@@ -12,4 +12,6 @@
 - ``client_metrics``: counts what browsers post to ``/v1/m``.
 - ``stats``: Prometheus counters for accepted, duplicate and refused events.
 - ``events_api``: the admin read API over stored events.
+- ``depth``: refuses bodies nested deeper than 64 levels, checked cheaply.
+- ``rejected``: refused batch items in the admin API and ``/metrics``.
 """

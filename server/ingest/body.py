@@ -14,16 +14,21 @@ from typing import Any
 import orjson
 from server.errors import ApiError
 from server.ingest.asgi import Call
+from server.ingest.depth import check_depth, too_deep_error
 
 EVENT_LIMIT = 32 * 1024  # one event (the body of /v1/track and friends; each item of a batch)
-BATCH_LIMIT = 500 * 1024  # the whole body of /v1/batch
+# The whole body of /v1/batch and /v1/import: RudderStack's SDKs send batches up to 4 MB (Segment's
+# own limit is 500 KB, which their SDKs stay under).
+BATCH_LIMIT = 4 * 1024 * 1024
+METRICS_LIMIT = 500 * 1024  # the body of /v1/m (analytics-next's own metrics: a few hundred bytes)
 # A gzip stream of incompressible data is a little larger than the data itself.
 _GZIP_SLACK = 1024
 
 
 def _too_large(code: str, what: str, limit: int, size: int | None = None) -> ApiError:
     measured = f"is {size:,} bytes" if size is not None else "is larger than that"
-    return ApiError(400, code, f"The {what} {measured}; the limit is {limit // 1024} KB ({limit:,} bytes)")
+    shown = f"{limit // 1024 // 1024} MB" if limit % (1024 * 1024) == 0 else f"{limit // 1024} KB"
+    return ApiError(400, code, f"The {what} {measured}; the limit is {shown} ({limit:,} bytes)")
 
 
 async def read_body(call: Call, limit: int, code: str, what: str) -> bytes:
@@ -82,9 +87,16 @@ def parse_object(data: bytes) -> dict[str, Any]:
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        reason = str(exc)
+        if reason.startswith("depth limit exceeded"):  # orjson stops at 1024 levels
+            raise too_deep_error() from None
+        if reason.startswith("number is infinity"):  # e.g. 1e400: no double holds it
+            raise ApiError(400, "invalid_event", f"A number in the body is too large to store ({reason}); "
+                           "send it as a string") from None
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise ApiError(400, "malformed_json", f"The body must be a JSON object, not {json_type(parsed)}")
+    check_depth(data, parsed)
     return parsed
 
 

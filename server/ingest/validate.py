@@ -2,7 +2,15 @@
 
 Each broken rule is a 400 whose ``code`` names the rule and whose ``message`` says what to fix.
 Inside a batch the message starts with ``batch[i]: `` and the body carries ``index: i`` — the
-whole batch is refused, so that a client never has to guess which part was kept.
+whole batch is refused, so that a client never has to guess which part was kept. One exception:
+an item over 32 KB is refused on its own (``oversize``) and the rest of the batch is stored,
+because SDKs drop a batch answered 400, and some (analytics-node, RudderStack) build batches
+holding such an item.
+
+Ids sent as numbers are kept as their exact decimal text. A JSON integer beyond 64 bits cannot
+be parsed exactly (orjson reads it as a float, like JavaScript would), so an id that arrives as
+a float at or beyond 2^53 is refused (400 ``invalid_event``): it may already have been rounded,
+and a rounded userId silently names somebody else. Send such ids as strings.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from server.ingest.body import EVENT_LIMIT, json_type
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_MESSAGE_ID = 100
 MAX_BATCH_EVENTS = 2500
+_EXACT = 2.0**53  # every integer below this has an exact float; beyond, a float id may be rounded
 
 # What each known field must be when present (null counts as absent): ``id`` fields name
 # someone or something — a string, or a number stored as a string.
@@ -63,8 +72,12 @@ def check_event(item: Any, index: int | None, route_type: str | None = None) -> 
         if expected is dict:
             if type(value) is not dict:
                 raise fail("invalid_field", f"{name} must be an object, not {json_type(value)}", index)
-        elif type(value) is not str and (expected is str or not is_id(value)):
-            raise fail("invalid_field", f"{name} must be a string, not {json_type(value)}", index)
+        elif type(value) is not str:
+            if expected is str or not is_id(value):
+                raise fail("invalid_field", f"{name} must be a string, not {json_type(value)}", index)
+            if type(value) is float and not -_EXACT < value < _EXACT:
+                raise fail("invalid_event", f"{name} is a number too large to keep exactly (at or beyond 2^53, "
+                           "where JSON numbers lose digits); send it as a string", index)
     if item.get("userId") in (None, "") and item.get("anonymousId") in (None, ""):
         raise fail("no_user_anon_id", f"A {kind} call needs a userId or an anonymousId", index)
     if kind == "track" and not item.get("event"):
@@ -82,16 +95,33 @@ def check_event(item: Any, index: int | None, route_type: str | None = None) -> 
             raise fail("invalid_field", "messageId must not contain NUL characters", index)
 
 
-def check_item_size(item: dict[str, Any], index: int) -> None:
-    """A batch item over 32 KB (as JSON) is refused like a single event would be."""
+def oversize(item: Any) -> int:
+    """The item's size as JSON if it is over 32 KB, else 0 (it is then refused on its own)."""
     try:
         size = len(orjson.dumps(item))
-    except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes
-        raise fail("invalid_event", f"The event cannot be stored as JSON: {exc}", index) from None
-    if size > EVENT_LIMIT:
-        raise fail(
-            "event_too_large", f"The event is {size:,} bytes; the limit is 32 KB ({EVENT_LIMIT:,} bytes)", index
-        )
+    except orjson.JSONEncodeError as exc:  # nothing parsed from JSON fails here (depth is checked first)
+        raise fail("invalid_event", f"The event cannot be stored as JSON: {exc}", None) from None
+    return size if size > EVENT_LIMIT else 0
+
+
+def _text(value: Any, limit: int) -> str | None:
+    if value is None:
+        return None
+    return (value if type(value) is str else orjson.dumps(value).decode())[:limit]
+
+
+def refusal(item: Any, index: int, size: int) -> dict[str, Any]:
+    """What is kept of an oversize batch item: who and what it was, its size, and why — never its
+    properties (server/store/rejections.py stores this)."""
+    fields = item if type(item) is dict else {}
+    return {
+        "reason": "event_too_large",
+        "message": f"batch[{index}]: the event is {size:,} bytes; the limit is 32 KB ({EVENT_LIMIT:,} bytes)",
+        "message_id": _text(fields.get("messageId"), 100),
+        "type": _text(fields.get("type"), 20),
+        "event": _text(fields.get("event") or fields.get("name"), 200),
+        "size": size,
+    }
 
 
 def check_batch(batch: Any) -> list[Any]:

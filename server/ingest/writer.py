@@ -11,6 +11,18 @@ If a group's transaction fails, each request in it is retried alone, so one bad 
 constraint a validator missed) fails only itself. Requests whose own commit fails get the
 exception (the collector answers 503: the client retries, and dedupe makes that safe).
 
+The queue is bounded, by events and by bytes (of request bodies) waiting: when the store can't
+keep up — a SQLite file another process holds locked, a slow disk — ``append`` raises
+``StoreBusy`` at once instead of holding more (the collector answers 503 with Retry-After).
+While the store is failing (the last commit failed with a store error, see
+server/store/failures.py), requests are refused at once too, except one commit attempt at most
+every ``retry_every`` seconds, which finds out when the store is back. A failing group whose
+error is the store's (locked, disk full, connection lost) fails as a whole; only other errors
+are retried request by request.
+
+Refused-event records (server/store/rejections.py) travel with their request and are written
+right after the group's events, in the writer thread (never contending with it for the lock).
+
 Between groups the writer also forgets message ids older than the dedupe window (every
 ``prune_every`` seconds), in the same thread so it never contends with appends for a lock.
 """
@@ -27,12 +39,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from server.ingest import stats
-from server.store import events
+from server.store import events, rejections
+from server.store.failures import describe, is_unavailable
 
 log = logging.getLogger("switchboard.collector")
 
 Rows = list[dict[str, Any]]
-_Pending = tuple[Rows, asyncio.Future, asyncio.AbstractEventLoop]
+# rows, future, loop, refused-event records (or None), bytes counted against the bound
+_Pending = tuple[Rows, asyncio.Future, asyncio.AbstractEventLoop, "Rows | None", int]
 
 
 _STOP = object()  # put on the queue by stop()
@@ -40,6 +54,10 @@ _STOP = object()  # put on the queue by stop()
 
 class WriterStopped(RuntimeError):
     """The writer is shutting down and accepts nothing more."""
+
+
+class StoreBusy(RuntimeError):
+    """Too much is waiting to be stored, or the store is failing: retry later (a 503)."""
 
 
 class GroupCommitWriter:
@@ -50,6 +68,9 @@ class GroupCommitWriter:
         dedupe_window: float,
         max_group_rows: int = 20_000,
         prune_every: float = 60.0,
+        max_pending_events: int = 50_000,
+        max_pending_bytes: int = 32 * 1024 * 1024,
+        retry_every: float = 1.0,
     ):
         self.engine = engine
         self.dedupe_window = dedupe_window
@@ -62,6 +83,20 @@ class GroupCommitWriter:
         self._last_prune = 0.0
         self._conn: Connection | None = None
         self._thread = threading.Thread(target=self._run, name="switchboard-group-commit", daemon=True)
+        # The bound: what is queued or being committed. Changed by requests (event loop) and the
+        # writer thread, under one lock (uncontended: about 0.1 µs).
+        self.max_pending_events = max_pending_events
+        self.max_pending_bytes = max_pending_bytes
+        self.pending_events = 0
+        self.pending_bytes = 0
+        self._pending_lock = threading.Lock()
+        # Store health as the writer last saw it: monotonic time of the first failure in the
+        # current run of failures (None: the last commit succeeded), and its reason.
+        self.retry_every = retry_every
+        self.failing_since: float | None = None
+        self.last_error = ""
+        self.failed_at = 0.0
+        self._last_attempt = 0.0
         # Observability: how many commits, and how many rows they carried.
         self.commits = 0
         self.rows_committed = 0
@@ -85,16 +120,47 @@ class GroupCommitWriter:
                 break
             if item is not _STOP:
                 leftovers.append((item, None, WriterStopped("the server is shutting down")))
-        _resolve(leftovers)
+        self._finish(leftovers)
 
-    async def append(self, rows: Rows) -> list[bool]:
-        """Store ``rows`` durably; returns, per row, True if stored or False if a duplicate."""
+    async def append(self, rows: Rows, refused: Rows | None = None, size: int = 0) -> list[bool]:
+        """Store ``rows`` durably; returns, per row, True if stored or False if a duplicate.
+
+        ``refused``: records of events refused inside this request, stored with it. ``size``:
+        the request body's bytes, counted against the bound while the rows wait."""
         if self._stopping:
             raise WriterStopped("the server is shutting down")
+        if self.failing_since is not None:
+            now = time.monotonic()
+            if now - self._last_attempt < self.retry_every:
+                raise StoreBusy(f"the store is failing ({self.last_error}); retry shortly")
+            self._last_attempt = now  # this request's commit finds out whether it is back
+        count = len(rows)
+        with self._pending_lock:
+            if self.pending_events + count > self.max_pending_events or self.pending_bytes + size > self.max_pending_bytes:
+                if self.pending_events:  # one request alone may always try
+                    raise StoreBusy(f"{self.pending_events:,} events are already waiting to be stored; retry shortly")
+            self.pending_events += count
+            self.pending_bytes += size
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((rows, future, loop))
+        self._queue.put((rows, future, loop, refused, size))
         return await future
+
+    def _finish(self, results: list[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
+        """Release the requests' share of the bound, then hand them their results (in that order:
+        a client that sends again at once must find the room its last request freed)."""
+        events_done = sum(len(item[0]) for item, _, _ in results)
+        bytes_done = sum(item[4] for item, _, _ in results)
+        with self._pending_lock:  # never below 0, even if a bug resolved a request twice
+            self.pending_events = max(0, self.pending_events - events_done)
+            self.pending_bytes = max(0, self.pending_bytes - bytes_done)
+        _resolve(results)
+
+    def failing(self, within: float) -> str | None:
+        """Why the last commit failed, if it did and no more than ``within`` seconds ago."""
+        if self.failing_since is None or time.monotonic() - self.failed_at > within:
+            return None
+        return self.last_error
 
     # ------------------------------------------------------------ the writer thread
 
@@ -133,7 +199,7 @@ class GroupCommitWriter:
                     self._commit(group)
                 except Exception as exc:  # a bug here must not leave requests waiting forever
                     log.exception("group commit failed unexpectedly")
-                    _resolve([(item, None, exc) for item in group])
+                    self._finish([(item, None, exc) for item in group])
             if time.monotonic() - self._last_prune >= self.prune_every:
                 self._prune()
 
@@ -158,14 +224,28 @@ class GroupCommitWriter:
             flags = events.append(self._connection(), rows, dedupe_window=self.dedupe_window)
         except Exception as exc:
             self._drop_connection()  # maybe broken (server restarted, disk full): start afresh
+            if is_unavailable(exc):  # the store's state, not a request's content: all fail alike
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                    log.error("the store cannot take writes (%s); answering 503 until it can", describe(exc))
+                self.last_error = describe(exc)
+                self.failed_at = self._last_attempt = time.monotonic()
+                self._finish([(item, None, exc) for item in group])
+                return
             if len(group) == 1:
                 log.error("could not store %d events: %s", len(rows), exc)
-                _resolve([(group[0], None, exc)])
+                self._finish([(group[0], None, exc)])
                 return
             log.warning("a group commit of %d requests failed (%s); committing them one by one", len(group), exc)
             for item in group:
                 self._commit([item])
             return
+        if self.failing_since is not None:
+            log.warning("the store takes writes again after %.1f s", time.monotonic() - self.failing_since)
+            self.failing_since = None
+        refused = [record for item in group if item[3] for record in item[3]]
+        if refused:
+            self._record_refused(refused)
         self.commits += 1
         self.rows_committed += len(rows)
         new = sum(flags)
@@ -179,7 +259,15 @@ class GroupCommitWriter:
             end = start + len(item[0])
             results.append((item, flags[start:end], None))
             start = end
-        _resolve(results)
+        self._finish(results)
+
+    def _record_refused(self, records: Rows) -> None:
+        # Bookkeeping about events we did not store: its failure must not fail the events we did.
+        try:
+            rejections.record(self._connection(), records)
+        except Exception as exc:
+            self._drop_connection()
+            log.warning("could not record %d refused events: %s", len(records), describe(exc))
 
     def _prune(self) -> None:
         self._last_prune = time.monotonic()
@@ -196,7 +284,7 @@ class GroupCommitWriter:
 def _resolve(results: list[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
     """Hand results back: one call_soon_threadsafe per event loop, however many requests."""
     by_loop: dict[asyncio.AbstractEventLoop, list] = {}
-    for (rows, future, loop), flags, exc in results:
+    for (rows, future, loop, _refused, _size), flags, exc in results:
         by_loop.setdefault(loop, []).append((future, flags, exc))
     for loop, items in by_loop.items():
         try:

@@ -12,7 +12,7 @@ from server.store.engine import make_engine
 from server.store.migrations import migrate
 
 
-def open_store(url: str) -> Engine:
-    engine = make_engine(url)
+def open_store(url: str, *, busy_timeout: float | None = None) -> Engine:
+    engine = make_engine(url, busy_timeout=busy_timeout)
     migrate(engine)
     return engine

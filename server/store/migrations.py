@@ -48,9 +48,17 @@ def _create_web_sessions(conn: Connection) -> None:
     schema.metadata.tables["web_sessions"].create(conn, checkfirst=True)
 
 
+def _create_ingest_health(conn: Connection) -> None:
+    # Refused-event records and counts (server/store/rejections.py) and the readiness probe's
+    # row (server/store/probe.py); on a new database migration 1 already created them.
+    for name in ("rejected_events", "rejected_event_counts", "store_probe"):
+        schema.metadata.tables[name].create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
+    (4, "create rejected_events, rejected_event_counts, store_probe", _create_ingest_health),
 ]
 
 

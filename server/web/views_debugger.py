@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from server.admin import service
 from server.errors import ApiError, json_response
-from server.store import events, workspace
+from server.store import events, rejections, workspace
 from server.store.engine import read_only
 from server.web import others
 from server.web.render import render
@@ -30,6 +30,7 @@ from server.web.sessions import page, web_error
 
 POLL_SECONDS = 0.5  # fallback; appends in this process (or NOTIFY'd by others) wake streams at once
 BACKLOG = 20  # events shown when the debugger opens
+REFUSED_SHOWN = 20  # newest refused events listed under the stream
 # Each stream ends after this long and the browser reconnects at once, resuming by event id. Kept
 # short because uvicorn waits for open responses before it shuts down: an open debugger tab
 # delays a restart by at most this much.
@@ -55,13 +56,22 @@ async def debugger_page(request: Request) -> Response:
     except ApiError:
         return web_error(request, 404, "not_found", f"There is no source {source_id}.")
     rows = await run_in_threadpool(events.list_events, request.app.state.engine, source_id, limit=BACKLOG)
+    refused = await run_in_threadpool(_refused, request.app.state.engine, source_id)
     data = {
+        "refused": refused,
         "source": source,
         "events": [_summary(r) for r in rows],
         "stream_url": f"/sources/{source_id}/debugger/stream",
         "types": ["track", "page", "identify", "group", "alias", "screen"],
     }
     return await render(request, "debugger.html", data, title=f"Debugger · {source['name']}")
+
+
+def _refused(engine, source_id: int) -> dict[str, Any]:
+    """Batch items the collector refused on their own (e.g. over 32 KB): counts and newest records."""
+    counts = {reason: n for (_, reason), n in rejections.counts(engine, source_id).items()}
+    return {"counts": counts, "total": sum(counts.values()), "kept": rejections.KEEP,
+            "events": rejections.recent(engine, source_id, REFUSED_SHOWN)}
 
 
 def events_after(engine, source_id: int, after: int, limit: int = 200, skip: frozenset[int] = frozenset()
