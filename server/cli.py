@@ -193,7 +193,8 @@ def cmd_destinations_add(args: argparse.Namespace) -> None:
     if args.mode:
         body["mode"] = args.mode
     try:
-        dest = service.add_destination(engine, _catalog(), source["id"], body, actor="cli")
+        dest = service.add_destination(engine, _catalog(), source["id"], body, actor="cli",
+                                       allow_private_egress=config.allow_private_egress)
     except ApiError as exc:
         raise CliError(f"{exc.field + ': ' if exc.field else ''}{exc.message}") from None
     print(f"Added {dest['name']} (id {dest['id']}, {dest['mode']} mode, {'enabled' if dest['enabled'] else 'disabled'}) to {source['name']}")

@@ -58,10 +58,11 @@ class DeliveryService:
         backoff_cap: float = 600.0,
         shutdown_grace: float = 10.0,
         owner: str | None = None,
+        allow_private_egress: bool = False,
     ):
         self.engine, self.catalog = engine, catalog
         self.policy = RetryPolicy(window=retry_window, base=backoff_base, cap=backoff_cap)
-        self.sender = sender or Sender()
+        self.sender = sender or Sender(allow_private_egress=allow_private_egress)
         self._own_sender = sender is None
         self.concurrency = concurrency
         self.buffer = concurrency * 4  # jobs a lane holds leased at once (queued behind its semaphore)
