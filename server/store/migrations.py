@@ -48,9 +48,16 @@ def _create_web_sessions(conn: Connection) -> None:
     schema.metadata.tables["web_sessions"].create(conn, checkfirst=True)
 
 
+def _create_heartbeats(conn: Connection) -> None:
+    from server.store.workers import create_heartbeats
+
+    create_heartbeats(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
+    (3, "create delivery_workers (heartbeats) and delivery_jobs.takeovers", _create_heartbeats),
 ]
 
 
