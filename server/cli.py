@@ -119,6 +119,7 @@ def _print_demo(config: Config, engine) -> None:
         lines += [f"  Demo page:     {config.origin}/demo",
                   f"  Snippet:       {config.origin}/snippet/{source['write_key']}.js",
                   f"  Admin API:     {config.origin}/api/v1/openapi.json"]
+    lines += demo.egress_lines(config)
     print("\n".join(lines) + "\n", flush=True)
 
 
