@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 from test_delivery_transport import ForwardProxy
+from test_web import signed_in, web  # noqa: F401 - fixtures: a signed-in web app (egress setting off)
 
 from delivery_flow import append, jobs, source_with, wait_until
 from delivery_vendor import Vendor, make_event
@@ -144,6 +145,16 @@ def test_the_cli_refuses_an_internal_url_unless_allowed(sqlite_url):
     assert refused.returncode != 0 and "internal address" in refused.stderr
     allowed = cli("true", "destinations", "add", "Site", "webhooks", "--set", "url=http://0x7f.1/in")
     assert allowed.returncode == 0, allowed.stderr
+
+
+def test_the_web_form_refuses_an_internal_url(signed_in):  # noqa: F811 - the fixture
+    from server.store import workspace
+
+    response = signed_in.post("/catalog/webhooks/configure", headers={"accept": "text/html"}, data={
+        "csrf_token": signed_in.csrf, "source": "1", "mode": "cloud", "url": "http://169.254.169.254/latest/"})
+    assert response.status_code == 422
+    assert "169.254.169.254 is an internal address" in response.text
+    assert [d for d in workspace.list_destinations(signed_in.engine) if d["slug"] == "webhooks"] == []
 
 
 # ---------------------------------------------------------------- at connection time
