@@ -65,6 +65,16 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+def first_problem(headers: dict[str, Any]) -> str | None:
+    """What the sender asks for every request: the first header the rules refuse, or None.
+    (About a microsecond for a webhook's headers: names are cached, a value is one regex search.)"""
+    for name, value in headers.items():
+        problem = header_problem(name, value)
+        if problem:
+            return problem
+    return None
+
+
 def check_headers(headers: dict[str, Any] | Iterable[tuple[str, Any]]) -> None:
     """Raise ``HeaderError`` for the first header the rules refuse."""
     items = headers.items() if isinstance(headers, dict) else headers

@@ -38,7 +38,7 @@ from server.delivery.egress_guard import EgressGuard, EgressRefused, Resolver
 from server.delivery.policy import is_retryable_status, retry_after_seconds
 from server.delivery.request import OutgoingRequest
 from server.delivery.transport import HTTP11Transport
-from server.outgoing_headers import header_problem
+from server.outgoing_headers import first_problem
 
 DEFAULT_TIMEOUT_S = 5.0
 EXCERPT_CHARS = 2000
@@ -224,10 +224,9 @@ class Sender:
         record = describe(request)
         started = time.perf_counter()
         url = self.target(request.url)
-        for name, value in request.headers.items():
-            problem = header_problem(name, value)
-            if problem:  # saved before the header rules existed: no retry would help
-                return Attempt(DEAD, record, error=f"refused: {problem}"), None
+        problem = first_problem(request.headers)
+        if problem:  # saved before the header rules existed: no retry would help
+            return Attempt(DEAD, record, error=f"refused: {problem}"), None
         headers = httpx.Headers({"User-Agent": "Switchboard/1.0"})
         headers.update(request.headers)
         content = request.content()
