@@ -132,11 +132,11 @@ def test_with_two_workers_the_survivor_takes_over_when_one_is_killed(db_url):
     engine.dispose()
 
 
-def test_kill_9_of_serve_under_load_then_restart_delivers_every_acknowledged_event(live_server_factory, sqlite_url):
-    engine = open_store(sqlite_url)
+def test_kill_9_of_serve_under_load_then_restart_delivers_every_acknowledged_event(live_server_factory, db_url):
+    engine = open_store(db_url)
     with Vendor(slow) as vendor:
         source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": vendor.url + "/in"}})
-        server = live_server_factory(sqlite_url)
+        server = live_server_factory(db_url)
         acknowledged: list[str] = []
         stopping = threading.Event()
 
@@ -166,7 +166,7 @@ def test_kill_9_of_serve_under_load_then_restart_delivers_every_acknowledged_eve
             loader.join(10)
         held = [j for j in jobs(engine, dest["id"]) if j["lease_owner"] is not None and j["status"] in store.PENDING]
         restarted = time.monotonic()
-        live_server_factory(sqlite_url)
+        live_server_factory(db_url)
         wanted = set(acknowledged)
         wait_until(lambda: wanted <= set(first_arrivals(vendor)), timeout=60,
                    what="every acknowledged event delivered after the restart")
