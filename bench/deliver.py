@@ -179,7 +179,9 @@ class Switchboard:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_PORT": str(port), "SWITCHBOARD_HOST": "127.0.0.1",
-               "SWITCHBOARD_LOG_LEVEL": "ERROR", "SWITCHBOARD_DELIVERY_WORKERS": "false" if worker else "true"}
+               "SWITCHBOARD_LOG_LEVEL": "ERROR", "SWITCHBOARD_DELIVERY_WORKERS": "false" if worker else "true",
+               # the receiver is on 127.0.0.1, which the egress rules refuse by default
+               "SWITCHBOARD_ALLOW_PRIVATE_EGRESS": "true"}
         log = open(Path(tempfile.gettempdir()) / "bench-deliver-serve.log", "a")
         self.processes = [start([sys.executable, "-m", "server.cli", "serve"], env, log=log)]
         if worker:  # delivery in its own process: the collector and delivery each get a core

@@ -41,8 +41,12 @@ _MANIFEST_KEYS = {
 }
 _SETTING_KEYS = {
     "key", "label", "description", "type", "required", "secret", "default", "choices", "pattern",
-    "modes", "placeholder", "minimum", "maximum",
+    "modes", "placeholder", "minimum", "maximum", "format",
 }
+# What a setting's value means beyond its type, and the extra check it gets when saved:
+# "url" (the egress rules: server/egress.py), "headers" (server/outgoing_headers.py),
+# "template" (a map of Slack message templates, compiled in the sandbox at save time).
+FORMATS = ("url", "headers", "template")
 _SLUG = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # Consent: one setting every destination has without declaring it (a warehouse stores every
@@ -70,7 +74,8 @@ class CatalogError(Exception):
 
 
 class SettingsError(ValueError):
-    """Settings do not fit a manifest. ``errors`` is a list of {"field", "message"}."""
+    """Settings do not fit a manifest. ``errors`` is a list of {"field", "message"} (+ "code" when
+    the problem has its own error code: private_address, invalid_header, invalid_template)."""
 
     def __init__(self, errors: list[dict[str, str]]):
         self.errors = errors
@@ -97,6 +102,7 @@ class Setting:
     placeholder: str | None = None
     minimum: float | None = None
     maximum: float | None = None
+    format: str | None = None
 
     def applies_to(self, mode: str) -> bool:
         return mode in self.modes
@@ -197,6 +203,11 @@ def _parse_setting(raw: Any, index: int, modes: tuple[str, ...], path: Path) -> 
         value = raw.get(bound)
         if value is not None and (kind != "number" or isinstance(value, bool) or not isinstance(value, (int, float))):
             raise _fail(path, where + bound, "is only for number settings, and must be a number")
+    fmt = raw.get("format")
+    if fmt is not None and (fmt not in FORMATS or (fmt == "url") != (kind == "string")
+                            or (fmt != "url") != (kind == "map")):
+        raise _fail(path, where + "format", f"must be one of {', '.join(FORMATS)} (url for a string, "
+                    "headers or template for a map)")
     pattern = raw.get("pattern")
     if pattern is not None:
         try:
@@ -217,6 +228,7 @@ def _parse_setting(raw: Any, index: int, modes: tuple[str, ...], path: Path) -> 
         placeholder=raw.get("placeholder"),
         minimum=raw.get("minimum"),
         maximum=raw.get("maximum"),
+        format=fmt,
     )
     if setting.default is not None:
         try:
@@ -385,15 +397,49 @@ def _consent_categories(value: list) -> list[str]:
     return names
 
 
+class _CodedError(ValueError):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def _check_format(setting: Setting, value: Any, allow_private_egress: bool) -> None:
+    """The checks a setting's ``format`` adds (see FORMATS); raise _CodedError."""
+    if setting.format == "url" and not allow_private_egress and isinstance(value, str):
+        from server.egress import PrivateAddressError, check_url
+
+        try:
+            check_url(value)
+        except PrivateAddressError as exc:
+            raise _CodedError("private_address", str(exc)) from None
+    elif setting.format == "headers" and isinstance(value, dict):
+        from server.outgoing_headers import HeaderError, check_headers
+
+        try:
+            check_headers(value)
+        except HeaderError as exc:
+            raise _CodedError("invalid_header", str(exc)) from None
+    elif setting.format == "template" and isinstance(value, dict):
+        from server.destinations.slack.sandbox import TemplateError, check_template
+
+        for name, template in value.items():
+            try:
+                check_template(str(template))
+            except TemplateError as exc:
+                raise _CodedError("invalid_template", f"the template for {name!r} {exc}") from None
+
+
 def _is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
 
 def validate_settings(
-    manifest: Manifest, settings: Any, mode: str, *, enabled: bool = True
+    manifest: Manifest, settings: Any, mode: str, *, enabled: bool = True, allow_private_egress: bool = False
 ) -> dict[str, Any]:
     """Check ``settings`` against ``manifest`` for ``mode``; return the cleaned settings.
 
+    URL settings must not name internal addresses unless ``allow_private_egress``
+    (``SWITCHBOARD_ALLOW_PRIVATE_EGRESS``); custom headers and templates get their own checks.
     Required settings are required only of an enabled destination (one may save a draft and
     enable it later) and only when they apply to ``mode``. Raises ``SettingsError`` whose
     errors each name the field.
@@ -413,6 +459,10 @@ def validate_settings(
             continue
         try:
             cleaned[key] = _check_value(setting, value)
+            if setting.format:
+                _check_format(setting, cleaned[key], allow_private_egress)
+        except _CodedError as exc:
+            errors.append({"field": key, "message": f"{setting.label}: {exc}", "code": exc.code})
         except ValueError as exc:
             errors.append({"field": key, "message": f"{setting.label} {exc}"})
     if enabled:

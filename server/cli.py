@@ -125,6 +125,7 @@ def _print_demo(config: Config, engine) -> None:
         lines += [f"  Demo page:     {config.origin}/demo",
                   f"  Snippet:       {config.origin}/snippet/{source['write_key']}.js",
                   f"  Admin API:     {config.origin}/api/v1/openapi.json"]
+    lines += demo.egress_lines(config)
     print("\n".join(lines) + "\n", flush=True)
 
 
@@ -199,7 +200,8 @@ def cmd_destinations_add(args: argparse.Namespace) -> None:
     if args.mode:
         body["mode"] = args.mode
     try:
-        dest = service.add_destination(engine, _catalog(), source["id"], body, actor="cli")
+        dest = service.add_destination(engine, _catalog(), source["id"], body, actor="cli",
+                                       allow_private_egress=config.allow_private_egress)
     except ApiError as exc:
         raise CliError(f"{exc.field + ': ' if exc.field else ''}{exc.message}") from None
     print(f"Added {dest['name']} (id {dest['id']}, {dest['mode']} mode, {'enabled' if dest['enabled'] else 'disabled'}) to {source['name']}")

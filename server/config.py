@@ -67,13 +67,6 @@ def _positive_float(value: str) -> float:
     return number
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be a positive whole number")
-    return number
-
-
 def _database_url(value: str) -> str:
     if not (value.startswith("sqlite:///") or value.startswith("postgresql")):
         raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
@@ -145,6 +138,10 @@ class Config:
     retry_window: float = _setting(
         "RETRY_WINDOW", "14400", _positive_float,
         "Seconds a failing cloud-mode delivery is retried before it becomes a dead letter.")
+    allow_private_egress: bool = _setting(
+        "ALLOW_PRIVATE_EGRESS", "false", _bool,
+        "Let destinations reach loopback, private, link-local and other internal addresses (internal webhooks, "
+        "a local test receiver). Off: such URLs are refused when saved and when connecting.")
     delivery_workers: bool = _setting(
         "DELIVERY_WORKERS", "true", _bool, "Run delivery workers inside `switchboard serve`.")
     role: str = _setting(

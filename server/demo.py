@@ -94,3 +94,13 @@ def routes(config) -> list[Route]:
     # Only `switchboard serve --demo` (make run) serves it: the page shows a write key and every
     # visit adds events, so a normal install answers /demo with the JSON 404 of any unknown path.
     return [Route("/demo", demo_page, methods=["GET"])] if config.demo else []
+    return [Route("/demo", demo_page, methods=["GET"])]
+
+
+def egress_lines(config) -> list[str]:
+    """The tour's word on the egress rules: why a webhook to a receiver on this machine is
+    refused, and how to allow it (docs/security-delivery.md)."""
+    if config.allow_private_egress:
+        return ["  Egress:        destinations may reach internal addresses (SWITCHBOARD_ALLOW_PRIVATE_EGRESS=true)"]
+    return ["  Local webhook: URLs on this machine or your network (127.0.0.1, localhost, 10.x, 192.168.x …)",
+            "                 are refused; to try one, run SWITCHBOARD_ALLOW_PRIVATE_EGRESS=true make run"]

@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 for _name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
     os.environ.pop(_name, None)
     os.environ.pop(_name.upper(), None)
+# ... and every receiver is on 127.0.0.1, which the egress rules refuse by default: allow it for
+# every server and CLI the suite starts (tests of the rules themselves turn it off again).
+os.environ["SWITCHBOARD_ALLOW_PRIVATE_EGRESS"] = "true"
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +67,7 @@ def engine(db_url):
 
 @pytest.fixture
 def config(db_url) -> Config:
-    return Config(database_url=db_url, delivery_workers=False)
+    return Config(database_url=db_url, delivery_workers=False, allow_private_egress=True)
 
 
 @pytest.fixture

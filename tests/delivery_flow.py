@@ -78,7 +78,7 @@ class RunningService:
         self.thread.start()
 
         async def start():
-            sender = Sender(timeout=self.timeout, base_urls=self.base_urls)
+            sender = Sender(timeout=self.timeout, base_urls=self.base_urls, allow_private_egress=True)
             self.sender = sender
             return await DeliveryService(self.engine, self.catalog, sender=sender, **self.options).start()
 

@@ -62,7 +62,7 @@ def test_env_chooses_the_proxy_by_target_scheme(tls, monkeypatch):
                 Server(keep_alive()) as plain, Server(keep_alive(), ssl_context=tls) as secure:
             monkeypatch.setenv("HTTP_PROXY", plain_proxy.url())
             monkeypatch.setenv("HTTPS_PROXY", tunnel_proxy.url())
-            outcome = await perform(Sender(), f"{plain.url}/hook", f"{secure.url}/v1/track")
+            outcome = await perform(Sender(allow_private_egress=True), f"{plain.url}/hook", f"{secure.url}/v1/track")
             assert outcome.outcome == DELIVERED
             lines = [head.split(b"\r\n")[0].decode() for head in plain_proxy.heads + tunnel_proxy.heads]
             assert lines == [f"POST {plain.url}/hook HTTP/1.1", f"CONNECT 127.0.0.1:{secure.port} HTTP/1.1"]
@@ -79,7 +79,7 @@ def test_all_proxy_is_the_fallback_and_lower_case_names_win(tls, monkeypatch):
             monkeypatch.setenv("ALL_PROXY", proxy.url())
             monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{dead_port()}")
             monkeypatch.setenv("https_proxy", proxy.url())  # lower case first, as urllib and curl
-            outcome = await perform(Sender(), plain.url, secure.url)
+            outcome = await perform(Sender(allow_private_egress=True), plain.url, secure.url)
             assert outcome.outcome == DELIVERED
             assert proxy.connections == 2 and proxy.heads[1].startswith(b"CONNECT ")
 
@@ -99,7 +99,7 @@ def test_no_proxy_exempts_listed_hosts(no_proxy, bypassed, monkeypatch):
             monkeypatch.setenv("HTTP_PROXY", proxy.url())
             if no_proxy is not None:
                 monkeypatch.setenv("NO_PROXY", no_proxy.format(port=target.port))
-            sender = Sender()
+            sender = Sender(allow_private_egress=True)
             monkeypatch.delenv("NO_PROXY", raising=False)  # read once, when the sender is made
             outcome = await perform(sender, target.url, target.url)
             assert outcome.outcome == DELIVERED and len(target.requests) == 2
@@ -140,7 +140,7 @@ def test_a_failing_proxy_is_a_retry_recorded_without_its_credentials(tls, monkey
             request = OutgoingRequest("POST", f"{secure.url}/v1", json={"a": 1},
                                       headers={"Authorization": basic_auth("vendor-key-123", "")},
                                       secrets=("vendor-key-123",))
-            sender = Sender()
+            sender = Sender(allow_private_egress=True)
             try:
                 outcome = await sender.perform([request])
             finally:
@@ -160,7 +160,7 @@ def test_a_failing_proxy_is_a_retry_recorded_without_its_credentials(tls, monkey
 def test_proxy_down_is_a_retry_naming_the_proxy(monkeypatch):
     port = dead_port()
     monkeypatch.setenv("HTTP_PROXY", f"http://bob:pw-77aa@127.0.0.1:{port}")
-    outcome = asyncio.run(perform(Sender(), "http://vendor.invalid/hook"))
+    outcome = asyncio.run(perform(Sender(allow_private_egress=True), "http://vendor.invalid/hook"))
     assert outcome.outcome == RETRY
     assert f"ConnectError: could not connect to the proxy 127.0.0.1:{port}" in outcome.last.error
     assert "pw-77aa" not in outcome.last.error
@@ -169,11 +169,11 @@ def test_proxy_down_is_a_retry_naming_the_proxy(monkeypatch):
 def test_without_proxy_variables_or_with_trust_env_off_requests_go_direct(monkeypatch):
     async def main():
         async with Server(keep_alive()) as target:
-            plain = Sender()
+            plain = Sender(allow_private_egress=True)
             assert plain._routes is None  # nothing to choose: the hot path does not look
             await plain.aclose()
             monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead_port()}")
-            for sender in (Sender(trust_env=False), Sender(transport=HTTP11Transport())):
+            for sender in (Sender(trust_env=False, allow_private_egress=True), Sender(transport=HTTP11Transport())):
                 assert (await perform(sender, target.url)).outcome == DELIVERED
             assert len(target.requests) == 2
 
@@ -183,5 +183,5 @@ def test_without_proxy_variables_or_with_trust_env_off_requests_go_direct(monkey
 def test_an_unusable_proxy_variable_fails_at_start_up_without_its_password(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "socks5://bob:pw-91ef@proxy.corp.example:1080")
     with pytest.raises(ValueError, match="HTTPS_PROXY") as refused:
-        Sender()
+        Sender(allow_private_egress=True)
     assert "pw-91ef" not in str(refused.value) and "socks5" in str(refused.value)

@@ -119,7 +119,8 @@ async def destinations_create(request: Request) -> Response:
     engine, catalog = _state(request)
     body = await read_json(request)
     created = await run_in_threadpool(
-        service.add_destination, engine, catalog, request.path_params["id"], body, actor(request)
+        service.add_destination, engine, catalog, request.path_params["id"], body, actor(request),
+        allow_private_egress=request.app.state.config.allow_private_egress,
     )
     return json_response(created, 201)
 
@@ -138,7 +139,8 @@ async def destination_patch(request: Request) -> Response:
     body = await read_json(request)
     return json_response(
         await run_in_threadpool(
-            service.update_destination, engine, catalog, request.path_params["id"], body, actor(request)
+            service.update_destination, engine, catalog, request.path_params["id"], body, actor(request),
+            allow_private_egress=request.app.state.config.allow_private_egress,
         )
     )
 

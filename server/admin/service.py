@@ -41,7 +41,12 @@ def _settings_error(exc: SettingsError, manifest: Manifest, settings: Any, prefi
     # "mode" and "settings" (not an object) are body fields; the rest are keys inside settings.
     errors = [{"field": e["field"] if e["field"] in ("mode", "settings") else prefix + e["field"],
                "message": _hide_secret(manifest, settings, e)} for e in exc.errors]
-    return ApiError(422, "validation_error", errors[0]["message"], field=errors[0]["field"], extra={"errors": errors})
+    # A problem with its own code (private_address, invalid_header, invalid_template) names it.
+    code = exc.errors[0].get("code", "validation_error")
+    for error, original in zip(errors, exc.errors):
+        if "code" in original:
+            error["code"] = original["code"]
+    return ApiError(422, code, errors[0]["message"], field=errors[0]["field"], extra={"errors": errors})
 
 
 def source_json(source: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +131,8 @@ def update_source(engine: Engine, source_id: int, body: dict[str, Any], actor: s
 
 
 def add_destination(
-    engine: Engine, catalog: Catalog, source_id: int, body: dict[str, Any], actor: str
+    engine: Engine, catalog: Catalog, source_id: int, body: dict[str, Any], actor: str, *,
+    allow_private_egress: bool = False,
 ) -> dict[str, Any]:
     manifest = _manifest(catalog, body.get("slug"))
     mode = body.get("mode", manifest.default_mode)
@@ -135,7 +141,8 @@ def add_destination(
                        field="mode")
     enabled = _bool(body.get("enabled", False), "enabled")
     try:
-        settings = validate_settings(manifest, body.get("settings", {}), mode, enabled=enabled)
+        settings = validate_settings(manifest, body.get("settings", {}), mode, enabled=enabled,
+                                     allow_private_egress=allow_private_egress)
     except SettingsError as exc:
         raise _settings_error(exc, manifest, body.get("settings")) from None
     try:
@@ -156,7 +163,8 @@ def get_destination(engine: Engine, catalog: Catalog, destination_id: int) -> di
 
 
 def update_destination(
-    engine: Engine, catalog: Catalog, destination_id: int, body: dict[str, Any], actor: str
+    engine: Engine, catalog: Catalog, destination_id: int, body: dict[str, Any], actor: str, *,
+    allow_private_egress: bool = False,
 ) -> dict[str, Any]:
     unknown = set(body) - {"settings", "enabled", "mode"}
     if unknown:
@@ -174,7 +182,7 @@ def update_destination(
     enabled = _bool(body["enabled"], "enabled") if "enabled" in body else current["enabled"]
     merged = merge_settings(manifest, current["settings"], patch)
     try:
-        settings = validate_settings(manifest, merged, mode, enabled=enabled)
+        settings = validate_settings(manifest, merged, mode, enabled=enabled, allow_private_egress=allow_private_egress)
     except SettingsError as exc:
         raise _settings_error(exc, manifest, merged) from None
     dest = workspace.update_destination(

@@ -25,7 +25,8 @@ async def startup(app: Starlette) -> None:
     from server.delivery.worker import DeliveryService
 
     app.state.delivery = await DeliveryService(
-        app.state.engine, app.state.catalog, retry_window=config.retry_window
+        app.state.engine, app.state.catalog, retry_window=config.retry_window,
+        allow_private_egress=config.allow_private_egress,
     ).start()
 
 

@@ -62,7 +62,7 @@ async def _run_worker(config, engine, catalog, args) -> None:
 
     service = await DeliveryService(
         engine, catalog, retry_window=config.retry_window, concurrency=args.concurrency,
-        lease_seconds=args.lease_seconds,
+        lease_seconds=args.lease_seconds, allow_private_egress=config.allow_private_egress,
     ).start()
     # Other processes' appends arrive by NOTIFY on PostgreSQL; polling covers SQLite and gaps.
     listener = NotifyListener.for_engine(engine, (EVENTS_CHANNEL,))

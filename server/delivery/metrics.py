@@ -43,6 +43,11 @@ class DeliveryCollector:
         latency = GaugeMetricFamily(
             "switchboard_delivery_latency_seconds", "Receipt-to-delivery latency over the last 24 h",
             labels=["destination_id", "slug", "quantile"])
+        redelivered = CounterMetricFamily(
+            "switchboard_delivery_redelivered_after_takeover",
+            "Deliveries of jobs taken over from a worker that died or whose lease ran out (possible duplicates)",
+            labels=["destination_id", "slug"])
+        again = queries.redelivered_counts(self.engine)
         since = store.utcnow() - timedelta(hours=24)
         for destination_id, by_status in sorted(counts.items()):
             slug = destinations.get(destination_id, {}).get("slug", "removed")
@@ -51,10 +56,11 @@ class DeliveryCollector:
                 finished.add_metric(labels + [status], by_status[status])
             for status in store.PENDING:
                 pending.add_metric(labels + [status], by_status[status])
+            redelivered.add_metric(labels, again.get(destination_id, 0))
             for q, value in queries.latency_percentiles(self.engine, destination_id, since).items():
                 if value is not None:
                     latency.add_metric(labels + [str(q)], value / 1000)
-        return [finished, pending, latency]
+        return [finished, pending, latency, redelivered]
 
 
 async def metrics(request: Request) -> Response:

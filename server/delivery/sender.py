@@ -15,6 +15,12 @@ for either when its own is unset (lower-case names win), and ``NO_PROXY`` (``url
 rules: ``*``, hosts, domains with or without a leading dot, ``host:port``; loopback is not
 exempt unless listed). Each distinct proxy gets its own transport; the choice is cached per
 origin, and with no proxy variable set no choice is made at all.
+
+Egress rules: unless ``allow_private_egress``, the transports get an ``EgressGuard``, so a
+target that is or resolves to an internal address is refused before any connection, and the
+job becomes a dead letter with that reason. So does a request no retry can fix: a header the
+rules in ``server/outgoing_headers.py`` refuse (saved before those rules existed), or one our
+transport refuses to write. A transport handed in is the caller's: no guard is added to it.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from urllib.request import getproxies_environment, proxy_bypass_environment
 import httpx
 import orjson
 
+from server.delivery.egress_guard import EgressGuard, EgressRefused, Resolver
 from server.delivery.policy import is_retryable_status, retry_after_seconds
 from server.delivery.request import OutgoingRequest
 from server.delivery.transport import HTTP11Transport
+from server.outgoing_headers import first_problem
 
 DEFAULT_TIMEOUT_S = 5.0
 EXCERPT_CHARS = 2000
@@ -125,11 +133,14 @@ class Sender:
         max_connections: int = 256,
         proxies: dict[str, str] | None = None,
         trust_env: bool = True,
+        allow_private_egress: bool = False,
+        resolver: Resolver | None = None,
     ):
         self.timeout = timeout
         self.base_urls = dict(base_urls or {})
         self._own_transport = transport is None
-        self._transport = transport or HTTP11Transport(max_connections=max_connections)
+        guard = None if allow_private_egress else EgressGuard(resolver)
+        self._transport = transport or HTTP11Transport(max_connections=max_connections, guard=guard)
         self._timeout = {"timeout": httpx.Timeout(timeout).as_dict()}
         # Proxy routing: None (the hot path's only check) unless some proxy is configured.
         self._routes: dict | None = None  # origin -> transport
@@ -146,7 +157,7 @@ class Sender:
                     url = "http://" + url
                 if url not in by_url:
                     try:
-                        by_url[url] = HTTP11Transport(max_connections=max_connections, proxy=url)
+                        by_url[url] = HTTP11Transport(max_connections=max_connections, proxy=url, guard=guard)
                     except ValueError as exc:  # name the variable, not its value (it may hold a password)
                         where = f"{scheme.upper()}_PROXY or ALL_PROXY"
                         raise ValueError(f"{scheme} proxy (from {where}): {exc}") from None
@@ -213,6 +224,9 @@ class Sender:
         record = describe(request)
         started = time.perf_counter()
         url = self.target(request.url)
+        problem = first_problem(request.headers)
+        if problem:  # saved before the header rules existed: no retry would help
+            return Attempt(DEAD, record, error=f"refused: {problem}"), None
         headers = httpx.Headers({"User-Agent": "Switchboard/1.0"})
         headers.update(request.headers)
         content = request.content()
@@ -225,6 +239,10 @@ class Sender:
                 await response.aread()
             finally:
                 await response.aclose()
+        except EgressRefused as exc:
+            return Attempt(DEAD, record, error=str(exc), latency_ms=_ms(started)), None
+        except httpx.LocalProtocolError as exc:  # a request we cannot write: the same next time
+            return Attempt(DEAD, record, error=f"refused: {exc}", latency_ms=_ms(started)), None
         except httpx.TimeoutException as exc:
             return Attempt(RETRY, record, error=f"timeout after {self.timeout:g}s ({type(exc).__name__})",
                            latency_ms=_ms(started)), None

@@ -51,6 +51,9 @@ def destination_stats(engine: Engine, destination: dict[str, Any], now: datetime
         "queued": counts[store.QUEUED],
         "dead": counts[store.DEAD],
         "skipped": counts[store.SKIPPED],
+        # delivered after another worker held the job and died (or its lease ran out): the
+        # only deliveries that may have reached the vendor twice (docs/delivery.md)
+        "redelivered_after_takeover": queries.redelivered_counts(engine, destination["id"]).get(destination["id"], 0),
         "latency_ms": {"p50": percentiles[0.5], "p99": percentiles[0.99], "window_hours": 24},
         "last_error": None if error is None else {
             "at": error["at"].isoformat() if error["at"] else None,

@@ -32,6 +32,13 @@ its own connection; finished connections wait idle for reuse for ``keepalive_exp
 A request that finds a reused connection already closed by the server (before any answer byte)
 is sent once more on a fresh connection, as browsers and httpcore do.
 
+Egress rules (``guard``, ``egress_guard.py``): with a guard, a direct connection resolves the
+host through the guard, which refuses internal addresses, and connects to a checked address
+(trying each in turn), never to the name; through a proxy only the target's spelling is checked
+(the proxy resolves it) and the proxy's own address is the operator's choice. Without a guard
+(``SWITCHBOARD_ALLOW_PRIVATE_EGRESS=true``, or tests of the transport itself) the name goes to
+``create_connection`` as before.
+
 Timeouts come from the request's ``timeout`` extension (httpx's dict): ``pool`` to get a slot,
 ``connect`` to connect (and, through a proxy, CONNECT and TLS), ``read`` for the whole answer
 after the request is written.
@@ -47,6 +54,7 @@ from collections import deque
 import httptools
 import httpx
 
+from server.delivery.egress_guard import EgressGuard
 from server.delivery.proxy import Proxy, open_tunnel
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -198,8 +206,10 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         keepalive_expiry: float = 5.0,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         proxy: str | httpx.URL | None = None,
+        guard: EgressGuard | None = None,
     ):
         self._proxy = Proxy(proxy) if proxy is not None else None
+        self._guard = guard
         self._ssl = ssl_context
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
@@ -276,23 +286,35 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
     async def _connect(self, url: httpx.URL, port: int, timeout: float | None) -> _Connection:
         if self._proxy is not None:
             return await self._connect_via_proxy(self._proxy, url, port, timeout)
-        loop = asyncio.get_running_loop()
         https = url.scheme == "https"
         host = url.raw_host.decode("ascii")  # IDNA-encoded, IPv6 without brackets: what DNS and SNI want
         try:
-            _, connection = await asyncio.wait_for(loop.create_connection(
-                lambda: _Connection(self.max_response_bytes), host, port,
-                ssl=self.ssl_context if https else None, server_hostname=host if https else None,
-            ), timeout)
+            _, connection = await asyncio.wait_for(self._open(host, port, https), timeout)
         except asyncio.TimeoutError:
             raise httpx.ConnectTimeout(f"could not connect to {host}:{port} within {timeout:g}s") from None
         except (OSError, ssl.SSLError) as exc:  # refused, unreachable, DNS, certificate
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
         return connection
 
+    async def _open(self, host: str, port: int, https: bool):
+        loop = asyncio.get_running_loop()
+        tls = {"ssl": self.ssl_context, "server_hostname": host} if https else {}
+        if self._guard is None:
+            return await loop.create_connection(lambda: _Connection(self.max_response_bytes), host, port, **tls)
+        addresses = await self._guard.addresses(host, port)  # raises EgressRefused before any connect
+        for index, address in enumerate(addresses):
+            try:
+                return await loop.create_connection(lambda: _Connection(self.max_response_bytes), address, port,
+                                                    **tls)
+            except OSError:
+                if index == len(addresses) - 1:
+                    raise
+
     async def _connect_via_proxy(self, proxy: Proxy, url: httpx.URL, port: int,
                                  timeout: float | None) -> _Connection:
         host = url.raw_host.decode("ascii")
+        if self._guard is not None:
+            self._guard.check_host(host)
         try:
             return await asyncio.wait_for(self._open_via_proxy(proxy, url.scheme == "https", host, port), timeout)
         except asyncio.TimeoutError:

@@ -9,6 +9,9 @@
 
 Stopping: no new claims, in-flight sends get ``shutdown_grace`` seconds to finish, results are
 written, and leases of jobs not finished are released so another worker takes them at once.
+
+Dying (kill -9): a heartbeat thread (``heartbeat.py``) lets the other workers, or this one's
+successor, tell within seconds and take over its leases.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.catalog import Catalog, effective_settings
 from server.delivery import fanout
+from server.delivery.heartbeat import HEARTBEAT_S, STALE_AFTER_S, Heartbeat
 from server.delivery.policy import RetryPolicy
 from server.delivery.results import ResultWriter, job_result
 from server.delivery.router import translator
@@ -58,10 +62,13 @@ class DeliveryService:
         backoff_cap: float = 600.0,
         shutdown_grace: float = 10.0,
         owner: str | None = None,
+        allow_private_egress: bool = False,
+        heartbeat_interval: float = HEARTBEAT_S,
+        stale_after: float = STALE_AFTER_S,
     ):
         self.engine, self.catalog = engine, catalog
         self.policy = RetryPolicy(window=retry_window, base=backoff_base, cap=backoff_cap)
-        self.sender = sender or Sender()
+        self.sender = sender or Sender(allow_private_egress=allow_private_egress)
         self._own_sender = sender is None
         self.concurrency = concurrency
         self.buffer = concurrency * 4  # jobs a lane holds leased at once (queued behind its semaphore)
@@ -70,6 +77,7 @@ class DeliveryService:
         self.shutdown_grace = shutdown_grace
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.gaps = fanout.GapTracker()
+        self.heartbeat_interval, self.stale_after = heartbeat_interval, stale_after
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._lanes: dict[int, asyncio.Task] = {}
@@ -89,6 +97,10 @@ class DeliveryService:
         # lifetime keeps every claim and result from paying for that (3–5x faster commits).
         self._keeper = self.engine.raw_connection() if self.engine.dialect.name == "sqlite" else None
         self._results = ResultWriter(self.engine, self.owner, on_retry=self._work.set).start()
+        # Before the first claim: a restart takes over the jobs its killed predecessor leased.
+        self._heartbeat = await run_in_threadpool(Heartbeat(
+            self.engine, self.owner, self._taken_over, interval=self.heartbeat_interval,
+            stale_after=self.stale_after).start)
         self._unsubscribe = events.on_events_appended(self.wake)
         self._tasks = [
             asyncio.create_task(self._fanout_loop(), name="delivery-fanout"),
@@ -96,6 +108,12 @@ class DeliveryService:
         ]
         log.info("delivery worker %s started", self.owner)
         return self
+
+    def _taken_over(self, count: int) -> None:
+        """Jobs of a dead worker were freed (called from the heartbeat thread): claim them now."""
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed() and hasattr(self, "_work"):
+            loop.call_soon_threadsafe(self._work.set)
 
     def wake(self, *_: Any) -> None:
         """New events were committed (callable from any thread)."""
@@ -119,6 +137,7 @@ class DeliveryService:
         await self._results.close()  # writes everything queued before this
         if self._own_sender:
             await self.sender.aclose()
+        await run_in_threadpool(self._heartbeat.stop)  # last: it beat while in-flight sends finished
         if self._keeper is not None:
             self._keeper.close()
         log.info("delivery worker %s stopped", self.owner)

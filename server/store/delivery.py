@@ -17,8 +17,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator
 
 from sqlalchemy import (
-    Column, Connection, Engine, Float, Index, Integer, String, Table, Text, UniqueConstraint, and_, bindparam, func, or_, select,
-    text,
+    Column, Connection, Engine, Float, Index, Integer, String, Table, Text, UniqueConstraint, and_, bindparam, case, func, or_,
+    select, text,
 )
 
 import orjson
@@ -58,6 +58,10 @@ delivery_jobs = Table(
     Column("latency_ms", Float, nullable=True),
     Column("last_status", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
+    # Times it was claimed again while another worker held it (taken over after that worker
+    # stopped heart-beating, or its lease ran out): it may have reached the vendor twice.
+    # Added by migration 3 (server/store/workers.py).
+    Column("takeovers", Integer, nullable=False, server_default="0"),
     # One job per event and destination: a second fan-out of the same event fails loudly.
     UniqueConstraint("destination_id", "event_id", name="uq_delivery_jobs_destination_event"),
 )
@@ -172,7 +176,9 @@ def claim(engine: Engine, destination_id: int, owner: str, limit: int, lease_sec
             return []
         conn.execute(
             delivery_jobs.update().where(delivery_jobs.c.id.in_(ids))
-            .values(lease_until=now + timedelta(seconds=lease_seconds), lease_owner=owner)
+            .values(lease_until=now + timedelta(seconds=lease_seconds), lease_owner=owner,
+                    # an expired lease still names its holder: this claim takes the job over
+                    takeovers=delivery_jobs.c.takeovers + case((delivery_jobs.c.lease_owner.is_(None), 0), else_=1))
         )
         rows = conn.execute(
             select(delivery_jobs, events.c.payload)

@@ -29,6 +29,19 @@ def status_counts(engine: Engine, destination_id: int | None = None) -> dict[int
     return result
 
 
+def redelivered_counts(engine: Engine, destination_id: int | None = None) -> dict[int, int]:
+    """destination_id → jobs delivered after being taken over from another worker (a dead one, or
+    one whose lease ran out): each may have reached the vendor twice. Only destinations that
+    have any are listed."""
+    query = (select(delivery_jobs.c.destination_id, func.count())
+             .where(delivery_jobs.c.takeovers > 0, delivery_jobs.c.status == DELIVERED)
+             .group_by(delivery_jobs.c.destination_id))
+    if destination_id is not None:
+        query = query.where(delivery_jobs.c.destination_id == destination_id)
+    with read_only(engine) as conn:
+        return dict(conn.execute(query).all())
+
+
 def latency_percentiles(
     engine: Engine, destination_id: int, since: datetime, quantiles: Iterable[float] = (0.5, 0.99)
 ) -> dict[float, float | None]:

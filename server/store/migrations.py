@@ -53,11 +53,16 @@ def _create_ingest_health(conn: Connection) -> None:
     # row (server/store/probe.py); on a new database migration 1 already created them.
     for name in ("rejected_events", "rejected_event_counts", "store_probe"):
         schema.metadata.tables[name].create(conn, checkfirst=True)
+def _create_heartbeats(conn: Connection) -> None:
+    from server.store.workers import create_heartbeats
+
+    create_heartbeats(conn)
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
+    (3, "create delivery_workers (heartbeats) and delivery_jobs.takeovers", _create_heartbeats),
     (4, "create rejected_events, rejected_event_counts, store_probe", _create_ingest_health),
 ]
 

@@ -39,8 +39,12 @@ def sample_event(call: str) -> dict[str, Any]:
     return event
 
 
-async def send_sample(manifest: Manifest, destination: dict[str, Any], call: str) -> dict[str, Any]:
-    """{"event", "exchanges": [{"request", "status", "response", "error", "outcome", "latency_ms"}], …}."""
+async def send_sample(manifest: Manifest, destination: dict[str, Any], call: str, *,
+                      allow_private_egress: bool = False) -> dict[str, Any]:
+    """{"event", "exchanges": [{"request", "status", "response", "error", "outcome", "latency_ms"}], …}.
+
+    The egress rules apply as in delivery (``SWITCHBOARD_ALLOW_PRIVATE_EGRESS``): a URL that
+    resolves to an internal address is refused before connecting, and the page says why."""
     router = importlib.import_module("server.delivery.router")
     sender_module = importlib.import_module("server.delivery.sender")
     event = sample_event(call)
@@ -59,7 +63,7 @@ async def send_sample(manifest: Manifest, destination: dict[str, Any], call: str
         result["error"] = f"{manifest.name} sends nothing for a {call} call with these settings."
         return result
     try:
-        sender = sender_module.Sender()
+        sender = sender_module.Sender(allow_private_egress=allow_private_egress)
     except ValueError as exc:  # an unusable proxy in the environment (HTTPS_PROXY=socks5://…)
         result["error"] = f"Cannot send from this server: {exc}"
         return result

@@ -138,7 +138,7 @@ async def configure_save(request: Request) -> Response:
     try:
         created = await run_in_threadpool(
             service.add_destination, request.app.state.engine, request.app.state.catalog, source["id"], body,
-            request.state.admin_user,
+            request.state.admin_user, allow_private_egress=request.app.state.config.allow_private_egress,
         )
     except ApiError as exc:
         errors = field_errors(exc.extra) or {"_form": exc.message}

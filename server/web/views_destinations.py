@@ -102,7 +102,7 @@ async def _update(request: Request, body: dict[str, Any], done) -> Response:
     try:
         await run_in_threadpool(
             service.update_destination, request.app.state.engine, request.app.state.catalog, dest["id"], body,
-            request.state.admin_user,
+            request.state.admin_user, allow_private_egress=request.app.state.config.allow_private_egress,
         )
     except ApiError as exc:
         errors = field_errors(exc.extra) or {"_form": exc.message}
@@ -164,7 +164,8 @@ async def test_event(request: Request) -> Response:
     if call not in manifest.methods["cloud"]:
         return web_error(request, 422, "validation_error", f"{manifest.name} does not take {call} calls in cloud mode.")
     data = await _page_data(request, dest, manifest, source)
-    data["test_result"] = await tester.send_sample(manifest, dest, call)
+    data["test_result"] = await tester.send_sample(
+        manifest, dest, call, allow_private_egress=request.app.state.config.allow_private_egress)
     return await render(request, "destination.html", data, title=f"{manifest.name} · {source['name']}")
 
 

@@ -1,7 +1,7 @@
 """Slack incoming webhook: ``POST {webhook_url}`` with ``{"text": …}`` (+ channel, username, icon).
 
-Messages come from per-event templates rendered in a SANDBOXED Jinja2 environment over the
-event (``name``, ``event``, ``properties``, ``traits``, ``userId`` … are available). With no
+Messages come from per-event templates rendered in a bounded Jinja2 sandbox (``sandbox.py``:
+no Python internals, and budgets for arithmetic, sizes, loops and time) over the event (``name``, ``event``, ``properties``, ``traits``, ``userId`` … are available). With no
 templates set, every track posts the default "{{name}} did {{event}}."; once templates are set
 only the events named there post (``identify`` for identify calls). Rendered values are escaped
 the way Slack asks (&, <, >), so an event cannot inject mentions or links.
@@ -9,29 +9,13 @@ the way Slack asks (&, <, >), so an event cannot inject mentions or links.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from jinja2.sandbox import SandboxedEnvironment
-
 from server.delivery.request import OutgoingRequest, anonymous_id, traits, user_id
+from server.destinations.slack import sandbox
+from server.destinations.slack.sandbox import slack_escape  # noqa: F401 - part of this module's interface
 
 DEFAULT_TEMPLATE = "{{name}} did {{event}}."
-
-
-def slack_escape(value: Any) -> str:
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-@functools.lru_cache(maxsize=1)
-def environment() -> SandboxedEnvironment:
-    # finalize runs on every {{ expression }} output: values are escaped, template text is not.
-    return SandboxedEnvironment(autoescape=False, finalize=lambda v: "" if v is None else slack_escape(v))
-
-
-@functools.lru_cache(maxsize=256)
-def _compile(source: str):
-    return environment().from_string(source)
 
 
 def display_name(event: dict[str, Any]) -> str:
@@ -52,7 +36,7 @@ def display_name(event: dict[str, Any]) -> str:
 def render(template: str, event: dict[str, Any]) -> str:
     variables = {**event, "name": display_name(event), "event": event.get("event") or event.get("type"),
                  "properties": event.get("properties") or {}, "traits": traits(event)}
-    return _compile(template).render(variables)
+    return sandbox.render(template, variables)
 
 
 def translate(event: dict[str, Any], settings: dict[str, Any]) -> list[OutgoingRequest]:
