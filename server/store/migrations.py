@@ -48,9 +48,17 @@ def _create_web_sessions(conn: Connection) -> None:
     schema.metadata.tables["web_sessions"].create(conn, checkfirst=True)
 
 
+def _create_bundle_builds(conn: Connection) -> None:
+    # Persisted bundle builds and the settings change sequence (server/store/bundle_builds.py).
+    from server.store import bundle_builds
+
+    bundle_builds.create_tables(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
+    (5, "create bundle_builds and settings_sequence", _create_bundle_builds),
 ]
 
 
