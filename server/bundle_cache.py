@@ -47,6 +47,7 @@ PINNED_HISTORY = bundle_builds.KEEP_VERSIONS  # versions an immutable URL may be
 BUILD_CONCURRENCY = 4
 POLISH_SAMPLE = 256  # a power of two
 POLISH_SPACING = 1.0
+SAVE_BACKLOG = 256
 ENTRY_OVERHEAD = 800  # bytes of Python objects around an entry's payload (measured: ~600)
 
 
@@ -90,6 +91,10 @@ class BundleCache:
         self._served = 0
         self._polished_at = 0.0
         self._polisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-brotli")
+        # Saving a build is a write transaction (an fsync on SQLite): done after the answer, by one
+        # thread, unless SAVE_BACKLOG saves already wait (then the miss saves it itself).
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-save")
+        self._unsaved = 0
 
     def start(self) -> None:
         """Load the directory and start the freshness thread (the app's startup)."""
@@ -103,6 +108,11 @@ class BundleCache:
     def close(self) -> None:
         self.directory.close()
         self._polisher.shutdown(wait=False, cancel_futures=True)
+        self._saver.shutdown(wait=True)  # builds made before a shutdown are there after the restart
+
+    def flush(self) -> None:
+        """Wait until every build made so far is saved."""
+        self._saver.submit(lambda: None).result()
 
     def invalidate(self, write_key: str) -> None:
         """Re-read ``write_key`` from the store before serving it again (thread-safe)."""
@@ -266,14 +276,28 @@ class BundleCache:
         self.builds += 1
         document = orjson.dumps(settings_document(self.config, self.catalog, source))
         built = build_bundle(self.config, self.catalog, source)
+        entry = Entry(bundle=built, settings=document, source_id=source["source_id"])
+        with self._lock:
+            self._unsaved += 1
+            later = self._unsaved <= SAVE_BACKLOG
+        if later:
+            self._saver.submit(self._save, entry)
+        else:
+            self._save(entry)
+        return entry
+
+    def _save(self, entry: Entry) -> None:
+        built = entry.bundle
         try:
-            bundle_builds.save(self.engine, source["source_id"], source["settings_version"], self.fingerprint, {
+            bundle_builds.save(self.engine, entry.source_id, built.version, self.fingerprint, {
                 "hash": built.hash, "size": built.size, "gzip": built.gzip, "br": built.br,
-                "br_quality": built.br_quality, "loaders": built.loaders, "settings": document,
+                "br_quality": built.br_quality, "loaders": built.loaders, "settings": entry.settings,
                 "built_at": built.built_at})
         except Exception:  # serving matters more than keeping: the next miss rebuilds
             log.warning("could not save a bundle build", exc_info=True)
-        return Entry(bundle=built, settings=document, source_id=source["source_id"])
+        finally:
+            with self._lock:
+                self._unsaved -= 1
 
     # -------------------------------------------------------------- brotli quality 11
 

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger, Column, Connection, Engine, ForeignKey, Index, Integer, LargeBinary, String, Table, delete,
-    insert, select, update,
+    BigInteger, Column, Connection, Engine, ForeignKey, Index, Integer, LargeBinary, String, Table, bindparam,
+    delete, insert, select, update,
 )
 
 from server.store.engine import read_only
@@ -96,12 +96,16 @@ def _as_dict(row) -> dict[str, Any]:
     return data
 
 
+# Built once: a miss after eviction runs this by primary key, and building the expression each
+# time cost a third of the read.
+_LOAD = select(*_COLUMNS).where(
+    bundle_builds.c.source_id == bindparam("s"), bundle_builds.c.version == bindparam("v"),
+    bundle_builds.c.fingerprint == bindparam("f"))
+
+
 def load(engine: Engine, source_id: int, version: int, fingerprint: str) -> dict[str, Any] | None:
-    query = select(*_COLUMNS).where(
-        bundle_builds.c.source_id == source_id, bundle_builds.c.version == version,
-        bundle_builds.c.fingerprint == fingerprint)
     with read_only(engine) as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(_LOAD, {"s": source_id, "v": version, "f": fingerprint}).first()
     return None if row is None else _as_dict(row)
 
 
