@@ -11,7 +11,14 @@ Prints side-by-side figures from one run on this machine:
    included (target ratio ≥ 0.9), and that route on uvicorn's stock protocol, the same for
    304 answers, and nginx serving the same file as the ceiling when nginx is installed;
 3. cold build of a source with 10 device-mode destinations (target ≤ 20 ms);
-4. the warm comparison once more as in-process ASGI calls (no sockets, steadier on a busy machine).
+4. the warm comparison once more as in-process ASGI calls (no sockets, steadier on a busy machine);
+5. many write keys (``--keys``, default 10,000 sources): one key vs round-robin over 1,000 keys vs
+   random over all of them, req/s and server CPU per request side by side (targets: round-robin
+   <= 2x one key's CPU per request), the server's RSS after serving every key (target <= 250 MB at
+   the default SWITCHBOARD_BUNDLE_CACHE_MB), the cold pass that builds them all and the same pass
+   after a restart (stored builds are read, not rebuilt).
+
+    .venv/bin/python bench/bundle.py --only keys     # just part 5
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pathlib import Path
 
 import brotli
 import httpx
+from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +50,7 @@ from server.bundles import build_bundle, core_source, loader_slugs, loader_sourc
 from server.catalog import load_catalog  # noqa: E402
 from server.config import Config  # noqa: E402
 from server.store import open_store, workspace  # noqa: E402
+from server.store.bundle_builds import bump_sequence  # noqa: E402
 
 ANALYTICS_NEXT = ROOT / "e2e" / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd" / "standalone.js"
 ROUNDS = 5
@@ -91,17 +100,27 @@ def bench_cold(engine, catalog, config) -> None:
         start = time.perf_counter()
         build_bundle(config, catalog, config_row)
         times.append((time.perf_counter() - start) * 1000)
+    from server.store.bundle_builds import bundle_builds
+
     cache = BundleCache(engine, catalog, config)
-    with_query = []
+    with_query, read_back = [], []
     for _ in range(10):
+        with engine.begin() as conn:  # forget the kept build too: a real first build
+            conn.execute(bundle_builds.delete())
         cache.invalidate(source["write_key"])
         cache._entries.clear()
         start = time.perf_counter()
         cache._load(source["write_key"])
         with_query.append((time.perf_counter() - start) * 1000)
+        cache.flush()
+        cache._entries.clear()  # evicted: the next miss reads the kept build
+        start = time.perf_counter()
+        cache._load(source["write_key"])
+        read_back.append((time.perf_counter() - start) * 1000)
     cache.close()
     print(f"render+minify+gzip+brotli(q5): median {statistics.median(times):.1f} ms, max {max(times):.1f} ms")
-    print(f"store query + build (a cache miss): median {statistics.median(with_query):.1f} ms")
+    print(f"store query + build (a first miss; saved after the answer): median {statistics.median(with_query):.1f} ms")
+    print(f"read of the kept build (a miss after eviction or restart): median {statistics.median(read_back):.2f} ms")
 
 
 BARE_APP = textwrap.dedent("""
@@ -294,20 +313,197 @@ def bench_in_process(db_url: str, engine) -> None:
     asyncio.run(run())
 
 
+# ---------------------------------------------------------------- many write keys
+
+
+def bulk_sources(engine, count: int) -> list[str]:
+    """``count`` sources with one device-mode destination each, inserted in one transaction (the
+    admin API would take minutes of fsyncs for 10,000); announced with one sequence bump."""
+    from server.store.schema import destinations, settings_versions, sources
+
+    now = workspace.now()
+    keys = [workspace.new_write_key() for _ in range(count)]
+    with engine.begin() as conn:
+        first = (conn.execute(select(func.max(sources.c.id))).scalar() or 0) + 1
+        first_dest = (conn.execute(select(func.max(destinations.c.id))).scalar() or 0) + 1
+        ids = range(first, first + count)
+        conn.execute(sources.insert(), [dict(id=i, name=f"Site {i}", slug=f"site_{i}", write_key=k, enabled=True,
+                                             settings_version=1, created_at=now, updated_at=now) for i, k in zip(ids, keys)])
+        dests = [dict(id=first_dest + n, source_id=i, slug="meta_pixel", mode="device", enabled=True,
+                      settings={"pixel_id": str(1_000_000_000 + i)}, created_at=now, updated_at=now)
+                 for n, i in enumerate(ids)]
+        conn.execute(destinations.insert(), dests)
+        conn.execute(settings_versions.insert(), [dict(
+            source_id=d["source_id"], version=1, created_at=now, actor="bench", summary="bulk",
+            content={"source": {"name": f"Site {d['source_id']}", "enabled": True},
+                     "destinations": [{"id": d["id"], "slug": "meta_pixel", "mode": "device", "enabled": True,
+                                       "settings": d["settings"]}]}) for d in dests])
+        bump_sequence(conn)
+    return keys
+
+
+def lua_script(path: Path, keys: list[str], pattern: str) -> Path:
+    table = ",".join(f'"{k}"' for k in keys)
+    pick = "keys[math.random(n)]" if pattern == "random" else "keys[(i % n) + 1]"
+    path.write_text(textwrap.dedent(f"""
+        local keys = {{{table}}}
+        local n, i = #keys, 0
+        function init(args) math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16)) end
+        function request()
+          i = i + 1
+          return wrk.format("GET", "/analytics.js/v1/" .. {pick} .. "/analytics.min.js",
+                            {{["Accept-Encoding"] = "gzip"}})
+        end
+    """))
+    return path
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    status = {l.split(":")[0]: l.split()[1] for l in Path(f"/proc/{pid}/status").read_text().splitlines()
+              if l.startswith(("VmRSS:", "VmHWM:"))}
+    return int(status["VmRSS"]) / 1024, int(status["VmHWM"]) / 1024
+
+
+def wrk_run(url: str, seconds: int, connections: int, script: Path | None) -> tuple[float, int, str]:
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-H", "Accept-Encoding: gzip"]
+    if script is not None:
+        args += ["-s", str(script)]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1])
+    total = int(next(l for l in out.splitlines() if "requests in" in l).split()[0])
+    bad = next((l.strip() for l in out.splitlines() if "Non-2xx" in l), "")
+    return rps, total, bad
+
+
+def visit_all(port: int, keys: list[str], connections: int = 8) -> float:
+    """Each key once over ``connections`` keep-alive connections; returns seconds. A minimal
+    HTTP/1.1 client: httpx would spend more CPU than the server on this shared machine."""
+    import asyncio
+
+    async def one_connection(queue: list[str]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while queue:
+                key = queue.pop()
+                writer.write(f"GET /analytics.js/v1/{key}/analytics.min.js HTTP/1.1\r\nHost: b\r\n"
+                             "Accept-Encoding: gzip\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise SystemExit(f"{key}: {head[:40]!r}")
+                length = int(next(line.split(b":")[1] for line in head.lower().split(b"\r\n")
+                                  if line.startswith(b"content-length")))
+                await reader.readexactly(length)
+        finally:
+            writer.close()
+
+    async def run() -> None:
+        queue = list(reversed(keys))
+        await asyncio.gather(*[one_connection(queue) for _ in range(connections)])
+
+    start = time.perf_counter()
+    asyncio.run(run())
+    return time.perf_counter() - start
+
+
+def idle_cpu(proc: subprocess.Popen, seconds: float = 2.0) -> float:
+    """The server's CPU seconds per second with no request (its background threads)."""
+    before = cpu_seconds(proc.pid)
+    time.sleep(seconds)
+    return (cpu_seconds(proc.pid) - before) / seconds
+
+
+def timed_pass(proc: subprocess.Popen, port: int, keys: list[str], idle: float) -> tuple[float, float]:
+    """(seconds, server CPU ms per key without the idle background) of one pass over ``keys``."""
+    before = cpu_seconds(proc.pid)
+    took = visit_all(port, keys)
+    return took, max(0.0, cpu_seconds(proc.pid) - before - idle * took) / len(keys) * 1000
+
+
+def bench_many_keys(db_url: str, engine, directory: Path, count: int, seconds: int, connections: int) -> None:
+    print(f"== Many write keys ({count:,} sources; wrk -t2 -c{connections} -d{seconds}s per run, "
+          f"default SWITCHBOARD_BUNDLE_CACHE_MB; load average {os.getloadavg()[0]:.1f})")
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: skipped")
+        return
+    keys = bulk_sources(engine, count)
+    env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_LOG_LEVEL": "WARNING", "SWITCHBOARD_DELIVERY_WORKERS": "false"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start([sys.executable, "-c", OUR_APP], port, {**env, "SWITCHBOARD_PORT": str(port)})
+    try:
+        idle = idle_cpu(proc)
+        print(f"RSS at start: {rss_mb(proc.pid)[0]:.0f} MB; idle server CPU {idle * 1000:.0f} ms/s "
+              "(subtracted from the per-key figures of the passes below, which are slow on a busy machine)")
+        took, cpu = timed_pass(proc, port, keys, idle)
+        rss, peak = rss_mb(proc.pid)
+        print(f"cold pass over {count:,} keys (each built and saved once): {took:.1f} s, server CPU {cpu:.2f} ms/key; "
+              f"RSS {rss:.0f} MB (peak {peak:.0f})")
+        sample = keys[: min(count, 3000)]
+        took, cpu = timed_pass(proc, port, keys[-1000:], idle)
+        print(f"warm pass over the last 1,000 of them (reference): {took:.1f} s, server CPU {cpu:.2f} ms/key")
+        patterns = {
+            "one key": (f"{base}/analytics.js/v1/{keys[0]}/analytics.min.js", None),
+            "round-robin 1,000": (base + "/", lua_script(directory / "rr.lua", keys[:1000], "rr")),
+            f"random {count:,}": (base + "/", lua_script(directory / "random.lua", keys, "random")),
+        }
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in patterns}
+        for url, script in patterns.values():
+            wrk_run(url, 1, connections, script)  # warm-up (round-robin keys evicted by the pass come back)
+        for _ in range(3):  # alternate: other load on the machine hits every pattern alike
+            for name, (url, script) in patterns.items():
+                before = cpu_seconds(proc.pid)
+                rps, total, bad = wrk_run(url, seconds, connections, script)
+                if bad:
+                    raise SystemExit(f"{name}: {bad}")
+                results[name].append((rps, (cpu_seconds(proc.pid) - before) / total * 1e6))
+        one_cpu = statistics.median(c for _, c in results["one key"])
+        print(f"{'pattern':20} {'req/s':>8} {'server CPU/request':>19} {'vs one key':>11}")
+        for name, runs in results.items():
+            rps, cpu = statistics.median(r for r, _ in runs), statistics.median(c for _, c in runs)
+            print(f"{name:20} {rps:8.0f} {cpu:16.0f} us {cpu / one_cpu:10.2f}x")
+        print("target: round-robin 1,000 <= 2.00x one key's CPU per request (medians of 3 alternating runs)")
+        rss, peak = rss_mb(proc.pid)
+        print(f"RSS after serving {count:,} keys: {rss:.0f} MB (peak {peak:.0f}; target <= 250 MB)")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # A restart: every build is in the store, so the same pass reads instead of rendering.
+    port = free_port()
+    proc = start([sys.executable, "-c", OUR_APP], port, {**env, "SWITCHBOARD_PORT": str(port)})
+    try:
+        took, cpu = timed_pass(proc, port, sample, idle_cpu(proc))
+        print(f"after a restart, {len(sample):,} keys (stored builds read back, not rendered): {took:.1f} s, "
+              f"server CPU {cpu:.2f} ms/key")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=2, help="per wrk run (5 alternating runs each)")
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--keys", type=int, default=10_000, help="sources for the many-keys part (0: skip it)")
+    parser.add_argument("--only", choices=["keys"], help="run only that part")
     args = parser.parse_args()
-    print_sizes()
+    if not args.only:
+        print_sizes()
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         db_url = f"sqlite:///{directory / 'bench.db'}"
         engine = open_store(db_url)
         catalog, config = load_catalog(), Config(database_url=db_url)
-        bench_cold(engine, catalog, config)
-        bench_in_process(db_url, engine)
-        bench_throughput(db_url, engine, args.seconds, args.connections, directory)
+        if not args.only:
+            bench_cold(engine, catalog, config)
+            bench_in_process(db_url, engine)
+            bench_throughput(db_url, engine, args.seconds, args.connections, directory)
+        if args.keys:
+            bench_many_keys(db_url, engine, directory, args.keys, args.seconds, args.connections)
         engine.dispose()
 
 

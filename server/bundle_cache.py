@@ -1,13 +1,22 @@
-"""When to build: a bounded cache of built bundles keyed by (write_key, settings_version).
+"""When to build: built bundles in memory, bounded by bytes, backed by the store.
 
-- Warm path: no I/O at all. A key's current version is re-checked against the store at most
-  every ``recheck`` seconds (the cheap cross-process freshness check: another server process may
-  have changed the settings); PostgreSQL LISTEN/NOTIFY can call ``invalidate`` for instant updates.
-- In this process, ``workspace.on_settings_change`` calls ``invalidate`` right after the admin
-  change commits, so the next request after an admin API call returns already sees the new version.
-- Concurrent misses for one key share one build (single flight): 50 cold requests, one build.
-- Unknown and disabled keys are remembered for ``recheck`` seconds too (a flood of bogus keys
-  cannot turn into a flood of queries).
+- **Warm path, no I/O:** the key's current version comes from the in-memory directory
+  (server/bundle_directory.py: fresh without a query per key), then one LRU lookup by
+  (write_key, version). Nothing else, however many keys are served.
+- **Bounded by bytes:** ``SWITCHBOARD_BUNDLE_CACHE_MB`` (default 128) over the encodings kept (gzip
+  and brotli; identity is derived when asked) and the settings document; cachetools' ``LRUCache``
+  with ``getsizeof`` evicts the least recently used versions. Unknown keys are not cached at all
+  (the directory says they do not exist), so random keys cannot evict real ones.
+- **Cheap misses:** each build is saved in the store (``bundle_builds``) per (source, version,
+  build fingerprint). A miss after an eviction or a restart is one read by primary key; a render
+  happens once per version per code change, cluster-wide.
+- **Single flight, bounded:** concurrent misses for one key share one load (50 cold requests, one
+  build), and at most ``BUILD_CONCURRENCY`` loads run at once, so a restart under traffic over
+  thousands of keys leaves the event loop and the thread pool free for everything else.
+- **Brotli polishing:** a build compresses brotli at quality 5 (a few ms). Versions that are
+  actually served get quality 11 (~7% smaller, ~50 ms of CPU) in a background thread: one request
+  in ``POLISH_SAMPLE`` picks its bundle, at most one polish per ``POLISH_SPACING`` seconds, and the
+  result is saved, so each version is polished once.
 """
 
 from __future__ import annotations
@@ -26,14 +35,25 @@ from cachetools import LRUCache, TTLCache
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from server.bundles import Built, build_bundle, with_best_brotli
+from server.bundle_directory import KEY_MAX, SYNC_SPACING, Directory, Known
+from server.bundles import BR_BEST, Built, build_bundle, build_fingerprint, with_best_brotli
 from server.catalog import Catalog
 from server.config import Config
 from server.settings_document import settings_document
-from server.store import workspace
+from server.store import bundle_builds, workspace
 
 log = logging.getLogger("switchboard.bundles")
-PINNED_HISTORY = 10  # versions an immutable URL may be rebuilt from
+PINNED_HISTORY = bundle_builds.KEEP_VERSIONS  # versions an immutable URL may be served from
+BUILD_CONCURRENCY = 4
+POLISH_SAMPLE = 256  # a power of two
+POLISH_SPACING = 1.0
+SAVE_BACKLOG = 256
+# What an entry costs the process, not just its payload: ~800 bytes of Python objects around it
+# (measured with tracemalloc), and the allocator's share under churn (evicted 8 KB blocks leave
+# holes that new ones only partly fill). With these, RSS at 10,000 keys stays near the bound
+# plus the process's own ~100 MB (bench/bundle.py prints it).
+ENTRY_OVERHEAD = 800
+ALLOCATOR_FACTOR = 1.25
 
 
 @dataclass(frozen=True)
@@ -50,87 +70,136 @@ class Missing:
     reason: str  # "unknown" | "disabled"
 
 
+UNKNOWN, DISABLED = Missing("unknown"), Missing("disabled")
+
+
+def entry_size(entry: Entry) -> int:
+    return int((entry.bundle.nbytes + len(entry.settings)) * ALLOCATOR_FACTOR) + ENTRY_OVERHEAD
+
+
 class BundleCache:
-    def __init__(self, engine: Engine, catalog: Catalog, config: Config, *, maxsize: int = 2048, recheck: float = 1.0):
-        self.engine, self.catalog, self.config, self.recheck = engine, catalog, config, recheck
-        self._entries: LRUCache = LRUCache(maxsize)          # (write_key, version) -> Entry
-        # write_key -> (version | Missing, checked_at, Entry | None): the warm path is this one lookup.
-        self._current: LRUCache = LRUCache(maxsize * 4)
-        self._generation: dict[str, int] = {}
-        self._unmatched: TTLCache = TTLCache(maxsize=4096, ttl=60)
-        self._lock = threading.Lock()
+    def __init__(self, engine: Engine, catalog: Catalog, config: Config, *, max_bytes: int | None = None,
+                 poll_interval: float = 0.5):
+        self.engine, self.catalog, self.config = engine, catalog, config
+        self.max_bytes = max_bytes if max_bytes is not None else config.bundle_cache_mb * 1024 * 1024
+        self.fingerprint = build_fingerprint(config, catalog)
+        self.directory = Directory(engine, interval=poll_interval)
+        self._entries: LRUCache = LRUCache(self.max_bytes, getsizeof=entry_size)  # (write_key, version) -> Entry
+        self._unmatched: TTLCache = TTLCache(maxsize=4096, ttl=60)  # (known write_key, 16-hex digest)
+        self._lock = threading.Lock()  # cachetools reorders on read; loader threads write
         self._inflight: dict[str, asyncio.Future] = {}
-        self.builds = 0
-        # One background thread recompresses fresh builds with the best brotli quality.
+        self._sync_pending: asyncio.Future | None = None
+        self._gate: tuple[Any, asyncio.Semaphore] | None = None
+        self.builds = 0  # renders (a persisted build read back is not one)
+        self.reads = 0  # builds read back from the store
+        self._served = 0
+        self._polished_at = 0.0
         self._polisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-brotli")
-        self._unsubscribe = workspace.on_settings_change(self._on_change)
+        # Saving a build is a write transaction (an fsync on SQLite): done after the answer, by one
+        # thread, unless SAVE_BACKLOG saves already wait (then the miss saves it itself).
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-save")
+        self._unsaved = 0
+
+    def start(self) -> None:
+        """Load the directory and start the freshness thread (the app's startup)."""
+        try:
+            self.directory.sync(force=True)
+        except Exception:
+            log.warning("could not read the source directory; keys are looked up one by one until it loads",
+                        exc_info=True)
+        self.directory.start()
 
     def close(self) -> None:
-        self._unsubscribe()
+        self.directory.close()
         self._polisher.shutdown(wait=False, cancel_futures=True)
+        self._saver.shutdown(wait=True)  # builds made before a shutdown are there after the restart
 
-    # -------------------------------------------------------------- invalidation
-
-    def _on_change(self, source_id: int, write_key: str, version: int) -> None:
-        self.invalidate(write_key)
+    def flush(self) -> None:
+        """Wait until every build made so far is saved."""
+        self._saver.submit(lambda: None).result()
 
     def invalidate(self, write_key: str) -> None:
-        """Forget what we know about ``write_key``'s current version (thread-safe)."""
-        with self._lock:
-            self._current.pop(write_key, None)
-            self._generation[write_key] = self._generation.get(write_key, 0) + 1
+        """Re-read ``write_key`` from the store before serving it again (thread-safe)."""
+        self.directory.mark_dirty(write_key)
+
+    @property
+    def nbytes(self) -> int:
+        return self._entries.currsize
 
     # -------------------------------------------------------------- lookups
 
     async def get(self, write_key: str) -> Entry | Missing:
-        with self._lock:  # cachetools reorders on read; builder threads write
-            known = self._current.get(write_key)
-        if known is not None and time.monotonic() - known[1] < self.recheck:
-            return known[2] or known[0]
+        directory = self.directory
+        with directory.lock:
+            known = directory.keys.get(write_key)
+            clean = known is not None and write_key not in directory.dirty
+        if clean:
+            if not known.enabled:
+                return DISABLED
+            with self._lock:
+                entry = self._entries.get((write_key, known.version))
+            if entry is not None:
+                self._served += 1
+                if not self._served & (POLISH_SAMPLE - 1):
+                    self._maybe_polish(write_key, entry)
+                return entry
+        elif known is None and directory.loaded and write_key not in directory.dirty:
+            if len(write_key) > KEY_MAX or not await self._exists_after_sync(write_key):
+                return UNKNOWN
         try:
             return await self._single_flight(write_key)
         except Exception:
-            if known is None or known[2] is None:
+            stale = self._stale(write_key)
+            if stale is None:
                 raise
-            # The store is unreachable: keep serving the last version we built (stale-if-error).
-            log.warning("settings check for a bundle failed; serving version %s", known[0], exc_info=True)
-            return known[2]
+            # The store is unreachable: keep serving the last version we have (stale-if-error).
+            log.warning("settings check for a bundle failed; serving version %s", stale.bundle.version, exc_info=True)
+            return stale
 
-    def find_hash(self, write_key: str, digest: str) -> Entry | None:
-        """A cached version of ``write_key`` whose bundle hash is ``digest`` (immutable URLs)."""
+    def _stale(self, write_key: str) -> Entry | None:
+        known = self.directory.keys.get(write_key)
+        if known is None:
+            return None
         with self._lock:
-            for (key, _), entry in list(self._entries.items()):
-                if key == write_key and entry.bundle.hash == digest:
-                    return entry
-        return None
+            return self._entries.get((write_key, known.version))
+
+    async def _exists_after_sync(self, write_key: str) -> bool:
+        """Whether the key exists once the directory is at most SYNC_SPACING old (one sequence
+        check shared by every request for an unknown key meanwhile)."""
+        if time.monotonic() - self.directory.synced_at > SYNC_SPACING:
+            pending = self._sync_pending
+            if pending is None:
+                pending = self._sync_pending = asyncio.ensure_future(run_in_threadpool(self.directory.sync))
+                pending.add_done_callback(lambda _: setattr(self, "_sync_pending", None))
+            await asyncio.shield(pending)
+        return write_key in self.directory.keys or write_key in self.directory.dirty
 
     async def pinned(self, write_key: str, source_id: int, digest: str) -> Entry | None:
-        """The version behind an immutable URL: from the cache, else rebuilt from the last
-        ``PINNED_HISTORY`` versions in the store (after a restart or an eviction). A digest that
-        matches none is remembered for a minute, so random hashes cannot make us rebuild."""
-        entry = self.find_hash(write_key, digest)
-        if entry is not None or (write_key, digest) in self._unmatched:
-            return entry
-        entry = await run_in_threadpool(self._rebuild_pinned, write_key, source_id, digest)
+        """The version behind an immutable URL: from memory, else the store's kept builds, else
+        rebuilt from the last ``PINNED_HISTORY`` versions. A digest that matches none is
+        remembered for a minute, so random hashes cannot make us rebuild."""
+        known = self.directory.keys.get(write_key)
+        if known is not None:
+            with self._lock:  # the last few versions: no index to keep
+                for version in range(known.version, max(0, known.version - PINNED_HISTORY), -1):
+                    entry = self._entries.get((write_key, version))
+                    if entry is not None and entry.bundle.hash == digest:
+                        return entry
+        if (write_key, digest) in self._unmatched:
+            return None
+        entry = await self._gated(self._load_pinned, write_key, source_id, digest)
         if entry is None:
             self._unmatched[(write_key, digest)] = True
         return entry
 
-    def _rebuild_pinned(self, write_key: str, source_id: int, digest: str) -> Entry | None:
-        for row in workspace.list_versions(self.engine, source_id)[:PINNED_HISTORY]:
-            content = workspace.get_version(self.engine, source_id, row["version"])["content"]
-            source = {"source_id": source_id, "write_key": write_key, "enabled": True,
-                      "settings_version": row["version"], "destinations": content["destinations"]}
-            key = (write_key, row["version"])
-            with self._lock:
-                entry = self._entries.get(key)
-            if entry is None:
-                entry = self._build(source)
-                with self._lock:
-                    self._entries[key] = entry
-            if entry.bundle.hash == digest:
-                return entry
-        return None
+    # -------------------------------------------------------------- misses
+
+    async def _gated(self, fn, *args):
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._gate[0] is not loop:
+            self._gate = (loop, asyncio.Semaphore(BUILD_CONCURRENCY))
+        async with self._gate[1]:
+            return await run_in_threadpool(fn, *args)
 
     async def _single_flight(self, write_key: str) -> Entry | Missing:
         pending = self._inflight.get(write_key)
@@ -139,7 +208,7 @@ class BundleCache:
         future = asyncio.get_running_loop().create_future()
         self._inflight[write_key] = future
         try:
-            result = await run_in_threadpool(self._load, write_key)
+            result = await self._gated(self._load, write_key)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must log it
@@ -150,44 +219,116 @@ class BundleCache:
         return result
 
     def _load(self, write_key: str) -> Entry | Missing:
-        """Runs in a worker thread: read the current version, build it if not cached."""
-        generation = self._generation.get(write_key, 0)
-        source = workspace.public_config(self.engine, write_key)
-        state: int | Missing
-        if source is None:
-            result = state = Missing("unknown")
-        elif not source["enabled"]:
-            result = state = Missing("disabled")
-        else:
-            state = source["settings_version"]
-            with self._lock:
-                result = self._entries.get((write_key, state))
-            if result is None:
-                result = self._build(source)
-                with self._lock:
-                    self._entries[(write_key, state)] = result
-                self._polisher.submit(self._polish, (write_key, state))
+        """In a worker thread: the key's current version from memory, the store's kept build, or
+        a fresh build (saved for next time)."""
+        directory = self.directory
+        with directory.lock:
+            known = directory.keys.get(write_key)
+            trusted = known is not None and write_key not in directory.dirty
+        content = None
+        if not trusted:
+            source = directory.resolve(write_key)
+            if source is None:
+                return UNKNOWN
+            known = Known(source["source_id"], source["settings_version"], source["enabled"])
+            content = source["destinations"]
+        if not known.enabled:
+            return DISABLED
+        return self._entry(write_key, known, content) or UNKNOWN
+
+    def _entry(self, write_key: str, known: Known, content: list | None) -> Entry | None:
+        key = (write_key, known.version)
         with self._lock:
-            # A change announced while we were reading: do not pin the old version.
-            if self._generation.get(write_key, 0) == generation:
-                self._current[write_key] = (state, time.monotonic(), None if isinstance(result, Missing) else result)
-        return result
+            entry = self._entries.get(key)
+        if entry is not None:
+            return entry
+        row = bundle_builds.load(self.engine, known.source_id, known.version, self.fingerprint)
+        if row is not None:
+            self.reads += 1
+            entry = _entry_from_row(row, known.source_id)
+        else:
+            if content is None:
+                try:
+                    content = workspace.get_version(self.engine, known.source_id, known.version)["content"]["destinations"]
+                except workspace.NotFound:  # deleted meanwhile
+                    return None
+            source = {"source_id": known.source_id, "write_key": write_key, "enabled": True,
+                      "settings_version": known.version, "destinations": content}
+            entry = self._build(source)
+        self._keep(write_key, entry)
+        return entry
+
+    def _keep(self, write_key: str, entry: Entry) -> None:
+        if entry_size(entry) > self.max_bytes:  # cachetools would refuse it: serve it uncached
+            return
+        with self._lock:
+            self._entries[(write_key, entry.bundle.version)] = entry
+
+    def _load_pinned(self, write_key: str, source_id: int, digest: str) -> Entry | None:
+        row = bundle_builds.find_hash(self.engine, source_id, digest, self.fingerprint)
+        if row is not None:
+            self.reads += 1
+            entry = _entry_from_row(row, source_id)
+            self._keep(write_key, entry)
+            return entry
+        for version in workspace.list_versions(self.engine, source_id)[:PINNED_HISTORY]:
+            entry = self._entry(write_key, Known(source_id, version["version"], True), None)
+            if entry is not None and entry.bundle.hash == digest:
+                return entry
+        return None
+
+    def _build(self, source: dict[str, Any]) -> Entry:
+        self.builds += 1
+        document = orjson.dumps(settings_document(self.config, self.catalog, source))
+        built = build_bundle(self.config, self.catalog, source)
+        entry = Entry(bundle=built, settings=document, source_id=source["source_id"])
+        with self._lock:
+            self._unsaved += 1
+            later = self._unsaved <= SAVE_BACKLOG
+        if later:
+            self._saver.submit(self._save, entry)
+        else:
+            self._save(entry)
+        return entry
+
+    def _save(self, entry: Entry) -> None:
+        built = entry.bundle
+        try:
+            bundle_builds.save(self.engine, entry.source_id, built.version, self.fingerprint, {
+                "hash": built.hash, "size": built.size, "gzip": built.gzip, "br": built.br,
+                "br_quality": built.br_quality, "loaders": built.loaders, "settings": entry.settings,
+                "built_at": built.built_at})
+        except Exception:  # serving matters more than keeping: the next miss rebuilds
+            log.warning("could not save a bundle build", exc_info=True)
+        finally:
+            with self._lock:
+                self._unsaved -= 1
+
+    # -------------------------------------------------------------- brotli quality 11
+
+    def _maybe_polish(self, write_key: str, entry: Entry) -> None:
+        now = time.monotonic()
+        if entry.bundle.br_quality >= BR_BEST or now - self._polished_at < POLISH_SPACING:
+            return
+        self._polished_at = now
+        self._polisher.submit(self._polish, (write_key, entry.bundle.version))
 
     def _polish(self, key: tuple[str, int]) -> None:
         with self._lock:
             entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or entry.bundle.br_quality >= BR_BEST:
             return
         better = dataclasses.replace(entry, bundle=with_best_brotli(entry.bundle))
         with self._lock:
             if key in self._entries:
                 self._entries[key] = better
-            known = self._current.get(key[0])
-            if known is not None and known[0] == key[1]:
-                self._current[key[0]] = (known[0], known[1], better)
+        try:
+            bundle_builds.polish(self.engine, entry.source_id, key[1], self.fingerprint, better.bundle.br, BR_BEST)
+        except Exception:
+            log.warning("could not save a polished bundle", exc_info=True)
 
-    def _build(self, source: dict[str, Any]) -> Entry:
-        self.builds += 1
-        document = settings_document(self.config, self.catalog, source)
-        return Entry(bundle=build_bundle(self.config, self.catalog, source), settings=orjson.dumps(document),
-                     source_id=source["source_id"])
+
+def _entry_from_row(row: dict[str, Any], source_id: int) -> Entry:
+    built = Built(gzip=row["gzip"], br=row["br"], hash=row["hash"], size=row["size"], version=row["version"],
+                  loaders=row["loaders"], br_quality=row["br_quality"], built_at=row["built_at"])
+    return Entry(bundle=built, settings=row["settings"], source_id=source_id)

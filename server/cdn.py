@@ -16,6 +16,7 @@ import logging
 import re
 from functools import lru_cache
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -39,9 +40,20 @@ _WHY = {
 }
 
 
-@lru_cache(maxsize=256)
+# Accept-Encoding values browsers and CDNs actually send, answered without parsing. A fixed table
+# of our own: nothing here is keyed on what a client sends (a cache of client header values is a
+# memory leak that any client can fill).
+_COMMON_ACCEPT = {
+    "gzip, deflate, br, zstd": "br", "gzip, deflate, br": "br", "br, gzip, deflate": "br", "gzip, br": "br",
+    "br": "br", "gzip, deflate": "gzip", "gzip,deflate": "gzip", "gzip": "gzip", "identity": "identity", "": "identity",
+}
+
+
 def negotiate(accept_encoding: str) -> str:
-    """br > gzip > identity, honouring q=0 (cached: browsers send a handful of distinct headers)."""
+    """br > gzip > identity, honouring q=0."""
+    common = _COMMON_ACCEPT.get(accept_encoding)
+    if common is not None:
+        return common
     offered: dict[str, float] = {}
     for part in accept_encoding.lower().split(","):
         name, _, params = part.strip().partition(";")
@@ -59,21 +71,28 @@ def negotiate(accept_encoding: str) -> str:
     return "identity"
 
 
-@lru_cache(maxsize=4096)
-def _matching_tag(if_none_match: str, digest: str) -> str | None:
-    """The tag in If-None-Match that names a representation of content ``digest``, if any.
+def _matching_tag(if_none_match: str, built: Built) -> str | None:
+    """Our ETag for this content that If-None-Match names, if any (``*`` matches too).
 
-    Weak comparison (RFC 9110 §13.1.2; proxies that compress turn "x" into W/"x"), and any
-    encoding of the same content counts: every one decodes to the same bytes, so the client's copy
-    is current whichever it holds (this also keeps 304s when brotli is re-compressed at a higher
-    quality in the background).
+    Compared against the current ETags only (nothing is cached, so a client sending endless
+    distinct values costs a scan of its own header and no memory). Weak comparison (RFC 9110
+    §13.1.2; proxies that compress turn "x" into W/"x"), and any encoding of the same content
+    counts: every one decodes to the same bytes, so the client's copy is current whichever it
+    holds (this also keeps 304s when brotli is re-compressed at a higher quality). The answer is
+    always one of our own strings: client text is never echoed into a response header.
     """
+    tags = built.etags()
+    if if_none_match in tags:  # the usual case: the browser sends back exactly what it got
+        return if_none_match
+    if built.hash not in if_none_match and "*" not in if_none_match:
+        return None
     for tag in if_none_match.split(","):
         tag = tag.strip()
         if tag == "*":
             return tag
-        if tag.removeprefix("W/").strip('"').split("-")[0] == digest:
-            return tag.removeprefix("W/")
+        tag = tag.removeprefix("W/")
+        if tag in tags:
+            return tags[tags.index(tag)]
     return None
 
 
@@ -107,7 +126,7 @@ def serve(request: Request, built: Built, cache_control: str, content_type: str 
 
 def respond(built: Built, accept_encoding: str, inm: str | None, cache_control: str, content_type: str = JS) -> Response:
     encoding = negotiate(accept_encoding)
-    matched = inm and _matching_tag(inm, built.hash)
+    matched = inm and _matching_tag(inm, built)
     if matched:
         etag = built.etag(encoding) if matched == "*" else matched
         return _Prebuilt(304, _raw_headers(etag, encoding, cache_control, content_type, None), b"")
@@ -146,6 +165,7 @@ def cache_of(state) -> BundleCache:
     cache = getattr(state, "bundle_cache", None)
     if cache is None:  # an app used without its lifespan (some tests): create on first use
         cache = state.bundle_cache = BundleCache(state.engine, state.catalog, state.config)
+        cache.directory.start()  # its first check loads the directory; until then keys are read one by one
     return cache
 
 
@@ -261,7 +281,8 @@ def routes(config: Config) -> list[Route]:
 
 
 async def startup(app) -> None:
-    app.state.bundle_cache = BundleCache(app.state.engine, app.state.catalog, app.state.config)
+    cache = app.state.bundle_cache = BundleCache(app.state.engine, app.state.catalog, app.state.config)
+    await run_in_threadpool(cache.start)  # the source directory, then one freshness check per interval
 
 
 async def shutdown(app) -> None:

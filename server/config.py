@@ -128,6 +128,9 @@ class Config:
     bundle_stale_while_revalidate: int = _setting(
         "BUNDLE_STALE_WHILE_REVALIDATE", "3600", _non_negative_int,
         "Seconds a stale bundle may be served while it is refetched.")
+    bundle_cache_mb: int = _setting(
+        "BUNDLE_CACHE_MB", "128", _positive_int,
+        "Memory (MB) each server process keeps built bundles in (LRU by bytes); misses beyond it read the stored build.")
     trust_proxy: bool = _setting(
         "TRUST_PROXY", "false", _bool, "Take the client address from `X-Forwarded-For` (only behind your own proxy).")
     rate_limit: int = _setting(

@@ -15,7 +15,7 @@ bridges:
 Notifications are lost while the listener is disconnected, so after each reconnection every
 source is announced at its current version and the workers are woken once (the cheap
 version check). On SQLite this plane does nothing: several processes on one SQLite file
-(``serve --workers N``) rely on the bundle cache's once-a-second version check.
+(``serve --workers N``) rely on the bundle cache's settings-sequence check (server/bundle_directory.py).
 """
 
 from __future__ import annotations

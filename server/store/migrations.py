@@ -48,15 +48,24 @@ def _create_web_sessions(conn: Connection) -> None:
     schema.metadata.tables["web_sessions"].create(conn, checkfirst=True)
 
 
+def _create_heartbeats(conn: Connection) -> None:
+    from server.store.workers import create_heartbeats
+
+    create_heartbeats(conn)
+
+
 def _create_ingest_health(conn: Connection) -> None:
     # Refused-event records and counts (server/store/rejections.py) and the readiness probe's
     # row (server/store/probe.py); on a new database migration 1 already created them.
     for name in ("rejected_events", "rejected_event_counts", "store_probe"):
         schema.metadata.tables[name].create(conn, checkfirst=True)
-def _create_heartbeats(conn: Connection) -> None:
-    from server.store.workers import create_heartbeats
 
-    create_heartbeats(conn)
+
+def _create_bundle_builds(conn: Connection) -> None:
+    # Persisted bundle builds and the settings change sequence (server/store/bundle_builds.py).
+    from server.store import bundle_builds
+
+    bundle_builds.create_tables(conn)
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
@@ -64,6 +73,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "create web_sessions", _create_web_sessions),
     (3, "create delivery_workers (heartbeats) and delivery_jobs.takeovers", _create_heartbeats),
     (4, "create rejected_events, rejected_event_counts, store_probe", _create_ingest_health),
+    (5, "create bundle_builds and settings_sequence", _create_bundle_builds),
 ]
 
 

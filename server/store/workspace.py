@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from sqlalchemy import Connection, Engine, func, select
 
+from server.store.bundle_builds import bump_sequence
 from server.store.engine import read_only
 from server.store.schema import destinations, settings_versions, sources
 
@@ -126,6 +127,7 @@ def _bump(conn: Connection, source_id: int, actor: str, summary: str) -> int:
             "SELECT pg_notify(%(channel)s, %(payload)s)",
             {"channel": NOTIFY_CHANNEL, "payload": f"{source_id}:{current.write_key}:{version}"},
         )
+    bump_sequence(conn)  # other processes' bundle caches look at this one number
     conn.info.setdefault("switchboard_changes", []).append((source_id, current.write_key, version))
     return version
 
@@ -137,6 +139,7 @@ def _forget_key(conn: Connection, source_id: int, write_key: str) -> None:
             "SELECT pg_notify(%(channel)s, %(payload)s)",
             {"channel": NOTIFY_CHANNEL, "payload": f"{source_id}:{write_key}:-1"},
         )
+    bump_sequence(conn)
     conn.info.setdefault("switchboard_changes", []).append((source_id, write_key, -1))
 
 
