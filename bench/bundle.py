@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pgserver import free_port, wait_for_port  # noqa: E402
 
-from server.bundle_cache import BundleCache  # noqa: E402
-from server.bundles import build_bundle, core_source, loader_slugs, loader_source, minify  # noqa: E402
+from server.cdn.bundle_cache import BundleCache  # noqa: E402
+from server.cdn.bundles import build_bundle, core_source, loader_slugs, loader_source, minify  # noqa: E402
 from server.catalog import load_catalog  # noqa: E402
 from server.config import Config  # noqa: E402
 from server.store import open_store, workspace  # noqa: E402

@@ -26,7 +26,7 @@ log = logging.getLogger("switchboard")
 # Order matters only where paths overlap: earlier planes win.
 PLANES = [
     "server.cdn",
-    "server.collector",
+    "server.ingest.collector",
     "server.health",
     "server.scaleout",
     "server.admin.api",

@@ -57,7 +57,7 @@ def _catalog():
 def snippet_text(config: Config, write_key: str) -> str:
     """The snippet to paste; the bundle plane renders it when present, else a script tag."""
     try:
-        from server.snippet import render_snippet
+        from server.cdn.snippet import render_snippet
     except ImportError:
         return f'<script src="{config.origin}/snippet/{write_key}.js"></script>'
     return "<script>\n" + render_snippet(config, write_key) + "\n</script>"

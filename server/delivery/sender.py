@@ -29,7 +29,7 @@ import httpx
 import orjson
 
 from server.delivery.policy import is_retryable_status, retry_after_seconds
-from server.delivery.request import OutgoingRequest
+from server.destinations.request import OutgoingRequest
 from server.delivery.transport import HTTP11Transport
 
 DEFAULT_TIMEOUT_S = 5.0

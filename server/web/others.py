@@ -37,7 +37,7 @@ def _iso(value) -> str | None:
 
 def snippet(config: Config, write_key: str) -> str:
     """The snippet a site pastes into its <head>."""
-    module = _module("server.snippet")
+    module = _module("server.cdn.snippet")
     if module is None:
         return f'<script src="{config.origin}/snippet/{write_key}.js"></script>'
     return "<script>\n" + module.render_snippet(config, write_key) + "\n</script>"
@@ -46,7 +46,7 @@ def snippet(config: Config, write_key: str) -> str:
 async def bundle_info(app, write_key: str) -> dict[str, Any] | None:
     """The bundle as the CDN plane serves it now (built if needed), or None without that plane."""
     cache = getattr(app.state, "bundle_cache", None)
-    snippet_module = _module("server.snippet")
+    snippet_module = _module("server.cdn.snippet")
     if cache is None or snippet_module is None:
         return None
     entry = await cache.get(write_key)

@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2.sandbox import SandboxedEnvironment
 
-from server.delivery.request import OutgoingRequest, anonymous_id, traits, user_id
+from server.destinations.request import OutgoingRequest, anonymous_id, traits, user_id
 
 DEFAULT_TEMPLATE = "{{name}} did {{event}}."
 

@@ -27,7 +27,7 @@ import rjsmin
 from server.catalog import Catalog, Manifest, public_settings
 from server.config import Config
 
-JS_DIR = Path(__file__).resolve().parent.parent / "js_templates"
+JS_DIR = Path(__file__).resolve().parent.parent.parent / "js_templates"
 CORE_VERSION = "1.0.0"
 # Brotli: quality 5 keeps a cold build within a few ms (quality 11 takes ~100 ms on 30 KB and
 # saves ~7%); the cache swaps in the quality-11 variant in the background.

@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.bundle_cache import BundleCache, Entry, Missing
-from server.bundles import Built, build_plugin
+from server.cdn.bundle_cache import BundleCache, Entry, Missing
+from server.cdn.bundles import Built, build_plugin
 from server.config import Config
-from server.snippet import render_snippet
+from server.cdn.snippet import render_snippet
 
 log = logging.getLogger("switchboard.cdn")
 JS = "application/javascript; charset=utf-8"

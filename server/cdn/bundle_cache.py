@@ -26,10 +26,10 @@ from cachetools import LRUCache, TTLCache
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from server.bundles import Built, build_bundle, with_best_brotli
+from server.cdn.bundles import Built, build_bundle, with_best_brotli
 from server.catalog import Catalog
 from server.config import Config
-from server.settings_document import settings_document
+from server.cdn.settings_document import settings_document
 from server.store import workspace
 
 log = logging.getLogger("switchboard.bundles")
