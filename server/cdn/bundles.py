@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,25 @@ import rjsmin
 from server.catalog import Catalog, Manifest, public_settings
 from server.config import Config
 
-JS_DIR = Path(__file__).resolve().parent.parent.parent / "js_templates"
+# The installed package's templates (js_templates/ of the repository, shipped as
+# server.js_templates: see setup.py), never a path relative to a source checkout.
+JS_DIR = Path(str(resources.files("server.js_templates")))
+REQUIRED = ("bundle.js.j2", "plugin.js.j2", "snippet.js.j2")
+
+
+class TemplateMissing(RuntimeError):
+    """A template the bundle plane needs is not installed: the server must not start."""
+
+
+def check_templates(catalog: Catalog) -> None:
+    """Raise ``TemplateMissing`` naming the first missing file (called at start-up, so a broken
+    install fails loudly instead of answering 503 at request time)."""
+    wanted = [*REQUIRED, *(f"destinations/{m.slug}.js.j2" for m in catalog if "device" in m.modes)]
+    for name in wanted:
+        if not (JS_DIR / name).is_file():
+            raise TemplateMissing(f"js_templates/{name} is missing (looked in {JS_DIR})")
+    if not any((JS_DIR / "core").glob("*.js")):
+        raise TemplateMissing(f"js_templates/core/*.js is missing (looked in {JS_DIR})")
 CORE_VERSION = "1.0.0"
 # Brotli: quality 5 keeps a cold build within a few ms (quality 11 takes ~100 ms on 30 KB and
 # saves ~7%); the cache swaps in the quality-11 variant in the background.

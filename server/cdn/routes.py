@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.cdn.bundle_cache import BundleCache, Entry, Missing
-from server.cdn.bundles import Built, build_plugin
+from server.cdn.bundles import Built, build_plugin, check_templates
 from server.config import Config
 from server.cdn.snippet import render_snippet
 
@@ -261,6 +261,7 @@ def routes(config: Config) -> list[Route]:
 
 
 async def startup(app) -> None:
+    check_templates(app.state.catalog)
     app.state.bundle_cache = BundleCache(app.state.engine, app.state.catalog, app.state.config)
 
 

@@ -7,7 +7,7 @@ Every page wears ``sessions.page`` (signed-in session required, CSRF on POST) an
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import resources
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from server.web import views_auth, views_catalog, views_debugger, views_destinations, views_history, views_sources
 from server.web.sessions import page, redirect
 
-STATIC = Path(__file__).resolve().parent.parent.parent / "static"
+STATIC = str(resources.files("server.static"))  # static/ of the repository, installed with the package
 
 
 @page
