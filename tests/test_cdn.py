@@ -17,7 +17,7 @@ from server.app import create_app
 from server.config import Config
 from server.store import open_store, tokens, workspace
 
-PLANES = ["server.health", "server.admin.api", "server.cdn"]
+PLANES = ["server.health", "server.admin", "server.cdn"]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from server.store import web as web_store
 from server.web import accounts
 
 PASSWORD = "correct horse battery"
-PLANES = ["server.health", "server.admin.api", "server.cdn", "server.ingest.collector", "server.demo", "server.web",
+PLANES = ["server.health", "server.admin", "server.cdn", "server.ingest", "server.demo", "server.web",
           "server.warehouse"]
 HTML = {"accept": "text/html"}
 

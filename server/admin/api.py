@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.admin import service
+from server.api import service
 from server.api.auth import actor, admin_endpoint
 from server.api.body import read_json
 from server.api.openapi import answers, openapi_document

@@ -19,11 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from server.admin import service
+from server.api import service
 from server.errors import ApiError, json_response
 from server.store import events, workspace
 from server.store.engine import read_only
-from server.web import others
+from server import delivery
 from server.web.render import render
 from server.web.routing import routed_to
 from server.web.sessions import page, web_error
@@ -157,7 +157,7 @@ async def event_detail(request: Request) -> Response:
         return web_error(request, 404, "not_found", f"Source {source_id} has no event {event_id}.")
     dests = await run_in_threadpool(workspace.list_destinations, engine, source_id)
     routed = routed_to(catalog, dests, row["event"])
-    deliveries = await run_in_threadpool(others.event_deliveries, engine, event_id)
+    deliveries = await run_in_threadpool(delivery.event_deliveries, engine, event_id)
     for entry in routed:
         # What delivery actually did with it (cloud mode), when the delivery plane is installed.
         entry["delivery"] = None if deliveries is None else deliveries.get(entry["id"])

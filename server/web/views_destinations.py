@@ -10,11 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.admin import service
+from server.api import service
 from server.catalog import Manifest
 from server.errors import ApiError
 from server.store import workspace
-from server.web import chart, others, tester
+from server import delivery, warehouse
+from server.web import chart, tester
 from server.web.forms import field_errors, fields_for, parse_settings
 from server.web.render import render
 from server.web.sessions import form_of, page, redirect, web_error
@@ -55,14 +56,14 @@ async def _page_data(request: Request, dest: dict, manifest: Manifest, source: d
                              errors, saved_secrets, every_mode=True),
         "errors": errors or {},
         "is_warehouse": manifest.category == "Warehouses",
-        "delivery": await others.delivery_overview(request.app, dest) if cloud else None,
-        "tester": {"available": cloud and others.tester_available(),
+        "delivery": await delivery.delivery_overview(request.app, dest) if cloud else None,
+        "tester": {"available": cloud,
                    "types": [t for t in SAMPLE_TYPES if t in manifest.methods[dest["mode"]]]},
     }
     if data["delivery"] is not None:
         data["chart"] = chart.bars(data["delivery"]["series"])
     if data["is_warehouse"]:
-        data["syncs"] = await others.warehouse_syncs(request.app, dest["id"])
+        data["syncs"] = await warehouse.warehouse_syncs(request.app, dest["id"])
     return data
 
 
@@ -158,9 +159,9 @@ async def test_event(request: Request) -> Response:
         return _missing(request)
     dest, manifest, source = loaded
     call = str((await form_of(request)).get("type", "track"))
-    if dest["mode"] != "cloud" or not others.tester_available():
+    if dest["mode"] != "cloud":
         return web_error(request, 409, "tester_unavailable",
-                         "The Event Tester sends from this server, so it needs cloud mode and the delivery plane.")
+                         "The Event Tester sends from this server, so it needs cloud mode.")
     if call not in manifest.methods["cloud"]:
         return web_error(request, 422, "validation_error", f"{manifest.name} does not take {call} calls in cloud mode.")
     data = await _page_data(request, dest, manifest, source)
@@ -173,9 +174,7 @@ async def replay(request: Request) -> Response:
     loaded = await _load(request)
     if loaded is None:
         return _missing(request)
-    count = await others.replay_dead_letters(request.app, loaded[0]["id"])
-    if count is None:
-        return web_error(request, 409, "delivery_unavailable", "Replay needs the delivery plane, which is not installed.")
+    count = await delivery.replay_dead_letters(request.app, loaded[0]["id"])
     return await redirect(request, f"/destinations/{loaded[0]['id']}#delivery",
                           f"Queued {count} dead letter{'s' if count != 1 else ''} again; they are sent with the "
                           "current settings.")
@@ -189,9 +188,7 @@ async def sync_now(request: Request) -> Response:
     dest = loaded[0]
     if loaded[1].category != "Warehouses":
         return web_error(request, 409, "not_a_warehouse", "Only warehouse destinations sync.")
-    sync = await others.sync_now(request.app, dest["id"])
-    if sync is None:
-        return web_error(request, 409, "warehouse_unavailable", "Sync needs the warehouse plane, which is not installed.")
+    sync = await warehouse.sync_now(request.app, dest["id"])
     text = (f"Sync failed: {sync['error']}" if sync["error"]
             else f"Synced {sync['events']} event{'s' if sync['events'] != 1 else ''}.")
     return await redirect(request, f"/destinations/{dest['id']}#syncs", text, "error" if sync["error"] else "ok")
