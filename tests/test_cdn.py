@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.config import Config
-from server.store import open_store, tokens, workspace
+from server.store import notify, open_store, tokens, workspace
 
 PLANES = ["server.health", "server.admin", "server.cdn"]
 
@@ -134,13 +134,13 @@ def test_change_made_by_another_process_is_seen_within_the_recheck_interval(site
     cache.recheck = 0.05
     before = client.get(bundle_url(source)).headers["etag"]
     # Another process changes the settings: no in-process notification reaches this cache.
-    listeners = list(workspace._listeners)
-    workspace._listeners.clear()
+    listeners = list(notify.SETTINGS._subscribers)
+    notify.SETTINGS._subscribers.clear()
     try:
         dest = workspace.list_destinations(engine, source["id"])[0]
         workspace.update_destination(engine, dest["id"], settings={"measurement_id": "G-SECOND2"})
     finally:
-        workspace._listeners.extend(listeners)
+        notify.SETTINGS._subscribers.extend(listeners)
     time.sleep(0.1)
     after = client.get(bundle_url(source), headers={"Accept-Encoding": "identity"})
     assert after.headers["etag"] != before and b"G-SECOND2" in after.content

@@ -3,7 +3,7 @@
 - Warm path: no I/O at all. A key's current version is re-checked against the store at most
   every ``recheck`` seconds (the cheap cross-process freshness check: another server process may
   have changed the settings); PostgreSQL LISTEN/NOTIFY can call ``invalidate`` for instant updates.
-- In this process, ``workspace.on_settings_change`` calls ``invalidate`` right after the admin
+- In this process, ``notify.SETTINGS`` (the change bus) calls ``invalidate`` right after the admin
   change commits, so the next request after an admin API call returns already sees the new version.
 - Concurrent misses for one key share one build (single flight): 50 cold requests, one build.
 - Unknown and disabled keys are remembered for ``recheck`` seconds too (a flood of bogus keys
@@ -30,7 +30,7 @@ from server.cdn.bundles import Built, build_bundle, with_best_brotli
 from server.catalog import Catalog
 from server.config import Config
 from server.cdn.settings_document import settings_document
-from server.store import workspace
+from server.store import notify, workspace
 
 log = logging.getLogger("switchboard.bundles")
 PINNED_HISTORY = 10  # versions an immutable URL may be rebuilt from
@@ -63,7 +63,7 @@ class BundleCache:
         self.builds = 0
         # One background thread recompresses fresh builds with the best brotli quality.
         self._polisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-brotli")
-        self._unsubscribe = workspace.on_settings_change(self._on_change)
+        self._unsubscribe = notify.SETTINGS.subscribe(self._on_change)
 
     def close(self) -> None:
         self._unsubscribe()

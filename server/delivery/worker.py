@@ -33,7 +33,7 @@ from server.delivery.results import ResultWriter, job_result
 from server.delivery.router import translator
 from server.delivery.sender import DEAD, Outcome, Sender
 from server.store import delivery as store
-from server.store import events, workspace
+from server.store import notify, workspace
 
 log = logging.getLogger("switchboard.delivery")
 
@@ -89,7 +89,7 @@ class DeliveryService:
         # lifetime keeps every claim and result from paying for that (3–5x faster commits).
         self._keeper = self.engine.raw_connection() if self.engine.dialect.name == "sqlite" else None
         self._results = ResultWriter(self.engine, self.owner, on_retry=self._work.set).start()
-        self._unsubscribe = events.on_events_appended(self.wake)
+        self._unsubscribe = notify.EVENTS.subscribe(self.wake)
         self._tasks = [
             asyncio.create_task(self._fanout_loop(), name="delivery-fanout"),
             asyncio.create_task(self._dispatch_loop(), name="delivery-dispatch"),

@@ -13,7 +13,6 @@ import time
 from typing import Any, AsyncIterator
 
 import orjson
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -21,8 +20,7 @@ from starlette.routing import Route
 
 from server.api import service
 from server.errors import ApiError, json_response
-from server.store import events, workspace
-from server.store.engine import read_only
+from server.store import events, notify, workspace
 from server import delivery
 from server.web.render import render
 from server.web.routing import routed_to
@@ -64,16 +62,7 @@ async def debugger_page(request: Request) -> Response:
     return await render(request, "debugger.html", data, title=f"Debugger · {source['name']}")
 
 
-def events_after(engine, source_id: int, after: int, limit: int = 200, skip: frozenset[int] = frozenset()
-                 ) -> list[dict[str, Any]]:
-    """The source's events with id > after and not in ``skip``, oldest first (one range scan)."""
-    table = events.events
-    query = select(table).where(table.c.source_id == source_id, table.c.id > after)
-    if skip:
-        query = query.where(table.c.id.not_in(skip))
-    query = query.order_by(table.c.id).limit(limit)
-    with read_only(engine) as conn:
-        return [events._event(r) for r in conn.execute(query)]
+events_after = events.events_after  # the stream's query lives in the store
 
 
 # Open streams, woken by the event log's append hook (called from any thread).
@@ -92,7 +81,7 @@ def _wake(max_id: int) -> None:
 async def _stream(request: Request, source_id: int, after: int) -> AsyncIterator[bytes]:
     global _subscribed
     if not _subscribed:
-        events.on_events_appended(_wake)
+        notify.EVENTS.subscribe(_wake)
         _subscribed = True
     engine = request.app.state.engine
     deadline = time.monotonic() + STREAM_SECONDS
