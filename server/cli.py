@@ -65,7 +65,7 @@ def _print_demo(config: Config, engine) -> None:
     seeded = demo.seed_demo(engine)
     source = demo.demo_source(engine)
     lines = ["", "Switchboard is starting on " + config.origin]
-    from server.web.accounts import admin_lines  # the web app's account: password printed once
+    from server.web import admin_lines  # the web app's account: password printed once
 
     lines += ["  " + line for line in admin_lines(config, engine)]
     if seeded:
@@ -93,7 +93,7 @@ def cmd_init(args: argparse.Namespace) -> None:
     token = tokens.create_token(engine, "init")
     print(f"Database ready at {config.database_url}")
     print(f"Admin token (shown once): {token}")
-    from server.web.accounts import admin_lines  # the web app's account: password printed once
+    from server.web import admin_lines  # the web app's account: password printed once
 
     print("\n".join(admin_lines(config, engine)) or f"Admin user: {config.admin_user} (exists already)")
 

@@ -3,6 +3,8 @@ add-destination flow, settings history, debugger, delivery overview) and its sta
 
 Every page wears ``sessions.page`` (signed-in session required, CSRF on POST) and answers
 ``?format=json`` with the data it shows (``render.render``).
+
+The door: ``routes`` and ``admin_lines`` (the web account's first-run lines the CLI prints).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from server.web import views_auth, views_catalog, views_debugger, views_destinations, views_history, views_sources
+from server.web.accounts import admin_lines
 from server.web.sessions import page, redirect
+
+__all__ = ["routes", "admin_lines"]
 
 STATIC = str(resources.files("server.static"))  # static/ of the repository, installed with the package
 
