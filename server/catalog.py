@@ -164,7 +164,7 @@ def _need(data: dict, key: str, kind: type | tuple[type, ...], path: Path, where
     if key not in data:
         raise _fail(path, name, "is missing")
     value = data[key]
-    if not isinstance(value, kind) or (kind is str and not value.strip()):
+    if not isinstance(value, kind) or (kind is str and not str(value).strip()):
         wanted = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise _fail(path, name, f"must be a non-empty {wanted}")
     return value

@@ -153,7 +153,8 @@ class BundleCache:
         """Runs in a worker thread: read the current version, build it if not cached."""
         generation = self._generation.get(write_key, 0)
         source = workspace.public_config(self.engine, write_key)
-        state: int | Missing
+        state: Any  # the version, or Missing
+        result: Any  # Entry | Missing
         if source is None:
             result = state = Missing("unknown")
         elif not source["enabled"]:

@@ -251,7 +251,7 @@ def bundle_match(base: str):
 def routes(config: Config) -> list[Route]:
     base = config.bundle_path.rstrip("/")
     bundle = Route(f"{base}/{{write_key}}/{{file}}", BundleEndpoint(), methods=["GET", "HEAD"])
-    bundle.fast_match = bundle_match(base)  # every page view asks for it: skip middleware and router
+    bundle.fast_match = bundle_match(base)  # type: ignore[attr-defined]  # every page view asks for it: skip middleware and router
     return [
         Route(f"{base}/plugins/{{file}}", plugin, methods=["GET"]),
         bundle,

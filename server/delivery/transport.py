@@ -204,7 +204,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
         self.max_response_bytes = max_response_bytes
-        self._origins: dict[tuple[bytes, str, int], _Origin] = {}
+        self._origins: dict[tuple[bytes, bytes, int], _Origin] = {}
         self._closed = False
 
     @property
@@ -302,7 +302,8 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
     async def _open_via_proxy(self, proxy: Proxy, https: bool, host: str, port: int) -> _Connection:
         """A connection to the proxy; for an https target, tunnelled (CONNECT) and then TLS to the target."""
         if https:
-            return await open_tunnel(proxy, host, port, self.ssl_context, lambda: _Connection(self.max_response_bytes))
+            return await open_tunnel(  # type: ignore[return-value]  # the protocol made here: a _Connection
+                proxy, host, port, self.ssl_context, lambda: _Connection(self.max_response_bytes))
         try:
             _, connection = await asyncio.get_running_loop().create_connection(
                 lambda: _Connection(self.max_response_bytes), proxy.host, proxy.port)

@@ -20,7 +20,7 @@ import socket
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from sqlalchemy import Engine
@@ -74,7 +74,7 @@ class DeliveryService:
         self._tasks: list[asyncio.Task] = []
         self._lanes: dict[int, asyncio.Task] = {}
         self._hints: set[int] = set()  # destinations the fan-out gave jobs (start their lanes)
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     # ---------------------------------------------------------------- life cycle
 

@@ -84,7 +84,7 @@ def _collector(app: Starlette) -> Collector:
 
 
 def _endpoints(app: Starlette) -> list["TrackingEndpoint"]:
-    return [route.app for route in app.routes if isinstance(getattr(route, "app", None), TrackingEndpoint)]
+    return [route.app for route in app.routes if isinstance(getattr(route, "app", None), TrackingEndpoint)]  # type: ignore[attr-defined]
 
 
 async def startup(app: Starlette) -> None:
@@ -291,6 +291,6 @@ def routes(config: Config) -> list[Route]:
         route = Route(f"{prefix}/{{call:tracking_call}}", endpoint,
                       name="collector" + ("" if prefix == "/v1" else "_prefixed"))
         # Exact paths the app may hand straight to the endpoint (server/app.py: SwitchboardApp).
-        route.fast_paths = {f"{prefix}/{name}": {"call": name} for name in handlers}
+        route.fast_paths = {f"{prefix}/{name}": {"call": name} for name in handlers}  # type: ignore[attr-defined]
         found.append(route)
     return found + events_api.routes()

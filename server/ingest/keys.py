@@ -74,7 +74,7 @@ class WriteKeyCache:
         if flight is None or flight[0] is not loop:
             task = loop.create_task(run_in_threadpool(self._load, write_key))
             flight = self._inflight[write_key] = (loop, task)
-            task.add_done_callback(lambda _, key=write_key, ours=flight: self._land(key, ours))
+            task.add_done_callback(lambda _, key=write_key, ours=flight: self._land(key, ours))  # type: ignore[misc]
         return await asyncio.shield(flight[1])
 
     def _land(self, write_key: str, flight) -> None:

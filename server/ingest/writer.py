@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import Connection, Engine
 
@@ -193,7 +193,7 @@ class GroupCommitWriter:
             log.info("forgot %d message ids older than the dedupe window", removed)
 
 
-def _resolve(results: list[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
+def _resolve(results: Sequence[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
     """Hand results back: one call_soon_threadsafe per event loop, however many requests."""
     by_loop: dict[asyncio.AbstractEventLoop, list] = {}
     for (rows, future, loop), flags, exc in results:

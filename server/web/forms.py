@@ -114,7 +114,7 @@ def parse_settings(
 
 def field_errors(exc_extra: dict[str, Any]) -> dict[str, str]:
     """{"settings.measurement_id": …} from service errors → {"measurement_id": message}."""
-    result = {}
+    result: dict[str, str] = {}
     for err in exc_extra.get("errors", []):
         field = err["field"].removeprefix("settings.")
         result.setdefault(field, err["message"])

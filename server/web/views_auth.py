@@ -46,7 +46,8 @@ async def sign_in_form(request: Request) -> Response:
 
 async def sign_in(request: Request) -> Response:
     form = await form_of(request)
-    nxt = _safe_next(form.get("next"))
+    raw_next = form.get("next")
+    nxt = _safe_next(raw_next if isinstance(raw_next, str) else None)  # a file part named "next" is no path
     if not await check_csrf(request):
         return web_error(request, 403, "csrf_failed", CSRF_MESSAGE)
     username = str(form.get("username", "")).strip()
