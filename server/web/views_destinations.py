@@ -3,7 +3,8 @@ delivery overview, dead letters and Event Tester; for the warehouse, its syncs."
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,6 +41,20 @@ def _missing(request: Request) -> Response:
     return web_error(request, 404, "not_found", f"There is no destination {request.path_params['id']}.")
 
 
+def destination_page(view: Callable[..., Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A signed-in page about the destination in the path: ``view(request, dest, manifest,
+    source)``, or a 404 when there is no such destination (the prologue every view here shared)."""
+
+    @functools.wraps(view)
+    async def load_then_view(request: Request) -> Response:
+        loaded = await _load(request)
+        if loaded is None:
+            return _missing(request)
+        return await view(request, *loaded)
+
+    return page(load_then_view)
+
+
 async def _page_data(request: Request, dest: dict, manifest: Manifest, source: dict,
                      values: dict | None = None, errors: dict | None = None) -> dict[str, Any]:
     saved_secrets = {
@@ -67,12 +82,8 @@ async def _page_data(request: Request, dest: dict, manifest: Manifest, source: d
     return data
 
 
-@page
-async def destination_page(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    dest, manifest, source = loaded
+@destination_page
+async def show(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     data = await _page_data(request, dest, manifest, source)
     return await render(request, "destination.html", data, title=f"{manifest.name} · {source['name']}")
 
@@ -95,10 +106,7 @@ def _effect(dest: dict[str, Any], max_age: int, *, settings: bool = False) -> st
             else "No new events are delivered to it; queued ones are skipped.")
 
 
-async def _update(request: Request, body: dict[str, Any], done) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
+async def _update(request: Request, loaded: tuple[dict, Manifest, dict], body: dict[str, Any], done) -> Response:
     dest, manifest, source = loaded
     try:
         await run_in_threadpool(
@@ -115,36 +123,28 @@ async def _update(request: Request, body: dict[str, Any], done) -> Response:
     return await redirect(request, f"/destinations/{dest['id']}", done(updated, request.app.state.config.bundle_max_age))
 
 
-@page
-async def save_settings(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    dest, manifest, _ = loaded
+@destination_page
+async def save_settings(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     form = await form_of(request)
     settings = parse_settings(manifest, dest["mode"], form, updating=True, every_mode=True)
-    return await _update(request, {"settings": settings}, lambda d, age: _effect(d, age, settings=True))
+    return await _update(request, (dest, manifest, source), {"settings": settings}, lambda d, age: _effect(d, age, settings=True))
 
 
-@page
-async def set_enabled(request: Request) -> Response:
+@destination_page
+async def set_enabled(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     enabled = (await form_of(request)).get("enabled") == "true"
-    return await _update(request, {"enabled": enabled},
+    return await _update(request, (dest, manifest, source), {"enabled": enabled},
                          lambda d, age: ("Enabled. " if enabled else "Disabled. ") + _effect(d, age))
 
 
-@page
-async def set_mode(request: Request) -> Response:
+@destination_page
+async def set_mode(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     mode = str((await form_of(request)).get("mode", ""))
-    return await _update(request, {"mode": mode}, lambda d, age: f"Switched to {mode} mode.")
+    return await _update(request, (dest, manifest, source), {"mode": mode}, lambda d, age: f"Switched to {mode} mode.")
 
 
-@page
-async def delete(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    dest, manifest, source = loaded
+@destination_page
+async def delete(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     await run_in_threadpool(
         service.delete_destination, request.app.state.engine, request.app.state.catalog, dest["id"],
         request.state.admin_user,
@@ -152,12 +152,8 @@ async def delete(request: Request) -> Response:
     return await redirect(request, f"/sources/{source['id']}", f"Removed {manifest.name} from {source['name']}.")
 
 
-@page
-async def test_event(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    dest, manifest, source = loaded
+@destination_page
+async def test_event(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     call = str((await form_of(request)).get("type", "track"))
     if dest["mode"] != "cloud":
         return web_error(request, 409, "tester_unavailable",
@@ -169,24 +165,17 @@ async def test_event(request: Request) -> Response:
     return await render(request, "destination.html", data, title=f"{manifest.name} · {source['name']}")
 
 
-@page
-async def replay(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    count = await delivery.replay_dead_letters(request.app, loaded[0]["id"])
-    return await redirect(request, f"/destinations/{loaded[0]['id']}#delivery",
+@destination_page
+async def replay(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
+    count = await delivery.replay_dead_letters(request.app, dest["id"])
+    return await redirect(request, f"/destinations/{dest['id']}#delivery",
                           f"Queued {count} dead letter{'s' if count != 1 else ''} again; they are sent with the "
                           "current settings.")
 
 
-@page
-async def sync_now(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    dest = loaded[0]
-    if loaded[1].category != "Warehouses":
+@destination_page
+async def sync_now(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
+    if manifest.category != "Warehouses":
         return web_error(request, 409, "not_a_warehouse", "Only warehouse destinations sync.")
     sync = await warehouse.sync_now(request.app, dest["id"])
     text = (f"Sync failed: {sync['error']}" if sync["error"]
@@ -196,7 +185,7 @@ async def sync_now(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/destinations/{id:int}", destination_page, methods=["GET"]),
+        Route("/destinations/{id:int}", show, methods=["GET"]),
         Route("/destinations/{id:int}/settings", save_settings, methods=["POST"]),
         Route("/destinations/{id:int}/enabled", set_enabled, methods=["POST"]),
         Route("/destinations/{id:int}/mode", set_mode, methods=["POST"]),
