@@ -14,7 +14,7 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 # Reinstall only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(PY)
+$(VENV)/.installed: pyproject.toml setup.py | $(PY)
 	$(PIP) install --quiet -e .
 	touch $@
 

@@ -7,7 +7,7 @@ Prints side-by-side figures from one run on this machine:
    and what each loader adds to a gzip'd bundle), beside @segment/analytics-next's standalone
    bundle from its npm package (e2e/node_modules, installed by `make node-deps`) when present;
 2. warm bundle requests/s from `switchboard`'s app vs a bare Starlette route returning the same
-   bytes and headers, both under uvicorn with the same settings, ``server.edge.uvicorn_options``
+   bytes and headers, both under uvicorn with the same settings, ``server.api.edge.uvicorn_options``
    included (target ratio ≥ 0.9), and that route on uvicorn's stock protocol, the same for
    304 answers, and nginx serving the same file as the ceiling when nginx is installed;
 3. cold build of a source with 10 device-mode destinations (target ≤ 20 ms);
@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pgserver import free_port, wait_for_port  # noqa: E402
 
-from server.bundle_cache import BundleCache  # noqa: E402
-from server.bundles import build_bundle, core_source, loader_slugs, loader_source, minify  # noqa: E402
+from server.cdn.bundle_cache import BundleCache  # noqa: E402
+from server.cdn.bundles import build_bundle, core_source, loader_slugs, loader_source, minify  # noqa: E402
 from server.catalog import load_catalog  # noqa: E402
 from server.config import Config  # noqa: E402
 from server.store import open_store, workspace  # noqa: E402
@@ -140,7 +140,7 @@ BARE_APP = textwrap.dedent("""
     edge = {}
     if sys.argv[4:] != ["stock"]:  # the protocol and timeouts `switchboard serve` uses, as ours
         from server.config import Config
-        from server.edge import uvicorn_options
+        from server.api.edge import uvicorn_options
         edge = uvicorn_options(Config())
     uvicorn.run(app, port=port, **%r, **edge)
 """ % UVICORN)
@@ -149,7 +149,7 @@ OUR_APP = textwrap.dedent("""
     import sys, uvicorn
     from server.app import create_app
     from server.config import Config
-    from server.edge import uvicorn_options
+    from server.api.edge import uvicorn_options
     config = Config.from_env()
     planes = sys.argv[1].split(",") if len(sys.argv) > 1 else None
     uvicorn.run(create_app(config, planes=planes), port=config.port, **%r, **uvicorn_options(config))

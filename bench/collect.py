@@ -3,7 +3,7 @@
     .venv/bin/python bench/collect.py [--duration 10] [--connections 64,256] [--database sqlite|postgres]
 
 Both servers run as subprocesses with the same ``uvicorn.run`` settings (uvloop + httptools,
-access log off, one process, and ``server.edge.uvicorn_options``: the protocol with the header
+access log off, one process, and ``server.api.edge.uvicorn_options``: the protocol with the header
 limits, deadlines and connection cap that ``switchboard serve`` uses). A third server, bare
 Starlette on uvicorn's stock httptools protocol, shows what those checks cost by themselves. The baseline is a Starlette app whose ``POST /v1/t`` parses the
 JSON body and answers ``200 {"success":true}`` without storing anything. Ours is the real app
@@ -106,7 +106,7 @@ def serve(kind: str, port: int, database_url: str) -> None:
     import uvicorn
 
     from server.config import Config
-    from server.edge import uvicorn_options
+    from server.api.edge import uvicorn_options
 
     app = our_app(database_url) if kind == "ours" else bare_app()
     # Ours and the baseline run on the protocol and timeouts `switchboard serve` uses (header

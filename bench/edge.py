@@ -25,7 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: E40
 from uvicorn.server import ServerState  # noqa: E402
 
 from server.config import Config  # noqa: E402
-from server.edge import edge_limits, protocol_class  # noqa: E402
+from server.api.edge import edge_limits, protocol_class  # noqa: E402
 
 GET = (b"GET /analytics.js/v1/abcdefghijklmnop/analytics.min.js HTTP/1.1\r\nHost: t.example.com\r\n"
        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36\r\n"

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from server.config import Config
-from server.snippet import render_snippet
+from server.cdn.snippet import render_snippet
 from server.store import events, workspace
 
 SITE = "http://shop.localhost"

@@ -45,3 +45,10 @@ def browser_type_launch_args(browser_type_launch_args):
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def base_url():
+    # pytest-base-url's own fixture is an instance method, which pytest 9 warns about (an error
+    # here); every browser test opens absolute URLs, so there is no base URL.
+    return None

@@ -16,12 +16,6 @@ E2E = Path(__file__).resolve().parent
 BUILT = E2E / "node_modules" / ".switchboard" / "analytics-next.js"
 
 
-@pytest.fixture(scope="session")
-def base_url():
-    # pytest-base-url's own fixture is an instance method, which pytest 9 warns about (an error here).
-    return None
-
-
 @pytest.fixture(scope="module")
 def analytics_next_js() -> str:
     if not BUILT.exists():  # `make node-deps` installed the packages; build the test file once

@@ -13,12 +13,6 @@ from server.store import open_store
 from conftest import LiveServer  # noqa: E402  (e2e/conftest re-exports it)
 
 
-@pytest.fixture(scope="session")
-def base_url():
-    # pytest-base-url's own fixture is an instance method, which pytest 9 warns about (an error here).
-    return None
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('bundle') / 'live.db'}"

@@ -15,12 +15,6 @@ PIECES = ["</script>", "<script>", "<!--", '"', "'", "\\", "\u2028", "\u2029", "
 values = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=4)), min_size=1, max_size=8).map("".join)
 
 
-@pytest.fixture(scope="session")
-def base_url():
-    # pytest-base-url's own fixture is an instance method, which pytest 9 warns about (an error here).
-    return None
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('values') / 'live.db'}"

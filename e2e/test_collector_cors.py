@@ -26,12 +26,6 @@ class _PageHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def base_url():
-    # pytest-base-url's own fixture is an instance method, which pytest 9 warns about (an error here).
-    return None
-
-
 @pytest.fixture
 def page_origin():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PageHandler)

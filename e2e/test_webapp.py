@@ -33,12 +33,6 @@ MEASUREMENT_ID = "G-E2ETEST1"
 GTAG_STUB = "window.__gtagLoaded = (window.__gtagLoaded || 0) + 1;"
 
 
-@pytest.fixture(scope="session")
-def base_url():
-    # pytest-base-url's own fixture is an instance method, which pytest 9 warns about (an error here).
-    return None
-
-
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

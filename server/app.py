@@ -1,41 +1,34 @@
 """``create_app(config)``: the one Starlette application, assembled from its planes.
 
-A plane is a module with ``routes(config) -> list[BaseRoute]`` and, optionally,
-``async startup(app)`` / ``async shutdown(app)`` (workers, caches, listeners). Planes share the
-store engine and the catalog through ``app.state``; none imports another.
+A plane is a package (or module) whose door (its ``__init__``) exports ``routes(config) ->
+list[BaseRoute]`` and, optionally, ``async startup(app)`` / ``async shutdown(app)`` (workers,
+caches, listeners) and ``add_commands(subparsers)`` (CLI). Planes share the store engine and the
+catalog through ``app.state``; none imports another (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
+from types import ModuleType
 from typing import AsyncIterator, Callable
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server import admin, cdn, delivery, demo, health, ingest, scaleout, warehouse, web
 from server.catalog import Catalog, load_catalog
 from server.config import Config
 from server.errors import EXCEPTION_HANDLERS
-from server.unavailable import STORE_HANDLERS
+from server.api.unavailable import STORE_HANDLERS
 from server.store import open_store
 
 log = logging.getLogger("switchboard")
 
 # Order matters only where paths overlap: earlier planes win.
-PLANES = [
-    "server.cdn",
-    "server.collector",
-    "server.health",
-    "server.scaleout",
-    "server.admin.api",
-    "server.delivery",
-    "server.demo",
-    "server.web",
-    "server.warehouse",
-]
+PLANES: list[ModuleType] = [cdn, ingest, health, scaleout, admin, delivery, demo, web, warehouse]
+BY_NAME = {plane.__name__: plane for plane in PLANES}
 
 
 class SwitchboardApp(Starlette):
@@ -77,10 +70,11 @@ def create_app(
     catalog: Catalog | None = None,
     planes: list[str] | None = None,
 ) -> SwitchboardApp:
+    """``planes``: a subset of ``PLANES`` by module name (tests), all of them by default."""
     config = config or Config.from_env()
     engine = engine or open_store(config.database_url, busy_timeout=config.sqlite_busy_timeout)
     catalog = catalog or load_catalog()
-    modules = [importlib.import_module(name) for name in (planes or PLANES)]
+    modules = [BY_NAME[name] for name in planes] if planes else PLANES
     routes = [route for module in modules for route in module.routes(config)]
 
     @contextlib.asynccontextmanager

@@ -44,7 +44,7 @@ _SETTING_KEYS = {
     "modes", "placeholder", "minimum", "maximum", "format",
 }
 # What a setting's value means beyond its type, and the extra check it gets when saved:
-# "url" (the egress rules: server/egress.py), "headers" (server/outgoing_headers.py),
+# "url" (the egress rules: server/destinations/egress.py), "headers" (server/destinations/outgoing_headers.py),
 # "template" (a map of Slack message templates, compiled in the sandbox at save time).
 FORMATS = ("url", "headers", "template")
 _SLUG = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -170,7 +170,7 @@ def _need(data: dict, key: str, kind: type | tuple[type, ...], path: Path, where
     if key not in data:
         raise _fail(path, name, "is missing")
     value = data[key]
-    if not isinstance(value, kind) or (kind is str and not value.strip()):
+    if not isinstance(value, kind) or (kind is str and not str(value).strip()):
         wanted = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise _fail(path, name, f"must be a non-empty {wanted}")
     return value
@@ -406,14 +406,14 @@ class _CodedError(ValueError):
 def _check_format(setting: Setting, value: Any, allow_private_egress: bool) -> None:
     """The checks a setting's ``format`` adds (see FORMATS); raise _CodedError."""
     if setting.format == "url" and not allow_private_egress and isinstance(value, str):
-        from server.egress import PrivateAddressError, check_url
+        from server.destinations.egress import PrivateAddressError, check_url
 
         try:
             check_url(value)
         except PrivateAddressError as exc:
             raise _CodedError("private_address", str(exc)) from None
     elif setting.format == "headers" and isinstance(value, dict):
-        from server.outgoing_headers import HeaderError, check_headers
+        from server.destinations.outgoing_headers import HeaderError, check_headers
 
         try:
             check_headers(value)

@@ -9,58 +9,20 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from server.config import Config, ConfigError
-
-EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    """A user mistake: printed as one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not the usage block
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _config() -> Config:
-    try:
-        return Config.from_env()
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
-
-
-def _engine(config: Config):
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from server.store import open_store
-
-    try:
-        return open_store(config.database_url, busy_timeout=config.sqlite_busy_timeout)
-    except SQLAlchemyError as exc:
-        # One line naming the variable, not a driver traceback.
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise CliError(f"cannot open SWITCHBOARD_DATABASE_URL: {reason}") from None
-
-
-def _catalog():
-    from server.catalog import CatalogError, load_catalog
-
-    try:
-        return load_catalog()
-    except CatalogError as exc:
-        raise CliError(f"the destination catalog is broken: {exc}") from None
+from server import cdn
+from server.cli_support import EXIT_USAGE, CliError
+from server.cli_support import Parser as _Parser
+from server.cli_support import catalog as _catalog
+from server.cli_support import config as _config
+from server.cli_support import engine as _engine
+from server.config import Config
 
 
 def snippet_text(config: Config, write_key: str) -> str:
-    """The snippet to paste; the bundle plane renders it when present, else a script tag."""
-    try:
-        from server.snippet import render_snippet
-    except ImportError:
-        return f'<script src="{config.origin}/snippet/{write_key}.js"></script>'
-    return "<script>\n" + render_snippet(config, write_key) + "\n</script>"
+    """The snippet to paste (the bundle plane's, as the web app shows it)."""
+    return cdn.snippet_html(config, write_key)
 
 
 # ---------------------------------------------------------------- commands
@@ -69,7 +31,7 @@ def snippet_text(config: Config, write_key: str) -> str:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from server.edge import uvicorn_options  # header limits, timeouts, connection cap
+    from server.api.edge import uvicorn_options  # header limits, timeouts, connection cap
 
     config = _config()
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port), ("role", args.role)) if v is not None}
@@ -109,7 +71,7 @@ def _print_demo(config: Config, engine) -> None:
     seeded = demo.seed_demo(engine)
     source = demo.demo_source(engine)
     lines = ["", "Switchboard is starting on " + config.origin]
-    from server.web.accounts import admin_lines  # the web app's account: password printed once
+    from server.web import admin_lines  # the web app's account: password printed once
 
     lines += ["  " + line for line in admin_lines(config, engine)]
     if seeded:
@@ -138,13 +100,13 @@ def cmd_init(args: argparse.Namespace) -> None:
     token = tokens.create_token(engine, "init")
     print(f"Database ready at {config.database_url}")
     print(f"Admin token (shown once): {token}")
-    from server.web.accounts import admin_lines  # the web app's account: password printed once
+    from server.web import admin_lines  # the web app's account: password printed once
 
     print("\n".join(admin_lines(config, engine)) or f"Admin user: {config.admin_user} (exists already)")
 
 
 def cmd_sources_create(args: argparse.Namespace) -> None:
-    from server.admin import service
+    from server.api import service
 
     config = _config()
     engine = _engine(config)
@@ -184,7 +146,7 @@ def _parse_value(raw: str) -> Any:
 
 
 def cmd_destinations_add(args: argparse.Namespace) -> None:
-    from server.admin import service
+    from server.api import service
     from server.errors import ApiError
 
     config = _config()
@@ -208,7 +170,7 @@ def cmd_destinations_add(args: argparse.Namespace) -> None:
 
 
 def cmd_destinations_list(args: argparse.Namespace) -> None:
-    from server.admin import service
+    from server.api import service
     from server.store import workspace
 
     engine = _engine(_config())
@@ -298,25 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     tcreate.add_argument("--name", default="cli", help="a label for the token")
     tcreate.set_defaults(func=cmd_tokens_create)
 
-    for extend in _plane_commands():
-        extend(sub)
+    from server import worker
+    from server.app import PLANES
+
+    worker.add_commands(sub)
+    for plane in PLANES:  # the planes' own subcommands (worker, replay, warehouse sync)
+        if hasattr(plane, "add_commands"):
+            plane.add_commands(sub)
     return parser
-
-
-def _plane_commands() -> list[Callable[[Any], None]]:
-    """Planes may add subcommands (worker, replay, warehouse sync) with ``add_commands(sub)``."""
-    import importlib
-
-    found = []
-    for name in ("server.delivery.commands", "server.warehouse.commands"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name and not name.startswith(str(exc.name)):
-                raise
-            continue
-        found.append(module.add_commands)
-    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

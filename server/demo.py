@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from server.snippet import render_snippet
+from server.cdn import render_snippet
 from server.store import workspace
 
 DEMO_SOURCE_NAME = "Demo site"

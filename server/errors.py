@@ -113,3 +113,42 @@ EXCEPTION_HANDLERS = {
     HTTPException: http_exception_handler,
     Exception: server_error_handler,
 }
+
+
+# Every error code a client can see, in one place, with what it means. Call sites pass these
+# names; tests/test_error_codes.py fails when server/ answers with a code missing here.
+CODES: dict[str, str] = {
+    "bad_request": "the request is malformed in a way no more specific code covers",
+    "batch_too_many_events": "a Tracking API batch holds more events than allowed",
+    "conflict": "the change conflicts with the current state",
+    "csrf_failed": "a web app form without a valid CSRF token",
+    "database_unreachable": "/readyz: the store does not answer",
+    "error": "an HTTP error without a more specific code",
+    "forbidden": "signed in, but not allowed",
+    "incomplete_body": "the request body ended early",
+    "internal_error": "a bug on our side (logged); never expected",
+    "invalid_batch": "a Tracking API batch that is not a list of events",
+    "invalid_gzip": "a gzip body that does not decompress",
+    "invalid_ids": "an ids parameter that is not a list of ids",
+    "invalid_limit": "a limit parameter out of range",
+    "invalid_number": "a parameter that must be a number is not",
+    "invalid_parameter": "a query parameter with a bad value",
+    "invalid_time": "a parameter that must be an ISO time is not",
+    "invalid_write_key": "no enabled source has this write key",
+    "malformed_json": "the body is not a JSON object",
+    "method_not_allowed": "the path exists, the method does not",
+    "missing_write_key": "a Tracking API call without a write key",
+    "not_a_warehouse": "a warehouse-only action on another destination",
+    "not_found": "no such route or object",
+    "payload_too_large": "the body is over the size limit",
+    "rate_limited": "too many requests for this write key; retry later",
+    "source_disabled": "the write key's source is disabled",
+    "storage_unavailable": "the event could not be stored; retry later",
+    "tester_unavailable": "the Event Tester needs a cloud-mode destination",
+    "unauthorized": "a missing or wrong admin token",
+    "unavailable": "the bundle cannot be served right now",
+    "unknown_destination": "no catalog destination has this slug",
+    "unsupported_encoding": "a Content-Encoding other than gzip or identity",
+    "unsupported_media_type": "a body in a media type the route does not take",
+    "validation_error": "a value fails the manifest's or the API's rules",
+}

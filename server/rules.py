@@ -45,3 +45,19 @@ def missing_consent(event: dict[str, Any], settings: dict[str, Any] | None) -> l
     if not isinstance(preferences, dict):
         return list(needed)
     return [name for name in needed if preferences.get(name) is not True]
+
+
+def why_not_routed(event: dict[str, Any], call: str, destination: dict[str, Any], manifest: Any) -> str | None:
+    """The routing decision, in one place: why ``destination`` (``enabled``, ``mode``,
+    ``settings``) does not get this ``call``, or None when it does. Cloud delivery
+    (server/delivery/router.py) and the debugger (server/web/routing.py) both ask this."""
+    if not destination["enabled"]:
+        return "destination is disabled"
+    if call not in manifest.methods.get(destination["mode"], ()):
+        return f"{destination['mode']} mode does not take {call} calls"
+    if not integrations_allow(event, manifest.integration_names):
+        return "turned off by the event's integrations option"
+    missing = missing_consent(event, destination.get("settings"))
+    if missing:
+        return f"the visitor has not consented to {', '.join(missing)}"
+    return None

@@ -73,7 +73,7 @@ def config(db_url) -> Config:
 @pytest.fixture
 def app(config, engine, catalog):
     """The admin plane on a fresh database (planes that need more build their own app)."""
-    return create_app(config, engine=engine, catalog=catalog, planes=["server.health", "server.admin.api"])
+    return create_app(config, engine=engine, catalog=catalog, planes=["server.health", "server.admin"])
 
 
 @pytest.fixture

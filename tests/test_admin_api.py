@@ -160,7 +160,7 @@ def test_bootstrap_token_from_the_environment_works(engine, catalog, db_url):
     from server.config import Config
 
     config = Config(database_url=db_url, delivery_workers=False, admin_token="boot-strap-token")
-    app = create_app(config, engine=engine, catalog=catalog, planes=["server.admin.api"])
+    app = create_app(config, engine=engine, catalog=catalog, planes=["server.admin"])
     with TestClient(app) as c:
         assert c.get(f"{API}/sources", headers={"Authorization": "Bearer boot-strap-token"}).status_code == 200
         assert_error(c.get(f"{API}/sources", headers={"Authorization": "Bearer boot-strap-tokeN"}), 401)

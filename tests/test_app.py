@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from server.store import events, workspace
 
-PLANES = ["server.cdn", "server.collector", "server.health"]
+PLANES = ["server.cdn", "server.ingest", "server.health"]
 
 
 @pytest.fixture

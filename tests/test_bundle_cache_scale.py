@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 from server.app import create_app
 from cachetools import LRUCache
 
-from server.bundle_cache import BUILD_CONCURRENCY, entry_size
+from server.cdn.bundle_cache import BUILD_CONCURRENCY, entry_size
 from server.config import Config
 from server.store import open_store, workspace
 

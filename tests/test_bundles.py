@@ -11,13 +11,13 @@ import subprocess
 import brotli
 import pytest
 
-from server.bundles import (
+from server.cdn.bundles import (
     build_bundle, build_plugin, core_source, loader_slugs, loader_source, minify, render_bundle,
 )
 from server.catalog import load_catalog
 from server.config import Config
-from server.settings_document import settings_document
-from server.snippet import render_snippet
+from server.cdn.settings_document import settings_document
+from server.cdn.snippet import render_snippet
 
 CATALOG = load_catalog()
 CORE_BUDGET = 8 * 1024

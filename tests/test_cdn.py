@@ -15,9 +15,9 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.config import Config
-from server.store import open_store, tokens, workspace
+from server.store import notify, open_store, tokens, workspace
 
-PLANES = ["server.health", "server.admin.api", "server.cdn"]
+PLANES = ["server.health", "server.admin", "server.cdn"]
 
 
 @pytest.fixture
@@ -133,13 +133,13 @@ def test_change_made_by_another_process_is_seen_within_a_second(site):
     before = client.get(bundle_url(source), headers={"Accept-Encoding": "identity"}).headers["etag"]
     # Another process changes the settings: no in-process notification reaches this cache, only
     # the settings sequence that the cache's background check reads.
-    listeners = list(workspace._listeners)
-    workspace._listeners.clear()
+    listeners = list(notify.SETTINGS._subscribers)
+    notify.SETTINGS._subscribers.clear()
     try:
         dest = workspace.list_destinations(engine, source["id"])[0]
         workspace.update_destination(engine, dest["id"], settings={"measurement_id": "G-SECOND2"})
     finally:
-        workspace._listeners.extend(listeners)
+        notify.SETTINGS._subscribers.extend(listeners)
     changed_at = time.monotonic()
     while time.monotonic() - changed_at < 3:
         after = client.get(bundle_url(source), headers={"Accept-Encoding": "identity"})

@@ -56,7 +56,7 @@ def test_init_prints_a_token_that_works_against_the_api(cli, catalog):
     token = re.search(r"token[^:]*:\s*(\S+)", done.stdout).group(1)
     engine = open_store(cli.url)
     try:
-        app = create_app(Config(database_url=cli.url), engine=engine, catalog=catalog, planes=["server.admin.api"])
+        app = create_app(Config(database_url=cli.url), engine=engine, catalog=catalog, planes=["server.admin"])
         with TestClient(app) as client:
             assert client.get("/api/v1/sources", headers={"Authorization": f"Bearer {token}"}).status_code == 200
             assert client.get("/api/v1/sources", headers={"Authorization": "Bearer sb_nope"}).status_code == 401

@@ -22,7 +22,7 @@ from server.store import events, tokens, workspace
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
-PLANES = ["server.health", "server.admin.api", "server.collector"]
+PLANES = ["server.health", "server.admin", "server.ingest"]
 ORIGIN = "https://shop.example"
 
 

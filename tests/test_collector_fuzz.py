@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from server.app import create_app
-from server.collector import BATCH, SINGLE
+from server.ingest.collector import BATCH, SINGLE
 from server.config import Config
 from server.store import events, open_store, workspace
 
@@ -28,7 +28,7 @@ def fuzz(tmp_path_factory):
     engine = open_store(url)
     source = workspace.create_source(engine, "Fuzz")
     app = create_app(Config(database_url=url, delivery_workers=False), engine=engine,
-                     planes=["server.health", "server.collector"])
+                     planes=["server.health", "server.ingest"])
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client, source["write_key"], engine
     engine.dispose()

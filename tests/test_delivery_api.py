@@ -15,7 +15,7 @@ from server.cli import main
 from server.store import delivery as store
 from server.store import workspace
 
-PLANES = ["server.health", "server.admin.api", "server.delivery"]
+PLANES = ["server.health", "server.admin", "server.delivery"]
 
 
 def picky(record):

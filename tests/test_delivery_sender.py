@@ -15,7 +15,7 @@ import pytest
 import trustme
 from test_delivery_transport import ForwardProxy, Server, keep_alive
 
-from server.delivery.request import OutgoingRequest, basic_auth
+from server.destinations.request import OutgoingRequest, basic_auth
 from server.delivery.sender import DELIVERED, RETRY, Sender
 from server.delivery.transport import HTTP11Transport
 

@@ -23,7 +23,7 @@ from delivery_flow import append, jobs, source_with, wait_until
 from delivery_vendor import Vendor, make_event
 from server.app import create_app
 from server.config import Config
-from server.delivery.request import OutgoingRequest
+from server.destinations.request import OutgoingRequest
 from server.delivery.sender import DEAD, DELIVERED, Sender
 from server.delivery.worker import DeliveryService
 from server.store import delivery as store

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy import func, select
 
-from server.store import events, workspace
+from server.store import events, notify, workspace
 from server.store.engine import make_engine
 from server.store.events import message_ids
 
@@ -99,7 +99,7 @@ def test_on_events_appended_gets_the_max_id_after_commit(engine):
         # Called after commit: a fresh connection already sees the rows.
         seen.append((max_id, len(events.read_after(engine, 0))))
 
-    unsubscribe = events.on_events_appended(listener)
+    unsubscribe = notify.EVENTS.subscribe(listener)
     try:
         events.append(engine, _rows(source["id"], ["a", "b"]), dedupe_window=DAY)
         events.append(engine, _rows(source["id"], ["a"]), dedupe_window=DAY)  # only a duplicate: no call
@@ -114,10 +114,10 @@ def test_on_events_appended_gets_the_max_id_after_commit(engine):
 
 def test_announce_appended_relays_another_process_payload(engine):
     seen: list[int] = []
-    unsubscribe = events.on_events_appended(seen.append)
+    unsubscribe = notify.EVENTS.subscribe(seen.append)
     try:
-        events.announce_appended("42")
-        events.announce_appended("")
+        notify.EVENTS.receive("42")
+        notify.EVENTS.receive("")
     finally:
         unsubscribe()
     assert seen == [42, 0]

@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from server import bundles
+from server.cdn import bundles
 from server.catalog import SettingsError, load_catalog, public_settings, validate_settings
 from server.config import Config
 

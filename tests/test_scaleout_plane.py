@@ -1,5 +1,5 @@
 """The scale-out plane inside a running app: settings changes committed by another process
-reach this process's ``on_settings_change`` listeners (the bundle cache's invalidation path)
+reach this process's ``notify.SETTINGS`` subscribers (the bundle cache's invalidation path)
 within a second, once each; a rotated or deleted write key is announced as gone (-1)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from starlette.testclient import TestClient
 
 from server.app import create_app
 from server.config import Config
-from server.scaleout import parse_settings_payload
-from server.store import events, open_store, workspace
+from server.store.notify import parse_settings_payload
+from server.store import events, notify, open_store, workspace
 
 def run_elsewhere(url: str, code: str) -> str:
     """Run store code in another process (as another server would) and return its stdout."""
@@ -30,7 +30,7 @@ def running_app(pg, catalog):
     app = create_app(Config(database_url=url, delivery_workers=False), engine=engine, catalog=catalog,
                      planes=["server.health", "server.scaleout"])
     seen: queue.Queue[tuple[float, tuple[int, str, int]]] = queue.Queue()
-    unsubscribe = workspace.on_settings_change(lambda *change: seen.put((time.monotonic(), change)))
+    unsubscribe = notify.SETTINGS.subscribe(lambda *change: seen.put((time.monotonic(), change)))
     with TestClient(app):
         assert app.state.notify_listener.wait_connected(10)
         yield url, engine, seen
@@ -77,7 +77,7 @@ def test_rotated_and_deleted_keys_are_announced_as_gone(running_app):
 def test_events_appended_by_another_process_wake_this_ones_readers(running_app):
     url, engine, _ = running_app
     woken: queue.Queue[int] = queue.Queue()
-    unsubscribe = events.on_events_appended(woken.put)
+    unsubscribe = notify.EVENTS.subscribe(woken.put)
     try:
         source = workspace.create_source(engine, "Log")
         run_elsewhere(url, (
@@ -104,7 +104,7 @@ def test_after_its_listener_reconnects_every_source_is_announced(running_app):
     second = workspace.create_source(engine, "Two")
     drain(seen)
     woken: queue.Queue[int] = queue.Queue()
-    unsubscribe = events.on_events_appended(woken.put)
+    unsubscribe = notify.EVENTS.subscribe(woken.put)
     try:
         with engine.begin() as conn:
             killed = conn.exec_driver_sql(

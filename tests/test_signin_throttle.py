@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from edge_live import LoggedServer
-from server.client_address import client_address, forwarded_for
+from server.api.client_address import client_address, forwarded_for
 from server.config import Config
 from server.store import open_store
 from server.web import accounts, throttle

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from server.cli import snippet_text
 from server.config import Config
-from server.snippet import render_snippet
+from server.cdn.snippet import render_snippet
 
 OFFICIAL = Path(__file__).resolve().parent.parent / "e2e" / "node_modules" / "@segment" / "snippet" / "dist" / "max.template.js"
 

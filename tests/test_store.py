@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from server.store import tokens, workspace
+from server.store import notify, tokens, workspace
 from server.store.schema import admin_tokens, destinations, settings_versions, sources
 
 URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -140,7 +140,7 @@ def test_a_change_and_its_version_commit_together_or_not_at_all(engine):
     source = workspace.create_source(engine, "Site")
     sid = source["id"]
     calls = []
-    unsubscribe = workspace.on_settings_change(lambda *args: calls.append(args))
+    unsubscribe = notify.SETTINGS.subscribe(lambda *args: calls.append(args))
     try:
         # Occupy the next version number so that writing the snapshot fails mid-transaction.
         with engine.begin() as conn:
@@ -218,7 +218,7 @@ def test_listeners_hear_about_changes_after_commit(engine):
         committed = workspace.get_source(engine, source_id)["settings_version"] if version > 0 else None
         heard.append((source_id, write_key, version, committed))
 
-    unsubscribe = workspace.on_settings_change(listener)
+    unsubscribe = notify.SETTINGS.subscribe(listener)
     try:
         dest = _add(engine, source["id"])
         workspace.update_destination(engine, dest["id"], enabled=False)
@@ -236,7 +236,7 @@ def test_a_failing_listener_does_not_undo_or_hide_a_committed_change(engine, cap
     def broken(*change):
         raise RuntimeError("listener bug")
 
-    unsubscribe = [workspace.on_settings_change(broken), workspace.on_settings_change(lambda *c: heard.append(c))]
+    unsubscribe = [notify.SETTINGS.subscribe(broken), notify.SETTINGS.subscribe(lambda *c: heard.append(c))]
     try:
         dest = _add(engine, source["id"])
     finally:

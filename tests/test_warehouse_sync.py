@@ -18,7 +18,7 @@ from server.store import tokens, workspace
 from server.store import warehouse as store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLANES = ["server.health", "server.admin.api", "server.warehouse"]
+PLANES = ["server.health", "server.admin", "server.warehouse"]
 
 
 def _client(wh, **config) -> TestClient:

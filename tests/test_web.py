@@ -18,7 +18,7 @@ from server.web import throttle
 from server.web import accounts
 
 PASSWORD = "correct horse battery"
-PLANES = ["server.health", "server.admin.api", "server.cdn", "server.collector", "server.demo", "server.web",
+PLANES = ["server.health", "server.admin", "server.cdn", "server.ingest", "server.demo", "server.web",
           "server.warehouse"]
 HTML = {"accept": "text/html"}
 

@@ -1,1 +1,9 @@
-"""The admin plane: the REST API under /api/v1 and the web app, both on ``service``."""
+"""The admin plane: the REST API under /api/v1 (``api``). Its validated writes live in the kernel's
+``server.api.service``, which the web app and the CLI share.
+
+The door: ``routes``.
+"""
+
+from server.admin.api import routes
+
+__all__ = ["routes"]

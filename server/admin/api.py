@@ -14,10 +14,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.admin import service
-from server.admin.auth import actor, admin_endpoint
-from server.admin.body import read_json
-from server.admin.openapi import answers, openapi_document
+from server.api import service
+from server.api.auth import actor, admin_endpoint
+from server.api.body import read_json
+from server.api.openapi import answers, openapi_document
 from server.errors import ApiError, json_response
 from server.store import tokens, workspace
 

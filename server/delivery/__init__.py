@@ -4,11 +4,21 @@ letters, replay, stats and ``/metrics``.
 ``startup`` runs a ``DeliveryService`` inside ``switchboard serve`` when
 ``SWITCHBOARD_DELIVERY_WORKERS`` is true (the default); ``switchboard worker`` runs the same
 service without the HTTP server. Any number of them may share one database.
+
+The door: ``routes``, ``startup``, ``shutdown``, ``add_commands`` (``switchboard replay``) and
+the web app's read-outs (``delivery_overview``, ``replay_dead_letters``, ``event_deliveries``,
+``send_sample``).
 """
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
+
+from server.delivery.commands import add_commands
+from server.delivery.readouts import delivery_overview, event_deliveries, replay_dead_letters, send_sample
+
+__all__ = ["routes", "startup", "shutdown", "add_commands",
+           "delivery_overview", "event_deliveries", "replay_dead_letters", "send_sample"]
 
 
 def routes(config) -> list:
@@ -24,9 +34,10 @@ async def startup(app: Starlette) -> None:
         return
     from server.delivery.worker import DeliveryService
 
+    options = getattr(app.state, "delivery_options", {})  # `switchboard worker`'s --concurrency etc.
     app.state.delivery = await DeliveryService(
         app.state.engine, app.state.catalog, retry_window=config.retry_window,
-        allow_private_egress=config.allow_private_egress,
+        allow_private_egress=config.allow_private_egress, **options
     ).start()
 
 

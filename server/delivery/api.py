@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.admin.auth import admin_endpoint
-from server.admin.body import read_json
+from server.api.auth import admin_endpoint
+from server.api.body import read_json
 from server.delivery import stats
 from server.errors import ApiError, json_response
 from server.store import delivery as store

@@ -6,7 +6,7 @@ existed were never checked. So the transport asks this guard for the addresses t
 the guard refuses local names and internal literals at once, otherwise resolves the name,
 refuses the whole request if *any* answer is internal (an attacker's DNS may mix answers), and
 hands back the checked addresses. The transport then connects to one of those addresses, never
-to the name, so nothing resolves the name a second time. (server/egress.py has the rules.)
+to the name, so nothing resolves the name a second time. (server/destinations/egress.py has the rules.)
 
 ``EgressRefused`` is an ``httpx.ConnectError`` so that code which knows nothing about it sees a
 failed connection; the sender recognises it and makes the job a dead letter with the reason
@@ -25,7 +25,7 @@ from typing import Awaitable, Callable
 
 import httpx
 
-from server.egress import ALLOW_HINT, host_refusal, refusal
+from server.destinations.egress import ALLOW_HINT, host_refusal, refusal
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -37,7 +37,7 @@ class EgressRefused(httpx.ConnectError):
 async def system_resolver(host: str, port: int) -> list[str]:
     """The addresses the operating system resolves ``host`` to (getaddrinfo, in its thread pool)."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class EgressGuard:

@@ -16,7 +16,7 @@ a rolled-back insert, and the cursor moves on.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import orjson
 from sqlalchemy import Connection, Engine, select, text
@@ -42,7 +42,7 @@ class GapTracker:
         self.seen: dict[int, tuple[float, int | None]] = {}
         self.blocked = False  # the last pass stopped at an unsettled gap: look again soon
 
-    def usable(self, conn: Connection, cursor: int, rows: list, xmin: int, xmax: int) -> list:
+    def usable(self, conn: Connection, cursor: int, rows: Sequence, xmin: int, xmax: int) -> Sequence:
         expected = cursor + 1
         self.blocked = False
         for index, row in enumerate(rows):
@@ -126,7 +126,7 @@ def _anything_new(engine: Engine) -> bool:
         return conn.execute(select(events.c.id).where(events.c.id > (cursor or 0)).limit(1)).first() is not None
 
 
-def _jobs_for(conn: Connection, rows: list, catalog: Catalog) -> list[tuple[int, int]]:
+def _jobs_for(conn: Connection, rows: Sequence, catalog: Catalog) -> list[tuple[int, int]]:
     """(destination_id, event_id) of every job the events in ``rows`` need, in event order."""
     source_ids = {r.source_id for r in rows}
     enabled = dict(conn.execute(select(sources.c.id, sources.c.enabled).where(sources.c.id.in_(source_ids))).all())

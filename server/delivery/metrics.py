@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.admin.auth import bearer_token, is_admin
+from server.api.auth import bearer_token, is_admin
 from server.errors import ApiError
 from server.store import delivery as store
 from server.store import delivery_stats as queries

@@ -116,7 +116,7 @@ async def open_tunnel(proxy: Proxy, host: str, port: int, ssl_context: ssl.SSLCo
         connection = make_connection()
         try:
             # The same socket now carries TLS with the target; start_tls does not call connection_made.
-            connection.transport = await loop.start_tls(raw, connection, ssl_context, server_hostname=host)
+            connection.transport = await loop.start_tls(raw, connection, ssl_context, server_hostname=host)  # type: ignore[attr-defined]
         except (OSError, ssl.SSLError) as exc:  # certificate, or the tunnel closed mid-handshake
             raise httpx.ConnectError(
                 f"could not connect to {host}:{port} through the proxy {proxy.label}: {exc}") from exc

@@ -15,8 +15,8 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-from server.catalog import Catalog, Manifest
-from server.rules import integrations_allow, missing_consent
+from server.catalog import Catalog
+from server.rules import why_not_routed
 
 SKIPPED_SLUGS = frozenset({"warehouse"})
 
@@ -35,18 +35,6 @@ def translator(slug: str) -> ModuleType | None:
         raise
 
 
-def wants(event_type: str, destination: dict[str, Any], catalog: Catalog) -> Manifest | None:
-    """The manifest if this destination could take an event of this type (before ``integrations``)."""
-    if not destination["enabled"] or destination["mode"] != "cloud":
-        return None
-    manifest = catalog.get(destination["slug"])
-    if manifest is None or translator(manifest.slug) is None:
-        return None
-    if event_type not in manifest.methods.get("cloud", ()):
-        return None
-    return manifest
-
-
 def route(
     event: dict[str, Any], event_type: str, source_enabled: bool, destinations: list[dict[str, Any]], catalog: Catalog
 ) -> list[int]:
@@ -58,8 +46,11 @@ def route(
         return []
     chosen = []
     for destination in destinations:
-        manifest = wants(event_type, destination, catalog)
-        if (manifest is not None and integrations_allow(event, manifest.integration_names)
-                and not missing_consent(event, destination.get("settings"))):
+        if destination["mode"] != "cloud":
+            continue
+        manifest = catalog.get(destination["slug"])
+        if manifest is None or translator(manifest.slug) is None:
+            continue
+        if why_not_routed(event, event_type, destination, manifest) is None:
             chosen.append(destination["id"])
     return chosen

@@ -19,7 +19,7 @@ origin, and with no proxy variable set no choice is made at all.
 Egress rules: unless ``allow_private_egress``, the transports get an ``EgressGuard``, so a
 target that is or resolves to an internal address is refused before any connection, and the
 job becomes a dead letter with that reason. So does a request no retry can fix: a header the
-rules in ``server/outgoing_headers.py`` refuse (saved before those rules existed), or one our
+rules in ``server/destinations/outgoing_headers.py`` refuse (saved before those rules existed), or one our
 transport refuses to write. A transport handed in is the caller's: no guard is added to it.
 """
 
@@ -29,16 +29,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
+from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]
 
 import httpx
 import orjson
 
 from server.delivery.egress_guard import EgressGuard, EgressRefused, Resolver
 from server.delivery.policy import is_retryable_status, retry_after_seconds
-from server.delivery.request import OutgoingRequest
+from server.destinations.request import OutgoingRequest
 from server.delivery.transport import HTTP11Transport
-from server.outgoing_headers import first_problem
+from server.destinations.outgoing_headers import first_problem
 
 DEFAULT_TIMEOUT_S = 5.0
 EXCERPT_CHARS = 2000

@@ -50,6 +50,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from typing import Any
 
 import httptools
 import httpx
@@ -214,7 +215,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self.max_connections = max_connections
         self.keepalive_expiry = keepalive_expiry
         self.max_response_bytes = max_response_bytes
-        self._origins: dict[tuple[bytes, str, int], _Origin] = {}
+        self._origins: dict[tuple[bytes, bytes, int], _Origin] = {}
         self._closed = False
 
     @property
@@ -298,7 +299,7 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
 
     async def _open(self, host: str, port: int, https: bool):
         loop = asyncio.get_running_loop()
-        tls = {"ssl": self.ssl_context, "server_hostname": host} if https else {}
+        tls: dict[str, Any] = {"ssl": self.ssl_context, "server_hostname": host} if https else {}
         if self._guard is None:
             return await loop.create_connection(lambda: _Connection(self.max_response_bytes), host, port, **tls)
         addresses = await self._guard.addresses(host, port)  # raises EgressRefused before any connect
@@ -324,7 +325,8 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
     async def _open_via_proxy(self, proxy: Proxy, https: bool, host: str, port: int) -> _Connection:
         """A connection to the proxy; for an https target, tunnelled (CONNECT) and then TLS to the target."""
         if https:
-            return await open_tunnel(proxy, host, port, self.ssl_context, lambda: _Connection(self.max_response_bytes))
+            return await open_tunnel(  # type: ignore[return-value]  # the protocol made here: a _Connection
+                proxy, host, port, self.ssl_context, lambda: _Connection(self.max_response_bytes))
         try:
             _, connection = await asyncio.get_running_loop().create_connection(
                 lambda: _Connection(self.max_response_bytes), proxy.host, proxy.port)

@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from sqlalchemy import Engine
@@ -37,7 +37,7 @@ from server.delivery.results import ResultWriter, job_result
 from server.delivery.router import translator
 from server.delivery.sender import DEAD, Outcome, Sender
 from server.store import delivery as store
-from server.store import events, workspace
+from server.store import notify, workspace
 
 log = logging.getLogger("switchboard.delivery")
 
@@ -82,7 +82,7 @@ class DeliveryService:
         self._tasks: list[asyncio.Task] = []
         self._lanes: dict[int, asyncio.Task] = {}
         self._hints: set[int] = set()  # destinations the fan-out gave jobs (start their lanes)
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     # ---------------------------------------------------------------- life cycle
 
@@ -101,7 +101,7 @@ class DeliveryService:
         self._heartbeat = await run_in_threadpool(Heartbeat(
             self.engine, self.owner, self._taken_over, interval=self.heartbeat_interval,
             stale_after=self.stale_after).start)
-        self._unsubscribe = events.on_events_appended(self.wake)
+        self._unsubscribe = notify.EVENTS.subscribe(self.wake)
         self._tasks = [
             asyncio.create_task(self._fanout_loop(), name="delivery-fanout"),
             asyncio.create_task(self._dispatch_loop(), name="delivery-dispatch"),

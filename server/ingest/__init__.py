@@ -1,4 +1,4 @@
-"""The Tracking API's parts, one concept per module; ``server/collector.py`` wires them to routes.
+"""The ingest plane: the whole Tracking API, one concept per module; ``collector`` wires them to routes.
 
 - ``body``: read a request body within its size limit (gzip too) and parse it as JSON.
 - ``validate``: the Tracking API's rules for one event (type, ids, sizes) → 400s that say why.
@@ -14,4 +14,10 @@
 - ``events_api``: the admin read API over stored events.
 - ``depth``: refuses bodies nested deeper than 64 levels, checked cheaply.
 - ``rejected``: refused batch items in the admin API and ``/metrics``.
+
+The door: ``routes``, ``startup`` and ``shutdown`` (from ``collector``).
 """
+
+from server.ingest.collector import routes, shutdown, startup
+
+__all__ = ["routes", "startup", "shutdown"]

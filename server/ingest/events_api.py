@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.admin.auth import admin_endpoint
+from server.api.auth import admin_endpoint
 from server.errors import ApiError, json_response
 from server.ingest.validate import TYPES
 from server.store import events, workspace

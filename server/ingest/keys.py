@@ -3,7 +3,7 @@
 Every Tracking API request names a write key; a database read per request would cost more
 than the rest of the request. Entries (found or not found) live ``ttl`` seconds, and a settings
 change in this process — a source disabled, a key rotated or deleted, a source created —
-drops the entry at once through ``workspace.on_settings_change`` (other processes hear of it
+drops the entry at once through ``notify.SETTINGS`` (the change bus) (other processes hear of it
 through server/scaleout.py on PostgreSQL; the short TTL bounds staleness everywhere else).
 """
 
@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from server.store import workspace
+from server.store import notify, workspace
 
 # Write keys we issue are 32 characters; anything much longer is not worth a database read.
 MAX_KEY_LENGTH = 200
@@ -41,7 +41,7 @@ class WriteKeyCache:
         self._inflight: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task]] = {}
 
     def subscribe(self) -> None:
-        self._unsubscribe = workspace.on_settings_change(self.invalidate)
+        self._unsubscribe = notify.SETTINGS.subscribe(self.invalidate)
 
     def close(self) -> None:
         if self._unsubscribe:
@@ -74,7 +74,7 @@ class WriteKeyCache:
         if flight is None or flight[0] is not loop:
             task = loop.create_task(run_in_threadpool(self._load, write_key))
             flight = self._inflight[write_key] = (loop, task)
-            task.add_done_callback(lambda _, key=write_key, ours=flight: self._land(key, ours))
+            task.add_done_callback(lambda _, key=write_key, ours=flight: self._land(key, ours))  # type: ignore[misc]
         return await asyncio.shield(flight[1])
 
     def _land(self, write_key: str, flight) -> None:

@@ -34,7 +34,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import Connection, Engine
 
@@ -146,7 +146,7 @@ class GroupCommitWriter:
         self._queue.put((rows, future, loop, refused, size))
         return await future
 
-    def _finish(self, results: list[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
+    def _finish(self, results: Sequence[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
         """Release the requests' share of the bound, then hand them their results (in that order:
         a client that sends again at once must find the room its last request freed)."""
         events_done = sum(len(item[0]) for item, _, _ in results)
@@ -281,7 +281,7 @@ class GroupCommitWriter:
             log.info("forgot %d message ids older than the dedupe window", removed)
 
 
-def _resolve(results: list[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
+def _resolve(results: Sequence[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
     """Hand results back: one call_soon_threadsafe per event loop, however many requests."""
     by_loop: dict[asyncio.AbstractEventLoop, list] = {}
     for (rows, future, loop, _refused, _size), flags, exc in results:

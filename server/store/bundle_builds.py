@@ -8,7 +8,7 @@ PostgreSQL the UPDATE also takes the row's lock until commit, so sequence order 
 
 ``bundle_builds`` holds each built bundle per (source, settings version, build fingerprint):
 gzip and brotli bytes plus the settings document. A cache miss after an eviction or a restart is
-one read by primary key, not a render. The fingerprint (``server.bundles.build_fingerprint``)
+one read by primary key, not a render. The fingerprint (``server.cdn.bundles.build_fingerprint``)
 covers the JavaScript, the catalog and the URLs a bundle embeds, so a build made by other code or
 for another origin is never served. Rows of versions more than ``KEEP_VERSIONS`` behind, or of
 another fingerprint, are deleted when a newer build of the source is saved.

@@ -361,3 +361,23 @@ def replay(
                 lease_until=None, lease_owner=None,
             )
         ).rowcount
+
+
+def recent_failures(engine: Engine, destination_id: int, limit: int) -> list[dict[str, Any]]:
+    """The destination's latest attempts that did not deliver, newest first."""
+    with read_only(engine) as conn:
+        return _dicts(conn.execute(
+            select(delivery_attempts).where(delivery_attempts.c.destination_id == destination_id,
+                                            delivery_attempts.c.outcome != "delivered")
+            .order_by(delivery_attempts.c.id.desc()).limit(limit)
+        ))
+
+
+def jobs_of_event(engine: Engine, event_id: int) -> list[dict[str, Any]]:
+    """One event's delivery jobs: destination id, status, attempts, last status and error."""
+    jobs = delivery_jobs
+    with read_only(engine) as conn:
+        return _dicts(conn.execute(
+            select(jobs.c.destination_id, jobs.c.status, jobs.c.attempts, jobs.c.last_status, jobs.c.last_error)
+            .where(jobs.c.event_id == event_id)
+        ))

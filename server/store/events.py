@@ -8,13 +8,9 @@ Writing: ``append(engine, rows, dedupe_window=)`` stores many requests' rows in 
 transaction (the collector's group-commit writer calls it) and skips duplicates;
 ``prune_message_ids`` forgets ids older than the window.
 
-Waking readers: ``on_events_appended(callback)`` registers ``callback(max_event_id)``, called in
-this process after every append that stored at least one event (from the writer's thread: keep
-it short, e.g. set an event or ``loop.call_soon_threadsafe``). On PostgreSQL each such append
-also runs ``NOTIFY switchboard_events, '<max_event_id>'`` inside its transaction (delivered
-only once committed); server/scaleout.py relays other processes' notifications to the same
-callbacks through ``announce_appended`` — with 0 as the id when it is unknown (after a
-reconnection), meaning "there may be new events: read the log".
+Waking readers: every append that stored at least one event is published on the change bus,
+``notify.EVENTS`` (``(max_event_id,)``): NOTIFY inside the transaction on PostgreSQL, then this
+process's subscribers right after the commit (server/store/notify.py).
 """
 
 from __future__ import annotations
@@ -22,11 +18,12 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import orjson
 from sqlalchemy import Column, Connection, Engine, Index, String, Table, Text, func, select
 
+from server.store import notify
 from server.store.engine import read_only
 from server.store.schema import Id, UTCDateTime, metadata
 
@@ -114,40 +111,6 @@ def rows_for(source_id: int, received_at: datetime, items: Iterable[dict[str, An
 
 # ---------------------------------------------------------------- durable append with dedupe
 
-# Called after each committed append with the highest events.id now in the log (delivery
-# subscribes to wake its workers). On PostgreSQL the same fact is announced with
-# NOTIFY switchboard_events, '<max_id>' inside the appending transaction.
-AppendListener = Callable[[int], None]
-_append_listeners: list[AppendListener] = []
-NOTIFY_CHANNEL = "switchboard_events"
-
-
-def on_events_appended(listener: AppendListener) -> Callable[[], None]:
-    """Subscribe to appends in this process; returns the unsubscribe function."""
-    _append_listeners.append(listener)
-    return lambda: _append_listeners.remove(listener) if listener in _append_listeners else None
-
-
-def announce_appended(payload: str) -> None:
-    """Another process's NOTIFY reached us (server/scaleout.py): tell this process's listeners.
-
-    ``payload`` is that process's max event id; anything else (e.g. "" after a reconnection)
-    is announced as 0, meaning "there may be new events: read the log"."""
-    try:
-        max_id = int(payload)
-    except ValueError:
-        max_id = 0
-    _announce(max_id)
-
-
-def _announce(max_id: int) -> None:
-    for listener in list(_append_listeners):
-        try:
-            listener(max_id)
-        except Exception:  # a listener's bug must not turn a committed append into an error
-            log.exception("on_events_appended listener failed")
-
-
 def append(bind: Engine | Connection, rows: list[dict[str, Any]], *, dedupe_window: float) -> list[bool]:
     """Store ``rows`` (from ``rows_for``) in ONE transaction; return, per row, whether it was stored.
 
@@ -172,7 +135,7 @@ def append(bind: Engine | Connection, rows: list[dict[str, Any]], *, dedupe_wind
         else:
             stored, max_id = _append_postgresql(conn, rows, first, window)
     if stored:
-        _announce(max_id)
+        notify.EVENTS.deliver(max_id)  # committed; other processes got the NOTIFY sent inside
     flags = [False] * len(rows)
     for i in stored:
         flags[i] = True
@@ -284,7 +247,8 @@ def _append_postgresql(conn, rows, first, window) -> tuple[list[int], int | None
             "source_id", "message_id", "type", "received_at", "payload")))
         cursor.execute("SELECT max(id) FROM events")
         max_id = cursor.fetchone()[0]
-        cursor.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(max_id)))
+        # notify.EVENTS.publish's NOTIFY, on the raw cursor this hot path already holds.
+        cursor.execute("SELECT pg_notify(%s, %s)", (notify.EVENTS.channel, notify.EVENTS.encode(max_id)))
     finally:
         cursor.close()
     return stored, max_id
@@ -303,3 +267,15 @@ def count_events(engine: Engine, source_id: int | None = None) -> int:
         query = query.where(events.c.source_id == source_id)
     with read_only(engine) as conn:
         return conn.execute(query).scalar_one()
+
+
+def events_after(engine: Engine, source_id: int, after: int, limit: int = 200, skip: frozenset[int] = frozenset()
+                 ) -> list[dict[str, Any]]:
+    """The source's events with id > after and not in ``skip``, oldest first (one range scan; the
+    debugger's live stream)."""
+    query = select(events).where(events.c.source_id == source_id, events.c.id > after)
+    if skip:
+        query = query.where(events.c.id.not_in(skip))
+    query = query.order_by(events.c.id).limit(limit)
+    with read_only(engine) as conn:
+        return [_event(r) for r in conn.execute(query)]

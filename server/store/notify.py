@@ -1,4 +1,12 @@
-"""Cross-process announcements over PostgreSQL ``LISTEN/NOTIFY``.
+"""The one change bus: ``SETTINGS`` and ``EVENTS``, the same in one process and across processes.
+
+A writer publishes inside its transaction (``SETTINGS.publish(conn, source_id, write_key,
+version)``; ``EVENTS.publish(conn, max_event_id)``); subscribers (``SETTINGS.subscribe(cb)``) are
+called in this process right after the commit (``deliver_committed``) and, on PostgreSQL, in
+every other process through ``LISTEN/NOTIFY`` (``listen(engine)``). Settings → bundle cache and
+write-key cache, events → delivery workers and the debugger all take this one path.
+
+Cross-process announcements over PostgreSQL ``LISTEN/NOTIFY``:
 
 Several ``switchboard serve`` and ``switchboard worker`` processes share one PostgreSQL. A
 process that changes settings or appends events says so with ``pg_notify`` inside the same
@@ -21,8 +29,11 @@ import time
 from collections import defaultdict
 from typing import Callable
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.engine import URL, make_url
+
+from server.store.engine import read_only
+from server.store.schema import sources
 
 log = logging.getLogger("switchboard.notify")
 
@@ -31,6 +42,8 @@ EVENTS_CHANNEL = "switchboard_events"  # payload: free text (the collector sends
 CHANNELS = (SETTINGS_CHANNEL, EVENTS_CHANNEL)
 
 Callback = Callable[[str], None]
+_PENDING = "switchboard_changes"  # conn.info key: what a transaction published, delivered after commit
+CONNECT_WAIT_S = 5.0
 
 
 def notify(conn: Connection, channel: str, payload: str = "") -> None:
@@ -199,3 +212,117 @@ class NotifyListener:
                 callback()
             except Exception:
                 log.exception("reconnect callback failed")
+
+
+# ---------------------------------------------------------------- the bus
+
+
+class Topic:
+    """One kind of change, with its channel and its payload's text form."""
+
+    def __init__(self, channel: str, encode: Callable[..., str], decode: Callable[[str], tuple | None]):
+        self.channel = channel
+        self.encode = encode
+        self.decode = decode
+        self._subscribers: list[Callable[..., None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, callback: Callable[..., None]) -> Callable[[], None]:
+        """Call ``callback(*change)`` for every change, this process's and (on PostgreSQL) every
+        other process's; returns the unsubscribe function. Called from the committing thread or
+        the listener thread: keep it short (set an event, ``loop.call_soon_threadsafe``)."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def publish(self, conn: Connection, *change) -> None:
+        """Announce ``change`` when ``conn``'s transaction commits (NOTIFY is transactional; the
+        local delivery waits for ``deliver_committed``)."""
+        notify(conn, self.channel, self.encode(*change))
+        conn.info.setdefault(_PENDING, []).append((self, change))
+
+    def deliver(self, *change) -> None:
+        """Tell this process's subscribers (the change is committed)."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            # A failing subscriber must neither hide the change from the others nor turn the
+            # writer's success into an error.
+            try:
+                callback(*change)
+            except Exception:
+                log.exception("%s subscriber %r failed on %s", self.channel, callback, change)
+
+    def receive(self, payload: str) -> None:
+        """Another process's NOTIFY: decode and deliver (a malformed payload is logged, skipped)."""
+        change = self.decode(payload)
+        if change is None:
+            log.warning("ignoring malformed %s payload %r", self.channel, payload)
+            return
+        self.deliver(*change)
+
+
+def take_published(conn: Connection) -> list:
+    """What ``conn``'s transaction published; take it before the connection goes back to the pool
+    (``conn.info`` lives as long as the pooled connection)."""
+    return conn.info.pop(_PENDING, [])
+
+
+def deliver_committed(published: list) -> None:
+    for topic, change in published:
+        topic.deliver(*change)
+
+
+def parse_settings_payload(payload: str) -> tuple[int, str, int] | None:
+    """'source_id:write_key:version' → (source_id, write_key, version); None if malformed.
+
+    Split from both ends, so a write key is never cut even if it ever held a colon."""
+    head, sep, rest = payload.partition(":")
+    key, sep2, version = rest.rpartition(":")
+    try:
+        return (int(head), key, int(version)) if sep and sep2 and key else None
+    except ValueError:
+        return None
+
+
+def _parse_max_id(payload: str) -> tuple[int]:
+    # Anything but a number (e.g. "" after a reconnection) is 0: "there may be new events: read the log".
+    try:
+        return (int(payload),)
+    except ValueError:
+        return (0,)
+
+
+# (source_id, write_key, settings_version); version -1: the write key no longer serves.
+SETTINGS = Topic(SETTINGS_CHANNEL, lambda source_id, write_key, version: f"{source_id}:{write_key}:{version}",
+                 parse_settings_payload)
+# (max_event_id,): the highest events.id in the log after a committed append; 0 = unknown.
+EVENTS = Topic(EVENTS_CHANNEL, lambda max_id: str(max_id), _parse_max_id)
+
+
+def resync(engine: Engine) -> None:
+    """After a reconnection, notifications may have been missed: announce every source at its
+    current version (subscribers keep what has not changed) and wake the event readers."""
+    with read_only(engine) as conn:
+        rows = conn.execute(select(sources.c.id, sources.c.write_key, sources.c.settings_version)).all()
+    for row in rows:
+        SETTINGS.deliver(row.id, row.write_key, row.settings_version)
+    EVENTS.deliver(0)
+
+
+def listen(engine: Engine) -> NotifyListener:
+    """Start relaying other processes' changes to this process's subscribers (PostgreSQL; on
+    SQLite the listener is disabled and does nothing). Stop it with ``listener.stop()``."""
+    listener = NotifyListener.for_engine(engine)
+    if listener.enabled:
+        for topic in (SETTINGS, EVENTS):
+            listener.subscribe(topic.channel, topic.receive)
+        listener.on_reconnect(lambda: resync(engine))
+        listener.start()
+    return listener

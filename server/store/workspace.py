@@ -15,37 +15,22 @@ import logging
 import re
 import secrets
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from server.store import notify
 from server.store.bundle_builds import bump_sequence
 from server.store.engine import read_only
 from server.store.schema import destinations, settings_versions, sources
 
 log = logging.getLogger("switchboard.store")
 
-# Called after commit with (source_id, write_key, settings_version) for every change; the
-# bundle cache subscribes. On PostgreSQL the same fact is announced with NOTIFY (see _bump).
-SettingsListener = Callable[[int, str, int], None]
-_listeners: list[SettingsListener] = []
-NOTIFY_CHANNEL = "switchboard_settings"
 _SLUG_LOCK_ID = 0x5B0A_0003  # PostgreSQL advisory lock key (migrations use 0x5B0A_0001)
 
 
 class NotFound(LookupError):
     """No row with that id."""
-
-
-def on_settings_change(listener: SettingsListener) -> Callable[[], None]:
-    """Subscribe to settings changes in this process; returns the unsubscribe function."""
-    _listeners.append(listener)
-    return lambda: _listeners.remove(listener) if listener in _listeners else None
-
-
-def announce_remote(source_id: int, write_key: str, version: int) -> None:
-    """Tell this process's listeners about a change another process committed (LISTEN/NOTIFY)."""
-    _announce([(source_id, write_key, version)])
 
 
 def now() -> datetime:
@@ -122,40 +107,21 @@ def _bump(conn: Connection, source_id: int, actor: str, summary: str) -> int:
             content=_snapshot(conn, source_id),
         )
     )
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(
-            "SELECT pg_notify(%(channel)s, %(payload)s)",
-            {"channel": NOTIFY_CHANNEL, "payload": f"{source_id}:{current.write_key}:{version}"},
-        )
+    # Every change, here and in other processes, reaches the bundle and write-key caches this way.
+    notify.SETTINGS.publish(conn, source_id, current.write_key, version)
     bump_sequence(conn)  # other processes' bundle caches look at this one number
-    conn.info.setdefault("switchboard_changes", []).append((source_id, current.write_key, version))
     return version
 
 
 def _forget_key(conn: Connection, source_id: int, write_key: str) -> None:
     """Announce that ``write_key`` no longer serves (version -1), here and to other processes."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(
-            "SELECT pg_notify(%(channel)s, %(payload)s)",
-            {"channel": NOTIFY_CHANNEL, "payload": f"{source_id}:{write_key}:-1"},
-        )
+    notify.SETTINGS.publish(conn, source_id, write_key, -1)
     bump_sequence(conn)
-    conn.info.setdefault("switchboard_changes", []).append((source_id, write_key, -1))
-
-
-def _announce(changes: list[tuple[int, str, int]]) -> None:
-    for change in changes:
-        for listener in list(_listeners):
-            # The change is committed: a failing listener must neither hide it from the others
-            # nor turn the caller's success into an error.
-            try:
-                listener(*change)
-            except Exception:
-                log.exception("settings listener %r failed on %s", listener, change)
 
 
 class _Tx:
-    """``with _Tx(engine) as conn``: a write transaction that tells listeners after commit."""
+    """``with _Tx(engine) as conn``: a write transaction whose published changes reach this
+    process's subscribers after commit (server/store/notify.py)."""
 
     def __init__(self, engine: Engine):
         self._cm = engine.begin()
@@ -165,11 +131,10 @@ class _Tx:
         return self.conn
 
     def __exit__(self, *exc):
-        # conn.info lives as long as the pooled connection: take our list out before it closes.
-        changes = self.conn.info.pop("switchboard_changes", [])
+        published = notify.take_published(self.conn)
         result = self._cm.__exit__(*exc)
         if exc[0] is None:
-            _announce(changes)
+            notify.deliver_committed(published)
         return result
 
 

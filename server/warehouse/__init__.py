@@ -7,6 +7,9 @@ scheduler) · ``api`` · ``commands``. See docs/warehouse.md.
 
 The scheduler runs inside ``switchboard serve`` (unless ``SWITCHBOARD_DELIVERY_WORKERS`` is off)
 and inside ``switchboard worker``.
+
+The door: ``routes``, ``startup``, ``shutdown``, ``add_commands`` and the web app's read-outs
+(``warehouse_syncs``, ``sync_now``, ``sync_json``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import asyncio
 import contextlib
 
 from server.warehouse import api
+from server.warehouse.commands import add_commands
+from server.warehouse.readouts import sync_json, sync_now, warehouse_syncs
+
+__all__ = ["routes", "startup", "shutdown", "add_commands", "warehouse_syncs", "sync_now", "sync_json"]
 
 
 def routes(config):

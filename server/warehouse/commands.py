@@ -7,32 +7,18 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from typing import Any
 
+from server.cli_support import CliError
+from server.cli_support import catalog as _catalog
+from server.cli_support import config as _config
+from server.cli_support import engine as _engine
+
 
 def _fail(message: str) -> None:
-    # Not server.cli.CliError: under ``python -m server.cli`` that module is __main__, and a
-    # second import of it would define a second, uncaught CliError class.
-    print(f"switchboard: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _cli_errors(command):
-    """Report the shared helpers' CliError (bad settings, broken catalog) as one line."""
-
-    @functools.wraps(command)
-    def run(args: argparse.Namespace) -> None:
-        try:
-            command(args)
-        except Exception as exc:
-            if type(exc).__name__ != "CliError":
-                raise
-            _fail(str(exc))
-
-    return run
+    raise CliError(message)
 
 
 def _print_sync(sync: dict[str, Any]) -> None:
@@ -44,9 +30,7 @@ def _print_sync(sync: dict[str, Any]) -> None:
         print(f"  notice: {notice}")
 
 
-@_cli_errors
 def cmd_sync(args: argparse.Namespace) -> None:
-    from server.cli import _catalog, _config, _engine
     from server.store import workspace
     from server.warehouse.sync import NotAWarehouse, sync_destination
 
@@ -63,9 +47,7 @@ def cmd_sync(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
-@_cli_errors
 def cmd_syncs(args: argparse.Namespace) -> None:
-    from server.cli import _config, _engine
     from server.store import warehouse as store
     from server.store import workspace
 
@@ -82,12 +64,10 @@ def cmd_syncs(args: argparse.Namespace) -> None:
         _print_sync(sync)
 
 
-@_cli_errors
 def cmd_run(args: argparse.Namespace) -> None:
     import asyncio
     import logging
 
-    from server.cli import _catalog, _config, _engine
     from server.warehouse.sync import run_loop
 
     config = _config()

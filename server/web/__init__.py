@@ -3,11 +3,13 @@ add-destination flow, settings history, debugger, delivery overview) and its sta
 
 Every page wears ``sessions.page`` (signed-in session required, CSRF on POST) and answers
 ``?format=json`` with the data it shows (``render.render``).
+
+The door: ``routes`` and ``admin_lines`` (the web account's first-run lines the CLI prints).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import resources
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,9 +18,12 @@ from starlette.staticfiles import StaticFiles
 
 from server.web import views_auth, views_catalog, views_debugger, views_destinations, views_history, views_sources
 from server.web.security_headers import NoSniff
+from server.web.accounts import admin_lines
 from server.web.sessions import page, redirect
 
-STATIC = Path(__file__).resolve().parent.parent.parent / "static"
+__all__ = ["routes", "admin_lines"]
+
+STATIC = str(resources.files("server.static"))  # static/ of the repository, installed with the package
 
 
 @page

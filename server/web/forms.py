@@ -1,6 +1,6 @@
 """Settings forms generated from a manifest, and the posted form turned back into settings.
 
-Validation is not done here: the parsed settings go to ``server.admin.service`` (the same
+Validation is not done here: the parsed settings go to ``server.api.service`` (the same
 ``validate_settings`` the API uses) and its per-field errors are shown next to the fields.
 Secret values are write-only: a secret field is always rendered empty, with a note when a value
 is saved, and leaving it empty keeps the saved value.
@@ -114,7 +114,7 @@ def parse_settings(
 
 def field_errors(exc_extra: dict[str, Any]) -> dict[str, str]:
     """{"settings.measurement_id": …} from service errors → {"measurement_id": message}."""
-    result = {}
+    result: dict[str, str] = {}
     for err in exc_extra.get("errors", []):
         field = err["field"].removeprefix("settings.")
         result.setdefault(field, err["message"])

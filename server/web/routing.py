@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.catalog import Catalog
-from server.rules import integrations_allow, missing_consent
+from server.rules import why_not_routed
 
 
 def routed_to(catalog: Catalog, destinations: list[dict[str, Any]], event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -23,14 +23,9 @@ def routed_to(catalog: Catalog, destinations: list[dict[str, Any]], event: dict[
         manifest = catalog.get(dest["slug"])
         if manifest is None:
             continue
-        if not dest["enabled"]:
-            routed, why = False, "destination is disabled"
-        elif call not in manifest.methods.get(dest["mode"], ()):
-            routed, why = False, f"{dest['mode']} mode does not take {call} calls"
-        elif not integrations_allow(event, manifest.integration_names):
-            routed, why = False, "turned off by the event's integrations option"
-        elif missing := missing_consent(event, dest.get("settings")):
-            routed, why = False, f"the visitor has not consented to {', '.join(missing)}"
+        refused = why_not_routed(event, call, dest, manifest)
+        if refused:
+            routed, why = False, refused
         elif dest["mode"] == "cloud":
             routed, why = True, "sent by Switchboard's server (cloud mode)"
         else:

@@ -174,7 +174,7 @@ async def form_of(request: Request) -> FormData:
 
 async def check_csrf(request: Request) -> bool:
     session = await load_session(request)
-    submitted = request.headers.get("x-csrf-token")
+    submitted: Any = request.headers.get("x-csrf-token")
     if submitted is None:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):

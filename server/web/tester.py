@@ -7,12 +7,12 @@ the sample event is sent directly and is not written to the event log.
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from server.catalog import Manifest, effective_settings
+from server import delivery
+from server.catalog import Manifest
 
 SAMPLE_USER = "switchboard-test-user"
 
@@ -41,40 +41,6 @@ def sample_event(call: str) -> dict[str, Any]:
 
 async def send_sample(manifest: Manifest, destination: dict[str, Any], call: str, *,
                       allow_private_egress: bool = False) -> dict[str, Any]:
-    """{"event", "exchanges": [{"request", "status", "response", "error", "outcome", "latency_ms"}], …}.
-
-    The egress rules apply as in delivery (``SWITCHBOARD_ALLOW_PRIVATE_EGRESS``): a URL that
-    resolves to an internal address is refused before connecting, and the page says why."""
-    router = importlib.import_module("server.delivery.router")
-    sender_module = importlib.import_module("server.delivery.sender")
-    event = sample_event(call)
-    result: dict[str, Any] = {"type": call, "event": event, "exchanges": [], "error": None, "outcome": None}
-    module = router.translator(manifest.slug)
-    if module is None:
-        result["error"] = f"{manifest.name} has no cloud-mode translator, so there is nothing to send."
-        return result
-    settings = effective_settings(manifest, destination["settings"], "cloud")
-    try:
-        requests = module.translate(event, settings)
-    except Exception as exc:  # a missing or bad setting: say so, like delivery would
-        result["error"] = f"Could not build the request: {type(exc).__name__}: {exc}"
-        return result
-    if not requests:
-        result["error"] = f"{manifest.name} sends nothing for a {call} call with these settings."
-        return result
-    try:
-        sender = sender_module.Sender(allow_private_egress=allow_private_egress)
-    except ValueError as exc:  # an unusable proxy in the environment (HTTPS_PROXY=socks5://…)
-        result["error"] = f"Cannot send from this server: {exc}"
-        return result
-    try:
-        outcome = await sender.perform(requests)
-    finally:
-        await sender.aclose()
-    result["outcome"] = outcome.outcome
-    result["exchanges"] = [
-        {"request": a.request, "status": a.status, "response": a.response, "error": a.error,
-         "outcome": a.outcome, "latency_ms": a.latency_ms}
-        for a in outcome.attempts
-    ]
-    return result
+    """{"event", "exchanges": [{"request", "status", "response", "error", "outcome", "latency_ms"}], …}."""
+    return await delivery.send_sample(manifest, destination, sample_event(call),
+                                      allow_private_egress=allow_private_egress)

@@ -18,9 +18,9 @@ The keys, each counted over the last minute (``WINDOW``):
 - ``user:<user name>``: ``PER_ACCOUNT`` (50) attempts from all addresses together, reserved only
   by attempts that passed their address's limits, so one address adds at most 5 a minute to
   it: guessing spread over many addresses stays slow, and locking the account needs more than ten
-  real addresses. Nothing a client writes adds addresses (see ``server/client_address.py``).
+  real addresses. Nothing a client writes adds addresses (see ``server/api/client_address.py``).
 
-The address is ``server.client_address.client_address``: the TCP peer, or with
+The address is ``server.api.client_address.client_address``: the TCP peer, or with
 ``SWITCHBOARD_TRUST_PROXY`` the rightmost ``X-Forwarded-For`` entry, which our proxy wrote, so a
 spoofed header neither buys fresh attempts nor spends the real admin's.
 

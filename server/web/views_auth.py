@@ -4,7 +4,7 @@ Attempts are throttled before the password is checked (``server.web.throttle``):
 account from one address, 20 a minute per address whatever the user name, 50 a minute per
 account, and a few scrypt checks at once per process. Beyond a limit the answer is 429 without a
 password check. The address is the TCP peer, or with SWITCHBOARD_TRUST_PROXY the rightmost
-X-Forwarded-For entry (``server.client_address``), the rule the collector uses.
+X-Forwarded-For entry (``server.api.client_address``), the rule the collector uses.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.client_address import client_address, forwarded_for
+from server.api.client_address import client_address, forwarded_for
 from server.web import accounts, throttle
 from server.web.render import render
 from server.web.sessions import (
@@ -46,7 +46,8 @@ async def sign_in_form(request: Request) -> Response:
 
 async def sign_in(request: Request) -> Response:
     form = await form_of(request)
-    nxt = _safe_next(form.get("next"))
+    raw_next = form.get("next")
+    nxt = _safe_next(raw_next if isinstance(raw_next, str) else None)  # a file part named "next" is no path
     if not await check_csrf(request):
         return web_error(request, 403, "csrf_failed", CSRF_MESSAGE)
     username = str(form.get("username", "")).strip()

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.admin import service
+from server.api import service
 from server.catalog import CATEGORIES, Manifest
 from server.errors import ApiError
 from server.store import workspace

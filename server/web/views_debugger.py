@@ -13,17 +13,15 @@ import time
 from typing import Any, AsyncIterator
 
 import orjson
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from server.admin import service
+from server.api import service
 from server.errors import ApiError, json_response
-from server.store import events, rejections, workspace
-from server.store.engine import read_only
-from server.web import others
+from server.store import events, notify, rejections, workspace
+from server import delivery
 from server.web.render import render
 from server.web.routing import routed_to
 from server.web.sessions import page, web_error
@@ -74,16 +72,7 @@ def _refused(engine, source_id: int) -> dict[str, Any]:
             "events": rejections.recent(engine, source_id, REFUSED_SHOWN)}
 
 
-def events_after(engine, source_id: int, after: int, limit: int = 200, skip: frozenset[int] = frozenset()
-                 ) -> list[dict[str, Any]]:
-    """The source's events with id > after and not in ``skip``, oldest first (one range scan)."""
-    table = events.events
-    query = select(table).where(table.c.source_id == source_id, table.c.id > after)
-    if skip:
-        query = query.where(table.c.id.not_in(skip))
-    query = query.order_by(table.c.id).limit(limit)
-    with read_only(engine) as conn:
-        return [events._event(r) for r in conn.execute(query)]
+events_after = events.events_after  # the stream's query lives in the store
 
 
 # Open streams, woken by the event log's append hook (called from any thread).
@@ -102,7 +91,7 @@ def _wake(max_id: int) -> None:
 async def _stream(request: Request, source_id: int, after: int) -> AsyncIterator[bytes]:
     global _subscribed
     if not _subscribed:
-        events.on_events_appended(_wake)
+        notify.EVENTS.subscribe(_wake)
         _subscribed = True
     engine = request.app.state.engine
     deadline = time.monotonic() + STREAM_SECONDS
@@ -167,7 +156,7 @@ async def event_detail(request: Request) -> Response:
         return web_error(request, 404, "not_found", f"Source {source_id} has no event {event_id}.")
     dests = await run_in_threadpool(workspace.list_destinations, engine, source_id)
     routed = routed_to(catalog, dests, row["event"])
-    deliveries = await run_in_threadpool(others.event_deliveries, engine, event_id)
+    deliveries = await run_in_threadpool(delivery.event_deliveries, engine, event_id)
     for entry in routed:
         # What delivery actually did with it (cloud mode), when the delivery plane is installed.
         entry["delivery"] = None if deliveries is None else deliveries.get(entry["id"])

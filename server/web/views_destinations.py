@@ -3,18 +3,20 @@ delivery overview, dead letters and Event Tester; for the warehouse, its syncs."
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Awaitable, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.admin import service
+from server.api import service
 from server.catalog import Manifest
 from server.errors import ApiError
 from server.store import workspace
-from server.web import chart, others, tester
+from server import delivery, warehouse
+from server.web import chart, tester
 from server.web.forms import field_errors, fields_for, parse_settings
 from server.web.render import render
 from server.web.sessions import form_of, page, redirect, web_error
@@ -39,6 +41,20 @@ def _missing(request: Request) -> Response:
     return web_error(request, 404, "not_found", f"There is no destination {request.path_params['id']}.")
 
 
+def destination_page(view: Callable[..., Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A signed-in page about the destination in the path: ``view(request, dest, manifest,
+    source)``, or a 404 when there is no such destination (the prologue every view here shared)."""
+
+    @functools.wraps(view)
+    async def load_then_view(request: Request) -> Response:
+        loaded = await _load(request)
+        if loaded is None:
+            return _missing(request)
+        return await view(request, *loaded)
+
+    return page(load_then_view)
+
+
 async def _page_data(request: Request, dest: dict, manifest: Manifest, source: dict,
                      values: dict | None = None, errors: dict | None = None) -> dict[str, Any]:
     saved_secrets = {
@@ -55,23 +71,19 @@ async def _page_data(request: Request, dest: dict, manifest: Manifest, source: d
                              errors, saved_secrets, every_mode=True),
         "errors": errors or {},
         "is_warehouse": manifest.category == "Warehouses",
-        "delivery": await others.delivery_overview(request.app, dest) if cloud else None,
-        "tester": {"available": cloud and others.tester_available(),
+        "delivery": await delivery.delivery_overview(request.app, dest) if cloud else None,
+        "tester": {"available": cloud,
                    "types": [t for t in SAMPLE_TYPES if t in manifest.methods[dest["mode"]]]},
     }
     if data["delivery"] is not None:
         data["chart"] = chart.bars(data["delivery"]["series"])
     if data["is_warehouse"]:
-        data["syncs"] = await others.warehouse_syncs(request.app, dest["id"])
+        data["syncs"] = await warehouse.warehouse_syncs(request.app, dest["id"])
     return data
 
 
-@page
-async def destination_page(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    dest, manifest, source = loaded
+@destination_page
+async def show(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     data = await _page_data(request, dest, manifest, source)
     return await render(request, "destination.html", data, title=f"{manifest.name} · {source['name']}")
 
@@ -94,10 +106,7 @@ def _effect(dest: dict[str, Any], max_age: int, *, settings: bool = False) -> st
             else "No new events are delivered to it; queued ones are skipped.")
 
 
-async def _update(request: Request, body: dict[str, Any], done) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
+async def _update(request: Request, loaded: tuple[dict, Manifest, dict], body: dict[str, Any], done) -> Response:
     dest, manifest, source = loaded
     try:
         await run_in_threadpool(
@@ -114,36 +123,28 @@ async def _update(request: Request, body: dict[str, Any], done) -> Response:
     return await redirect(request, f"/destinations/{dest['id']}", done(updated, request.app.state.config.bundle_max_age))
 
 
-@page
-async def save_settings(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    dest, manifest, _ = loaded
+@destination_page
+async def save_settings(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     form = await form_of(request)
     settings = parse_settings(manifest, dest["mode"], form, updating=True, every_mode=True)
-    return await _update(request, {"settings": settings}, lambda d, age: _effect(d, age, settings=True))
+    return await _update(request, (dest, manifest, source), {"settings": settings}, lambda d, age: _effect(d, age, settings=True))
 
 
-@page
-async def set_enabled(request: Request) -> Response:
+@destination_page
+async def set_enabled(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     enabled = (await form_of(request)).get("enabled") == "true"
-    return await _update(request, {"enabled": enabled},
+    return await _update(request, (dest, manifest, source), {"enabled": enabled},
                          lambda d, age: ("Enabled. " if enabled else "Disabled. ") + _effect(d, age))
 
 
-@page
-async def set_mode(request: Request) -> Response:
+@destination_page
+async def set_mode(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     mode = str((await form_of(request)).get("mode", ""))
-    return await _update(request, {"mode": mode}, lambda d, age: f"Switched to {mode} mode.")
+    return await _update(request, (dest, manifest, source), {"mode": mode}, lambda d, age: f"Switched to {mode} mode.")
 
 
-@page
-async def delete(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    dest, manifest, source = loaded
+@destination_page
+async def delete(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     await run_in_threadpool(
         service.delete_destination, request.app.state.engine, request.app.state.catalog, dest["id"],
         request.state.admin_user,
@@ -151,16 +152,12 @@ async def delete(request: Request) -> Response:
     return await redirect(request, f"/sources/{source['id']}", f"Removed {manifest.name} from {source['name']}.")
 
 
-@page
-async def test_event(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    dest, manifest, source = loaded
+@destination_page
+async def test_event(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     call = str((await form_of(request)).get("type", "track"))
-    if dest["mode"] != "cloud" or not others.tester_available():
+    if dest["mode"] != "cloud":
         return web_error(request, 409, "tester_unavailable",
-                         "The Event Tester sends from this server, so it needs cloud mode and the delivery plane.")
+                         "The Event Tester sends from this server, so it needs cloud mode.")
     if call not in manifest.methods["cloud"]:
         return web_error(request, 422, "validation_error", f"{manifest.name} does not take {call} calls in cloud mode.")
     data = await _page_data(request, dest, manifest, source)
@@ -169,30 +166,19 @@ async def test_event(request: Request) -> Response:
     return await render(request, "destination.html", data, title=f"{manifest.name} · {source['name']}")
 
 
-@page
-async def replay(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    count = await others.replay_dead_letters(request.app, loaded[0]["id"])
-    if count is None:
-        return web_error(request, 409, "delivery_unavailable", "Replay needs the delivery plane, which is not installed.")
-    return await redirect(request, f"/destinations/{loaded[0]['id']}#delivery",
+@destination_page
+async def replay(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
+    count = await delivery.replay_dead_letters(request.app, dest["id"])
+    return await redirect(request, f"/destinations/{dest['id']}#delivery",
                           f"Queued {count} dead letter{'s' if count != 1 else ''} again; they are sent with the "
                           "current settings.")
 
 
-@page
-async def sync_now(request: Request) -> Response:
-    loaded = await _load(request)
-    if loaded is None:
-        return _missing(request)
-    dest = loaded[0]
-    if loaded[1].category != "Warehouses":
+@destination_page
+async def sync_now(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
+    if manifest.category != "Warehouses":
         return web_error(request, 409, "not_a_warehouse", "Only warehouse destinations sync.")
-    sync = await others.sync_now(request.app, dest["id"])
-    if sync is None:
-        return web_error(request, 409, "warehouse_unavailable", "Sync needs the warehouse plane, which is not installed.")
+    sync = await warehouse.sync_now(request.app, dest["id"])
     text = (f"Sync failed: {sync['error']}" if sync["error"]
             else f"Synced {sync['events']} event{'s' if sync['events'] != 1 else ''}.")
     return await redirect(request, f"/destinations/{dest['id']}#syncs", text, "error" if sync["error"] else "ok")
@@ -200,7 +186,7 @@ async def sync_now(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [
-        Route("/destinations/{id:int}", destination_page, methods=["GET"]),
+        Route("/destinations/{id:int}", show, methods=["GET"]),
         Route("/destinations/{id:int}/settings", save_settings, methods=["POST"]),
         Route("/destinations/{id:int}/enabled", set_enabled, methods=["POST"]),
         Route("/destinations/{id:int}/mode", set_mode, methods=["POST"]),

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.admin import service
+from server.api import service
 from server.store import workspace
 from server.web.render import render
 from server.web.sessions import page, redirect, web_error

@@ -7,11 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.admin import service
+from server.api import service
 from server.catalog import CONSENT_KEY
 from server.errors import ApiError
 from server.store import workspace
-from server.web import others
+from server import cdn
 from server.web.render import render
 from server.web.sessions import form_of, page, redirect, web_error
 
@@ -77,9 +77,9 @@ async def source_page(request: Request) -> Response:
     dests = await run_in_threadpool(workspace.list_destinations, engine, source_id)
     data = {
         "source": source,
-        "snippet": others.snippet(config, source["write_key"]),
+        "snippet": cdn.snippet_html(config, source["write_key"]),
         "destinations": [destination_summary(catalog, d) for d in dests],
-        "bundle": await others.bundle_info(request.app, source["write_key"]),
+        "bundle": await cdn.bundle_info(request.app, source["write_key"]),
         "links": {
             "history": f"/sources/{source_id}/history",
             "debugger": f"/sources/{source_id}/debugger",

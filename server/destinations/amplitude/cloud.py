@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from server.delivery.request import (
+from server.destinations.request import (
     OutgoingRequest, anonymous_id, context, event_time, page_name, properties, traits, user_id,
 )
 

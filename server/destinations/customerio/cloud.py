@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from server.delivery.request import (
+from server.destinations.request import (
     OutgoingRequest, anonymous_id, basic_auth, context, event_time, parse_time, properties, traits, user_id,
 )
 

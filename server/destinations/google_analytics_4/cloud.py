@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
-from server.delivery.request import (
+from server.destinations.request import (
     OutgoingRequest, anonymous_id, context, event_time, properties, scalars, traits, user_id,
 )
 

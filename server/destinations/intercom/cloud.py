@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.delivery.request import (
+from server.destinations.request import (
     OutgoingRequest, event_time, parse_time, properties, scalars, traits, user_id,
 )
 

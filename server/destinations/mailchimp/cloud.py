@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from server.delivery.request import OutgoingRequest, basic_auth, traits
+from server.destinations.request import OutgoingRequest, basic_auth, traits
 
 NAMED = {"firstName": "FNAME", "lastName": "LNAME", "first_name": "FNAME", "last_name": "LNAME"}
 SKIP = {"email", "id", "address", "company"}

@@ -14,7 +14,7 @@ import hashlib
 from typing import Any
 from urllib.parse import urlencode
 
-from server.delivery.request import OutgoingRequest, context, event_time, properties, traits, user_id
+from server.destinations.request import OutgoingRequest, context, event_time, properties, traits, user_id
 
 BASE = "https://graph.facebook.com/v21.0"
 STANDARD = {

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from server.delivery.request import (
+from server.destinations.request import (
     OutgoingRequest, anonymous_id, basic_auth, context, event_time, page_name, properties, traits, user_id,
 )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.delivery.request import OutgoingRequest, anonymous_id, traits, user_id
+from server.destinations.request import OutgoingRequest, anonymous_id, traits, user_id
 from server.destinations.slack import sandbox
 from server.destinations.slack.sandbox import slack_escape  # noqa: F401 - part of this module's interface
 

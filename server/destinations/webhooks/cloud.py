@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from server.delivery.request import OutgoingRequest
+from server.destinations.request import OutgoingRequest
 
 
 def sign(secret: str, body: bytes) -> str:

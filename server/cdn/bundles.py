@@ -5,7 +5,7 @@ source's enabled destinations (``js_templates/destinations/<slug>.js.j2``) and o
 ``bundle.js.j2`` is the only place where server values meet JavaScript, and they do so only
 through ``tojson`` over ``public_settings(...)`` — secrets cannot reach the template.
 
-Everything here is synchronous and pure (no store, no cache): ``server/bundle_cache.py`` decides
+Everything here is synchronous and pure (no store, no cache): ``server/cdn/bundle_cache.py`` decides
 when to build, ``server/cdn.py`` serves the result.
 """
 
@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,25 @@ import rjsmin
 from server.catalog import Catalog, Manifest, public_settings
 from server.config import Config
 
-JS_DIR = Path(__file__).resolve().parent.parent / "js_templates"
+# The installed package's templates (js_templates/ of the repository, shipped as
+# server.js_templates: see setup.py), never a path relative to a source checkout.
+JS_DIR = Path(str(resources.files("server.js_templates")))
+REQUIRED = ("bundle.js.j2", "plugin.js.j2", "snippet.js.j2")
+
+
+class TemplateMissing(RuntimeError):
+    """A template the bundle plane needs is not installed: the server must not start."""
+
+
+def check_templates(catalog: Catalog) -> None:
+    """Raise ``TemplateMissing`` naming the first missing file (called at start-up, so a broken
+    install fails loudly instead of answering 503 at request time)."""
+    wanted = [*REQUIRED, *(f"destinations/{m.slug}.js.j2" for m in catalog if "device" in m.modes)]
+    for name in wanted:
+        if not (JS_DIR / name).is_file():
+            raise TemplateMissing(f"js_templates/{name} is missing (looked in {JS_DIR})")
+    if not any((JS_DIR / "core").glob("*.js")):
+        raise TemplateMissing(f"js_templates/core/*.js is missing (looked in {JS_DIR})")
 CORE_VERSION = "1.0.0"
 # Brotli: quality 5 keeps a cold build within a few ms (quality 11 takes ~100 ms on 30 KB and
 # saves ~7%); the cache swaps in the quality-11 variant in the background.
@@ -137,7 +156,7 @@ def build_fingerprint(config: Config, catalog: Catalog) -> str:
     """What a persisted build depends on besides the source's settings: every JS template, the
     Python that renders the bundle and the settings document, the catalog (which settings are
     public) and the URLs a bundle embeds. A build with another fingerprint is never served."""
-    from server import settings_document  # imports this module
+    from server.cdn import settings_document  # imports this module
 
     digest = hashlib.sha256(CORE_VERSION.encode())
     for path in sorted(JS_DIR.rglob("*")):

@@ -9,7 +9,7 @@ browser ``componentTypes`` analytics-next does not fetch a classic ``.dynamic.js
 for it (we serve none), and ``@segment/analytics-consent-tools`` reads the plugin's categories
 there (by ``creationName``). The top-level ``consentSettings`` is Segment's too; both appear only
 once some enabled destination has categories. Settings are ``public_settings(...)`` only (see
-``server.bundles.destination_config``); consent categories are public.
+``server.cdn.bundles.destination_config``); consent categories are public.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from server.bundles import build_plugin, destination_config, device_destinations, plugin_library
+from server.cdn.bundles import build_plugin, destination_config, device_destinations, plugin_library
 from server.catalog import CONSENT_KEY, Catalog, public_settings
 from server.config import Config
 

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from server.config import Config
-from server.edge.protocol import EdgeLimits, EdgeProtocol
+from server.api.edge.protocol import EdgeLimits, EdgeProtocol
 
 log = logging.getLogger("switchboard.edge")
 
@@ -70,7 +70,7 @@ class EnvEdgeProtocol(EdgeProtocol):
 
 def uvicorn_options(config: Config, *, workers: bool = False) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``: our protocol and timeouts."""
-    http: Any = "server.edge:EnvEdgeProtocol" if workers else protocol_class(edge_limits(config))
+    http: Any = "server.api.edge:EnvEdgeProtocol" if workers else protocol_class(edge_limits(config))
     if workers:
         raise_fd_limit()  # inherited by the worker processes
     return {"http": http, "timeout_keep_alive": config.keep_alive_timeout}

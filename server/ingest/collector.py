@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
-from server.client_address import client_address
+from server.api.client_address import client_address
 from server.config import Config
 from server.errors import ApiError
 from server.ingest import client_metrics, cors, events_api, rejected, stats
@@ -91,7 +91,7 @@ def _collector(app: Starlette) -> Collector:
 
 
 def _endpoints(app: Starlette) -> list["TrackingEndpoint"]:
-    return [route.app for route in app.routes if isinstance(getattr(route, "app", None), TrackingEndpoint)]
+    return [route.app for route in app.routes if isinstance(getattr(route, "app", None), TrackingEndpoint)]  # type: ignore[attr-defined]
 
 
 async def startup(app: Starlette) -> None:
@@ -138,7 +138,7 @@ def basic_auth_user(call: Call) -> str | None:
 
 
 def client_ip(call: Call, trust_proxy: bool) -> str | None:
-    # The rule sign-in throttling uses too (server/client_address.py): the rightmost entry.
+    # The rule sign-in throttling uses too (server/api/client_address.py): the rightmost entry.
     return client_address(call.client_host, call.header(b"x-forwarded-for"), trust_proxy)
 
 
@@ -321,6 +321,6 @@ def routes(config: Config) -> list[Route]:
         route = Route(f"{prefix}/{{call:tracking_call}}", endpoint,
                       name="collector" + ("" if prefix == "/v1" else "_prefixed"))
         # Exact paths the app may hand straight to the endpoint (server/app.py: SwitchboardApp).
-        route.fast_paths = {f"{prefix}/{name}": {"call": name} for name in handlers}
+        route.fast_paths = {f"{prefix}/{name}": {"call": name} for name in handlers}  # type: ignore[attr-defined]
         found.append(route)
     return found + events_api.routes() + rejected.routes()

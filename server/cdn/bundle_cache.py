@@ -1,7 +1,7 @@
 """When to build: built bundles in memory, bounded by bytes, backed by the store.
 
 - **Warm path, no I/O:** the key's current version comes from the in-memory directory
-  (server/bundle_directory.py: fresh without a query per key), then one LRU lookup by
+  (server/cdn/bundle_directory.py: fresh without a query per key), then one LRU lookup by
   (write_key, version). Nothing else, however many keys are served.
 - **Bounded by bytes:** ``SWITCHBOARD_BUNDLE_CACHE_MB`` (default 128) over the encodings kept (gzip
   and brotli; identity is derived when asked) and the settings document; cachetools' ``LRUCache``
@@ -35,11 +35,11 @@ from cachetools import LRUCache, TTLCache
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from server.bundle_directory import KEY_MAX, SYNC_SPACING, Directory, Known
-from server.bundles import BR_BEST, Built, build_bundle, build_fingerprint, with_best_brotli
+from server.cdn.bundle_directory import KEY_MAX, SYNC_SPACING, Directory, Known
+from server.cdn.bundles import BR_BEST, Built, build_bundle, build_fingerprint, with_best_brotli
 from server.catalog import Catalog
 from server.config import Config
-from server.settings_document import settings_document
+from server.cdn.settings_document import settings_document
 from server.store import bundle_builds, workspace
 
 log = logging.getLogger("switchboard.bundles")
@@ -124,7 +124,7 @@ class BundleCache:
 
     @property
     def nbytes(self) -> int:
-        return self._entries.currsize
+        return int(self._entries.currsize)
 
     # -------------------------------------------------------------- lookups
 

@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.bundle_cache import BundleCache, Entry, Missing
-from server.bundles import Built, build_plugin
+from server.cdn.bundle_cache import BundleCache, Entry, Missing
+from server.cdn.bundles import Built, build_plugin, check_templates
 from server.config import Config
-from server.snippet import render_snippet
+from server.cdn.snippet import render_snippet
 
 log = logging.getLogger("switchboard.cdn")
 JS = "application/javascript; charset=utf-8"
@@ -271,7 +271,7 @@ def bundle_match(base: str):
 def routes(config: Config) -> list[Route]:
     base = config.bundle_path.rstrip("/")
     bundle = Route(f"{base}/{{write_key}}/{{file}}", BundleEndpoint(), methods=["GET", "HEAD"])
-    bundle.fast_match = bundle_match(base)  # every page view asks for it: skip middleware and router
+    bundle.fast_match = bundle_match(base)  # type: ignore[attr-defined]  # every page view asks for it: skip middleware and router
     return [
         Route(f"{base}/plugins/{{file}}", plugin, methods=["GET"]),
         bundle,
@@ -281,6 +281,7 @@ def routes(config: Config) -> list[Route]:
 
 
 async def startup(app) -> None:
+    check_templates(app.state.catalog)
     cache = app.state.bundle_cache = BundleCache(app.state.engine, app.state.catalog, app.state.config)
     await run_in_threadpool(cache.start)  # the source directory, then one freshness check per interval
 

@@ -3,7 +3,7 @@
 Every server process keeps the whole directory (write_key -> source id, version, enabled; ~100
 bytes a source). It stays fresh three ways:
 
-- **This process** changed a source: ``workspace.on_settings_change`` marks the key *dirty* right
+- **This process** changed a source: ``notify.SETTINGS`` (the change bus) marks the key *dirty* right
   after the commit; its next request asks the store (one indexed query) before trusting anything.
 - **PostgreSQL** LISTEN/NOTIFY (server/scaleout.py) reaches the same listener within milliseconds.
 - **Any other process** (several on one SQLite file, or a missed notification): a background
@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 
-from server.store import bundle_builds, workspace
+from server.store import bundle_builds, notify, workspace
 
 log = logging.getLogger("switchboard.bundles")
 SYNC_SPACING = 0.1  # s between sequence checks triggered by unknown keys
@@ -60,7 +60,7 @@ class Directory:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         ref = weakref.WeakMethod(self._on_change)
-        self._unsubscribe = workspace.on_settings_change(lambda *change: (m := ref()) and m(*change))
+        self._unsubscribe = notify.SETTINGS.subscribe(lambda *change: (m := ref()) and m(*change))
 
     # -------------------------------------------------------------- changes we are told about
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from server.bundles import js_env
+from server.cdn.bundles import js_env
 from server.config import Config
 
 

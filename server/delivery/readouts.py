@@ -1,0 +1,103 @@
+"""What the web app shows of delivery (its declared read-outs, exported by name from
+``server.delivery``): a destination's overview, replaying its dead letters, one event's jobs, and
+the Event Tester's one-off send. Everything returned is JSON-ready and free of secrets; the
+queries live in the store (``server/store/delivery.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from server.catalog import Manifest, effective_settings
+from server.delivery import router
+from server.delivery.sender import Sender
+from server.delivery.stats import destination_stats
+from server.store import delivery as store
+
+RECENT_FAILURES = 10
+DEAD_LETTERS_SHOWN = 50
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _overview(engine, destination: dict[str, Any]) -> dict[str, Any]:
+    stats = destination_stats(engine, destination)
+    dead = store.list_dead(engine, destination["id"], limit=DEAD_LETTERS_SHOWN)
+    return {
+        "counts": {k: stats[k] for k in ("delivered", "retrying", "queued", "dead", "skipped")},
+        "latency_ms": stats["latency_ms"],
+        "series": stats["series"]["points"],
+        "last_error": stats["last_error"],
+        "recent_failures": [
+            {"at": _iso(r["at"]), "job_id": r["job_id"], "outcome": r["outcome"], "status": r["status"],
+             "error": r["error"], "response": r["response"], "latency_ms": r["latency_ms"]}
+            for r in store.recent_failures(engine, destination["id"], RECENT_FAILURES)
+        ],
+        "dead_total": store.count_dead(engine, destination["id"]),
+        "dead_letters": [
+            {"id": j["id"], "type": j["event_type"], "message_id": j["message_id"],
+             "received_at": _iso(j["received_at"]), "dead_at": _iso(j["finished_at"]), "attempts": j["attempts"],
+             "last_status": j["last_status"], "last_error": j["last_error"]}
+            for j in dead
+        ],
+    }
+
+
+async def delivery_overview(app, destination: dict[str, Any]) -> dict[str, Any]:
+    """Counts, 24 h hourly series, p50/p99, recent failures and dead letters."""
+    return await run_in_threadpool(_overview, app.state.engine, destination)
+
+
+async def replay_dead_letters(app, destination_id: int) -> int:
+    return await run_in_threadpool(lambda: store.replay(app.state.engine, destination_id))
+
+
+def event_deliveries(engine, event_id: int) -> dict[int, dict[str, Any]]:
+    """destination id → the delivery job of one event (status, attempts, last error)."""
+    return {r["destination_id"]: {"status": r["status"], "attempts": r["attempts"], "last_status": r["last_status"],
+                                  "last_error": r["last_error"]} for r in store.jobs_of_event(engine, event_id)}
+
+
+async def send_sample(manifest: Manifest, destination: dict[str, Any], event: dict[str, Any], *,
+                      allow_private_egress: bool = False) -> dict[str, Any]:
+    """Translate and send ``event`` to one destination now, as delivery would (not logged, not
+    retried): {"event", "exchanges": [{"request", "status", "response", "error", "outcome",
+    "latency_ms"}], "error", "outcome"}.
+
+    The egress rules apply as in delivery (``SWITCHBOARD_ALLOW_PRIVATE_EGRESS``): a URL that
+    resolves to an internal address is refused before connecting, and the page says why."""
+    call = event["type"]
+    result: dict[str, Any] = {"type": call, "event": event, "exchanges": [], "error": None, "outcome": None}
+    module = router.translator(manifest.slug)
+    if module is None:
+        result["error"] = f"{manifest.name} has no cloud-mode translator, so there is nothing to send."
+        return result
+    settings = effective_settings(manifest, destination["settings"], "cloud")
+    try:
+        requests = module.translate(event, settings)
+    except Exception as exc:  # a missing or bad setting: say so, like delivery would
+        result["error"] = f"Could not build the request: {type(exc).__name__}: {exc}"
+        return result
+    if not requests:
+        result["error"] = f"{manifest.name} sends nothing for a {call} call with these settings."
+        return result
+    try:
+        sender = Sender(allow_private_egress=allow_private_egress)
+    except ValueError as exc:  # an unusable proxy in the environment (HTTPS_PROXY=socks5://…)
+        result["error"] = f"Cannot send from this server: {exc}"
+        return result
+    try:
+        outcome = await sender.perform(requests)
+    finally:
+        await sender.aclose()
+    result["outcome"] = outcome.outcome
+    result["exchanges"] = [
+        {"request": a.request, "status": a.status, "response": a.response, "error": a.error,
+         "outcome": a.outcome, "latency_ms": a.latency_ms}
+        for a in outcome.attempts
+    ]
+    return result

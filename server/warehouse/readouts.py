@@ -1,0 +1,42 @@
+"""What the web app shows of the warehouse plane (its read-outs, exported by name from
+``server.warehouse``): a warehouse destination's recent syncs and cursor, and "sync now"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from server.store import warehouse as store
+from server.warehouse.sync import sync_destination
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+async def warehouse_syncs(app, destination_id: int) -> dict[str, Any]:
+    engine = app.state.engine
+
+    def load():
+        return store.list_syncs(engine, destination_id, 20), store.get_cursor(engine, destination_id)
+
+    syncs, cursor = await run_in_threadpool(load)
+    return {"cursor": cursor, "syncs": [sync_json(s) for s in syncs]}
+
+
+def sync_json(sync: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": sync["id"], "trigger": sync["trigger"], "started_at": _iso(sync["started_at"]),
+        "finished_at": _iso(sync["finished_at"]),
+        "status": "running" if sync["finished_at"] is None else ("failed" if sync["error"] else "succeeded"),
+        "events": sync["events"], "rows": sync["rows"], "notices": sync["notices"], "error": sync["error"],
+    }
+
+
+async def sync_now(app, destination_id: int) -> dict[str, Any]:
+    state = app.state
+    sync = await run_in_threadpool(
+        lambda: sync_destination(state.engine, state.catalog, state.config, destination_id, trigger="web")
+    )
+    return sync_json(sync)
