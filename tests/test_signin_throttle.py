@@ -130,3 +130,16 @@ def test_a_burst_from_many_addresses_gets_a_bounded_number_of_checks_at_once(ser
     assert set(statuses) <= {401, 429} and statuses.count(401) >= 1
     assert busy, "40 simultaneous checks all ran: the scrypt slots did not bound them"
     assert all(a.headers["retry-after"] == "1" and "Too many sign-ins at once" in a.text for a in busy)
+
+
+def test_guessing_one_account_from_many_addresses_is_capped_per_account(server):
+    client, token = browser(server)
+    addresses = [f"198.51.100.{200 + i}" for i in range(throttle.PER_ACCOUNT // throttle.PER_ADDRESS_ACCOUNT)]
+    for address in addresses:  # each address stays within its own limits
+        for _ in range(throttle.PER_ADDRESS_ACCOUNT):
+            assert attempt(client, token, address, user="victim").status_code == 401
+    fresh = "198.51.100.250"
+    refused = attempt(client, token, fresh, user="victim")
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "60"
+    # That address itself is not throttled: it is the account that has had enough guesses.
+    assert attempt(client, token, fresh, user="someone-else").status_code == 401
