@@ -13,7 +13,6 @@ from typing import Any
 
 from server.destinations.request import OutgoingRequest, anonymous_id, traits, user_id
 from server.destinations.slack import sandbox
-from server.destinations.slack.sandbox import slack_escape  # noqa: F401 - part of this module's interface
 
 DEFAULT_TEMPLATE = "{{name}} did {{event}}."
 
