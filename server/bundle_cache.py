@@ -130,10 +130,10 @@ class BundleCache:
 
     async def get(self, write_key: str) -> Entry | Missing:
         directory = self.directory
-        with directory.lock:
-            known = directory.keys.get(write_key)
-            clean = known is not None and write_key not in directory.dirty
-        if clean:
+        # No lock for these two reads: each is one atomic dict operation, and a key marked dirty
+        # before this request began is seen as dirty (the GIL orders them).
+        known = directory.keys.get(write_key)
+        if known is not None and write_key not in directory.dirty:
             if not known.enabled:
                 return DISABLED
             with self._lock:
