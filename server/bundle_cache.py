@@ -35,7 +35,7 @@ from cachetools import LRUCache, TTLCache
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from server.bundle_directory import KEY_MAX, SYNC_SPACING, Directory, Known
+from server.bundle_directory import BULK_DIRTY, KEY_MAX, SYNC_SPACING, Directory, Known
 from server.bundles import BR_BEST, Built, build_bundle, build_fingerprint, with_best_brotli
 from server.catalog import Catalog
 from server.config import Config
@@ -226,6 +226,13 @@ class BundleCache:
             known = directory.keys.get(write_key)
             trusted = known is not None and write_key not in directory.dirty
         content = None
+        if not trusted and len(directory.dirty) > BULK_DIRTY:
+            directory.settle()
+            with directory.lock:
+                known = directory.keys.get(write_key)
+                trusted = write_key not in directory.dirty
+            if trusted and known is None:
+                return UNKNOWN
         if not trusted:
             source = directory.resolve(write_key)
             if source is None:
