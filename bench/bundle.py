@@ -431,7 +431,10 @@ def bench_many_keys(db_url: str, engine, directory: Path, count: int, seconds: i
         print("wrk is not installed: skipped")
         return
     keys = bulk_sources(engine, count)
-    env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_LOG_LEVEL": "WARNING", "SWITCHBOARD_DELIVERY_WORKERS": "false"}
+    # One public URL for both servers: a bundle embeds the origin, and with none set it would
+    # carry each server's random port, so the restarted server could not use the kept builds.
+    env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_LOG_LEVEL": "WARNING", "SWITCHBOARD_DELIVERY_WORKERS": "false",
+           "SWITCHBOARD_PUBLIC_URL": "https://analytics.bench.test"}
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = start([sys.executable, "-c", OUR_APP], port, {**env, "SWITCHBOARD_PORT": str(port)})

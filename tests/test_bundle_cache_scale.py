@@ -279,3 +279,26 @@ def test_distinct_large_if_none_match_headers_do_not_grow_memory(live_server_fac
         for inm in (etag, f"W/{etag}", f'"{"y" * 8000}", {etag}'):
             again = client.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": inm})
             assert again.status_code == 304 and again.headers["etag"] == etag
+
+
+def test_many_keys_announced_at_once_are_settled_with_one_read(sqlite_url):
+    """PostgreSQL's listener announces every source after a reconnect: one full read of the
+    directory settles them, not a query per key."""
+    engine = open_store(sqlite_url)
+    sources = make_sources(engine, 100)
+    app = create_app(Config(database_url=sqlite_url, delivery_workers=False), engine=engine, planes=["server.cdn"])
+    with TestClient(app) as client:
+        for source in sources:
+            assert client.get(bundle_path(source["write_key"])).status_code == 200
+        for source in sources:  # what server/scaleout.py's resync does
+            workspace.announce_remote(source["id"], source["write_key"], source["settings_version"])
+        log = QueryLog(engine)
+        try:
+            for source in sources:
+                assert client.get(bundle_path(source["write_key"])).status_code == 200
+        finally:
+            log.close()
+        assert app.state.bundle_cache.builds == 100
+    serving = [t for t in log.threads if not t.startswith("bundle-")]
+    assert len(serving) <= 6, f"{len(serving)} statements"  # a sequence read and a directory read (+ BEGINs)
+    engine.dispose()

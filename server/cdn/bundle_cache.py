@@ -13,20 +13,16 @@
 - **Single flight, bounded:** concurrent misses for one key share one load (50 cold requests, one
   build), and at most ``BUILD_CONCURRENCY`` loads run at once, so a restart under traffic over
   thousands of keys leaves the event loop and the thread pool free for everything else.
-- **Brotli polishing:** a build compresses brotli at quality 5 (a few ms). Versions that are
-  actually served get quality 11 (~7% smaller, ~50 ms of CPU) in a background thread: one request
-  in ``POLISH_SAMPLE`` picks its bundle, at most one polish per ``POLISH_SPACING`` seconds, and the
-  result is saved, so each version is polished once.
+- **Keeping** (server/cdn/bundle_keeping.py): builds are saved after the answer, and served versions
+  get brotli quality 11, both on background threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +31,9 @@ from cachetools import LRUCache, TTLCache
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from server.cdn.bundle_directory import KEY_MAX, SYNC_SPACING, Directory, Known
-from server.cdn.bundles import BR_BEST, Built, build_bundle, build_fingerprint, with_best_brotli
+from server.cdn.bundle_directory import BULK_DIRTY, KEY_MAX, SYNC_SPACING, Directory, Known
+from server.cdn.bundle_keeping import POLISH_SAMPLE, Keeper
+from server.cdn.bundles import Built, build_bundle, build_fingerprint
 from server.catalog import Catalog
 from server.config import Config
 from server.cdn.settings_document import settings_document
@@ -45,9 +42,6 @@ from server.store import bundle_builds, workspace
 log = logging.getLogger("switchboard.bundles")
 PINNED_HISTORY = bundle_builds.KEEP_VERSIONS  # versions an immutable URL may be served from
 BUILD_CONCURRENCY = 4
-POLISH_SAMPLE = 256  # a power of two
-POLISH_SPACING = 1.0
-SAVE_BACKLOG = 256
 # What an entry costs the process, not just its payload: ~800 bytes of Python objects around it
 # (measured with tracemalloc), and the allocator's share under churn (evicted 8 KB blocks leave
 # holes that new ones only partly fill). With these, RSS at 10,000 keys stays near the bound
@@ -93,12 +87,7 @@ class BundleCache:
         self.builds = 0  # renders (a persisted build read back is not one)
         self.reads = 0  # builds read back from the store
         self._served = 0
-        self._polished_at = 0.0
-        self._polisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-brotli")
-        # Saving a build is a write transaction (an fsync on SQLite): done after the answer, by one
-        # thread, unless SAVE_BACKLOG saves already wait (then the miss saves it itself).
-        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-save")
-        self._unsaved = 0
+        self.keeper = Keeper(engine, self.fingerprint, self._peek, self._swap)
 
     def start(self) -> None:
         """Load the directory and start the freshness thread (the app's startup)."""
@@ -111,12 +100,11 @@ class BundleCache:
 
     def close(self) -> None:
         self.directory.close()
-        self._polisher.shutdown(wait=False, cancel_futures=True)
-        self._saver.shutdown(wait=True)  # builds made before a shutdown are there after the restart
+        self.keeper.close()
 
     def flush(self) -> None:
         """Wait until every build made so far is saved."""
-        self._saver.submit(lambda: None).result()
+        self.keeper.flush()
 
     def invalidate(self, write_key: str) -> None:
         """Re-read ``write_key`` from the store before serving it again (thread-safe)."""
@@ -130,10 +118,10 @@ class BundleCache:
 
     async def get(self, write_key: str) -> Entry | Missing:
         directory = self.directory
-        with directory.lock:
-            known = directory.keys.get(write_key)
-            clean = known is not None and write_key not in directory.dirty
-        if clean:
+        # No lock for these two reads: each is one atomic dict operation, and a key marked dirty
+        # before this request began is seen as dirty (the GIL orders them).
+        known = directory.keys.get(write_key)
+        if known is not None and write_key not in directory.dirty:
             if not known.enabled:
                 return DISABLED
             with self._lock:
@@ -141,7 +129,7 @@ class BundleCache:
             if entry is not None:
                 self._served += 1
                 if not self._served & (POLISH_SAMPLE - 1):
-                    self._maybe_polish(write_key, entry)
+                    self.keeper.offer(write_key, entry)
                 return entry
         elif known is None and directory.loaded and write_key not in directory.dirty:
             if len(write_key) > KEY_MAX or not await self._exists_after_sync(write_key):
@@ -226,6 +214,13 @@ class BundleCache:
             known = directory.keys.get(write_key)
             trusted = known is not None and write_key not in directory.dirty
         content = None
+        if not trusted and len(directory.dirty) > BULK_DIRTY:
+            directory.settle()
+            with directory.lock:
+                known = directory.keys.get(write_key)
+                trusted = write_key not in directory.dirty
+            if trusted and known is None:
+                return UNKNOWN
         if not trusted:
             source = directory.resolve(write_key)
             if source is None:
@@ -282,50 +277,17 @@ class BundleCache:
         document = orjson.dumps(settings_document(self.config, self.catalog, source))
         built = build_bundle(self.config, self.catalog, source)
         entry = Entry(bundle=built, settings=document, source_id=source["source_id"])
-        with self._lock:
-            self._unsaved += 1
-            later = self._unsaved <= SAVE_BACKLOG
-        if later:
-            self._saver.submit(self._save, entry)
-        else:
-            self._save(entry)
+        self.keeper.save(entry)
         return entry
 
-    def _save(self, entry: Entry) -> None:
-        built = entry.bundle
-        try:
-            bundle_builds.save(self.engine, entry.source_id, built.version, self.fingerprint, {
-                "hash": built.hash, "size": built.size, "gzip": built.gzip, "br": built.br,
-                "br_quality": built.br_quality, "loaders": built.loaders, "settings": entry.settings,
-                "built_at": built.built_at})
-        except Exception:  # serving matters more than keeping: the next miss rebuilds
-            log.warning("could not save a bundle build", exc_info=True)
-        finally:
-            with self._lock:
-                self._unsaved -= 1
-
-    # -------------------------------------------------------------- brotli quality 11
-
-    def _maybe_polish(self, write_key: str, entry: Entry) -> None:
-        now = time.monotonic()
-        if entry.bundle.br_quality >= BR_BEST or now - self._polished_at < POLISH_SPACING:
-            return
-        self._polished_at = now
-        self._polisher.submit(self._polish, (write_key, entry.bundle.version))
-
-    def _polish(self, key: tuple[str, int]) -> None:
+    def _peek(self, key: tuple[str, int]) -> Entry | None:
         with self._lock:
-            entry = self._entries.get(key)
-        if entry is None or entry.bundle.br_quality >= BR_BEST:
-            return
-        better = dataclasses.replace(entry, bundle=with_best_brotli(entry.bundle))
+            return self._entries.get(key)
+
+    def _swap(self, key: tuple[str, int], entry: Entry) -> None:
         with self._lock:
             if key in self._entries:
-                self._entries[key] = better
-        try:
-            bundle_builds.polish(self.engine, entry.source_id, key[1], self.fingerprint, better.bundle.br, BR_BEST)
-        except Exception:
-            log.warning("could not save a polished bundle", exc_info=True)
+                self._entries[key] = entry
 
 
 def _entry_from_row(row: dict[str, Any], source_id: int) -> Entry:

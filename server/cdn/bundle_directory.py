@@ -37,6 +37,7 @@ from server.store import bundle_builds, notify, workspace
 log = logging.getLogger("switchboard.bundles")
 SYNC_SPACING = 0.1  # s between sequence checks triggered by unknown keys
 KEY_MAX = 64  # sources.write_key is String(64): a longer key cannot exist
+BULK_DIRTY = 64  # more dirty keys than this: re-read the whole directory once
 
 
 class Known(NamedTuple):
@@ -87,20 +88,30 @@ class Directory:
     def sync(self, *, force: bool = False) -> bool:
         """Check the sequence; re-read the directory if it moved. True if something changed."""
         with self._read_lock:
-            seq = bundle_builds.read_sequence(self.engine)
-            self.synced_at = time.monotonic()
-            self.polls += 1
-            if seq == self._seq and self.loaded and not force:
-                return False
-            with self.lock:
-                start = self._stamp
-            rows = bundle_builds.directory(self.engine)
-            fresh = {key: Known(source_id, version, enabled) for key, source_id, version, enabled in rows}
-            with self.lock:
-                # Changes announced before the read began are in it; later ones stay dirty.
-                self.dirty = {key: stamp for key, stamp in self.dirty.items() if stamp > start}
-                self.keys, self._seq, self.loaded = fresh, seq, True
-            return True
+            return self._sync(force)
+
+    def settle(self) -> None:
+        """Many keys marked at once (PostgreSQL's resync after a reconnect announces every source):
+        one full read clears them all, instead of a query per key."""
+        with self._read_lock:
+            if len(self.dirty) > BULK_DIRTY:
+                self._sync(True)
+
+    def _sync(self, force: bool) -> bool:
+        seq = bundle_builds.read_sequence(self.engine)
+        self.synced_at = time.monotonic()
+        self.polls += 1
+        if seq == self._seq and self.loaded and not force:
+            return False
+        with self.lock:
+            start = self._stamp
+        rows = bundle_builds.directory(self.engine)
+        fresh = {key: Known(source_id, version, enabled) for key, source_id, version, enabled in rows}
+        with self.lock:
+            # Changes announced before the read began are in it; later ones stay dirty.
+            self.dirty = {key: stamp for key, stamp in self.dirty.items() if stamp > start}
+            self.keys, self._seq, self.loaded = fresh, seq, True
+        return True
 
     # -------------------------------------------------------------- one key
 

@@ -18,7 +18,7 @@ import json
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,7 @@ class Built:
             return f'"{self.hash}"'
         return f'"{self.hash}-br{self.br_quality}"' if encoding == "br" else f'"{self.hash}-{encoding}"'
 
+    @cached_property
     def etags(self) -> tuple[str, ...]:
         """Every ETag a client may hold for this content (``"h"``, ``"h-gzip"``, ``"h-br5"``, ``"h-br11"``)."""
         return (f'"{self.hash}"', f'"{self.hash}-gzip"', f'"{self.hash}-br{BR_FAST}"', f'"{self.hash}-br{BR_BEST}"')

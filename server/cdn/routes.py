@@ -81,7 +81,7 @@ def _matching_tag(if_none_match: str, built: Built) -> str | None:
     holds (this also keeps 304s when brotli is re-compressed at a higher quality). The answer is
     always one of our own strings: client text is never echoed into a response header.
     """
-    tags = built.etags()
+    tags = built.etags
     if if_none_match in tags:  # the usual case: the browser sends back exactly what it got
         return if_none_match
     if built.hash not in if_none_match and "*" not in if_none_match:
