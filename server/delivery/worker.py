@@ -1,7 +1,8 @@
 """The delivery service: fan-out loop, one lane per destination, and a batched result writer.
 
-- The fan-out loop turns new log entries into jobs (``server/store/fanout.py``, routed by ``router.route``). It wakes on the event
-  log's in-process hook (and NOTIFY through it on PostgreSQL) and otherwise polls.
+- The fan-out loop turns new log entries into jobs (``server/store/fanout.py``, routed by
+  ``router.route``). It wakes on the change bus (``notify.EVENTS``: this process's appends, and
+  other processes' through NOTIFY on PostgreSQL) and otherwise polls.
 - The dispatcher starts a *lane* for every destination that has due jobs. A lane claims that
   destination's jobs (leases), and sends at most ``concurrency`` requests at a time. Lanes
   share nothing but the HTTP client, so a destination that hangs fills only its own lane.
