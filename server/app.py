@@ -68,13 +68,13 @@ def create_app(
     *,
     engine: Engine | None = None,
     catalog: Catalog | None = None,
-    planes: list[str] | None = None,
+    planes: list[str | ModuleType] | None = None,
 ) -> SwitchboardApp:
-    """``planes``: a subset of ``PLANES`` by module name (tests), all of them by default."""
+    """``planes``: a subset of ``PLANES`` (modules, or their names; tests), all of them by default."""
     config = config or Config.from_env()
     engine = engine or open_store(config.database_url, busy_timeout=config.sqlite_busy_timeout)
     catalog = catalog or load_catalog()
-    modules = [BY_NAME[name] for name in planes] if planes else PLANES
+    modules = [BY_NAME[p] if isinstance(p, str) else p for p in planes] if planes else PLANES
     routes = [route for module in modules for route in module.routes(config)]
 
     @contextlib.asynccontextmanager

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from delivery_flow import append, jobs, source_with
 from delivery_vendor import make_event
-from server.delivery import fanout
+from server.delivery.router import route
+from server.store import fanout
 from server.store import delivery as store
 from server.store import events, open_store
 
@@ -39,12 +40,12 @@ def test_an_event_committed_after_a_later_one_is_still_delivered(pg, catalog):
     conn, transaction = insert_uncommitted(engine, source["id"])  # takes id N, not yet visible
     append(engine, source["id"], [make_event("track", event="early")])  # id N+1, committed
     for _ in range(5):
-        assert fanout.fanout_pass(engine, catalog, gaps)[0] == 0  # stops before the gap
+        assert fanout.fanout_pass(engine, _router(catalog), gaps)[0] == 0  # stops before the gap
         time.sleep(fanout.GAP_SETTLE_DELAY_S)
     assert jobs(engine) == []
     transaction.commit()
     conn.close()
-    consumed, created, _ = fanout.fanout_pass(engine, catalog, gaps)
+    consumed, created, _ = fanout.fanout_pass(engine, _router(catalog), gaps)
     assert (consumed, created) == (2, 2)
     assert sorted(j["event_id"] for j in jobs(engine, dest["id"])) == [cursor(engine) - 1, cursor(engine)]
     engine.dispose()
@@ -58,14 +59,14 @@ def test_a_rolled_back_id_does_not_stall_the_cursor(pg, catalog):
     gaps = fanout.GapTracker()
     conn, transaction = insert_uncommitted(engine, source["id"])
     append(engine, source["id"], [make_event("track", event="kept")])
-    assert fanout.fanout_pass(engine, catalog, gaps)[0] == 0
+    assert fanout.fanout_pass(engine, _router(catalog), gaps)[0] == 0
     transaction.rollback()
     conn.close()
     deadline = time.monotonic() + 10
     consumed = 0
     while consumed == 0 and time.monotonic() < deadline:
         time.sleep(fanout.GAP_SETTLE_DELAY_S)
-        consumed = fanout.fanout_pass(engine, catalog, gaps)[0]
+        consumed = fanout.fanout_pass(engine, _router(catalog), gaps)[0]
     assert consumed == 1 and len(jobs(engine, dest["id"])) == 1
     engine.dispose()
 
@@ -76,8 +77,12 @@ def test_cursor_and_jobs_move_together_and_an_event_is_fanned_out_once(engine, c
     fanout.ensure_cursor(engine)  # idempotent
     append(engine, source["id"], [make_event("track", event=f"E{i}") for i in range(3)])
     gaps = fanout.GapTracker()
-    assert fanout.fanout_pass(engine, catalog, gaps, limit=2)[:2] == (2, 2)
-    assert fanout.fanout_pass(engine, catalog, gaps, limit=2)[:2] == (1, 1)
-    assert fanout.fanout_pass(engine, catalog, gaps) == (0, 0, False)
+    assert fanout.fanout_pass(engine, _router(catalog), gaps, limit=2)[:2] == (2, 2)
+    assert fanout.fanout_pass(engine, _router(catalog), gaps, limit=2)[:2] == (1, 1)
+    assert fanout.fanout_pass(engine, _router(catalog), gaps) == (0, 0, False)
     assert [j["status"] for j in jobs(engine, dest["id"])] == [store.QUEUED] * 3
     assert cursor(engine) == max(j["event_id"] for j in jobs(engine))
+
+
+def _router(catalog):
+    return lambda event, event_type, destinations: route(event, event_type, True, destinations, catalog)

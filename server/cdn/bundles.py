@@ -6,7 +6,7 @@ source's enabled destinations (``js_templates/destinations/<slug>.js.j2``) and o
 through ``tojson`` over ``public_settings(...)`` — secrets cannot reach the template.
 
 Everything here is synchronous and pure (no store, no cache): ``server/cdn/bundle_cache.py`` decides
-when to build, ``server/cdn.py`` serves the result.
+when to build, ``server/cdn/routes.py`` serves the result.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The delivery service: fan-out loop, one lane per destination, and a batched result writer.
 
-- The fan-out loop turns new log entries into jobs (``fanout.py``). It wakes on the event
-  log's in-process hook (and NOTIFY through it on PostgreSQL) and otherwise polls.
+- The fan-out loop turns new log entries into jobs (``server/store/fanout.py``, routed by
+  ``router.route``). It wakes on the change bus (``notify.EVENTS``: this process's appends, and
+  other processes' through NOTIFY on PostgreSQL) and otherwise polls.
 - The dispatcher starts a *lane* for every destination that has due jobs. A lane claims that
   destination's jobs (leases), and sends at most ``concurrency`` requests at a time. Lanes
   share nothing but the HTTP client, so a destination that hangs fills only its own lane.
@@ -30,14 +31,13 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from server.catalog import Catalog, effective_settings
-from server.delivery import fanout
 from server.delivery.heartbeat import HEARTBEAT_S, STALE_AFTER_S, Heartbeat
 from server.delivery.policy import RetryPolicy
 from server.delivery.results import ResultWriter, job_result
-from server.delivery.router import translator
+from server.delivery.router import route, translator
 from server.delivery.sender import DEAD, Outcome, Sender
 from server.store import delivery as store
-from server.store import notify, workspace
+from server.store import fanout, notify, workspace
 
 log = logging.getLogger("switchboard.delivery")
 
@@ -115,6 +115,10 @@ class DeliveryService:
         if loop is not None and not loop.is_closed() and hasattr(self, "_work"):
             loop.call_soon_threadsafe(self._work.set)
 
+    def _route(self, event: dict[str, Any], event_type: str, destinations: list[dict[str, Any]]) -> list[int]:
+        """The fan-out's routing decision (the store runs the pass, delivery decides)."""
+        return route(event, event_type, True, destinations, self.catalog)
+
     def wake(self, *_: Any) -> None:
         """New events were committed (callable from any thread)."""
         loop = getattr(self, "_loop", None)
@@ -156,7 +160,7 @@ class DeliveryService:
             touched: set[int] = set()
             try:
                 _, created, more = await run_in_threadpool(
-                    fanout.fanout_pass, self.engine, self.catalog, self.gaps, touched=touched
+                    fanout.fanout_pass, self.engine, self._route, self.gaps, touched=touched
                 )
             except Exception:
                 log.exception("fan-out pass failed; retrying")

@@ -11,24 +11,29 @@ has. Moving the cursor past a gap could lose 41 for ever; instead a pass stops a
 it is *settled*: every transaction that was running when the gap was first seen has ended
 (``pg_snapshot_xmin`` passed the ``xmax`` recorded then). A gap still missing after that was
 a rolled-back insert, and the cursor moves on.
+
+The routing decision is delivery's (``server/delivery/router.py``): a pass takes it as ``route``,
+so the store imports no plane.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import orjson
 from sqlalchemy import Connection, Engine, select, text
 
-from server.catalog import Catalog
-from server.delivery.router import route
 from server.store.engine import read_only
 from server.store.delivery import (
     FANOUT_CURSOR, delivery_cursors, queue_jobs, utcnow, write_transaction,
 )
 from server.store.events import events
 from server.store.schema import destinations, sources
+
+# route(event, event_type, destinations) -> ids of the destinations (all of one enabled source,
+# each a dict with id, slug, mode, enabled, settings) that get the event.
+Route = Callable[[dict[str, Any], str, list[dict[str, Any]]], list[int]]
 
 # A gap is first only remembered; its xmax is taken on a later pass, so the inserting
 # transaction has surely written (and so owns an xid) by then.
@@ -78,7 +83,7 @@ def ensure_cursor(engine: Engine) -> None:
                 conn.execute(delivery_cursors.insert().values(name=FANOUT_CURSOR, event_id=0))
 
 
-def fanout_pass(engine: Engine, catalog: Catalog, gaps: GapTracker, limit: int = 1000,
+def fanout_pass(engine: Engine, route: Route, gaps: GapTracker, limit: int = 1000,
                 touched: set[int] | None = None) -> tuple[int, int, bool]:
     """One pass; returns (events consumed, jobs created, whether more events may be waiting).
     The ids of the destinations that got jobs are added to ``touched`` when given."""
@@ -106,7 +111,7 @@ def fanout_pass(engine: Engine, catalog: Catalog, gaps: GapTracker, limit: int =
             rows = gaps.usable(conn, cursor, rows, xmin, xmax)
         if not rows:
             return 0, 0, False
-        jobs = _jobs_for(conn, rows, catalog)
+        jobs = _jobs_for(conn, rows, route)
         if jobs:
             queue_jobs(conn, jobs, utcnow())
             if touched is not None:
@@ -126,7 +131,7 @@ def _anything_new(engine: Engine) -> bool:
         return conn.execute(select(events.c.id).where(events.c.id > (cursor or 0)).limit(1)).first() is not None
 
 
-def _jobs_for(conn: Connection, rows: Sequence, catalog: Catalog) -> list[tuple[int, int]]:
+def _jobs_for(conn: Connection, rows: Sequence, route: Route) -> list[tuple[int, int]]:
     """(destination_id, event_id) of every job the events in ``rows`` need, in event order."""
     source_ids = {r.source_id for r in rows}
     enabled = dict(conn.execute(select(sources.c.id, sources.c.enabled).where(sources.c.id.in_(source_ids))).all())
@@ -144,6 +149,6 @@ def _jobs_for(conn: Connection, rows: Sequence, catalog: Catalog) -> list[tuple[
         candidates = by_source.get(r.source_id)
         if not candidates or not enabled.get(r.source_id):
             continue  # no destinations, or a disabled (or deleted) source: nothing to parse
-        for destination_id in route(orjson.loads(r.payload), r.type, True, candidates, catalog):
+        for destination_id in route(orjson.loads(r.payload), r.type, candidates):
             jobs.append((destination_id, r.id))
     return jobs
