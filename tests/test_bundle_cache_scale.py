@@ -19,7 +19,7 @@ from cachetools import LRUCache
 
 from server.cdn.bundle_cache import BUILD_CONCURRENCY, entry_size
 from server.config import Config
-from server.store import open_store, workspace
+from server.store import notify, open_store, workspace
 
 ADMIN_TOKEN = "bundle-scale-admin-token"
 
@@ -94,12 +94,12 @@ def test_unknown_keys_cost_no_query_each_and_evict_nothing(sqlite_url):
         assert client.get(bundle_path(real["write_key"])).status_code == 200
         assert cache.builds == 1 and cache.reads == 0  # still in memory: nothing was evicted
         # A key made a moment ago elsewhere (no in-process notice) is found at once, not after the poll.
-        listeners = list(workspace._listeners)
-        workspace._listeners.clear()
+        listeners = list(notify.SETTINGS._subscribers)
+        notify.SETTINGS._subscribers.clear()
         try:
             [fresh] = make_sources(engine, 1)
         finally:
-            workspace._listeners.extend(listeners)
+            notify.SETTINGS._subscribers.extend(listeners)
         time.sleep(0.15)
         assert client.get(bundle_path(fresh["write_key"])).status_code == 200
     engine.dispose()
@@ -290,8 +290,8 @@ def test_many_keys_announced_at_once_are_settled_with_one_read(sqlite_url):
     with TestClient(app) as client:
         for source in sources:
             assert client.get(bundle_path(source["write_key"])).status_code == 200
-        for source in sources:  # what server/scaleout.py's resync does
-            workspace.announce_remote(source["id"], source["write_key"], source["settings_version"])
+        for source in sources:  # what notify.resync does after a reconnect
+            notify.SETTINGS.deliver(source["id"], source["write_key"], source["settings_version"])
         log = QueryLog(engine)
         try:
             for source in sources:

@@ -75,7 +75,7 @@ def admin_client(url: str, allow: bool):
 
     engine = open_store(url)
     app = create_app(Config(database_url=url, delivery_workers=False, allow_private_egress=allow), engine=engine,
-                     planes=["server.health", "server.admin.api"])
+                     planes=["server.health", "server.admin"])
     client = TestClient(app, raise_server_exceptions=False)
     client.headers["Authorization"] = f"Bearer {tokens.create_token(engine, 't')}"
     return client, engine
