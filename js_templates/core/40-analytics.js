@@ -54,7 +54,6 @@ function make(type, fields, opts, bpc) {
   for (k in page) if (has(props, k)) picked[k] = props[k];
   c.page = extend({}, page, picked, o.page);
   c.userAgent = navigator.userAgent;
-  if (UAD) c.userAgentData = UAD;
   try { c.timezone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (x) {}
   if (!c.campaign) { var utm = campaign(c.page.search); if (utm) c.campaign = utm; }
   for (k in LI) if (has(LI, k)) I[k] = !!LI[k];
@@ -94,7 +93,7 @@ function dispatch(e, cb, initial) {
   ctx.stats.increment("analytics_js.invoke", 1, [e.type]);
   // Offline without a retry queue, analytics-next drops the event; so do we.
   var P = navigator.onLine === false && LOADOPTS.retryQueue === false ? Promise.resolve() :
-    UAP.then(function () { return stage(ctx, "before", 1); })
+    UAP.then(function () { if (UAD) e.context.userAgentData = UAD; return stage(ctx, "before", 1); })
       .then(function () { return stage(ctx, "enrichment", 1); })
       .then(function () { return deliver(ctx, initial); }, function (x) {
         ctx.setFailedDelivery({ reason: x });
