@@ -310,3 +310,22 @@ def test_coming_back_online_sends_at_once(page, server):
     page.context.set_offline(False)
     stored = wait_for_events(engine, source["id"], 2, timeout=2.5, page=page, type="track")
     assert [e["event"] for e in stored] == ["While Offline"], "the queue must flush when the browser is back online"
+
+
+def test_retry_queue_false_drops_a_failed_request_with_an_error(page, server):
+    live, engine = server
+    source = make_source(engine, "No retries", [])
+    tries = []
+
+    def fail(route):
+        tries.append(route.request.url)
+        route.fulfill(status=503, body="{}", headers={"Access-Control-Allow-Origin": "*"})
+
+    page.route(f"{live.url}/v1/t", fail)
+    script = "analytics.on('error', function (e) { window.__err = {code: e.code, status: e.status}; });"
+    open_site(page, live, source, with_options(live.url, source["write_key"], "{retryQueue: false}", script))
+    failed = page.evaluate("async () => !!(await analytics.track('Lost')).failedDelivery()")
+    assert failed is True
+    assert page.evaluate("window.__err") == {"code": "delivery_failure", "status": 503}
+    page.wait_for_timeout(1500)  # the default would retry after 0.5-1 s
+    assert len(tries) == 1
