@@ -329,3 +329,16 @@ def test_retry_queue_false_drops_a_failed_request_with_an_error(page, server):
     assert page.evaluate("window.__err") == {"code": "delivery_failure", "status": 503}
     page.wait_for_timeout(1500)  # the default would retry after 0.5-1 s
     assert len(tries) == 1
+
+
+def test_load_time_all_false_keeps_events_in_the_browser_unless_segment_io_is_on(page, server):
+    live, engine = server
+    off = make_source(engine, "All off", [])
+    open_site(page, live, off, with_options(live.url, off["write_key"], "{integrations: {All: false}}"), path="/off.html")
+    assert page.evaluate("async () => (await analytics.track('Kept Here')).event.integrations") == {"All": False}
+    on = make_source(engine, "All off but Segment", [])
+    open_site(page, live, on, with_options(live.url, on["write_key"], '{integrations: {All: false, "Segment.io": true}}'),
+              path="/on.html")
+    page.evaluate("async () => { await analytics.track('Sent'); }")
+    assert [e["event"] for e in wait_for_events(engine, on["id"], 1, page=page, type="track")] == ["Sent"]
+    assert wait_for_events(engine, off["id"], 1, timeout=1.0, page=page) == []

@@ -118,8 +118,10 @@ function deliver(ctx, initial) {
   var wire = clone(e), all = [stage(ctx, "destination")];
   to.forEach(function (d) { wire.integrations[d.cfg.name] = false; bundled.push(d.cfg.name); });
   if (bundled.length) wire._metadata = { bundled: bundled.sort() };
-  // integrations {"Segment.io": false}: the event stays in the browser (All: false doesn't count).
-  if ((e.integrations || {})["Segment.io"] !== false) all.push(new Promise(function (r) {
+  // integrations {"Segment.io": false}: the event stays in the browser (a call's All: false doesn't
+  // count; at load, All: false without "Segment.io": true keeps every event here, as analytics-next).
+  var L = LOADOPTS.integrations || {}, on = L["Segment.io"];
+  if ((e.integrations || {})["Segment.io"] !== false && on !== false && (on || L.All !== false)) all.push(new Promise(function (r) {
     enqueue(wire, function (err) { if (err) ctx.setFailedDelivery({ reason: err }); r(); });
     if (navigator.onLine === false) r();             // queued for when the browser is back
   }));
