@@ -115,8 +115,8 @@ function deliver(ctx, initial) {
   var e = ctx.event, p = ((e.context || {}).consent || {}).categoryPreferences, bundled = [];
   var to = DESTS.filter(function (d) { return !d.w && granted(d, p) && d.takes(e, initial); });
   // Destinations served here are switched off for the server's delivery (CONTRACT.md §9).
-  var wire = clone(e), all = [stage(ctx, "destination")];
-  to.forEach(function (d) { wire.integrations[d.cfg.name] = false; bundled.push(d.cfg.name); });
+  var wire = clone(e), all = [stage(ctx, "destination")], WI = wire.integrations = wire.integrations || {};
+  to.forEach(function (d) { WI[d.cfg.name] = false; bundled.push(d.cfg.name); });
   if (bundled.length) wire._metadata = { bundled: bundled.sort() };
   // integrations {"Segment.io": false}: the event stays in the browser (a call's All: false doesn't
   // count; at load, All: false without "Segment.io": true keeps every event here, as analytics-next).
