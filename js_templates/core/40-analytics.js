@@ -30,6 +30,7 @@ function campaign(search) {
   });
   return any ? out : undefined;
 }
+// context.library.name: the source's library_name setting (C.libraryName) when the bundle has one.
 // --- building events (as analytics-next's EventFactory and its page/environment enrichment) ---
 // A call's arguments; the snippet's buffered page context ({__t: "bpc"}) is the last one.
 function parse(args) {
@@ -45,7 +46,7 @@ var EVENTKEYS = ["integrations", "context", "userId", "anonymousId", "timestamp"
 function make(type, fields, opts, bpc) {
   opts = opts || {};
   var page = pageContext(bpc), o = opts.context || {}, k, LI = LOADOPTS.integrations || {}, I = {};
-  var c = { library: { name: "switchboard.js", version: VERSION }, locale: navigator.language,
+  var c = { library: { name: C.libraryName || "switchboard.js", version: VERSION }, locale: navigator.language,
     screen: { width: screen.width, height: screen.height, density: W.devicePixelRatio } };
   if (CATS.length || lsGet(CK) || MEM[CK]) c.consent = { categoryPreferences: consent() };
   extend(c, o);
