@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.app import create_app
-from server.bundles import EXTRAS, build_extras, core_source, minify
+from server.cdn.bundles import EXTRAS, build_extras, core_source, minify
 from server.config import Config
 from server.store import open_store, workspace
 
