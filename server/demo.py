@@ -99,7 +99,7 @@ def routes(config) -> list[Route]:
 
 def egress_lines(config) -> list[str]:
     """The tour's word on the egress rules: why a webhook to a receiver on this machine is
-    refused, and how to allow it (docs/security-delivery.md)."""
+    refused, and how to allow it (docs/security.md)."""
     if config.allow_private_egress:
         return ["  Egress:        destinations may reach internal addresses (SWITCHBOARD_ALLOW_PRIVATE_EGRESS=true)"]
     return ["  Local webhook: URLs on this machine or your network (127.0.0.1, localhost, 10.x, 192.168.x …)",

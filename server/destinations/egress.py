@@ -7,7 +7,7 @@ letters would show the answers. So by default a destination may not reach loopba
 link-local, carrier-grade NAT, unique-local, unspecified, multicast or otherwise reserved
 addresses, however they are spelled.
 
-Two checks use this module (docs/security-delivery.md):
+Two checks use this module (docs/security.md):
 
 - at save time, ``check_url`` looks at the host of every URL-typed setting: IP literals in
   every spelling ``inet_aton`` and browsers accept (``2130706433``, ``0177.0.0.1``, ``0x7f.1``,
