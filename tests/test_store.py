@@ -271,3 +271,11 @@ def test_admin_tokens_are_stored_only_as_hashes(engine):
     with engine.connect() as conn:
         rows = conn.execute(select(admin_tokens)).all()
     assert len(rows) == 1 and token not in str(tuple(rows[0])) and rows[0].name == "ci"
+
+
+def test_write_keys_are_letters_and_digits_so_a_command_line_never_reads_one_as_an_option():
+    from server.store.workspace import new_write_key
+
+    keys = {new_write_key() for _ in range(2000)}
+    assert len(keys) == 2000
+    assert all(len(k) == 32 and k.isascii() and k.isalnum() for k in keys)

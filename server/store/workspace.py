@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import string
 from datetime import datetime, timezone
 from typing import Any
 
@@ -37,9 +38,13 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
 def new_write_key() -> str:
-    # 192 random bits, URL-safe: it appears in script URLs.
-    return secrets.token_urlsafe(24)
+    # 190 random bits in letters and digits, like Segment's keys: it appears in script URLs and
+    # on command lines, where a key starting with '-' (token_urlsafe's alphabet) read as an option.
+    return "".join(secrets.choice(_KEY_ALPHABET) for _ in range(32))
 
 
 def slugify(name: str) -> str:
