@@ -14,6 +14,7 @@ from importlib import resources
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from server.web import views_auth, views_catalog, views_debugger, views_destinations, views_history, views_sources
@@ -24,6 +25,16 @@ from server.web.sessions import page, redirect
 __all__ = ["routes", "admin_lines"]
 
 STATIC = str(resources.files("server.static"))  # static/ of the repository, installed with the package
+
+
+class Assets(StaticFiles):
+    """The web app's static files, but not the package's Python (``static/__init__.py`` makes the
+    folder the installable package ``server.static``; it is no asset to serve)."""
+
+    async def get_response(self, path: str, scope) -> Response:
+        if path.endswith((".py", ".pyc")) or "__pycache__" in path:
+            raise HTTPException(404)
+        return await super().get_response(path, scope)
 
 
 @page
@@ -40,5 +51,5 @@ def routes(config) -> list[BaseRoute]:
         *views_debugger.routes(),
         *views_catalog.routes(),
         *views_destinations.routes(),
-        Mount("/static", app=NoSniff(StaticFiles(directory=STATIC, check_dir=False)), name="static"),
+        Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),
     ]
