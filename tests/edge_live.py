@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, LiveServer
+from conftest import LiveServer  # tests/conftest's, or e2e/conftest's re-export in a combined run
 from pgserver import wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class LoggedServer(LiveServer):
