@@ -1,0 +1,84 @@
+"""Retention prunes only what is old and done with, on SQLite and PostgreSQL: an old event goes
+once its jobs are delivered; one with a job still queued or retrying, or kept as a dead letter,
+stays; so does one the fan-out or a warehouse has not read yet. Old dead letters go by their own
+setting (and then their events). Each run is in the governance log; disk use is in /metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select, update
+from starlette.testclient import TestClient
+
+from delivery_vendor import make_event
+from server.app import create_app
+from server.config import Config
+from server.privacy.runner import run_retention
+from server.store import delivery as delivery_store
+from server.store import events as events_store
+from server.store import governance, warehouse, workspace
+from server.store.engine import read_only
+
+
+def test_retention_prunes_only_old_and_delivered(db_url, engine, catalog, admin_token):
+    source = workspace.create_source(engine, "Site")
+    lake = workspace.create_source(engine, "Lake")
+    hook = workspace.add_destination(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
+                                     settings={"url": "http://127.0.0.1:9/in"})
+    wh = workspace.add_destination(engine, lake["id"], slug="warehouse", mode="cloud", enabled=True,
+                                   settings={"target": "sqlite"})
+    now = datetime.now(timezone.utc)
+    old, recent = now - timedelta(days=40), now - timedelta(days=2)
+
+    def store(source_id: int, name: str, at: datetime) -> int:
+        row = events_store.rows_for(source_id, at, [make_event("track", event=name, messageId=name)])
+        assert events_store.append(engine, row, dedupe_window=86400) == [True]
+        with read_only(engine) as conn:
+            return conn.execute(select(events_store.events.c.id).where(events_store.events.c.message_id == name)).scalar_one()
+
+    ids = {name: store(source["id"], name, at) for name, at in [
+        ("old-delivered", old), ("old-queued", old), ("old-retrying", old), ("old-dead-recent", old),
+        ("old-dead-old", old), ("old-skipped", old), ("recent-delivered", recent)]}
+    ids["lake-old-loaded"] = store(lake["id"], "lake-old-loaded", old)
+    ids["lake-old-unloaded"] = store(lake["id"], "lake-old-unloaded", old)
+    ids["old-not-fanned-out"] = store(source["id"], "old-not-fanned-out", old)
+    jobs = delivery_store.delivery_jobs
+    with engine.begin() as conn:
+        delivery_store.queue_jobs(conn, [(hook["id"], ids[n]) for n in ids if not n.startswith(("lake", "old-not"))], now)
+        for name, status, finished in [("old-delivered", "delivered", old), ("old-retrying", "retrying", None),
+                                       ("old-dead-recent", "dead", recent), ("old-dead-old", "dead", old),
+                                       ("old-skipped", "skipped", old), ("recent-delivered", "delivered", recent)]:
+            conn.execute(update(jobs).where(jobs.c.event_id == ids[name]).values(status=status, finished_at=finished))
+        conn.execute(delivery_store.delivery_cursors.insert().values(name=delivery_store.FANOUT_CURSOR,
+                                                                    event_id=ids["lake-old-unloaded"]))
+    warehouse.advance_cursor(engine, wh["id"], ids["lake-old-loaded"])
+
+    config = Config(database_url=db_url, event_retention_days=30, dead_letter_retention_days=14)
+    counts = run_retention(engine, config, actor="test")
+    assert counts == {"dead_letters": 1, "events": 4}
+
+    with read_only(engine) as conn:
+        left = set(conn.execute(select(events_store.events.c.message_id)).scalars())
+        left_jobs = {r.event_id: r.status for r in conn.execute(select(jobs.c.event_id, jobs.c.status))}
+    assert left == {"old-queued", "old-retrying", "old-dead-recent", "recent-delivered", "lake-old-unloaded",
+                    "old-not-fanned-out"}
+    assert sorted(left_jobs.values()) == ["dead", "delivered", "queued", "retrying"]
+    assert ids["old-delivered"] not in left_jobs and ids["old-dead-old"] not in left_jobs
+
+    # 0 keeps everything.
+    keep = Config(database_url=db_url, event_retention_days=0, dead_letter_retention_days=0)
+    assert run_retention(engine, keep) == {"dead_letters": 0, "events": 0}
+    entries = governance.list_entries(engine, action="retention")
+    assert [e["counts"] for e in entries] == [{"dead_letters": 0, "events": 0}, {"dead_letters": 1, "events": 4}]
+    assert entries[1]["actor"] == "test"
+
+    app = create_app(Config(database_url=db_url, delivery_workers=False), engine=engine, catalog=catalog,
+                     planes=["server.delivery", "server.privacy"])
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {admin_token}"
+        metrics = client.get("/metrics").text
+        assert 'switchboard_store_rows{table="events"} 6.0' in metrics
+        size = next(line for line in metrics.splitlines() if line.startswith("switchboard_store_bytes "))
+        assert float(size.split()[1]) > 10_000
+        usage = client.get("/api/v1/storage").json()
+        assert usage["rows"]["events"] == 6 and usage["rows"]["dead_letters"] == 1 and usage["bytes"] > 10_000
