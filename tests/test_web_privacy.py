@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from test_web import HTML, signed_in_any, web_any  # noqa: F401
 
-from server.store import regulations
+from server.store import regulations, workspace
 
 
 def test_privacy_page_creates_and_lists_regulations(signed_in_any):  # noqa: F811
@@ -35,3 +35,17 @@ def test_privacy_page_creates_and_lists_regulations(signed_in_any):  # noqa: F81
     log = web.get("/governance", headers=HTML)
     assert log.status_code == 200 and f"regulation {regulation['id']}" in log.text and "admin" in log.text
     assert web.get("/privacy?format=json").json()["regulations"][0]["id"] == regulation["id"]
+
+
+def test_the_source_page_counts_suppressed_events(signed_in_any):  # noqa: F811
+    web = signed_in_any
+    source = workspace.list_sources(web.engine)[0]
+    assert "suppressed-events" not in web.get(f"/sources/{source['id']}", headers=HTML).text
+    made = web.post("/privacy", headers=HTML, data={"csrf_token": web.csrf, "type": "suppress", "user_ids": "ada",
+                                                   "source": str(source["id"])})
+    assert "Created regulation" in made.text
+    for _ in range(3):
+        assert web.post("/v1/track", json={"writeKey": source["write_key"], "event": "E", "userId": "ada"}).status_code == 200
+    web.app.state.collector.suppressions.flush()  # what its thread does every 2 s
+    page = web.get(f"/sources/{source['id']}", headers=HTML).text
+    assert "3 events of suppressed users were acknowledged but not" in page

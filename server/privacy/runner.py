@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 
 from server.catalog import Catalog
 from server.config import Config
-from server.store import erasure, governance, regulations
+from server.store import erasure, governance, notify, regulations
 
 log = logging.getLogger("switchboard.privacy")
 
@@ -144,9 +144,12 @@ class Runner:
 
     def start(self) -> "Runner":
         loop = asyncio.get_running_loop()
-        # A regulation created in this process starts at once, not at the next tick.
-        self._unsubscribe = regulations.notify.SUPPRESSIONS.subscribe(
-            lambda *_: loop.call_soon_threadsafe(self.wake.set))
+
+        def wake(*_change: Any) -> None:
+            loop.call_soon_threadsafe(self.wake.set)
+
+        # A regulation created in this process (or, on PostgreSQL, any) starts at once, not at the next tick.
+        self._unsubscribe = notify.SUPPRESSIONS.subscribe(wake)
         self.task = asyncio.create_task(self._loop(), name="privacy-runner")
         return self
 

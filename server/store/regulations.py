@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Callable
 
 from sqlalchemy import (
     JSON, BigInteger, Column, Connection, Engine, Index, Integer, String, Table, Text, and_, delete, or_, select, update,
@@ -256,7 +256,7 @@ class SuppressionList:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._counts: dict[int, int] = {}  # suppressed events not yet added to the store's counts
 
     def suppressed(self, source_id: int, user_id: Any) -> bool:

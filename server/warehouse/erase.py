@@ -36,16 +36,16 @@ def _delete(target: SqliteTarget | PostgresTarget, table: str, column: str, user
             if isinstance(target, SqliteTarget):
                 marks = ", ".join("?" for _ in chunk)
                 name = quote(table)
-                cur = target.conn.execute(
+                deleted = target.conn.execute(
                     f"DELETE FROM {name} WHERE rowid IN (SELECT rowid FROM {name} WHERE {quote(column)} IN ({marks}) "
-                    f"LIMIT {BATCH})", chunk)
+                    f"LIMIT {BATCH})", chunk).rowcount
             else:
                 name = f"{quote(target.schema)}.{quote(table)}"
-                cur = target.conn.execute(
+                deleted = target.conn.execute(
                     f"DELETE FROM {name} WHERE ctid IN (SELECT ctid FROM {name} WHERE {quote(column)} = ANY(%s) "
-                    f"LIMIT {BATCH})", (chunk,))
-            total += max(cur.rowcount, 0)
-            if cur.rowcount < BATCH:
+                    f"LIMIT {BATCH})", (chunk,)).rowcount
+            total += max(deleted, 0)
+            if deleted < BATCH:
                 break
     return total
 
