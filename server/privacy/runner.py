@@ -37,6 +37,7 @@ log = logging.getLogger("switchboard.privacy")
 LEASE_S = 10.0
 PAUSE_S = 0.02
 TICK_S = 1.0
+ORPHAN_WAIT_S = 1.0  # lets a send that was in flight record its attempt, so that it can be dropped
 RETENTION_FIRST_S = 60.0
 RETENTION_EVERY_S = 3600.0
 
@@ -88,9 +89,14 @@ def run_regulation(engine: Engine, catalog: Catalog, config: Config, regulation:
             with engine.begin() as conn:
                 if not regulations.save_progress(conn, regulation_id, owner, "warehouse", counts, LEASE_S):
                     raise Stopped()
+        # A send that was in flight when its job went records its attempt afterwards: drop it.
+        time.sleep(ORPHAN_WAIT_S)
+        erasure.drop_orphan_attempts(engine)
         for eraser in erasers:
             counts = _add(counts, eraser(engine, catalog, config, user_ids, source_ids))
     except Stopped:
+        if stop is not None and stop.is_set():
+            regulations.release(engine, regulation_id, owner)  # a graceful stop: the next process resumes at once
         return counts
     except Exception as exc:
         log.exception("regulation %s failed", regulation_id)
@@ -126,6 +132,7 @@ def run_retention(engine: Engine, config: Config, *, actor: str = "retention") -
                 engine, now - timedelta(days=config.dead_letter_retention_days))
         if config.event_retention_days:
             counts["events"] = erasure.prune_events(engine, now - timedelta(days=config.event_retention_days))
+        erasure.drop_orphan_attempts(engine)
         governance.record(engine, actor=actor, action="retention", subject="event log",
                           details={"event_retention_days": config.event_retention_days,
                                    "dead_letter_retention_days": config.dead_letter_retention_days},

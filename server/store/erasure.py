@@ -161,3 +161,11 @@ def retention_lock(engine: Engine) -> Iterator[bool]:
             if mine:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _RETENTION_LOCK})
                 conn.commit()
+
+
+def drop_orphan_attempts(engine: Engine) -> int:
+    """Attempt records whose job is gone: a worker that was sending a job while it was erased
+    records its attempt (the request it sent, i.e. the user's data) after the job went."""
+    with engine.begin() as conn:
+        orphans = ~select(delivery_jobs.c.id).where(delivery_jobs.c.id == delivery_attempts.c.job_id).exists()
+        return conn.execute(delete(delivery_attempts).where(orphans)).rowcount

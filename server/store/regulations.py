@@ -211,6 +211,13 @@ def save_progress(conn: Connection, regulation_id: int, owner: str, stage: str, 
     ).values(stage=stage, counts=counts, updated_at=now, lease_until=now + timedelta(seconds=lease_seconds))).rowcount)
 
 
+def release(engine: Engine, regulation_id: int, owner: str) -> None:
+    """Give the lease back (graceful shutdown): another process may resume at once."""
+    with engine.begin() as conn:
+        conn.execute(update(regulations).where(regulations.c.id == regulation_id, regulations.c.lease_owner == owner)
+                     .values(lease_owner=None, lease_until=None))
+
+
 def finish(engine: Engine, regulation_id: int, owner: str, counts: dict[str, int], error: str | None = None) -> None:
     now = _now()
     with engine.begin() as conn:
