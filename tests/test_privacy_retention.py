@@ -82,3 +82,20 @@ def test_retention_prunes_only_old_and_delivered(db_url, engine, catalog, admin_
         assert float(size.split()[1]) > 10_000
         usage = client.get("/api/v1/storage").json()
         assert usage["rows"]["events"] == 6 and usage["rows"]["dead_letters"] == 1 and usage["bytes"] > 10_000
+
+
+def test_one_process_at_a_time_prunes_on_postgresql(pg, catalog):
+    from server.store import erasure, open_store
+
+    url = pg.create_database()
+    first, second = open_store(url), open_store(url)
+    try:
+        with erasure.retention_lock(first) as mine:
+            assert mine
+            assert run_retention(second, Config(database_url=url)) is None  # busy: skipped, not run twice
+        with erasure.retention_lock(second) as mine_now:
+            assert mine_now  # released when the first run ended
+    finally:
+        first.dispose()
+        second.dispose()
+    assert [e["counts"] for e in governance.list_entries(open_store(url), action="retention")] == []
