@@ -200,3 +200,26 @@ def test_cli_regulate(tmp_path):
     bad = cli("create", "delete", "u1", "--source", "42")
     assert bad.returncode != 0 and "No source 42" in bad.stderr
     assert cli("show", "99").returncode != 0
+
+
+def test_concurrent_suppressions_of_one_user_all_succeed(engine):
+    import threading
+
+    from server.store import regulations
+
+    errors: list[Exception] = []
+
+    def create(i: int) -> None:
+        try:
+            regulations.create(engine, type="suppress", user_ids=["same", f"u{i}"], source_ids=None, actor="t")
+        except Exception as exc:  # a unique-key race would surface here
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    version, pairs = regulations.read_suppressions(engine)
+    assert version == 6 and pairs == {("same", 0), *((f"u{i}", 0) for i in range(6))}

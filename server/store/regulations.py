@@ -20,6 +20,8 @@ from sqlalchemy import (
     JSON, BigInteger, Column, Connection, Engine, Index, Integer, String, Table, Text, and_, delete, or_, select, update,
 )
 
+from sqlalchemy.dialects import postgresql, sqlite
+
 from server.store import governance, notify
 from server.store.engine import read_only
 
@@ -77,6 +79,8 @@ suppressed_event_counts = Table(
 def create_tables(conn: Connection) -> None:
     for table in (regulations, suppressions, suppression_sequence, suppressed_event_counts):
         table.create(conn, checkfirst=True)
+    if conn.execute(select(suppression_sequence.c.id)).first() is None:
+        conn.execute(suppression_sequence.insert().values(id=1, version=0))
 
 
 TYPES = ("suppress", "delete", "suppress_with_delete", "unsuppress")
@@ -110,14 +114,13 @@ def as_json(row: Any) -> dict[str, Any]:
 
 
 def _bump(conn: Connection) -> int:
-    """Move the suppression list's version on; announce it when the transaction commits."""
-    version = conn.execute(select(suppression_sequence.c.version).where(suppression_sequence.c.id == 1)).scalar()
-    if version is None:
-        version = 1
-        conn.execute(suppression_sequence.insert().values(id=1, version=version))
-    else:
-        version += 1
-        conn.execute(update(suppression_sequence).where(suppression_sequence.c.id == 1).values(version=version))
+    """Move the suppression list's version on (atomically: concurrent writers each get their own
+    number); announce it when the transaction commits."""
+    bumped = conn.execute(update(suppression_sequence).where(suppression_sequence.c.id == 1)
+                          .values(version=suppression_sequence.c.version + 1)).rowcount
+    if not bumped:  # the row migration 7 creates is missing (a database from a development build)
+        conn.execute(suppression_sequence.insert().values(id=1, version=1))
+    version = int(conn.execute(select(suppression_sequence.c.version).where(suppression_sequence.c.id == 1)).scalar_one())
     notify.SUPPRESSIONS.publish(conn, version)
     return version
 
@@ -139,8 +142,9 @@ def create(engine: Engine, *, type: str, user_ids: list[str], source_ids: list[i
                 select(suppressions.c.user_id, suppressions.c.source_id).where(suppressions.c.user_id.in_(user_ids)))}
             fresh = [{"user_id": u, "source_id": s, "regulation_id": new_id, "created_at": now}
                      for u in user_ids for s in scopes if (u, s) not in existing]
-            if fresh:
-                conn.execute(suppressions.insert(), fresh)
+            if fresh:  # a concurrent regulation may insert the same pair: the first one stays
+                insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(suppressions)
+                conn.execute(insert.on_conflict_do_nothing(), fresh)
             counts["suppressed_users"] = len(user_ids)
             _bump(conn)
         elif type == "unsuppress":
