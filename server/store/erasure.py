@@ -25,6 +25,7 @@ import orjson
 from sqlalchemy import Connection, Engine, delete, func, or_, select, text
 
 from server.store.delivery import DEAD, FANOUT_CURSOR, QUEUED, RETRYING, delivery_attempts, delivery_cursors, delivery_jobs
+from server.store.engine import read_only
 from server.store.events import events
 from server.store.schema import destinations
 from server.store.warehouse import warehouse_cursors
@@ -66,10 +67,14 @@ def erase_users_batch(
     batch: int,
     save: Callable[[Connection, int, dict[str, int]], bool],
 ) -> tuple[int, dict[str, int]] | None:
-    """Erase the users' events with after_id < id <= min(after_id + batch, up_to); ``save(conn,
-    last_id, counts)`` records progress in the same transaction (False: we lost the lease, the
-    batch is rolled back and None returned). Returns (last id covered, counts of this batch)."""
-    last = min(after_id + batch, up_to)
+    """Erase the users' events among the next ``batch`` events after ``after_id`` (up to
+    ``up_to``); ``save(conn, last_id, counts)`` records progress in the same transaction (False:
+    we lost the lease, the batch is rolled back and None returned). Returns (last id covered,
+    counts of this batch). Windows are counted in events, not ids, so gaps in the log (pruned
+    ranges) cost nothing."""
+    with read_only(engine) as conn:
+        last = conn.execute(select(events.c.id).where(events.c.id > after_id, events.c.id <= up_to)
+                            .order_by(events.c.id).offset(batch - 1).limit(1)).scalar() or up_to
     wanted = set(user_ids)
     query = select(events.c.id, events.c.payload).where(
         events.c.id > after_id, events.c.id <= last,

@@ -1,4 +1,5 @@
-"""The one change bus: ``SETTINGS`` and ``EVENTS``, the same in one process and across processes.
+"""The one change bus: ``SETTINGS``, ``EVENTS`` and ``SUPPRESSIONS`` (regulations: the
+suppression list changed), the same in one process and across processes.
 
 A writer publishes inside its transaction (``SETTINGS.publish(conn, source_id, write_key,
 version)``; ``EVENTS.publish(conn, max_event_id)``); subscribers (``SETTINGS.subscribe(cb)``) are
