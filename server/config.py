@@ -183,6 +183,17 @@ class Config:
         "COMMIT_QUEUE_MB", "32", _positive_int,
         "Megabytes of request bodies that may wait for the collector's group commit; beyond it, a 503.")
 
+    event_retention_days: int = _setting(
+        "EVENT_RETENTION_DAYS", "30", _non_negative_int,
+        "Days the event log keeps an event; older ones are pruned in the background once every job for them "
+        "is delivered (0 keeps everything). See docs/privacy.md.")
+    dead_letter_retention_days: int = _setting(
+        "DEAD_LETTER_RETENTION_DAYS", "30", _non_negative_int,
+        "Days a dead letter (a job that gave up) is kept for replay before it is pruned (0 keeps them).")
+    regulation_batch_size: int = _setting(
+        "REGULATION_BATCH_SIZE", "500", _positive_int,
+        "Events a user deletion (regulation) looks at per transaction; smaller batches hold locks for less time.")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":
         environ = os.environ if environ is None else environ

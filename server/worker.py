@@ -16,10 +16,10 @@ import logging
 import signal
 from types import SimpleNamespace
 
-from server import delivery, scaleout, warehouse
+from server import delivery, privacy, scaleout, warehouse
 from server.cli_support import CliError, catalog, config, engine
 
-WORKER_PLANES = [scaleout, delivery, warehouse]
+WORKER_PLANES = [scaleout, delivery, warehouse, privacy]
 log = logging.getLogger("switchboard")
 
 
@@ -39,6 +39,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     state = SimpleNamespace(
         config=dataclasses.replace(settings, delivery_workers=True), engine=engine(settings), catalog=catalog(),
         delivery_options={"concurrency": args.concurrency, "lease_seconds": args.lease_seconds},
+        erasers=[warehouse.erase_users],
     )
     try:  # the event loop `switchboard serve` gets from uvicorn: cheaper per request
         import uvloop

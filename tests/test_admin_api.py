@@ -286,7 +286,7 @@ def full_app(engine, catalog, sqlite_url):
 
     # Every plane that exists, exactly as `switchboard serve` assembles them.
     return create_app(Config(database_url=sqlite_url, delivery_workers=False), engine=engine, catalog=catalog,
-                      planes=list(app_module.PLANES))
+                      planes=[plane.__name__ for plane in app_module.PLANES])
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

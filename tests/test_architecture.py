@@ -16,7 +16,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PLANES = {"cdn", "ingest", "delivery", "warehouse", "admin", "web", "health", "demo", "scaleout"}
+PLANES = {"cdn", "ingest", "delivery", "warehouse", "admin", "web", "health", "demo", "scaleout", "privacy"}
 SHARED = {"config", "errors", "rules", "api", "cli_support", "store", "catalog", "destinations"}
 ASSEMBLERS = {"app", "cli", "worker"}
 READOUTS = {"web": {"cdn", "delivery", "warehouse"}, "demo": {"cdn"}}

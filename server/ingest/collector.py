@@ -42,7 +42,7 @@ from server.ingest.normalise import BatchDefaults, iso, normalise
 from server.ingest.ratelimit import RateLimiter
 from server.ingest.validate import check_batch, check_event, oversize, refusal
 from server.ingest.writer import GroupCommitWriter, StoreBusy
-from server.store import events
+from server.store import events, regulations
 from server.store.failures import describe, is_unavailable
 
 log = logging.getLogger("switchboard.collector")
@@ -68,6 +68,8 @@ class Collector:
         self.config = config
         self.engine = engine
         self.keys = WriteKeyCache(engine)
+        # Users under a suppress regulation: their events are acknowledged, never stored.
+        self.suppressions = regulations.SuppressionList(engine)
         self.limiter = RateLimiter(config.rate_limit)
         self.writer = GroupCommitWriter(
             engine, dedupe_window=config.dedupe_window, max_pending_events=config.commit_queue_events,
@@ -75,11 +77,13 @@ class Collector:
 
     def start(self) -> "Collector":
         self.keys.subscribe()
+        self.suppressions.start()
         self.writer.start()
         return self
 
     def stop(self) -> None:
         self.keys.close()
+        self.suppressions.stop()
         self.writer.stop()
 
 
@@ -203,6 +207,13 @@ def _rows(call: Call, collector: Collector, source_id: int, body: dict[str, Any]
             check_event(item, index)
         items = [normalise(item, index=index, route_type=None, received_at=received_at, received_iso=received_iso,
                            ip=ip, batch=defaults) for index, item in kept]
+    if collector.suppressions.pairs:  # one set lookup per event, and only while some user is suppressed
+        suppressed = collector.suppressions.suppressed
+        kept_items = [item for item in items if not suppressed(source_id, item.get("userId"))]
+        if len(kept_items) != len(items):
+            stats.suppressed.inc(len(items) - len(kept_items))
+            collector.suppressions.count(source_id, len(items) - len(kept_items))
+            items = kept_items
     return events.rows_for(source_id, received_at, items), refused
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 events_total = Counter(
-    "switchboard_collector_events", "Events accepted by the Tracking API", ["outcome"]  # stored | duplicate
+    "switchboard_collector_events", "Events accepted by the Tracking API", ["outcome"]  # stored | duplicate | suppressed
 )
 rejections_total = Counter(
     "switchboard_collector_rejections", "Tracking API requests refused, by error code", ["code"]
@@ -17,3 +17,4 @@ group_size = Histogram(
 )
 stored = events_total.labels(outcome="stored")
 duplicate = events_total.labels(outcome="duplicate")
+suppressed = events_total.labels(outcome="suppressed")  # acknowledged, not stored: the user is suppressed

@@ -1,4 +1,5 @@
-"""The one change bus: ``SETTINGS`` and ``EVENTS``, the same in one process and across processes.
+"""The one change bus: ``SETTINGS``, ``EVENTS`` and ``SUPPRESSIONS`` (regulations: the
+suppression list changed), the same in one process and across processes.
 
 A writer publishes inside its transaction (``SETTINGS.publish(conn, source_id, write_key,
 version)``; ``EVENTS.publish(conn, max_event_id)``); subscribers (``SETTINGS.subscribe(cb)``) are
@@ -39,7 +40,8 @@ log = logging.getLogger("switchboard.notify")
 
 SETTINGS_CHANNEL = "switchboard_settings"  # payload "source_id:write_key:version"
 EVENTS_CHANNEL = "switchboard_events"  # payload: free text (the collector sends the source id)
-CHANNELS = (SETTINGS_CHANNEL, EVENTS_CHANNEL)
+SUPPRESSIONS_CHANNEL = "switchboard_suppressions"  # payload: the suppression list's version
+CHANNELS = (SETTINGS_CHANNEL, EVENTS_CHANNEL, SUPPRESSIONS_CHANNEL)
 
 Callback = Callable[[str], None]
 _PENDING = "switchboard_changes"  # conn.info key: what a transaction published, delivered after commit
@@ -304,6 +306,8 @@ SETTINGS = Topic(SETTINGS_CHANNEL, lambda source_id, write_key, version: f"{sour
                  parse_settings_payload)
 # (max_event_id,): the highest events.id in the log after a committed append; 0 = unknown.
 EVENTS = Topic(EVENTS_CHANNEL, lambda max_id: str(max_id), _parse_max_id)
+# (version,): the suppression list (server/store/regulations.py) changed; 0 = unknown, re-read it.
+SUPPRESSIONS = Topic(SUPPRESSIONS_CHANNEL, lambda version: str(version), _parse_max_id)
 
 
 def resync(engine: Engine) -> None:
@@ -314,6 +318,7 @@ def resync(engine: Engine) -> None:
     for row in rows:
         SETTINGS.deliver(row.id, row.write_key, row.settings_version)
     EVENTS.deliver(0)
+    SUPPRESSIONS.deliver(0)
 
 
 def listen(engine: Engine) -> NotifyListener:
@@ -321,7 +326,7 @@ def listen(engine: Engine) -> NotifyListener:
     SQLite the listener is disabled and does nothing). Stop it with ``listener.stop()``."""
     listener = NotifyListener.for_engine(engine)
     if listener.enabled:
-        for topic in (SETTINGS, EVENTS):
+        for topic in (SETTINGS, EVENTS, SUPPRESSIONS):
             listener.subscribe(topic.channel, topic.receive)
         listener.on_reconnect(lambda: resync(engine))
         listener.start()

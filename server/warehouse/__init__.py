@@ -9,7 +9,8 @@ The scheduler runs inside ``switchboard serve`` (unless ``SWITCHBOARD_DELIVERY_W
 and inside ``switchboard worker``.
 
 The door: ``routes``, ``startup``, ``shutdown``, ``add_commands`` and the web app's read-outs
-(``warehouse_syncs``, ``sync_now``, ``sync_json``).
+(``warehouse_syncs``, ``sync_now``, ``sync_json``) and ``erase_users`` (a delete regulation's
+warehouse step, handed to the privacy plane by the assemblers).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import contextlib
 
 from server.warehouse import api
 from server.warehouse.commands import add_commands
+from server.warehouse.erase import erase_users
 from server.warehouse.readouts import sync_json, sync_now, warehouse_syncs
 
-__all__ = ["routes", "startup", "shutdown", "add_commands", "warehouse_syncs", "sync_now", "sync_json"]
+__all__ = ["routes", "startup", "shutdown", "add_commands", "warehouse_syncs", "sync_now", "sync_json", "erase_users"]
 
 
 def routes(config):

@@ -1,5 +1,6 @@
 """The web plane: the server-rendered web app for people (sign-in, sources, catalog, the
-add-destination flow, settings history, debugger, delivery overview) and its static files.
+add-destination flow, settings history, debugger, delivery overview, privacy and the
+governance log) and its static files.
 
 Every page wears ``sessions.page`` (signed-in session required, CSRF on POST) and answers
 ``?format=json`` with the data it shows (``render.render``).
@@ -17,7 +18,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
-from server.web import views_auth, views_catalog, views_debugger, views_destinations, views_history, views_sources
+from server.web import (
+    views_auth, views_catalog, views_debugger, views_destinations, views_history, views_privacy, views_sources,
+)
 from server.web.security_headers import NoSniff
 from server.web.accounts import admin_lines
 from server.web.sessions import page, redirect
@@ -51,5 +54,6 @@ def routes(config) -> list[BaseRoute]:
         *views_debugger.routes(),
         *views_catalog.routes(),
         *views_destinations.routes(),
+        *views_privacy.routes(),
         Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),
     ]

@@ -10,7 +10,7 @@ from starlette.routing import Route
 from server.api import service
 from server.catalog import CONSENT_KEY
 from server.errors import ApiError
-from server.store import workspace
+from server.store import regulations, workspace
 from server import cdn
 from server.web.render import render
 from server.web.sessions import form_of, page, redirect, web_error
@@ -80,6 +80,8 @@ async def source_page(request: Request) -> Response:
         "snippet": cdn.snippet_html(config, source["write_key"]),
         "destinations": [destination_summary(catalog, d) for d in dests],
         "bundle": await cdn.bundle_info(request.app, source["write_key"]),
+        # Events acknowledged but not stored: their userId is suppressed (docs/privacy.md).
+        "suppressed_events": (await run_in_threadpool(regulations.suppressed_counts, engine)).get(source_id, 0),
         "links": {
             "history": f"/sources/{source_id}/history",
             "debugger": f"/sources/{source_id}/debugger",
