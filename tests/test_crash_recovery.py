@@ -186,10 +186,12 @@ def test_a_worker_on_another_machine_that_stops_beating_is_taken_over_after_stal
         # What a worker elsewhere left behind: a heartbeat row whose counter no longer moves, and
         # leases on every job that would run for another minute.
         workers.beat(engine, "elsewhere:1:dead", {"host_key": "another-machine", "pid": 1, "pid_start": "1"})
-        from server.delivery import fanout
+        from server.delivery.router import route
+        from server.store import fanout
 
         fanout.ensure_cursor(engine)
-        fanout.fanout_pass(engine, catalog, fanout.GapTracker())
+        fanout.fanout_pass(engine, lambda event, kind, dests: route(event, kind, True, dests, catalog),
+                           fanout.GapTracker())
         claimed = store.claim(engine, dest["id"], "elsewhere:1:dead", 10, 60)
         assert len(claimed) == 5
         started = time.monotonic()
