@@ -14,7 +14,7 @@ import pkgutil
 from datetime import datetime, timezone
 from typing import Callable
 
-from sqlalchemy import Column, Connection, Engine, Integer, String, Table, select, text
+from sqlalchemy import Column, Connection, Engine, Integer, String, Table, inspect, select, text
 
 from server.store import schema
 
@@ -48,9 +48,17 @@ def _create_web_sessions(conn: Connection) -> None:
     schema.metadata.tables["web_sessions"].create(conn, checkfirst=True)
 
 
+def _add_source_library_name(conn: Connection) -> None:
+    # sources.library_name (server/library_name.py). A database created after the column was
+    # declared already has it from migration 1.
+    if "library_name" not in {c["name"] for c in inspect(conn).get_columns("sources")}:
+        conn.execute(text("ALTER TABLE sources ADD COLUMN library_name VARCHAR(40)"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
+    (6, "add sources.library_name", _add_source_library_name),
 ]
 
 
