@@ -315,8 +315,9 @@ def test_track_link_and_classic_analytics_js_cookies(page, server):
     ])
     page.goto(f"{SITE}/l.html")
     page.wait_for_function("() => window.analytics && window.analytics.initialized")
-    page.evaluate("""() => {
-        analytics.trackLink(document.getElementById("out"), "Link Clicked", function (el) { return {href: el.href}; });
+    # trackLink is fetched on first use (as analytics-next's auto-track): await it before clicking.
+    page.evaluate("""async () => {
+        await analytics.trackLink(document.getElementById("out"), "Link Clicked", function (el) { return {href: el.href}; });
         document.getElementById("out").addEventListener("click", function (e) { e.preventDefault(); });
         document.getElementById("out").click();
     }""")

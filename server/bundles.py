@@ -151,6 +151,7 @@ def bundle_config(config: Config, catalog: Catalog, source: dict[str, Any]) -> d
         "version": source["settings_version"],
         "api": collector_url(config),
         "libraryName": library_name.effective(source.get("library_name")),  # context.library.name
+        "extras": extras_url(config),
         "destinations": [destination_config(m, r) for m, r in device_destinations(catalog, source["destinations"])],
     }
 
@@ -179,16 +180,39 @@ def plugin_library(slug: str) -> str:
     return f"switchboard_{slug}"
 
 
+# The core's lazily fetched chunk (plugins, middleware, query string) is served by the plugin route
+# under this name (no loader may take it), at an immutable hashed URL.
+EXTRAS = "core_extras"
+
+
+def extras_source(name: str) -> str:
+    return "\n".join(p.read_text() for p in sorted((JS_DIR / "extras").glob(name)))
+
+
+@lru_cache(maxsize=1)
+def build_extras() -> Built:
+    js = js_env().get_template("extras.js.j2").render(
+        version=CORE_VERSION, util=(JS_DIR / "core" / "00-util.js").read_text(), extras=extras_source("*.js"),
+    )
+    return with_best_brotli(compress(minify(js)))
+
+
+def extras_url(config: Config) -> str:
+    return f"{config.origin}{config.bundle_path}/plugins/{EXTRAS}.{build_extras().hash}.js"
+
+
 @lru_cache(maxsize=None)
 def build_plugin(slug: str) -> Built | None:
     """A loader wrapped in analytics-next's plugin interface; settings arrive at run time, so one
-    file per slug serves every source."""
+    file per slug serves every source. ``EXTRAS`` is the core's extras chunk instead."""
+    if slug == EXTRAS:
+        return build_extras()
     loader = loader_source(slug)
     if loader is None:
         return None
     core = {p.name: p.read_text() for p in (JS_DIR / "core").glob("*.js")}
     js = js_env().get_template("plugin.js.j2").render(
         version=CORE_VERSION, slug=slug, library=plugin_library(slug), loader=loader,
-        util=core["00-util.js"], runtime=core["30-loaders.js"],
+        util=core["00-util.js"], runtime=core["30-loaders.js"], facade=extras_source("10-facade.js"),
     )
     return with_best_brotli(compress(minify(js)))

@@ -27,3 +27,9 @@ function uuid() {
 // localStorage as JSON; every failure (quota, privacy mode, bad JSON) reads as "nothing there".
 function lsGet(k) { try { var v = LS && LS.getItem(k); return v == null ? null : JSON.parse(v); } catch (x) { return null; } }
 function lsSet(k, v) { try { if (LS) v == null ? LS.removeItem(k) : LS.setItem(k, JSON.stringify(v)); } catch (x) {} }
+// Set a dotted path ("context.page.url"), creating objects on the way (analytics-core's dset).
+function dset(o, path, v) {
+  var p = String(path).split("."), k;
+  while (p.length > 1) { k = p.shift(); o = isObj(o[k]) ? o[k] : o[k] = {}; }
+  o[p[0]] = v;
+}

@@ -3,11 +3,17 @@
 // keepalive when it fits the 64 KB keepalive budget; on pagehide, beacons (below).
 // Unsent and in-flight events are mirrored in localStorage and resent by the next page; the
 // collector dedupes on messageId, so at-least-once is safe.
-var OUT = [], FLY = [], BUSY = 0, TRIES = 0, TIMER = 0, CHUNK = 64000, KEEP = 200;
+// WAIT holds, by messageId, what to call once the event's first request has its answer: the
+// promise a call returns resolves then (as analytics-next's does after its fetch).
+var OUT = [], FLY = [], BUSY = 0, TRIES = 0, TIMER = 0, CHUNK = 64000, KEEP = 200, WAIT = {};
 
 function outboxKey() { return "sb_outbox_" + C.writeKey; }
-function persist() { lsSet(outboxKey(), FLY.concat(OUT).slice(-KEEP)); }
-function enqueue(e) {
+function persist() { if (!LOADOPTS.disableClientPersistence) lsSet(outboxKey(), FLY.concat(OUT).slice(-KEEP)); }
+function settle(list, err) {
+  list.forEach(function (e) { var f = WAIT[e.messageId]; delete WAIT[e.messageId]; if (f) f(err); });
+}
+function enqueue(e, done) {
+  if (done) WAIT[e.messageId] = done;
   OUT.push(e);
   if (OUT.length > KEEP * 5) OUT.shift();
   persist();
@@ -43,8 +49,9 @@ function send(list) {
   post(list, function (status, after) {
     BUSY--;
     FLY = FLY.filter(function (e) { return list.indexOf(e) < 0; });
-    if (status && status < 400) TRIES = 0;
-    else if (retryable(status)) {
+    if (status && status < 400) { TRIES = 0; settle(list); }
+    else if (retryable(status) && LOADOPTS.retryQueue !== false) {
+      settle(list);
       OUT = list.concat(OUT);
       persist();
       if (!TIMER) {
@@ -53,7 +60,10 @@ function send(list) {
         TIMER = setTimeout(flush, wait);
       }
       return;
-    } else emit("error", { type: "delivery", status: status, events: list });
+    } else {
+      settle(list, status);
+      emit("error", { type: "delivery", code: "delivery_failure", status: status, events: list });
+    }
     persist();
     if (!TIMER) flush();
   });
@@ -84,4 +94,6 @@ function startTransport() {
   W.addEventListener("pagehide", flushAll);
   // Hidden is the last moment a mobile browser guarantees: what waits in the queue goes too.
   D.addEventListener("visibilitychange", function (e) { if (D.visibilityState == "hidden") flushAll(e); });
+  // Back online: what waits for the next backoff step goes now.
+  W.addEventListener("online", function () { clearTimeout(TIMER); TRIES = 0; flush(); });
 }

@@ -3,6 +3,8 @@
 // calls until the vendor is loaded, and isolates failures: nothing a loader or vendor does can
 // stop the core, another destination, delivery to the collector or ready().
 var SB = { defs: {}, loader: function (def) { SB.defs[def.slug] = def; } };
+// Runs a destination's middleware (destMw, from the extras chunk or the plugin wrapper) once set.
+var MWRUN;
 
 function specKey(n) { return String(n).toLowerCase().replace(/[\s_-]+/g, ""); }
 // The loader's handler for a Spec event name: case- and separator-insensitive, and two-word
@@ -22,10 +24,10 @@ function routed(names, I) {
   return I.All !== false;
 }
 
-// cfg: {id, slug, name, names, settings}; env: {user(), log(), done(dest), timeout}
+// cfg: {id, slug, name, names, settings, mw}; env: {user(), log(), done(dest), timeout}
 function Dest(cfg, env) {
   this.cfg = cfg; this.s = cfg.settings || {}; this.def = SB.defs[cfg.slug]; this.env = env;
-  this.q = []; this.st = 0; // 0 loading, 1 loaded, 2 failed
+  this.q = []; this.st = 0; this.mw = cfg.mw || []; // st: 0 loading, 1 loaded, 2 failed
   var me = this;
   this.ctx = {
     id: cfg.id, name: cfg.name, user: env.user, log: env.log,
@@ -74,7 +76,12 @@ Dest.prototype = {
     return this.st != 2 && routed(this.cfg.names || [this.cfg.name], e.integrations) &&
       !(initial && this.s.track_initial_page === false);
   },
-  send: function (e) { if (this.st == 1) this.call(e); else if (!this.st) this.q.push(e); },
+  send: function (e) {
+    var me = this;
+    if (!this.mw.length) return this.put(e);
+    MWRUN(this.mw, e, this.cfg.name).then(function (e) { if (e) me.put(e); }, function (x) { me.env.log("destination middleware error", me.cfg.name, x); });
+  },
+  put: function (e) { if (this.st == 1) this.call(e); else if (!this.st) this.q.push(e); },
   call: function (e) {
     var d = this.def, h = e.type == "track" && specHandler(d, e.event) || d[e.type];
     if (!h) return;

@@ -1,5 +1,5 @@
 // The public API (analytics.js-compatible). `A` replaces the snippet's stub on window.
-var A = {}, EV = {}, DESTS = [], READY = [], MW = [], PLUGINS = [], DEBUG = lsGet("sb_debug"), LOADOPTS = {};
+var A = {}, EV = {}, DESTS = [], READY = [], PLUGINS = [], DEBUG = lsGet("sb_debug"), LOADOPTS = {};
 var VERSION = "1.0.0";
 
 function log() { if (DEBUG && W.console) console.log.apply(console, ["[switchboard]"].concat([].slice.call(arguments))); }
@@ -30,37 +30,42 @@ function campaign(search) {
   });
   return any ? out : undefined;
 }
-function baseContext(page) {
-  var tz; try { tz = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (x) {}
-  var c = {
-    library: { name: "switchboard.js", version: VERSION }, page: page, userAgent: navigator.userAgent,
-    locale: navigator.language, timezone: tz,
-    screen: { width: screen.width, height: screen.height, density: W.devicePixelRatio }
-  };
-  var utm = campaign(page.search);
-  if (utm) c.campaign = utm;
-  return c;
-}
-
-// --- building events -----------------------------------------------------------------------
+// --- building events (as analytics-next's EventFactory and its page/environment enrichment) ---
 // A call's arguments; the snippet's buffered page context ({__t: "bpc"}) is the last one.
 function parse(args) {
   var a = [].slice.call(args), last = a[a.length - 1], bpc;
   if (isObj(last) && last.__t == "bpc") bpc = a.pop();
   return { a: a, bpc: bpc, cb: a.filter(isFn)[0] };
 }
+var EVENTKEYS = ["integrations", "context", "userId", "anonymousId", "timestamp", "messageId"];
+// options: integrations merge over the load options' (as booleans); userId, anonymousId, timestamp
+// and messageId go on the event; context is the base of the event's context, with context.page
+// merged over the page as it is (and, for page(), its url/path/search/title/referrer properties);
+// any other option is written into context.
 function make(type, fields, opts, bpc) {
   opts = opts || {};
-  var page = pageContext(bpc), ctx = baseContext(page);
-  for (var k in opts) if (has(opts, k) && ["integrations", "timestamp", "anonymousId", "context", "messageId"].indexOf(k) < 0) ctx[k] = opts[k];
-  if (CATS.length || lsGet(CK) || MEM[CK]) ctx.consent = { categoryPreferences: consent() };
-  extend(ctx, opts.context);
+  var page = pageContext(bpc), o = opts.context || {}, k, LI = LOADOPTS.integrations || {}, I = {};
+  var c = { library: { name: "switchboard.js", version: VERSION }, locale: navigator.language,
+    screen: { width: screen.width, height: screen.height, density: W.devicePixelRatio } };
+  if (CATS.length || lsGet(CK) || MEM[CK]) c.consent = { categoryPreferences: consent() };
+  extend(c, o);
+  for (k in opts) if (has(opts, k) && EVENTKEYS.indexOf(k) < 0) dset(c, k, opts[k]);
+  var props = type == "page" && fields.properties || {}, picked = {};
+  for (k in page) if (has(props, k)) picked[k] = props[k];
+  c.page = extend({}, page, picked, o.page);
+  c.userAgent = navigator.userAgent;
+  if (UAD) c.userAgentData = UAD;
+  try { c.timezone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (x) {}
+  if (!c.campaign) { var utm = campaign(c.page.search); if (utm) c.campaign = utm; }
+  for (k in LI) if (has(LI, k)) I[k] = !!LI[k];
+  // analytics-next stores an anonymousId given as an option (it becomes the visitor's id).
+  if (opts.anonymousId) anonymousId(String(opts.anonymousId));
   var e = extend({ type: type }, fields, {
     messageId: opts.messageId || "sb-" + Date.now() + "-" + uuid(),
-    timestamp: iso(opts.timestamp), anonymousId: opts.anonymousId || anonymousId(),
-    context: ctx, integrations: extend({}, opts.integrations)
+    timestamp: iso(opts.timestamp), anonymousId: anonymousId(),
+    context: c, integrations: extend(I, opts.integrations)
   });
-  if (!("userId" in e)) e.userId = userId();
+  if (!("userId" in e)) e.userId = userId() || opts.userId || null;
   if (type == "page" || type == "screen") {
     e.properties = extend({}, type == "page" ? page : {}, e.properties);
     if (e.name != null) e.properties.name = e.name;
@@ -69,39 +74,59 @@ function make(type, fields, opts, bpc) {
   return e;
 }
 
-// --- the pipeline: source middleware → enrichment plugins → destinations + collector ------
-function dispatch(e, cb, initial) {
-  var i = 0;
-  var next = function (payload) {
-    if (!payload || !payload.obj) return;             // a middleware dropped the event
-    var mw = MW[i++];
-    if (mw) {
-      try { return mw({ payload: payload, integrations: {}, next: next }); } catch (x) { log(x); return next(payload); }
-    }
-    deliver(payload.obj, cb, initial);
-  };
-  next({ obj: e });
-}
-function runPlugins(types, e) {
+// --- the pipeline: before plugins (source middleware among them) → enrichment → destinations
+// (device-mode loaders, destination plugins, the collector) → after plugins. A before or
+// enrichment step that throws or cancels drops the event: it is never sent unmodified.
+var TIMEOUT = 300, UAD, UAP = Promise.resolve();
+function stage(ctx, type, strict) {
+  var P = Promise.resolve(), e = ctx.event;
   PLUGINS.forEach(function (p) {
-    if (types.indexOf(p.type) >= 0 && isFn(p[e.type])) try { p[e.type]({ event: e }); } catch (x) { log(x); }
+    if (p.type != type || !isFn(p[e.type]) || type == "destination" && !routed([p.name].concat(p.alternativeNames || []), e.integrations)) return;
+    P = P.then(function () { return p[ctx.event.type](ctx); }).then(null, function (x) {
+      ctx.log(x instanceof Cancel ? "warn" : "error", "plugin Error", { plugin: p.name, error: x });
+      if (strict) throw x;
+    });
+  });
+  return P;
+}
+function dispatch(e, cb, initial) {
+  var ctx = new Ctx(e), t0 = Date.now();
+  ctx.stats.increment("analytics_js.invoke", 1, [e.type]);
+  // Offline without a retry queue, analytics-next drops the event; so do we.
+  var P = navigator.onLine === false && LOADOPTS.retryQueue === false ? Promise.resolve() :
+    UAP.then(function () { return stage(ctx, "before", 1); })
+      .then(function () { return stage(ctx, "enrichment", 1); })
+      .then(function () { return deliver(ctx, initial); }, function (x) {
+        ctx.setFailedDelivery({ reason: x });
+        log("event dropped", x);
+        if (!(x instanceof Cancel)) emit("error", { code: "plugin_error", reason: x, ctx: ctx });
+      });
+  return P.then(function () {
+    // The callback waits for delivery, and at least analytics.timeout() ms (300) from the call.
+    return cb && new Promise(function (r) { setTimeout(r, Math.max(0, TIMEOUT - Date.now() + t0)); })
+      .then(function () { try { cb(ctx); } catch (x) { ctx.log("warn", "Callback Error", { error: x }); } });
+  }).then(function () {
+    e = ctx.event;
+    var args = e.type == "track" ? [e.event, e.properties] : e.type == "page" || e.type == "screen" ? [e.category, e.name, e.properties]
+      : e.type == "identify" ? [e.userId, e.traits] : e.type == "group" ? [e.groupId, e.traits] : [e.userId, e.previousId];
+    emit.apply(null, [e.type].concat(args));
+    emit("invoke", e);
+    return ctx;
   });
 }
-function deliver(e, cb, initial) {
-  runPlugins(["before", "enrichment"], e);
-  var p = ((e.context || {}).consent || {}).categoryPreferences, bundled = [];
+function deliver(ctx, initial) {
+  var e = ctx.event, p = ((e.context || {}).consent || {}).categoryPreferences, bundled = [];
   var to = DESTS.filter(function (d) { return !d.w && granted(d, p) && d.takes(e, initial); });
   // Destinations served here are switched off for the server's delivery (CONTRACT.md §9).
-  var wire = clone(e);
+  var wire = clone(e), all = [stage(ctx, "destination")];
   to.forEach(function (d) { wire.integrations[d.cfg.name] = false; bundled.push(d.cfg.name); });
   if (bundled.length) wire._metadata = { bundled: bundled.sort() };
-  enqueue(wire);
+  // integrations {"Segment.io": false}: the event stays in the browser (All: false doesn't count).
+  if ((e.integrations || {})["Segment.io"] !== false) all.push(new Promise(function (r) {
+    enqueue(wire, function (err) { if (err) ctx.setFailedDelivery({ reason: err }); r(); });
+    if (navigator.onLine === false) r();             // queued for when the browser is back
+  }));
   to.forEach(function (d) { d.send(e); });
-  runPlugins(["destination", "after"], e);
   log(e.type, e);
-  var args = e.type == "track" ? [e.event, e.properties] : e.type == "page" || e.type == "screen" ? [e.category, e.name, e.properties]
-    : e.type == "identify" ? [e.userId, e.traits] : e.type == "group" ? [e.groupId, e.traits] : [e.userId, e.previousId];
-  emit.apply(null, [e.type].concat(args));
-  emit("invoke", e);
-  if (cb) setTimeout(function () { cb(e); }, 0);
+  return Promise.all(all).then(function () { return stage(ctx, "after"); });
 }

@@ -1,50 +1,57 @@
-// The calls a site makes. Every one returns the instance (analytics.js chains), except ready().
+// The calls a site makes, with analytics-next's argument rules and return values: the event
+// calls return a promise of the Context (after delivery, and after the callback if one was
+// given); on/once/off/debug return the instance.
 function idish(v) { return typeof v == "string" || typeof v == "number"; }
-function obj(v) { return isObj(v) ? v : undefined; }
+function str(v) { return typeof v == "string"; }
+// track(name | {event, properties}, properties?, options?, callback?)
 function track() {
-  var p = parse(arguments), a = p.a;
-  if (!idish(a[0])) return A;
-  dispatch(make("track", { event: String(a[0]), properties: obj(a[1]) || {} }, obj(a[2]), p.bpc), p.cb);
-  return A;
+  var p = parse(arguments), a = p.a, o = isObj(a[0]), name = o ? a[0].event : a[0];
+  if (!name || !str(name)) return Promise.reject(new Error("Event missing"));
+  return dispatch(make("track", { event: name, properties: (o ? a[0].properties : isObj(a[1]) && a[1]) || {} },
+    o ? isObj(a[1]) && a[1] : isObj(a[2]) && a[2], p.bpc), p.cb);
 }
-// ([category], [name], [properties], [options], [callback]) as analytics-next resolves them.
+// ([category], [name], [properties], [options], [callback]): analytics-next's resolvePageArguments.
 function pageLike(type, args, initial) {
-  var p = parse(args), a = p.a, f = {}, s = a.filter(function (x) { return typeof x == "string"; });
-  if (s.length > 1) { f.category = s[0]; f.name = s[1]; } else if (s.length) f.name = s[0];
-  var o = a.filter(function (x) { return isObj(x) || s.length && x === null; });
-  f.properties = o[0] || {};
-  dispatch(make(type, f, o[1] || undefined, p.bpc), p.cb, initial);
-  return A;
+  var p = parse(args), a = p.a.slice(0, 5), f = {}, s = a.filter(str), o = a.filter(isObj), props = o[0], opts = o[1];
+  if (s.length == 1) f.name = str(a[1]) ? a[1] : s[0];
+  else if (s.length == 2) { if (str(a[0])) f.category = a[0]; if (str(a[1])) f.name = a[1]; }
+  if (o.length == 1 && !isObj(a[2]) && isObj(a[3])) { props = {}; opts = a[3]; }
+  f.properties = props || {};
+  return dispatch(make(type, f, opts, p.bpc), p.cb, initial);
 }
 function page() { return pageLike("page", arguments); }
 function screenCall() { return pageLike("screen", arguments); }
-// (id?, traits?, options?, callback?): the id may be left out or null (then the current one stays).
+// (id?, traits?, options?, callback?): analytics-next's resolveUserArguments; a left-out or null id
+// keeps the current one.
 function userArgs(a) {
-  var i = idish(a[0]) || a[0] == null ? 1 : 0;
-  return { id: idish(a[0]) ? String(a[0]) : undefined, traits: obj(a[i]), opts: obj(a[i + 1]) };
+  var v = {}, order = ["callback", "options", "traits", "id"];
+  for (var i = 0; i < a.length; i++) {
+    var x = a[i], c = order.pop();
+    if (c == "id") { if (idish(x)) { v.id = String(x); continue; } if (x == null) continue; c = order.pop(); }
+    if ((c == "traits" || c == "options") && (x == null || isObj(x))) v[c] = x;
+    if (isFn(x)) break;
+  }
+  return { id: v.id, traits: v.traits || {}, opts: v.options || {} };
 }
 function identify() {
-  var p = parse(arguments), u = userArgs(p.a);
-  if (u.id !== undefined && u.id !== userId()) { if (userId() != null) userTraits({}); userId(u.id); }
-  userTraits(extend(userTraits(), u.traits));
-  dispatch(make("identify", { userId: userId(), traits: userTraits() }, u.opts, p.bpc), p.cb);
-  return A;
+  var p = parse(arguments), u = userArgs(p.a), cur = userId(), id = u.id !== undefined ? u.id : cur;
+  userTraits(extend(cur == null || cur === id ? userTraits() : {}, u.traits));
+  if (u.id) userId(u.id);
+  return dispatch(make("identify", { userId: userId(), traits: userTraits() }, u.opts, p.bpc), p.cb);
 }
 function group() {
   var p = parse(arguments), g = userArgs(p.a);
   if (!p.a.length) return groupApi;
   if (g.id !== undefined) groupId(g.id);
   groupTraits(extend(groupTraits(), g.traits));
-  dispatch(make("group", { groupId: groupId(), traits: groupTraits() }, g.opts, p.bpc), p.cb);
-  return A;
+  return dispatch(make("group", { groupId: groupId(), traits: groupTraits() }, g.opts, p.bpc), p.cb);
 }
 // (to, from?, options?, callback?); from defaults to the current user or anonymous id.
 function alias() {
-  var p = parse(arguments), a = p.a, named = idish(a[1]) || a[1] == null;
-  if (!idish(a[0])) return A;
-  dispatch(make("alias", { userId: String(a[0]), previousId: idish(a[1]) ? String(a[1]) : userId() || anonymousId() },
-    obj(named ? a[2] : a[1]), p.bpc), p.cb);
-  return A;
+  var p = parse(arguments), a = p.a.slice(0, 4).map(function (v) { return typeof v == "number" ? String(v) : v; }), s = a.filter(str);
+  if (!s.length) return Promise.reject(new Error("Alias missing"));
+  return dispatch(make("alias", { userId: s[0], previousId: s[1] || userId() || anonymousId() },
+    a.filter(isObj)[0], p.bpc), p.cb);
 }
 function accessor(get) { return function (v) { return get(v); }; }
 var userApi = {
@@ -53,9 +60,11 @@ var userApi = {
 };
 var groupApi = { id: accessor(groupId), traits: function (v) { return groupTraits(v === undefined ? undefined : v); } };
 
+// ready(cb): after the destinations loaded (or failed, or wait for consent); cb and the promise
+// get one entry per plugin, as analytics-next's.
 function ready(cb) {
   return new Promise(function (done) {
-    var f = function () { if (isFn(cb)) cb(); done(A); };
+    var f = function () { var r = PLUGINS.concat(DESTS).map(function () {}); if (isFn(cb)) cb(r); done(r); };
     if (READY) READY.push(f); else setTimeout(f, 0);
   });
 }
@@ -65,40 +74,45 @@ function checkReady() {
   r.forEach(function (f) { try { f(); } catch (x) { log(x); } });
   emit("ready");
 }
-// analytics.js's trackLink/trackForm. Our requests are keepalive, so the click or submit goes
-// ahead at once; there is no 300 ms delay to wait for the beacon.
-function bind(els, type, ev, props) {
-  if (!els) return A;
-  if (els.nodeType) els = [els];
-  [].slice.call(els).forEach(function (el) {
-    el.addEventListener(type, function () {
-      track(isFn(ev) ? ev(el) : ev, isFn(props) ? props(el) : props);
-    });
-  });
-  return A;
+// The extras chunk (C.extras; plugins, middleware, query string: docs/bundle.md) is fetched on
+// first use. Calls that change what later events go through (register, middleware) hold back the
+// events made after them until the chunk has run them; if it can't be loaded, those events are
+// dropped with an error (fail closed), never sent past a middleware that didn't run.
+var XP;
+function extras() {
+  return XP || (XP = new Promise(function (ok, no) {
+    var n = "__sb" + uuid().slice(0, 8), el = D.createElement("script");
+    W[n] = function (api) {
+      delete W[n];
+      ok(api({ A: A, plugins: PLUGINS, dests: DESTS, Ctx: Ctx, Cancel: Cancel, opts: LOADOPTS, mw: function (f) { MWRUN = f; } }));
+    };
+    el.src = C.extras; el.setAttribute("data-sb", n); el.onerror = no;
+    (D.head || D.documentElement).appendChild(el);
+  }));
 }
-function register() {
-  var ps = [].slice.call(arguments);
-  return Promise.all(ps.map(function (p) {
-    PLUGINS.push(p);
-    try { return Promise.resolve(p.load && p.load({}, A)).catch(log); } catch (x) { log(x); }
-  })).then(function () { return A; });
+function lazy(n, gate) {
+  return function () {
+    var a = arguments, r, p = extras().then(function (E) { r = E[n].apply(A, a); });
+    if (gate) UAP = Promise.all([UAP, p]);
+    return p.then(function () { return r; });
+  };
 }
 extend(A, {
   initialized: true, VERSION: VERSION, track: track, page: page, screen: screenCall, identify: identify, group: group,
   alias: alias, ready: ready, on: on, once: once, off: off,
   user: function () { return userApi; },
   setAnonymousId: function (id) { return anonymousId(id == null ? undefined : String(id)); },
-  reset: function () { clearIdentity(); emit("reset"); return A; },
+  reset: function () { clearIdentity(); emit("reset"); },
   debug: function (v) { DEBUG = v !== false; lsSet("sb_debug", DEBUG || null); return A; },
-  trackLink: function (els, ev, props) { return bind(els, "click", ev, props); },
-  trackForm: function (els, ev, props) { return bind(els, "submit", ev, props); },
+  trackLink: lazy("link"), trackForm: lazy("form"),
   setConsent: setConsent, getConsent: consent,
-  addSourceMiddleware: function (fn) { MW.push(fn); return A; },
-  addIntegrationMiddleware: function () { return A; }, addDestinationMiddleware: function () { return A; },
-  register: register
+  addSourceMiddleware: lazy("middleware", 1), addDestinationMiddleware: lazy("destMiddleware", 1),
+  addIntegrationMiddleware: function () {},
+  register: lazy("register", 1), deregister: lazy("deregister"), queryString: lazy("queryString"),
+  timeout: function (ms) { TIMEOUT = ms; }
 });
-A.trackClick = A.trackLink; A.trackSubmit = A.trackForm; A.pageview = function (url) { return page({ path: url }); };
+A.trackClick = A.trackLink; A.trackSubmit = A.trackForm;
+A.pageview = function (url) { return page({ path: url }).then(function () { return A; }); };
 // A snippet pasted after the bundle sees `initialize` and leaves the real instance alone;
 // analytics.js's push([method, ...args]) and a second load() keep working.
 A.initialize = A.load = function () { return A; };

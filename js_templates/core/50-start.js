@@ -7,6 +7,16 @@ function start() {
   if (stub && stub.initialized) return;               // a second copy of the bundle: keep the first
   var queue = Array.isArray(stub) ? stub.splice(0, stub.length) : [];
   LOADOPTS = stub && stub._loadOptions || {};
+  keys(LOADOPTS);
+  if (LOADOPTS.disableClientPersistence) NOSTORE[CK] = 1;
+  if (LOADOPTS.initialPageview) queue.unshift(["page"]);
+  // context.userAgentData: the low-entropy client hints, or the high-entropy ones the page asked
+  // for (events wait for them, as in analytics-next).
+  var ua = navigator.userAgentData, hints = LOADOPTS.highEntropyValuesClientHints;
+  if (ua) {
+    UAD = ua.toJSON();
+    if (hints) UAP = ua.getHighEntropyValues(hints).then(function (v) { UAD = v; }, function () {});
+  }
   A._writeKey = C.writeKey; A._loadOptions = LOADOPTS;
   W[key] = A;
   if (stub) stub.initialized = true;                  // old references forward to A (snippet factory)
@@ -19,17 +29,21 @@ function start() {
     if (routed(cfg.names, LOADOPTS.integrations)) DESTS.push(new Dest(cfg, env));
   });
   // Listeners, identity overrides and middleware first (as analytics-next), then the calls.
-  var first = ["on", "once", "off", "debug", "setAnonymousId", "addSourceMiddleware", "register", "setConsent"], initial = true;
-  var calls = queue.filter(function (c) { return c && first.indexOf(c[0]) >= 0; })
-    .concat(queue.filter(function (c) { return c && first.indexOf(c[0]) < 0; }));
-  applyConsent();                                     // destinations waiting for consent wait
-  startTransport();                                   // earlier pages' unsent events go first
-  calls.forEach(function (c) {
+  var first = ["on", "once", "off", "debug", "setAnonymousId", "addSourceMiddleware", "addDestinationMiddleware", "register", "setConsent"], initial = true;
+  var run = function (c) {
     var m = c[0], args = c.slice(1);
     try {
       if (m == "page" && initial) { initial = false; pageLike("page", args, true); }
       else if (isFn(A[m])) A[m].apply(A, args);
     } catch (x) { log(x); }
-  });
-  checkReady();
+  };
+  var pick = function (early) { return queue.filter(function (c) { return c && first.indexOf(c[0]) >= 0 == early; }); };
+  applyConsent();                                     // destinations waiting for consent wait
+  startTransport();                                   // earlier pages' unsent events go first
+  pick(true).forEach(run);
+  emit("initialize", { writeKey: C.writeKey }, LOADOPTS);
+  // ?ajs_uid=…&ajs_event=… (in the search, or after the hash of a hash-routed page) go first; as
+  // analytics-next, the page's own calls wait until they are delivered.
+  var q = location.search || location.hash.replace(/(?=#).*(?=\?)/, ""), rest = function () { pick(false).forEach(run); checkReady(); };
+  if (q.indexOf("ajs_") >= 0 && LOADOPTS.useQueryString !== false) A.queryString(q).then(rest, rest); else rest();
 }
