@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 
 import pytest
 from differential_scenarios import SCENARIOS
@@ -121,10 +123,15 @@ def site(browser, tmp_path_factory):
                 json.dump(RESULTS, f, indent=1, default=str)
 
 
-def test_scenarios_are_distinct_and_enough():
+def test_scenarios_are_distinct_and_enough_and_the_doc_names_every_accepted_one():
     names = [s.name for s in SCENARIOS]
     assert len(names) == len(set(names)) and len(names) >= 40
     assert set(ACCEPTED) <= set(names), "ACCEPTED names a scenario that does not exist"
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "bundle-differential.md").read_text()
+    named = re.findall(r"`([a-z_*]+)`", doc)
+    for name in ACCEPTED:
+        assert any(n == name or n.endswith("*") and name.startswith(n[:-1]) for n in named), \
+            f"docs/bundle-differential.md does not mention the accepted scenario {name}"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
