@@ -33,7 +33,7 @@ def test_script_requested_once_with_the_partner_id(page):
 
 def test_mapped_track_event_is_a_conversion_with_the_message_id(page):
     before = len(calls(page, "linkedin_insight"))
-    message_id = page.evaluate("""() => new Promise(r => analytics.track("Demo Requested", {}, {}, ctx => r(ctx.messageId)))""")
+    message_id = page.evaluate("""() => new Promise(r => analytics.track("Demo Requested", {}, {}, ctx => r(ctx.event.messageId)))""")
     new = wait_calls(page, "linkedin_insight", lambda c: len(c) > before)[before:]
     assert new == [["track", {"conversion_id": 1003, "event_id": message_id}]]
 

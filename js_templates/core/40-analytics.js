@@ -54,10 +54,9 @@ function make(type, fields, opts, bpc) {
   for (k in page) if (has(props, k)) picked[k] = props[k];
   c.page = extend({}, page, picked, o.page);
   c.userAgent = navigator.userAgent;
-  if (UAD) c.userAgentData = UAD;
   try { c.timezone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (x) {}
   if (!c.campaign) { var utm = campaign(c.page.search); if (utm) c.campaign = utm; }
-  for (k in LI) if (has(LI, k)) I[k] = !!LI[k];
+  for (k in LI) I[k] = !!LI[k];
   // analytics-next stores an anonymousId given as an option (it becomes the visitor's id).
   if (opts.anonymousId) anonymousId(String(opts.anonymousId));
   var e = extend({ type: type }, fields, {
@@ -91,20 +90,18 @@ function stage(ctx, type, strict) {
 }
 function dispatch(e, cb, initial) {
   var ctx = new Ctx(e), t0 = Date.now();
-  ctx.stats.increment("analytics_js.invoke", 1, [e.type]);
   // Offline without a retry queue, analytics-next drops the event; so do we.
   var P = navigator.onLine === false && LOADOPTS.retryQueue === false ? Promise.resolve() :
-    UAP.then(function () { return stage(ctx, "before", 1); })
+    UAP.then(function () { if (UAD) e.context.userAgentData = UAD; return stage(ctx, "before", 1); })
       .then(function () { return stage(ctx, "enrichment", 1); })
       .then(function () { return deliver(ctx, initial); }, function (x) {
         ctx.setFailedDelivery({ reason: x });
-        log("event dropped", x);
         if (!(x instanceof Cancel)) emit("error", { code: "plugin_error", reason: x, ctx: ctx });
       });
   return P.then(function () {
     // The callback waits for delivery, and at least analytics.timeout() ms (300) from the call.
-    return cb && new Promise(function (r) { setTimeout(r, Math.max(0, TIMEOUT - Date.now() + t0)); })
-      .then(function () { try { cb(ctx); } catch (x) { ctx.log("warn", "Callback Error", { error: x }); } });
+    return cb && new Promise(function (r) { setTimeout(r, TIMEOUT - Date.now() + t0); })
+      .then(function () { try { cb(ctx); } catch (x) { log(x); } });
   }).then(function () {
     e = ctx.event;
     var args = e.type == "track" ? [e.event, e.properties] : e.type == "page" || e.type == "screen" ? [e.category, e.name, e.properties]
