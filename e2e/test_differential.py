@@ -83,11 +83,6 @@ ACCEPTED: dict[str, dict[str, str]] = {
                          "events.track:Drop me#0.*: ours=<absent> next=*": NEXT_NULL},
     "middleware_facade": {"out.facade_identify[4]: ours={} next=null":
                           "payload.properties() of an identify: {} in ours, null in analytics-next's facade."},
-    "high_entropy_client_hints": {
-        "events.*.context.userAgentData.architecture: ours=<absent> *": "CORE GAP (reported to h15-core): "
-            "highEntropyValuesClientHints ['architecture', 'bitness'] are not added to context.userAgentData.",
-        "events.*.context.userAgentData.bitness: ours=<absent> *": "CORE GAP (reported to h15-core), as above.",
-    },
     "promise_track": {"out.track_resolved.userId: ours=null next=<absent>":
                       "ctx.event.userId of an anonymous call: null in ours, undefined in analytics-next (its wire "
                       "payload has null too; only the in-page object differs)."},
