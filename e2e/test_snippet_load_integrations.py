@@ -114,8 +114,8 @@ done();""")
             assert by_name["Turned off at load"]["integrations"]["Google Analytics 4"] is False
             assert by_name["Not for the warehouse"]["integrations"]["Warehouse"] is False
 
-            # Cloud mode: the webhook gets visits 2 and 3 (delivery keeps stored order per
-            # destination, so once their last event is there, visit 1 was decided before it)...
+            # Cloud mode: the webhook gets visits 2 and 3 (fan-out routes the event log in order,
+            # behind a cursor: once visit 3's last event is delivered, visit 1's were routed)...
             hook.wait_for(1, timeout=30, predicate=lambda r: r.json().get("event") == "Not for the warehouse")
             time.sleep(0.5)
             delivered = sorted(r.json().get("event") or r.json().get("type") for r in hook.snapshot())
