@@ -36,7 +36,7 @@ def promise_of(expr: str, key: str) -> str:
 
 SCENARIOS: list[Scenario] = [
     # ---- basics: calls, identity, storage formats
-    s("basic_page_track", 'analytics.load(K); analytics.page(); analytics.track("Order Completed", {total: 3, currency: "EUR"}); done();'),
+    s("basic_page_track", 'analytics.load(K); analytics.page(); analytics.track("Order Completed", {total: 3, currency: "EUR"}); done();', expect=("Order Completed",)),
     s("identify_traits", 'analytics.load(K); analytics.identify("u-1", {email: "a@b.example", plan: "pro"}); analytics.track("After"); done();'),
     s("identify_anonymous_traits", 'analytics.load(K); analytics.identify({plan: "free"}); analytics.track("After"); done();'),
     s("identify_switch_user", 'analytics.load(K); ' + READY + 'a.identify("u-1", {a: 1}); a.identify("u-2", {b: 2}); a.track("After"); done();' + END_READY),
@@ -74,13 +74,13 @@ SCENARIOS: list[Scenario] = [
     s("middleware_scrubber_facade", 'analytics.addSourceMiddleware(function (m) { if (m.payload.type() == "track") delete m.payload.obj.properties.email; m.next(m.payload); }); analytics.load(K); analytics.track("Signed Up", {email: "pii@x.example", plan: "pro"}); done();'),
     s("destination_middleware_device", 'analytics.addDestinationMiddleware("Google Analytics 4", function (m) { if (m.payload.obj.event == "Hidden") return m.next(null); m.payload.obj.properties.dm = "yes"; m.next(m.payload); }); analytics.load(K); analytics.track("Hidden", {a: 1}); analytics.track("Shown", {a: 2}); done(300);', device=True),
     # ---- promises and Context
-    s("promise_track", 'analytics.load(K); ' + READY + promise_of('a.track("Promised", {p: 1})', "track") + ' done(100);' + END_READY),
+    s("promise_track", 'analytics.load(K); ' + READY + promise_of('a.track("Promised", {p: 1})', "track") + ' done(100);' + END_READY, expect=("Promised",)),
     s("promise_identify", 'analytics.load(K); ' + READY + promise_of('a.identify("p-user")', "identify") + ' done(100);' + END_READY),
     s("promise_page", 'analytics.load(K); ' + READY + promise_of('a.page("Promised page")', "page") + ' done(100);' + END_READY),
     s("promise_group_alias", 'analytics.load(K); ' + READY + promise_of('a.group("g-p")', "group") + promise_of('a.alias("al-p")', "alias") + ' done(100);' + END_READY),
     s("ready_resolves", 'analytics.load(K); ' + READY + 'var r = a.ready(); out("ready_thenable", !!(r && r.then)); r.then(function (v) { out("ready_value_is_instance", v === window.analytics); out("ready_value_type", Array.isArray(v) ? "array" : typeof v); }); done(100);' + END_READY),
     # ---- query-string API
-    s("query_string_track_identify", 'analytics.load(K); done(300);', query="?ajs_uid=qs-user&ajs_event=Clicked%20Email&ajs_prop_campaign=spring&ajs_trait_email=q%40s.example"),
+    s("query_string_track_identify", 'analytics.load(K); done(300);', query="?ajs_uid=qs-user&ajs_event=Clicked%20Email&ajs_prop_campaign=spring&ajs_trait_email=q%40s.example", expect=("Clicked Email",)),
     s("query_string_anonymous_id", 'analytics.load(K); analytics.track("After"); done(300);', query="?ajs_aid=anon-from-link"),
     s("query_string_off", 'analytics.load(K, {useQueryString: false}); analytics.track("After"); done(300);', query="?ajs_uid=qs-user&ajs_event=Ignored"),
     # ---- override semantics
@@ -91,9 +91,9 @@ SCENARIOS: list[Scenario] = [
     s("options_timestamp", 'analytics.load(K); analytics.track("Back-dated", {}, {timestamp: new Date("2020-01-02T03:04:05.000Z")}); done();'),
     s("options_unknown_keys", 'analytics.load(K); analytics.track("Extra", {}, {ip: "0.0.0.0", campaign: {name: "opt"}}); done();'),
     # ---- plugins
-    s("plugin_update_event", 'analytics.load(K); ' + READY + 'attempt("register", function () { var r = a.register({name: "Enricher", type: "enrichment", version: "1.0.0", isLoaded: function () { return true; }, load: function () { return Promise.resolve(); }, track: function (ctx) { ctx.updateEvent("properties.enriched", true); ctx.updateEvent("context.plugin", "yes"); return ctx; }}); out("register_thenable", !!(r && r.then)); return r && r.then(function (v) { out("register_value", v === window.analytics ? "instance" : v && v.event ? "context" : typeof v); a.track("Enriched"); done(100); }); });' + END_READY),
+    s("plugin_update_event", 'analytics.load(K); ' + READY + 'attempt("register", function () { var r = a.register({name: "Enricher", type: "enrichment", version: "1.0.0", isLoaded: function () { return true; }, load: function () { return Promise.resolve(); }, track: function (ctx) { ctx.updateEvent("properties.enriched", true); ctx.updateEvent("context.plugin", "yes"); return ctx; }}); out("register_thenable", !!(r && r.then)); return r && r.then(function (v) { out("register_value", v === window.analytics ? "instance" : v && v.event ? "context" : typeof v); a.track("Enriched"); done(100); }); });' + END_READY, expect=("Enriched",)),
     s("plugin_cancel", 'analytics.load(K); ' + READY + 'a.register({name: "Canceller", type: "before", version: "1.0.0", isLoaded: function () { return true; }, load: function () { return Promise.resolve(); }, track: function (ctx) { if (ctx.event.event == "Cancelled") ctx.cancel(); return ctx; }}).then(function () { a.track("Cancelled"); a.track("Kept"); done(100); });' + END_READY),
-    s("plugin_deregister", 'analytics.load(K); ' + READY + 'a.register({name: "Marker", type: "enrichment", version: "1.0.0", isLoaded: function () { return true; }, load: function () { return Promise.resolve(); }, track: function (ctx) { ctx.event.properties.marked = true; return ctx; }}).then(function () { a.track("Marked"); out("dereg_fn", typeof a.deregister); return attempt("dereg", function () { return a.deregister("Marker"); }); }).then(function () { a.track("Unmarked"); done(100); });' + END_READY),
+    s("plugin_deregister", 'analytics.load(K); ' + READY + 'a.register({name: "Marker", type: "enrichment", version: "1.0.0", isLoaded: function () { return true; }, load: function () { return Promise.resolve(); }, track: function (ctx) { ctx.event.properties.marked = true; return ctx; }}).then(function () { a.track("Marked"); out("dereg_fn", typeof a.deregister); return attempt("dereg", function () { return a.deregister("Marker"); }); }).then(function () { a.track("Unmarked"); done(100); });' + END_READY, expect=("Marked", "Unmarked")),
     s("plugin_context_log_stats", 'analytics.load(K); ' + READY + 'a.register({name: "Logger", type: "enrichment", version: "1.0.0", isLoaded: function () { return true; }, load: function () { return Promise.resolve(); }, track: function (ctx) { ctx.log("info", "seen"); ctx.stats.increment("seen"); ctx.event.properties.logged = true; return ctx; }}).then(function () { a.track("Logged"); done(100); });' + END_READY),
     s("plugin_throws_before", 'analytics.load(K); ' + READY + 'a.register({name: "Broken", type: "before", version: "1.0.0", isLoaded: function () { return true; }, load: function () { return Promise.resolve(); }, track: function (ctx) { if (ctx.event.event == "Broken") throw new Error("plugin broke"); return ctx; }}).then(function () { a.track("Broken"); a.track("Fine"); done(100); });' + END_READY),
     # ---- smaller API gaps
@@ -101,6 +101,9 @@ SCENARIOS: list[Scenario] = [
     s("callback_arguments", 'analytics.load(K); ' + READY + 'a.track("Cb", {c: 1}, {}, function (ctx) { out("track_cb", {n: arguments.length, isContext: !!(ctx && ctx.event), event: ctx && ctx.event && ctx.event.event}); }); a.page("Cb page", {}, function (ctx) { out("page_cb", {n: arguments.length, isContext: !!(ctx && ctx.event)}); }); done(200);' + END_READY),
     s("on_event_arguments", 'analytics.on("track", function (n) { if (n != "__end__") out("on_track", [].slice.call(arguments)); }); analytics.on("page", function () { out("on_page", [].slice.call(arguments)); }); analytics.on("identify", function () { out("on_identify", [].slice.call(arguments)); }); analytics.load(K); analytics.track("Listened", {l: 1}, {context: {x: 1}}); analytics.page("Cat", "Listened page"); analytics.identify("on-user", {t: 1}); done();'),
     s("ready_callback_arguments", 'analytics.ready(function () { out("ready_args", arguments.length); out("ready_this_is_instance", this === window.analytics); }); analytics.load(K); done(100);'),
+    s("track_link", 'analytics.load(K); ' + READY + 'var l = document.createElement("a"); l.href = "#clicked"; l.id = "tl"; document.body.appendChild(l); a.trackLink(l, "Link Clicked", {where: "body"}); l.click(); done(500);' + END_READY, expect=("Link Clicked",)),
+    s("middleware_added_after_load", 'analytics.load(K); ' + READY + 'a.addSourceMiddleware(function (m) { m.payload.obj.properties = m.payload.obj.properties || {}; m.payload.obj.properties.late = true; m.next(m.payload); }); setTimeout(function () { a.track("After late middleware"); done(); }, 50);' + END_READY, expect=("After late middleware",)),
+    s("identify_options_context", 'analytics.load(K); analytics.identify("ctx-user", {plan: "a"}, {context: {traits: {extra: 1}}, integrations: {Mixpanel: false}}); done();'),
     s("library_name_default", 'analytics.load(K); analytics.track("Library"); done();', library_name=None),
 ]
 
@@ -121,4 +124,4 @@ def _online(page, run, stored) -> None:
 
 
 SCENARIOS.append(s("online_flush", 'analytics.load(K); analytics.ready(function () { window.__loadedForDrive = true; });',
-                   drive=_online))
+                   drive=_online, expect=("Taken offline",)))

@@ -66,6 +66,7 @@ class Scenario:
     library_name: str | None = "analytics.js"   # our source's library_name setting
     drive: Callable[..., None] | None = None   # (page, run, stored()) Python steps; runs each library in turn
     wait_ms: int = 1500              # settle time when end is False
+    expect: tuple[str, ...] = ()     # event names both libraries must have sent (a diff of two blanks is no proof)
 
 
 @dataclass
