@@ -329,3 +329,32 @@ def test_retry_queue_false_drops_a_failed_request_with_an_error(page, server):
     assert page.evaluate("window.__err") == {"code": "delivery_failure", "status": 503}
     page.wait_for_timeout(1500)  # the default would retry after 0.5-1 s
     assert len(tries) == 1
+
+
+def test_load_time_all_false_keeps_events_in_the_browser_unless_segment_io_is_on(page, server):
+    live, engine = server
+    off = make_source(engine, "All off", [])
+    open_site(page, live, off, with_options(live.url, off["write_key"], "{integrations: {All: false}}"), path="/off.html")
+    assert page.evaluate("async () => (await analytics.track('Kept Here')).event.integrations") == {"All": False}
+    on = make_source(engine, "All off but Segment", [])
+    open_site(page, live, on, with_options(live.url, on["write_key"], '{integrations: {All: false, "Segment.io": true}}'),
+              path="/on.html")
+    page.evaluate("async () => { await analytics.track('Sent'); }")
+    assert [e["event"] for e in wait_for_events(engine, on["id"], 1, page=page, type="track")] == ["Sent"]
+    assert wait_for_events(engine, off["id"], 1, timeout=1.0, page=page) == []
+
+
+def test_events_after_a_middleware_call_are_dropped_when_the_extras_chunk_cannot_load(page, server):
+    live, engine = server
+    source = make_source(engine, "Chunk blocked", [])
+    page.route(f"{live.url}/analytics.js/v1/plugins/core_extras.*", lambda route: route.abort())
+    script = """
+window.__errors = [];
+analytics.on("error", function (e) { window.__errors.push(e.code); });
+analytics.addSourceMiddleware(function ({payload, next}) { delete payload.obj.properties.email; next(payload); });
+analytics.track("Signed Up", {email: "ada@example.com"});
+"""
+    open_site(page, live, source, site_page(live.url, source["write_key"], script))
+    page.wait_for_function("() => window.__errors.length >= 2")  # the snippet's page() and the track
+    assert set(page.evaluate("window.__errors")) == {"plugin_error"}
+    assert wait_for_events(engine, source["id"], 1, timeout=1.0, page=page) == []

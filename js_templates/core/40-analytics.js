@@ -30,6 +30,7 @@ function campaign(search) {
   });
   return any ? out : undefined;
 }
+// context.library.name: the source's library_name setting (C.libraryName) when the bundle has one.
 // --- building events (as analytics-next's EventFactory and its page/environment enrichment) ---
 // A call's arguments; the snippet's buffered page context ({__t: "bpc"}) is the last one.
 function parse(args) {
@@ -45,7 +46,7 @@ var EVENTKEYS = ["integrations", "context", "userId", "anonymousId", "timestamp"
 function make(type, fields, opts, bpc) {
   opts = opts || {};
   var page = pageContext(bpc), o = opts.context || {}, k, LI = LOADOPTS.integrations || {}, I = {};
-  var c = { library: { name: "switchboard.js", version: VERSION }, locale: navigator.language,
+  var c = { library: { name: C.libraryName || "switchboard.js", version: VERSION }, locale: navigator.language,
     screen: { width: screen.width, height: screen.height, density: W.devicePixelRatio } };
   if (CATS.length || lsGet(CK) || MEM[CK]) c.consent = { categoryPreferences: consent() };
   extend(c, o);
@@ -115,11 +116,13 @@ function deliver(ctx, initial) {
   var e = ctx.event, p = ((e.context || {}).consent || {}).categoryPreferences, bundled = [];
   var to = DESTS.filter(function (d) { return !d.w && granted(d, p) && d.takes(e, initial); });
   // Destinations served here are switched off for the server's delivery (CONTRACT.md §9).
-  var wire = clone(e), all = [stage(ctx, "destination")];
-  to.forEach(function (d) { wire.integrations[d.cfg.name] = false; bundled.push(d.cfg.name); });
+  var wire = clone(e), all = [stage(ctx, "destination")], WI = wire.integrations = wire.integrations || {};
+  to.forEach(function (d) { WI[d.cfg.name] = false; bundled.push(d.cfg.name); });
   if (bundled.length) wire._metadata = { bundled: bundled.sort() };
-  // integrations {"Segment.io": false}: the event stays in the browser (All: false doesn't count).
-  if ((e.integrations || {})["Segment.io"] !== false) all.push(new Promise(function (r) {
+  // integrations {"Segment.io": false}: the event stays in the browser (a call's All: false doesn't
+  // count; at load, All: false without "Segment.io": true keeps every event here, as analytics-next).
+  var L = LOADOPTS.integrations || {}, on = L["Segment.io"];
+  if ((e.integrations || {})["Segment.io"] !== false && on !== false && (on || L.All !== false)) all.push(new Promise(function (r) {
     enqueue(wire, function (err) { if (err) ctx.setFailedDelivery({ reason: err }); r(); });
     if (navigator.onLine === false) r();             // queued for when the browser is back
   }));
