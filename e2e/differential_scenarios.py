@@ -53,7 +53,7 @@ SCENARIOS: list[Scenario] = [
     s("utm_campaign", 'analytics.load(K); analytics.page(); done();', query="?utm_source=news&utm_campaign=spring%20sale&utm_medium=email"),
     s("canonical_url", 'var l = document.createElement("link"); l.rel = "canonical"; l.href = "http://shop.localhost/canonical"; document.head.appendChild(l); analytics.load(K); analytics.page(); done();', query="?x=1"),
     # ---- load-time options
-    s("load_integrations_all_false", 'analytics.load(K, {integrations: {All: false, Warehouse: true}}); analytics.track("Consented"); done();'),
+    s("load_integrations_all_false", 'analytics.load(K, {integrations: {All: false, Warehouse: true}}); analytics.track("Consented"); done();', end=False),
     s("load_integrations_device_off", 'analytics.load(K, {integrations: {"Google Analytics 4": false}}); analytics.page(); analytics.track("Order Completed", {total: 5}); done();', device=True),
     s("load_integrations_merge_call", 'analytics.load(K, {integrations: {Mixpanel: false}}); analytics.track("Merged", {}, {integrations: {Amplitude: false}}); done();'),
     s("load_segmentio_false", 'analytics.load(K, {integrations: {"Segment.io": false}}); analytics.track("Never stored"); done();', end=False),
@@ -101,7 +101,7 @@ SCENARIOS: list[Scenario] = [
     s("callback_arguments", 'analytics.load(K); ' + READY + 'a.track("Cb", {c: 1}, {}, function (ctx) { out("track_cb", {n: arguments.length, isContext: !!(ctx && ctx.event), event: ctx && ctx.event && ctx.event.event}); }); a.page("Cb page", {}, function (ctx) { out("page_cb", {n: arguments.length, isContext: !!(ctx && ctx.event)}); }); done(200);' + END_READY),
     s("on_event_arguments", 'analytics.on("track", function (n) { if (n != "__end__") out("on_track", [].slice.call(arguments)); }); analytics.on("page", function () { out("on_page", [].slice.call(arguments)); }); analytics.on("identify", function () { out("on_identify", [].slice.call(arguments)); }); analytics.load(K); analytics.track("Listened", {l: 1}, {context: {x: 1}}); analytics.page("Cat", "Listened page"); analytics.identify("on-user", {t: 1}); done();'),
     s("ready_callback_arguments", 'analytics.ready(function () { out("ready_args", arguments.length); out("ready_this_is_instance", this === window.analytics); }); analytics.load(K); done(100);'),
-    s("track_link", 'analytics.load(K); ' + READY + 'var l = document.createElement("a"); l.href = "#clicked"; l.id = "tl"; document.body.appendChild(l); a.trackLink(l, "Link Clicked", {where: "body"}); l.click(); done(500);' + END_READY, expect=("Link Clicked",)),
+    s("track_link", 'analytics.load(K); ' + READY + 'var l = document.createElement("a"); l.href = "#clicked"; l.id = "tl"; document.body.appendChild(l); Promise.resolve(a.trackLink(l, "Link Clicked", {where: "body"})).then(function () { setTimeout(function () { l.click(); done(500); }, 300); });' + END_READY, expect=("Link Clicked",)),
     s("middleware_added_after_load", 'analytics.load(K); ' + READY + 'a.addSourceMiddleware(function (m) { m.payload.obj.properties = m.payload.obj.properties || {}; m.payload.obj.properties.late = true; m.next(m.payload); }); setTimeout(function () { a.track("After late middleware"); done(); }, 50);' + END_READY, expect=("After late middleware",)),
     s("identify_options_context", 'analytics.load(K); analytics.identify("ctx-user", {plan: "a"}, {context: {traits: {extra: 1}}, integrations: {Mixpanel: false}}); done();'),
     s("library_name_default", 'analytics.load(K); analytics.track("Library"); done();', library_name=None),

@@ -56,10 +56,6 @@ EMPTY_CAMPAIGN = ("analytics-next writes context.campaign = {} whenever the URL 
 NEXT_NULL = ("Source middleware calling next(null): analytics-next 1.84 sends the event unchanged (only a middleware "
              "that never calls next drops it); we drop it, as analytics.js classic and Segment's middleware docs say. "
              "The safer reading for a middleware that means to hold an event back.")
-LOAD_ALL_FALSE = ("CORE GAP (reported to h15-core): with load option integrations {All: false} and no 'Segment.io': "
-                  "true, analytics-next never loads its Segment.io plugin, so nothing reaches the collector; our core "
-                  "still sends (the events carry All:false, so cloud routing and the warehouse skip them except "
-                  "Warehouse: true).")
 # scenario → {pattern → reason}: differences that occur in that scenario only.
 ACCEPTED: dict[str, dict[str, str]] = {
     "alias_default_from": {'events.alias:#0.userId: ours="u-new" next="u-1"': ALIAS_BUG},
@@ -77,8 +73,6 @@ ACCEPTED: dict[str, dict[str, str]] = {
     "query_string_anonymous_id": {"events.*.context.campaign: ours=<absent> next={}": EMPTY_CAMPAIGN},
     "query_string_off": {"events.*.context.campaign: ours=<absent> next={}": EMPTY_CAMPAIGN},
     "page_overrides_context_page": {"events.*.context.campaign: ours=<absent> next={}": EMPTY_CAMPAIGN},
-    "load_integrations_all_false": {"events.count: ours=2 next=0": LOAD_ALL_FALSE,
-                                    "events.track:*#0.*: ours=* next=<absent>": LOAD_ALL_FALSE},
     "middleware_drops": {"events.count: ours=2 next=3": NEXT_NULL,
                          "events.track:Drop me#0.*: ours=<absent> next=*": NEXT_NULL},
     "middleware_facade": {"out.facade_identify[4]: ours={} next=null":
