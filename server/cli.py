@@ -129,6 +129,15 @@ def cmd_sources_list(args: argparse.Namespace) -> None:
         print(f"{r['id']:>4}  {r['name'][:24]:<24} {r['write_key']:<34} {str(r['enabled']).lower():<7} {r['settings_version']}")
 
 
+def cmd_sources_set(args: argparse.Namespace) -> None:
+    from server.api import service
+
+    engine = _engine(_config())
+    source = _resolve_source(engine, args.source)
+    updated = service.update_source(engine, source["id"], {"library_name": args.library_name}, actor="cli")
+    print(f"{updated['name']}: library name {updated['library_name']} (settings version {updated['settings_version']})")
+
+
 def _resolve_source(engine, ref: str) -> dict[str, Any]:
     from server.store import workspace
 
@@ -239,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sources.add_parser("list", help="list sources")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=cmd_sources_list)
+    setter = sources.add_parser("set", help="change a source's settings")
+    setter.add_argument("source", help="source id, name, slug or write key")
+    setter.add_argument("--library-name", required=True, metavar="NAME",
+                        help="context.library.name its bundle sends (analytics.js for sites moving from Segment; "
+                             "switchboard.js, the default, or \"\" to go back)")
+    setter.set_defaults(func=cmd_sources_set)
 
     dests = sub.add_parser("destinations", help="manage a source's destinations").add_subparsers(
         dest="action", required=True, parser_class=_Parser, metavar="ACTION")

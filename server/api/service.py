@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from server.api import library_name
 from server.catalog import Catalog, Manifest, SettingsError, mask_secrets, merge_settings, validate_settings
 from server.errors import ApiError
 from server.store import workspace
@@ -57,6 +58,7 @@ def source_json(source: dict[str, Any]) -> dict[str, Any]:
         "write_key": source["write_key"],
         "enabled": source["enabled"],
         "settings_version": source["settings_version"],
+        "library_name": library_name.effective(source.get("library_name")),
         "created_at": source["created_at"].isoformat(),
         "updated_at": source["updated_at"].isoformat(),
     }
@@ -115,14 +117,20 @@ def get_source(engine: Engine, source_id: int) -> dict[str, Any]:
 
 
 def update_source(engine: Engine, source_id: int, body: dict[str, Any], actor: str) -> dict[str, Any]:
-    unknown = set(body) - {"name", "enabled"}
+    unknown = set(body) - {"name", "enabled", "library_name"}
     if unknown:
         field = sorted(unknown)[0]
         raise ApiError(422, "validation_error", f"{field} cannot be changed here", field=field)
     name = _text(body["name"], "name") if "name" in body else None
     enabled = _bool(body["enabled"], "enabled") if "enabled" in body else None
+    extra: dict[str, Any] = {}
+    if "library_name" in body:
+        try:
+            extra["library_name"] = library_name.clean(body["library_name"])
+        except library_name.LibraryNameError as exc:
+            raise ApiError(422, "validation_error", str(exc), field="library_name") from None
     try:
-        return source_json(workspace.update_source(engine, source_id, name=name, enabled=enabled, actor=actor))
+        return source_json(workspace.update_source(engine, source_id, name=name, enabled=enabled, actor=actor, **extra))
     except NotFound as exc:
         raise _not_found(exc) from None
 

@@ -27,6 +27,7 @@ import brotli
 import jinja2
 import rjsmin
 
+from server.api import library_name
 from server.catalog import Catalog, Manifest, public_settings
 from server.config import Config
 
@@ -207,6 +208,7 @@ def bundle_config(config: Config, catalog: Catalog, source: dict[str, Any]) -> d
         "writeKey": source["write_key"],
         "version": source["settings_version"],
         "api": collector_url(config),
+        "libraryName": library_name.effective(source.get("library_name")),  # context.library.name
         "extras": extras_url(config),
         "destinations": [destination_config(m, r) for m, r in device_destinations(catalog, source["destinations"])],
     }

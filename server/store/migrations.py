@@ -14,7 +14,7 @@ import pkgutil
 from datetime import datetime, timezone
 from typing import Callable
 
-from sqlalchemy import Column, Connection, Engine, Integer, String, Table, select, text
+from sqlalchemy import Column, Connection, Engine, Integer, String, Table, inspect, select, text
 
 from server.store import schema
 
@@ -76,12 +76,20 @@ def _create_governance(conn: Connection) -> None:
     regulations.create_tables(conn)
 
 
+def _add_source_library_name(conn: Connection) -> None:
+    # sources.library_name (server/api/library_name.py). A database created after the column was
+    # declared already has it from migration 1.
+    if "library_name" not in {c["name"] for c in inspect(conn).get_columns("sources")}:
+        conn.execute(text("ALTER TABLE sources ADD COLUMN library_name VARCHAR(40)"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
     (3, "create delivery_workers (heartbeats) and delivery_jobs.takeovers", _create_heartbeats),
     (4, "create rejected_events, rejected_event_counts, store_probe", _create_ingest_health),
     (5, "create bundle_builds and settings_sequence", _create_bundle_builds),
+    (6, "add sources.library_name", _add_source_library_name),
     (7, "create governance_log, regulations, suppressions", _create_governance),
 ]
 

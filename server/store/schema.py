@@ -68,6 +68,8 @@ sources = Table(
     Column("settings_version", Integer, nullable=False, default=1),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # context.library.name in this source's bundle; NULL = "switchboard.js" (server/api/library_name.py).
+    Column("library_name", String(40), nullable=True),
     # AUTOINCREMENT: SQLite would otherwise hand a deleted row's id to the next insert, and ids
     # are remembered elsewhere (URLs, settings snapshots that a rollback brings back).
     sqlite_autoincrement=True,

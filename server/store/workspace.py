@@ -78,8 +78,11 @@ def _snapshot(conn: Connection, source_id: int) -> dict[str, Any]:
     rows = conn.execute(
         select(destinations).where(destinations.c.source_id == source_id).order_by(destinations.c.id)
     ).all()
+    head = {"name": source.name, "enabled": bool(source.enabled)}
+    if source.library_name:  # only when set: older snapshots (and most sources) have no such key
+        head["library_name"] = source.library_name
     return {
-        "source": {"name": source.name, "enabled": bool(source.enabled)},
+        "source": head,
         "destinations": [
             {
                 "id": r.id,
@@ -194,14 +197,22 @@ def source_by_write_key(engine: Engine, write_key: str) -> dict[str, Any] | None
     return None if row is None else _source_dict(row)
 
 
+_KEEP: Any = object()
+
+
 def update_source(
-    engine: Engine, source_id: int, *, name: str | None = None, enabled: bool | None = None, actor: str = "system"
+    engine: Engine, source_id: int, *, name: str | None = None, enabled: bool | None = None,
+    library_name: str | None = _KEEP, actor: str = "system",
 ) -> dict[str, Any]:
+    """``library_name``: a name checked by server.library_name.clean, or None for the default;
+    left out, it stays as it is."""
     values: dict[str, Any] = {}
     if name is not None:
         values["name"] = name
     if enabled is not None:
         values["enabled"] = enabled
+    if library_name is not _KEEP:
+        values["library_name"] = library_name
     with _Tx(engine) as conn:
         before = conn.execute(select(sources).where(sources.c.id == source_id)).one_or_none()
         if before is None:
@@ -211,6 +222,8 @@ def update_source(
             changes.append(f"renamed to {name!r}")
         if enabled is not None and enabled != bool(before.enabled):
             changes.append("enabled" if enabled else "disabled")
+        if library_name is not _KEEP and library_name != before.library_name:
+            changes.append(f"library name {library_name or 'switchboard.js'!r}")
         # Saving unchanged is not a new version (it would only invalidate every cached bundle).
         if changes:
             conn.execute(sources.update().where(sources.c.id == source_id).values(**values))
@@ -375,7 +388,8 @@ def rollback(engine: Engine, source_id: int, version: int, *, actor: str = "syst
         conn.execute(
             sources.update()
             .where(sources.c.id == source_id)
-            .values(name=target["source"]["name"], enabled=target["source"]["enabled"])
+            .values(name=target["source"]["name"], enabled=target["source"]["enabled"],
+                    library_name=target["source"].get("library_name"))
         )
         wanted = {d["id"]: d for d in target["destinations"]}
         existing = set(
@@ -429,6 +443,7 @@ def public_config(engine: Engine, write_key: str) -> dict[str, Any] | None:
         "settings_version": row.settings_version,
         "version_created_at": row.created_at,
         "destinations": row.content["destinations"],
+        "library_name": row.content["source"].get("library_name"),
     }
 
 

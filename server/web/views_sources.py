@@ -91,9 +91,28 @@ async def source_page(request: Request) -> Response:
     return await render(request, "source.html", data, title=source["name"])
 
 
+@page
+async def source_library_name(request: Request) -> Response:
+    """The "Library name" form: context.library.name of this source's bundle (server/api/library_name.py)."""
+    source_id = request.path_params["id"]
+    form = await form_of(request)
+    try:
+        updated = await run_in_threadpool(
+            service.update_source, request.app.state.engine, source_id,
+            {"library_name": str(form.get("library_name", ""))}, request.state.admin_user,
+        )
+    except ApiError as exc:
+        if exc.status == 404:
+            return web_error(request, 404, "not_found", f"There is no source {source_id}.")
+        return await redirect(request, f"/sources/{source_id}", f"Library name not saved: {exc.message}", "error")
+    return await redirect(request, f"/sources/{source_id}",
+                          f"Events from this source's bundle now say context.library.name = {updated['library_name']}.")
+
+
 def routes() -> list[Route]:
     return [
         Route("/sources", sources_list, methods=["GET"]),
         Route("/sources", sources_create, methods=["POST"]),
         Route("/sources/{id:int}", source_page, methods=["GET"]),
+        Route("/sources/{id:int}/library-name", source_library_name, methods=["POST"]),
     ]
