@@ -62,6 +62,9 @@ delivery_jobs = Table(
     # stopped heart-beating, or its lease ran out): it may have reached the vendor twice.
     # Added by migration 3 (server/store/workers.py).
     Column("takeovers", Integer, nullable=False, server_default="0"),
+    # The history replay that queued it (server/store/replays.py), or NULL for live traffic;
+    # such a job's created_at is the time the replay released it. Added by migration 8.
+    Column("replay_id", Id, nullable=True, index=True),
     # One job per event and destination: a second fan-out of the same event fails loudly.
     UniqueConstraint("destination_id", "event_id", name="uq_delivery_jobs_destination_event"),
 )

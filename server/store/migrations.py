@@ -68,12 +68,20 @@ def _create_bundle_builds(conn: Connection) -> None:
     bundle_builds.create_tables(conn)
 
 
+def _create_filters_and_replays(conn: Connection) -> None:
+    # destinations.filters, delivery_jobs.replay_id and the replays table (server/store/replays.py).
+    from server.store import replays
+
+    replays.migrate(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
     (3, "create delivery_workers (heartbeats) and delivery_jobs.takeovers", _create_heartbeats),
     (4, "create rejected_events, rejected_event_counts, store_probe", _create_ingest_health),
     (5, "create bundle_builds and settings_sequence", _create_bundle_builds),
+    (8, "add destinations.filters, delivery_jobs.replay_id; create replays", _create_filters_and_replays),
 ]
 
 
