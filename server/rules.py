@@ -149,7 +149,7 @@ def compiled_filters(filters: list[dict[str, Any]] | None) -> list[dict[str, Any
 def sample_bucket(message_id: Any) -> int:
     """0..9999 from the messageId: FNV-1a over its UTF-16 code units, as the browser does."""
     h = 0x811C9DC5
-    data = str(message_id or "").encode("utf-16-le")
+    data = (message_id if isinstance(message_id, str) else "").encode("utf-16-le", "surrogatepass")
     for i in range(0, len(data), 2):
         h = ((h ^ (data[i] | data[i + 1] << 8)) * 0x01000193) & 0xFFFFFFFF
     return h % 10000
@@ -173,7 +173,7 @@ def apply_filters(event: dict[str, Any], filters: list[dict[str, Any]] | None) -
         if action == "drop":
             return None, notes + [f"dropped by {label}"]
         if action == "sample":
-            if sample_bucket(event.get("messageId")) >= round(f["percent"] * 100):
+            if sample_bucket(event.get("messageId")) >= f["percent"] * 100:
                 return None, notes + [f"sampled out by {label}: {f['percent']:g}% are sent"]
             notes.append(f"sampled in by {label}")
         elif action == "drop_properties":
@@ -223,7 +223,9 @@ def _only(event: dict[str, Any], fields: list[str]) -> dict[str, Any]:
                 continue
             dst = new
             for part in parts[1:-1]:
-                dst = dst.setdefault(part, {})
+                if not isinstance(dst.get(part), dict):
+                    dst[part] = {}
+                dst = dst[part]
             dst[parts[-1]] = src
         event[root] = new
     return event

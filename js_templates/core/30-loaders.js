@@ -74,7 +74,10 @@ Dest.prototype = {
     return this.st != 2 && routed(this.cfg.names || [this.cfg.name], e.integrations) &&
       !(initial && this.s.track_initial_page === false);
   },
-  send: function (e) { if (this.st == 1) this.call(e); else if (!this.st) this.q.push(e); },
+  send: function (e) {
+    if (this.cfg.filters && !(e = applyFilters(this.cfg.filters, e))) return; // js_templates/filters.js
+    if (this.st == 1) this.call(e); else if (!this.st) this.q.push(e);
+  },
   call: function (e) {
     var d = this.def, h = e.type == "track" && specHandler(d, e.event) || d[e.type];
     if (!h) return;
