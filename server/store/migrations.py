@@ -68,6 +68,14 @@ def _create_bundle_builds(conn: Connection) -> None:
     bundle_builds.create_tables(conn)
 
 
+def _create_governance(conn: Connection) -> None:
+    # The governance log, regulations and the suppression list (issue #16).
+    from server.store import governance, regulations
+
+    governance.create_tables(conn)
+    regulations.create_tables(conn)
+
+
 def _create_filters_and_replays(conn: Connection) -> None:
     # destinations.filters, delivery_jobs.replay_id and the replays table (server/store/replays.py).
     from server.store import replays
@@ -81,6 +89,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "create delivery_workers (heartbeats) and delivery_jobs.takeovers", _create_heartbeats),
     (4, "create rejected_events, rejected_event_counts, store_probe", _create_ingest_health),
     (5, "create bundle_builds and settings_sequence", _create_bundle_builds),
+    (7, "create governance_log, regulations, suppressions", _create_governance),
     (8, "add destinations.filters, delivery_jobs.replay_id; create replays", _create_filters_and_replays),
 ]
 
