@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from server.catalog import Catalog
 from server.errors import ApiError
 from server.rules import FilterError, check_filters
-from server.store import workspace
+from server.store import governance, workspace
 
 
 def filter_error(exc: FilterError) -> ApiError:
@@ -19,7 +19,8 @@ def filter_error(exc: FilterError) -> ApiError:
     if exc.position is not None:
         extra["position"] = exc.position
     where = f"filter {exc.index + 1}: " if exc.field != "filters" else ""
-    return ApiError(422, "invalid_filter", where + exc.message, field=f"filters[{exc.index}].{exc.field}",
+    at = f" (at character {exc.position})" if exc.position is not None else ""
+    return ApiError(422, "invalid_filter", where + exc.message + at, field=f"filters[{exc.index}].{exc.field}",
                     extra=extra)
 
 
@@ -71,10 +72,6 @@ def delete_filter(engine: Engine, catalog: Catalog, destination_id: int, index: 
 
 
 def _record(engine: Engine, actor: str, action: str, destination_id: int, details: dict, count: int) -> None:
-    """The governance log (server/store/governance.py), when this build has it."""
-    try:
-        from server.store import governance
-    except ImportError:
-        return
+    """The governance log (server/store/governance.py)."""
     governance.record(engine, actor=actor, action=action, subject=f"destination:{destination_id}",
                       details=details, counts={"filters": count})

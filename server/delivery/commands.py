@@ -31,7 +31,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
     from server.errors import ApiError
     from server.delivery.api import parse_when
     from server.store import delivery as store
-    from server.store import workspace
+    from server.store import governance, workspace
 
     try:
         since, until = parse_when(args.since, "--since"), parse_when(args.until, "--until")
@@ -57,4 +57,6 @@ def cmd_replay(args: argparse.Namespace) -> None:
     if args.types or args.events:
         raise CliError("--type and --event go with --history")
     count = store.replay(engine, destination["id"], since=since, until=until)
+    governance.record(engine, actor="cli", action="replay.dead_letters", subject=f"destination:{destination['id']}",
+                      details={"since": args.since, "until": args.until}, counts={"replayed": count})
     print(f"queued {count} dead letter(s) of destination {destination['id']} ({destination['slug']}) for delivery")

@@ -27,6 +27,7 @@ from server.api.body import read_json
 from server.catalog import Catalog
 from server.delivery.router import route
 from server.errors import ApiError, json_response
+from server.store import governance
 from server.store import replays as store
 from server.store import workspace
 
@@ -73,11 +74,7 @@ def start_replay(engine: Engine, catalog: Catalog, destination_id: int, *, since
 
 
 def _record(engine: Engine, actor: str, destination_id: int, row: dict[str, Any]) -> None:
-    """The governance log (server/store/governance.py), when this build has it."""
-    try:
-        from server.store import governance
-    except ImportError:
-        return
+    """The governance log (server/store/governance.py)."""
     details = {"replay_id": row["id"], "since": _iso(row["since"]), "until": _iso(row["until"]),
                "types": row["types"], "events": row["event_names"]}
     governance.record(engine, actor=actor, action="replay.history", subject=f"destination:{destination_id}",

@@ -16,7 +16,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server.web import views_auth, views_catalog, views_debugger, views_destinations, views_history, views_sources
+from server.web import (
+    views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history, views_sources,
+)
 from server.web.security_headers import NoSniff
 from server.web.accounts import admin_lines
 from server.web.sessions import page, redirect
@@ -40,5 +42,6 @@ def routes(config) -> list[BaseRoute]:
         *views_debugger.routes(),
         *views_catalog.routes(),
         *views_destinations.routes(),
+        *views_filters.routes(),
         Mount("/static", app=NoSniff(StaticFiles(directory=STATIC, check_dir=False)), name="static"),
     ]
