@@ -44,7 +44,8 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
 
 
 def _tokens(text: str) -> list[tuple[str, Any, int]]:
-    out, i = [], 0
+    out: list[tuple[str, Any, int]] = []
+    i = 0
     while i < len(text):
         m = _TOKEN.match(text, i)
         if m is None:
