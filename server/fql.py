@@ -23,6 +23,7 @@ MISSING = object()  # a path that leads nowhere (JavaScript: undefined)
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 FUNCTIONS = {"match": 2, "contains": 2, "exists": 1}
 MAX_LENGTH = 2000
+MAX_DEPTH = 50  # nested parentheses and negations: the parser and both evaluators recurse
 
 
 class FqlError(ValueError):
@@ -76,7 +77,7 @@ def _tokens(text: str) -> list[tuple[str, Any, int]]:
 
 class _Parser:
     def __init__(self, text: str):
-        self.toks, self.i = _tokens(text), 0
+        self.toks, self.i, self.depth = _tokens(text), 0, 0
 
     def peek(self, value: Any = None) -> bool:
         kind, tok, _ = self.toks[self.i]
@@ -114,13 +115,17 @@ class _Parser:
         return parts[0] if len(parts) == 1 else ["and", *parts]
 
     def unary(self) -> list:
-        if self.peek("!"):
-            self.take()
-            return ["not", self.unary()]
-        if self.peek("("):
-            self.take()
-            inner = self.either()
-            self.expect(")")
+        if self.peek("!") or self.peek("("):
+            kind, tok, pos = self.take()
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise FqlError(f"more than {MAX_DEPTH} nested parentheses or negations", pos)
+            if tok == "!":
+                inner = ["not", self.unary()]
+            else:
+                inner = self.either()
+                self.expect(")")
+            self.depth -= 1
             return inner
         left = self.operand()
         kind, tok, _ = self.toks[self.i]

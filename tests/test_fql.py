@@ -22,6 +22,15 @@ def test_parse_errors_name_their_position(condition, position):
     assert caught.value.position == position, caught.value.message
 
 
+def test_deep_nesting_is_a_parse_error_not_a_crash():
+    with pytest.raises(fql.FqlError) as caught:
+        fql.parse("(" * 900 + "true" + ")" * 900)
+    assert caught.value.position == 50
+    with pytest.raises(fql.FqlError):
+        fql.parse("!" * 1999 + "x")
+    assert fql.evaluate("(" * 25 + "!" * 24 + "true" + ")" * 25, {}) is True
+
+
 def test_a_condition_compiles_once_and_never_through_eval(monkeypatch):
     import builtins
 
