@@ -164,3 +164,25 @@ def store_cursor(engine) -> None:
     fanout.ensure_cursor(engine)
     while fanout.fanout_pass(engine, load_catalog(), fanout.GapTracker())[0]:
         pass
+
+
+def test_switchboard_replay_history(engine, catalog, db_url, monkeypatch, capsys):
+    from server.cli import main
+    from server.store import governance
+
+    source, (live,) = source_with(engine, hook("http://127.0.0.1:9/h"))
+    _append_at(engine, source["id"], datetime.now(timezone.utc) - timedelta(minutes=30),
+               [make_event("track", event="Kept"), make_event("page", name="Home")])
+    store_cursor(engine)
+    dest = workspace.add_destination(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
+                                     settings={"url": "http://127.0.0.1:9/new"})
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", db_url)
+    since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    assert main(["replay", "--history", "--destination", str(dest["id"]), "--since", since, "--type", "track"]) == 0
+    assert "queued 1 stored event(s)" in capsys.readouterr().out
+    assert [j["event_type"] for j in jobs(engine, dest["id"])] == ["track"]
+    assert main(["replay", "--history", "--destination", str(dest["id"])]) == 2
+    assert "since is required" in capsys.readouterr().err
+    assert main(["replay", "--destination", str(dest["id"]), "--type", "track"]) == 2
+    (entry,) = governance.list_entries(engine)  # the refused commands recorded nothing
+    assert (entry["action"], entry["actor"], entry["counts"]) == ("replay.history", "cli", {"queued": 1})
