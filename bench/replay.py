@@ -1,8 +1,8 @@
 """History replay vs live traffic: does a 100k-event replay to a new destination slow down live
 delivery to another destination? (docs/delivery.md, "History replay")
 
-One process, real SQLite (or ``--postgres``), a real DeliveryService and a loopback webhook
-receiver. The source's log holds ``--events`` (100,000) events received an hour ago. Two phases
+One process with real SQLite (or ``--postgres``) and a real DeliveryService, and a loopback webhook
+receiver in its own process. The source's log holds ``--events`` (100,000) events received an hour ago. Two phases
 on the same database and machine, each ``--seconds`` long, with live events appended at
 ``--live-rate`` per second to destination LIVE:
 
@@ -20,7 +20,7 @@ Usage: .venv/bin/python bench/replay.py [--events 100000] [--seconds 8] [--live-
 from __future__ import annotations
 
 import argparse
-import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from sqlalchemy import select  # noqa: E402
 
 from delivery_flow import RunningService  # noqa: E402
-from delivery_vendor import Vendor, make_event  # noqa: E402
-from pgserver import postgres_server  # noqa: E402
+from delivery_vendor import make_event  # noqa: E402
+from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
 from server.catalog import load_catalog  # noqa: E402
 from server.delivery import fanout  # noqa: E402
 from server.delivery.history import start_replay  # noqa: E402
@@ -106,11 +106,17 @@ def run(url: str, args) -> None:
     t0 = time.monotonic()
     seed(engine, source["id"], args.events)
     print(f"seeded {args.events} events in {time.monotonic() - t0:.1f}s")
-    with Vendor() as receiver:
+    port = free_port()
+    # The receiver in its own process (bench/deliver.py's): in this one it would share the GIL.
+    receiver = subprocess.Popen([sys.executable, "bench/deliver.py", "--receiver", str(port)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        url = f"http://127.0.0.1:{port}/ok"
         live = workspace.add_destination(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
-                                         settings={"url": receiver.url + "/live"})
+                                         settings={"url": url})
         new = workspace.add_destination(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
-                                        settings={"url": receiver.url + "/replay"})
+                                        settings={"url": url})
         with RunningService(engine, catalog, poll_interval=0.05):
             base_ids = live_phase(engine, source["id"], args.seconds, args.live_rate)
             base = latencies(engine, live["id"], base_ids)
@@ -137,6 +143,9 @@ def run(url: str, args) -> None:
             sending = latencies(engine, live["id"], [i for i in during_ids if i > queued_at] + after_ids)
             replayed = delivered_replay(engine, new["id"])
             elapsed = time.monotonic() - started
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
     engine.dispose()
     print(f"replay queued {queued.get('queued')} events in {queued.get('seconds', 0):.1f}s; "
           f"{replayed} delivered in {elapsed:.1f}s ({replayed / elapsed:.0f}/s, rate setting {args.replay_rate:g}/s)")

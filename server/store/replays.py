@@ -36,8 +36,11 @@ from server.store.engine import read_only
 from server.store.events import events
 from server.store.schema import Id, UTCDateTime, destinations, metadata
 
-BATCH = 1000
-PAUSE_S = 0.01
+BATCH = 500
+# Queuing works at most this share of the time (parsing and routing hold the GIL, inserting holds
+# the SQLite write lock): after each batch it pauses as long as the batch took, so live traffic in
+# the same process keeps its pace while a big window is queued (bench/replay.py).
+QUEUE_DUTY = 0.5
 
 replays = Table(
     "replays",
@@ -91,6 +94,7 @@ def queue_replay(
         ).scalar_one_or_none() or 0
     queued, after = 0, 0
     while True:
+        began = time.monotonic()
         query = (select(events.c.id, events.c.type, events.c.payload)
                  .where(events.c.source_id == source_id, events.c.id > after, events.c.id <= cursor,
                         events.c.received_at >= since)
@@ -113,7 +117,7 @@ def queue_replay(
                 chosen.append(row.id)
         if chosen:
             queued += _queue(engine, destination_id, replay_id, chosen, rate)
-            time.sleep(PAUSE_S)  # let live writers (collector, fan-out, results) take the lock between batches
+        time.sleep((time.monotonic() - began) * (1 / QUEUE_DUTY - 1))
     with write_transaction(engine) as conn:
         conn.execute(replays.update().where(replays.c.id == replay_id).values(queued=queued, state="queued"))
     return {**get_replay(engine, replay_id)}
