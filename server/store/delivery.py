@@ -71,6 +71,9 @@ delivery_jobs = Table(
 # The claim query: pending jobs of one destination that are due.
 Index("ix_delivery_jobs_claim", delivery_jobs.c.destination_id, delivery_jobs.c.status, delivery_jobs.c.next_attempt_at)
 Index("ix_delivery_jobs_finished", delivery_jobs.c.destination_id, delivery_jobs.c.finished_at)
+# The dispatcher's look for destinations with due jobs (ready_destinations): only the due rows are
+# read, not every pending one (a history replay queues 100k jobs due over minutes). Migration 8.
+Index("ix_delivery_jobs_due", delivery_jobs.c.status, delivery_jobs.c.next_attempt_at)
 
 delivery_attempts = Table(
     "delivery_attempts",

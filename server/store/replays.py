@@ -62,7 +62,8 @@ replays = Table(
 
 
 def migrate(conn: Connection) -> None:
-    """Migration 8: destinations.filters, delivery_jobs.replay_id (+ index), the replays table.
+    """Migration 8: destinations.filters, delivery_jobs.replay_id (+ index), the due-jobs index,
+    the replays table.
     A database created after they were declared has them already."""
     replays.create(conn, checkfirst=True)
     inspector = inspect(conn)
@@ -71,7 +72,7 @@ def migrate(conn: Connection) -> None:
     if "replay_id" not in {c["name"] for c in inspector.get_columns("delivery_jobs")}:
         conn.execute(text("ALTER TABLE delivery_jobs ADD COLUMN replay_id BIGINT"))
     for index in delivery_jobs.indexes:
-        if index.name == "ix_delivery_jobs_replay_id":
+        if index.name in ("ix_delivery_jobs_replay_id", "ix_delivery_jobs_due"):
             index.create(conn, checkfirst=True)
 
 
