@@ -145,6 +145,10 @@ class Config:
         "ALLOW_PRIVATE_EGRESS", "false", _bool,
         "Let destinations reach loopback, private, link-local and other internal addresses (internal webhooks, "
         "a local test receiver). Off: such URLs are refused when saved and when connecting.")
+    replay_rate: float = _setting(
+        "REPLAY_RATE", "200", _positive_float,
+        "Events per second a history replay (`POST /api/v1/destinations/{id}/replay`) releases for delivery, "
+        "over all replays, so live traffic keeps its pace (docs/delivery.md).")
     delivery_workers: bool = _setting(
         "DELIVERY_WORKERS", "true", _bool, "Run delivery workers inside `switchboard serve`.")
     role: str = _setting(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANES = {"cdn", "ingest", "delivery", "warehouse", "admin", "web", "health", "demo", "scaleout", "privacy"}
-SHARED = {"config", "errors", "rules", "api", "cli_support", "store", "catalog", "destinations"}
+SHARED = {"config", "errors", "rules", "fql", "api", "cli_support", "store", "catalog", "destinations"}
 ASSEMBLERS = {"app", "cli", "worker"}
 READOUTS = {"web": {"cdn", "delivery", "warehouse"}, "demo": {"cdn"}}
 

@@ -150,3 +150,22 @@ def test_no_eval_in_the_browser_code():
     text = minify(core_source()) + "".join(minify(loader_source(s)) for s in loader_slugs())
     for construct in ("eval(", "new Function", "Function(", "setTimeout(\"", "setInterval(\""):
         assert construct not in text
+
+
+def test_the_filter_interpreter_ships_only_with_device_mode_filters():
+    config = Config()
+    rule = [{"if": 'event = "Secret plan"', "action": "drop"}]
+    plain = {"write_key": "wk_f", "settings_version": 1, "enabled": True, "destinations": [
+        {"id": 1, "slug": "mixpanel", "mode": "device", "enabled": True, "settings": {"token": "t" * 32}},
+        {"id": 2, "slug": "webhooks", "mode": "cloud", "enabled": True, "settings": {"url": "https://h.example/"},
+         "filters": rule},
+    ]}
+    without = render_bundle(config, CATALOG, plain)
+    assert "applyFilters(fs, e)" not in without and "Secret plan" not in without  # cloud filters stay on the server
+    plain["destinations"][0]["filters"] = rule
+    with_filters = render_bundle(config, CATALOG, plain)
+    assert "function applyFilters(fs, e)" in with_filters
+    assert '"filters": [{"action": "drop", "if": ["cmp", "=", ["path", ["event"]], ["lit", "Secret plan"]]}]' in with_filters
+    minified = build_bundle(config, CATALOG, plain).body.decode()
+    subprocess.run([NODE, "--check", "-"], input=minified.encode(), check=True)
+    assert gz(minify(with_filters)) - gz(minify(without)) < 1500  # the interpreter is small

@@ -78,8 +78,9 @@ Dest.prototype = {
   },
   send: function (e) {
     var me = this;
+    if (this.cfg.filters && !(e = applyFilters(this.cfg.filters, e))) return; // js_templates/filters.js
     if (!this.mw.length) return this.put(e);
-    MWRUN(this.mw, e, this.cfg.name).then(function (e) { if (e) me.put(e); }, function (x) { me.env.log("destination middleware error", me.cfg.name, x); });
+    MWRUN(this.mw, e, this.cfg.name).then(function (e) { if (e) me.put(e); }, function (x) { me.env.log("middleware error", me.cfg.name, x); });
   },
   put: function (e) { if (this.st == 1) this.call(e); else if (!this.st) this.q.push(e); },
   call: function (e) {

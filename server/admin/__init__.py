@@ -4,6 +4,10 @@
 The door: ``routes``.
 """
 
-from server.admin.api import routes
+from server.admin import api, filters
 
 __all__ = ["routes"]
+
+
+def routes(config) -> list:
+    return [*api.routes(config), *filters.routes(config)]

@@ -30,11 +30,12 @@ import rjsmin
 from server.api import library_name
 from server.catalog import Catalog, Manifest, public_settings
 from server.config import Config
+from server.rules import compiled_filters
 
 # The installed package's templates (js_templates/ of the repository, shipped as
 # server.js_templates: see setup.py), never a path relative to a source checkout.
 JS_DIR = Path(str(resources.files("server.js_templates")))
-REQUIRED = ("bundle.js.j2", "plugin.js.j2", "snippet.js.j2")
+REQUIRED = ("bundle.js.j2", "plugin.js.j2", "snippet.js.j2", "filters.js")
 
 
 class TemplateMissing(RuntimeError):
@@ -193,14 +194,24 @@ def device_destinations(catalog: Catalog, destinations: list[dict[str, Any]]) ->
 
 
 def destination_config(manifest: Manifest, row: dict[str, Any]) -> dict[str, Any]:
-    """What one destination's loader gets: identity, the names it answers to, public settings."""
-    return {
+    """What one destination's loader gets: identity, the names it answers to, public settings,
+    and its filters (conditions as ASTs, for js_templates/filters.js) when it has some."""
+    data = {
         "id": row["id"],
         "slug": manifest.slug,
         "name": manifest.name,
         "names": list(manifest.integration_names),
         "settings": public_settings(manifest, row.get("settings") or {}, "device"),
     }
+    if row.get("filters"):
+        data["filters"] = compiled_filters(row["filters"])
+    return data
+
+
+@lru_cache(maxsize=1)
+def filters_source() -> str:
+    """The filter interpreter, added only to bundles whose device-mode destinations have filters."""
+    return (JS_DIR / "filters.js").read_text()
 
 
 def bundle_config(config: Config, catalog: Catalog, source: dict[str, Any]) -> dict[str, Any]:
@@ -218,8 +229,10 @@ def render_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> s
     """The unminified bundle for ``source`` (a ``workspace.public_config`` dict)."""
     data = bundle_config(config, catalog, source)
     slugs = sorted({d["slug"] for d in data["destinations"]})
+    filtered = any("filters" in d for d in data["destinations"])
     return js_env().get_template("bundle.js.j2").render(
         version=CORE_VERSION, config=data, core=core_source(), loaders=[loader_source(s) for s in slugs],
+        filters=filters_source() if filtered else "",
     )
 
 

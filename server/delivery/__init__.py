@@ -7,7 +7,7 @@ service without the HTTP server. Any number of them may share one database.
 
 The door: ``routes``, ``startup``, ``shutdown``, ``add_commands`` (``switchboard replay``) and
 the web app's read-outs (``delivery_overview``, ``replay_dead_letters``, ``event_deliveries``,
-``send_sample``).
+``send_sample``, ``start_replay`` and ``history_replays``: history replay).
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from server.delivery.commands import add_commands
+from server.delivery.history import history_replays, start_replay
 from server.delivery.readouts import delivery_overview, event_deliveries, replay_dead_letters, send_sample
 
 __all__ = ["routes", "startup", "shutdown", "add_commands",
-           "delivery_overview", "event_deliveries", "replay_dead_letters", "send_sample"]
+           "delivery_overview", "event_deliveries", "replay_dead_letters", "send_sample",
+           "start_replay", "history_replays"]
 
 
 def routes(config) -> list:
-    from server.delivery import api, metrics
+    from server.delivery import api, history, metrics
 
-    return [*api.routes(config), *metrics.routes(config)]
+    return [*api.routes(config), *history.routes(config), *metrics.routes(config)]
 
 
 async def startup(app: Starlette) -> None:

@@ -20,11 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.auth import admin_endpoint
+from server.api.auth import actor, admin_endpoint
 from server.api.body import read_json
 from server.delivery import stats
 from server.errors import ApiError, json_response
 from server.store import delivery as store
+from server.store import governance
 from server.store import workspace
 
 MAX_LIMIT = 500
@@ -132,9 +133,13 @@ async def replay(request: Request) -> Response:
     ids = body.get("ids")
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
         raise ApiError(400, "invalid_ids", "ids must be a list of dead-letter ids (numbers)", field="ids")
+    engine = request.app.state.engine
     count = await run_in_threadpool(
-        lambda: store.replay(request.app.state.engine, destination["id"], since=since, until=until, job_ids=ids)
+        lambda: store.replay(engine, destination["id"], since=since, until=until, job_ids=ids)
     )
+    await run_in_threadpool(lambda: governance.record(
+        engine, actor=actor(request), action="replay.dead_letters", subject=f"destination:{destination['id']}",
+        details={"since": _iso(since), "until": _iso(until), "ids": ids}, counts={"replayed": count}))
     return json_response({"replayed": count})
 
 

@@ -37,7 +37,9 @@ def job_result(job: dict[str, Any], outcome: Outcome, reason: str | None, policy
         "last_error": reason or (last.error if last else None),
     }
     if outcome.outcome == DELIVERED:
-        latency = (now - job["received_at"]).total_seconds() * 1000
+        # A replayed job counts from when its replay released it, not the event's original receipt.
+        start = job["created_at"] if job.get("replay_id") else job["received_at"]
+        latency = (now - start).total_seconds() * 1000
         result.update(status=store.DELIVERED, finished_at=now, latency_ms=round(latency, 3), last_error=None)
     elif outcome.outcome == RETRY:
         when = policy.next_attempt(job["created_at"], job["attempts"] + 1, now, last.retry_after)

@@ -37,6 +37,7 @@ from server.delivery.results import ResultWriter, job_result
 from server.delivery.router import route, translator
 from server.delivery.sender import DEAD, Outcome, Sender
 from server.store import delivery as store
+from server.rules import apply_filters
 from server.store import fanout, notify, workspace
 
 log = logging.getLogger("switchboard.delivery")
@@ -312,7 +313,13 @@ class DeliveryService:
             return Outcome("skipped"), f"{destination['slug']} has no cloud translator"
         settings = effective_settings(manifest, destination["settings"], "cloud")
         try:
-            payloads = [orjson.loads(job["payload"]) for job in jobs]
+            # Filters decided at fan-out which events come here; their property changes apply now,
+            # with the filters as they are (a job routed before a change may be dropped now).
+            filters = destination.get("filters")
+            sent = [apply_filters(orjson.loads(job["payload"]), filters)[0] for job in jobs]
+            payloads = [p for p in sent if p is not None]
+            if not payloads:
+                return Outcome("skipped"), "dropped by the destination's filters"
             if len(jobs) > 1:
                 requests = module.translate_batch(payloads, settings)
             else:

@@ -62,12 +62,18 @@ delivery_jobs = Table(
     # stopped heart-beating, or its lease ran out): it may have reached the vendor twice.
     # Added by migration 3 (server/store/workers.py).
     Column("takeovers", Integer, nullable=False, server_default="0"),
+    # The history replay that queued it (server/store/replays.py), or NULL for live traffic;
+    # such a job's created_at is the time the replay released it. Added by migration 8.
+    Column("replay_id", Id, nullable=True, index=True),
     # One job per event and destination: a second fan-out of the same event fails loudly.
     UniqueConstraint("destination_id", "event_id", name="uq_delivery_jobs_destination_event"),
 )
 # The claim query: pending jobs of one destination that are due.
 Index("ix_delivery_jobs_claim", delivery_jobs.c.destination_id, delivery_jobs.c.status, delivery_jobs.c.next_attempt_at)
 Index("ix_delivery_jobs_finished", delivery_jobs.c.destination_id, delivery_jobs.c.finished_at)
+# The dispatcher's look for destinations with due jobs (ready_destinations): only the due rows are
+# read, not every pending one (a history replay queues 100k jobs due over minutes). Migration 8.
+Index("ix_delivery_jobs_due", delivery_jobs.c.status, delivery_jobs.c.next_attempt_at)
 
 delivery_attempts = Table(
     "delivery_attempts",

@@ -138,11 +138,12 @@ def _jobs_for(conn: Connection, rows: Sequence, route: Route) -> list[tuple[int,
     by_source: dict[int, list[dict[str, Any]]] = {}
     for d in conn.execute(
         select(destinations.c.id, destinations.c.source_id, destinations.c.slug, destinations.c.mode,
-               destinations.c.enabled, destinations.c.settings).where(destinations.c.source_id.in_(source_ids))
+               destinations.c.enabled, destinations.c.settings, destinations.c.filters).where(destinations.c.source_id.in_(source_ids))
     ):
-        # Settings too: routing reads consent_categories from them.
+        # Settings too: routing reads consent_categories from them; and the filters (docs/filters.md).
         by_source.setdefault(d.source_id, []).append(
-            {"id": d.id, "slug": d.slug, "mode": d.mode, "enabled": bool(d.enabled), "settings": d.settings}
+            {"id": d.id, "slug": d.slug, "mode": d.mode, "enabled": bool(d.enabled), "settings": d.settings,
+             "filters": d.filters}
         )
     jobs = []
     for r in rows:

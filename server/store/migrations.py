@@ -83,6 +83,13 @@ def _add_source_library_name(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE sources ADD COLUMN library_name VARCHAR(40)"))
 
 
+def _create_filters_and_replays(conn: Connection) -> None:
+    # destinations.filters, delivery_jobs.replay_id and the replays table (server/store/replays.py).
+    from server.store import replays
+
+    replays.migrate(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
@@ -91,6 +98,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (5, "create bundle_builds and settings_sequence", _create_bundle_builds),
     (6, "add sources.library_name", _add_source_library_name),
     (7, "create governance_log, regulations, suppressions", _create_governance),
+    (8, "add destinations.filters, delivery_jobs.replay_id; create replays", _create_filters_and_replays),
 ]
 
 

@@ -86,6 +86,8 @@ destinations = Table(
     Column("settings", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Destination filters (docs/filters.md), an ordered list; NULL is none. Migration 8.
+    Column("filters", JSON, nullable=True),
     # A rollback re-inserts deleted destinations with their old ids: those must never be reused.
     sqlite_autoincrement=True,
 )

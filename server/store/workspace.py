@@ -67,6 +67,7 @@ def _destination_dict(row) -> dict[str, Any]:
     data = _row(row)
     data["enabled"] = bool(data["enabled"])
     data["settings"] = dict(data["settings"] or {})
+    data["filters"] = list(data.get("filters") or [])
     return data
 
 
@@ -90,6 +91,8 @@ def _snapshot(conn: Connection, source_id: int) -> dict[str, Any]:
                 "mode": r.mode,
                 "enabled": bool(r.enabled),
                 "settings": dict(r.settings or {}),
+                # only when there are some: snapshots of destinations without filters stay as they were
+                **({"filters": list(r.filters)} if r.filters else {}),
             }
             for r in rows
         ],
@@ -337,6 +340,23 @@ def update_destination(
         return _destination_dict(conn.execute(select(destinations).where(destinations.c.id == destination_id)).one())
 
 
+def set_filters(
+    engine: Engine, destination_id: int, filters: list[dict[str, Any]], *, actor: str = "system",
+    label: str | None = None,
+) -> dict[str, Any]:
+    """Replace a destination's (already validated) filter list: a new settings version, so the
+    bundle and cloud routing pick it up (docs/filters.md)."""
+    with _Tx(engine) as conn:
+        before = conn.execute(select(destinations).where(destinations.c.id == destination_id)).one_or_none()
+        if before is None:
+            raise NotFound(f"destination {destination_id}")
+        if list(before.filters or []) != filters:
+            conn.execute(destinations.update().where(destinations.c.id == destination_id)
+                         .values(filters=filters or None, updated_at=now()))
+            _bump(conn, before.source_id, actor, f"{label or before.slug}: filters changed ({len(filters)} now)")
+        return _destination_dict(conn.execute(select(destinations).where(destinations.c.id == destination_id)).one())
+
+
 def delete_destination(engine: Engine, destination_id: int, *, actor: str = "system", label: str | None = None) -> None:
     with _Tx(engine) as conn:
         before = conn.execute(select(destinations).where(destinations.c.id == destination_id)).one_or_none()
@@ -398,7 +418,8 @@ def rollback(engine: Engine, source_id: int, version: int, *, actor: str = "syst
         for dest_id in existing - set(wanted):
             conn.execute(destinations.delete().where(destinations.c.id == dest_id))
         for dest_id, d in wanted.items():
-            values = dict(slug=d["slug"], mode=d["mode"], enabled=d["enabled"], settings=d["settings"], updated_at=now())
+            values = dict(slug=d["slug"], mode=d["mode"], enabled=d["enabled"], settings=d["settings"],
+                          filters=d.get("filters") or None, updated_at=now())
             if dest_id in existing:
                 conn.execute(destinations.update().where(destinations.c.id == dest_id).values(**values))
             else:

@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from server.web import (
-    views_auth, views_catalog, views_debugger, views_destinations, views_history, views_privacy, views_sources,
+    views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history, views_privacy,
+    views_sources,
 )
 from server.web.security_headers import NoSniff
 from server.web.accounts import admin_lines
@@ -55,5 +56,6 @@ def routes(config) -> list[BaseRoute]:
         *views_catalog.routes(),
         *views_destinations.routes(),
         *views_privacy.routes(),
+        *views_filters.routes(),
         Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),
     ]

@@ -4,8 +4,10 @@ An enabled destination takes an event when its mode accepts the call type and th
 ``integrations`` option does not turn it off (a destination's own name or alias wins over
 ``All``, which defaults to true) and the visitor consented to each of its ``consent_categories``
 (the rule of docs/consent.md, the same in the browser core and in cloud routing: an event without
-``context.consent.categoryPreferences`` is not gated). Device-mode destinations receive it in the
-visitor's browser, cloud-mode ones from Switchboard's delivery workers.
+``context.consent.categoryPreferences`` is not gated) and its filters (docs/filters.md) keep it:
+the reason names the filter that dropped or changed it. Device-mode destinations receive it in the
+visitor's browser, cloud-mode ones from Switchboard's delivery workers. A suppressed userId
+(a regulation, docs/privacy) is said on every line: later events of that user are not stored.
 """
 
 from __future__ import annotations
@@ -13,23 +15,28 @@ from __future__ import annotations
 from typing import Any
 
 from server.catalog import Catalog
-from server.rules import why_not_routed
+from server.rules import decide
 
 
-def routed_to(catalog: Catalog, destinations: list[dict[str, Any]], event: dict[str, Any]) -> list[dict[str, Any]]:
+def routed_to(catalog: Catalog, destinations: list[dict[str, Any]], event: dict[str, Any],
+              suppressed: str | None = None) -> list[dict[str, Any]]:
     result = []
     call = event.get("type")
     for dest in destinations:
         manifest = catalog.get(dest["slug"])
         if manifest is None:
             continue
-        refused = why_not_routed(event, call, dest, manifest)
+        refused, filtered = decide(event, call, dest, manifest)
         if refused:
             routed, why = False, refused
         elif dest["mode"] == "cloud":
             routed, why = True, "sent by Switchboard's server (cloud mode)"
         else:
             routed, why = True, "sent from the visitor's browser (device mode)"
+        if routed and filtered:
+            why += "; " + "; ".join(filtered)
+        if suppressed:
+            why += f"; {suppressed}"
         result.append({"id": dest["id"], "name": manifest.name, "mode": dest["mode"], "routed": routed,
-                       "reason": why, "url": f"/destinations/{dest['id']}"})
+                       "reason": why, "filters": filtered, "url": f"/destinations/{dest['id']}"})
     return result

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from server.api import service
 from server.errors import ApiError, json_response
 from server.store import events, notify, rejections, workspace
+from server.store.suppression_lookup import suppression_of
 from server import delivery
 from server.web.render import render
 from server.web.routing import routed_to
@@ -155,7 +156,11 @@ async def event_detail(request: Request) -> Response:
     if row is None or row["source_id"] != source_id:
         return web_error(request, 404, "not_found", f"Source {source_id} has no event {event_id}.")
     dests = await run_in_threadpool(workspace.list_destinations, engine, source_id)
-    routed = routed_to(catalog, dests, row["event"])
+    suppression = await run_in_threadpool(suppression_of, engine, row["event"].get("userId"), source_id)
+    suppressed = None if suppression is None else (
+        f"userId is suppressed (regulation {suppression['regulation_id']}, since "
+        f"{suppression['created_at']:%Y-%m-%d %H:%M} UTC): its later events are neither stored nor delivered")
+    routed = routed_to(catalog, dests, row["event"], suppressed)
     deliveries = await run_in_threadpool(delivery.event_deliveries, engine, event_id)
     for entry in routed:
         # What delivery actually did with it (cloud mode), when the delivery plane is installed.

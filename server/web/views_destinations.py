@@ -84,7 +84,10 @@ async def _page_data(request: Request, dest: dict, manifest: Manifest, source: d
 
 @destination_page
 async def show(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
+    from server.web.views_filters import filter_panel  # imports this module
+
     data = await _page_data(request, dest, manifest, source)
+    data.update(await filter_panel(request, dest))
     return await render(request, "destination.html", data, title=f"{manifest.name} · {source['name']}")
 
 

@@ -1,0 +1,175 @@
+"""History replay vs live traffic: does a 100k-event replay to a new destination slow down live
+delivery to another destination? (docs/delivery.md, "History replay")
+
+One process with real SQLite (or ``--postgres``) and a real DeliveryService, and a loopback webhook
+receiver in its own process. The source's log holds ``--events`` (100,000) events received an hour ago. Two phases
+on the same database and machine, each ``--seconds`` long, with live events appended at
+``--live-rate`` per second to destination LIVE:
+
+1. baseline: live traffic only;
+2. replay: ``start_replay`` queues the whole hour for destination NEW (at ``--replay-rate``
+   events/s, SWITCHBOARD_REPLAY_RATE's job), then the same live traffic runs beside it.
+
+Prints LIVE's receipt→delivery latency p50/p99 in both phases and their ratio (replay/baseline),
+how long queuing the replay took, and how many replayed events were delivered per second. The run
+is bounded: seeding plus two phases of ``--seconds`` (the replay is not waited for).
+
+Usage: .venv/bin/python bench/replay.py [--events 100000] [--seconds 8] [--live-rate 100] [--replay-rate 200] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import nullcontext
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sqlalchemy import select  # noqa: E402
+
+from delivery_flow import RunningService  # noqa: E402
+from delivery_vendor import make_event  # noqa: E402
+from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
+from server.catalog import load_catalog  # noqa: E402
+from server.delivery import fanout  # noqa: E402
+from server.delivery.history import start_replay  # noqa: E402
+from server.store import delivery as store  # noqa: E402
+from server.store import events, open_store, workspace  # noqa: E402
+from server.store.engine import read_only  # noqa: E402
+
+
+def seed(engine, source_id: int, count: int) -> None:
+    when = datetime.now(timezone.utc) - timedelta(hours=1)
+    for start in range(0, count, 2000):
+        items = [make_event("track", event="Old", properties={"n": n}) for n in range(start, min(count, start + 2000))]
+        events.append(engine, events.rows_for(source_id, when, items), dedupe_window=86400)
+    fanout.ensure_cursor(engine)
+    gaps = fanout.GapTracker()
+    while fanout.fanout_pass(engine, load_catalog(), gaps, limit=5000)[0]:
+        pass  # no destinations yet: the cursor moves past the history, no jobs
+
+
+def live_phase(engine, source_id: int, seconds: float, rate: float) -> list[int]:
+    """Append one live event every 1/rate s for ``seconds``; return their event ids."""
+    ids, interval, start = [], 1.0 / rate, time.monotonic()
+    n = 0
+    while time.monotonic() - start < seconds:
+        due = start + n * interval
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        events.append(engine, events.rows_for(source_id, datetime.now(timezone.utc), [make_event("track", event="Live")]),
+                      dedupe_window=86400)
+        n += 1
+    with read_only(engine) as conn:
+        ids = list(conn.execute(select(events.events.c.id).where(events.events.c.source_id == source_id,
+                                                                  events.events.c.payload.contains('"Live"'))).scalars())
+    return ids
+
+
+def latencies(engine, destination_id: int, event_ids: list[int], wait: float = 10.0) -> list[float]:
+    deadline = time.monotonic() + wait
+    while True:
+        with read_only(engine) as conn:
+            rows = conn.execute(select(store.delivery_jobs.c.latency_ms).where(
+                store.delivery_jobs.c.destination_id == destination_id,
+                store.delivery_jobs.c.event_id.in_(event_ids),
+                store.delivery_jobs.c.status == store.DELIVERED)).scalars().all()
+        if len(rows) >= len(event_ids) or time.monotonic() > deadline:
+            return sorted(rows)
+        time.sleep(0.1)
+
+
+def pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+def delivered_replay(engine, destination_id: int) -> int:
+    with read_only(engine) as conn:
+        return len(conn.execute(select(store.delivery_jobs.c.id).where(
+            store.delivery_jobs.c.destination_id == destination_id, store.delivery_jobs.c.replay_id.is_not(None),
+            store.delivery_jobs.c.status == store.DELIVERED)).all())
+
+
+def run(url: str, args) -> None:
+    engine = open_store(url)
+    catalog = load_catalog()
+    source = workspace.create_source(engine, "Bench")
+    t0 = time.monotonic()
+    seed(engine, source["id"], args.events)
+    print(f"seeded {args.events} events in {time.monotonic() - t0:.1f}s")
+    port = free_port()
+    # The receiver in its own process (bench/deliver.py's): in this one it would share the GIL.
+    receiver = subprocess.Popen([sys.executable, "bench/deliver.py", "--receiver", str(port)], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        url = f"http://127.0.0.1:{port}/ok"
+        live = workspace.add_destination(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
+                                         settings={"url": url})
+        new = workspace.add_destination(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
+                                        settings={"url": url})
+        with RunningService(engine, catalog, poll_interval=0.05):
+            base_ids = live_phase(engine, source["id"], args.seconds, args.live_rate)
+            base = latencies(engine, live["id"], base_ids)
+            queued: dict = {}
+
+            def replay() -> None:
+                t = time.monotonic()
+                queued.update(start_replay(engine, catalog, new["id"], since=datetime.now(timezone.utc) - timedelta(hours=2),
+                                           until=None, rate=args.replay_rate, actor="bench"))
+                queued["seconds"] = time.monotonic() - t
+                with read_only(engine) as conn:  # live events after this one were sent beside the replay's sending
+                    queued["last_id"] = conn.execute(select(events.events.c.id).order_by(
+                        events.events.c.id.desc()).limit(1)).scalar_one()
+
+            thread = threading.Thread(target=replay)
+            started = time.monotonic()
+            thread.start()
+            during_ids = [i for i in live_phase(engine, source["id"], args.seconds, args.live_rate) if i not in set(base_ids)]
+            thread.join()
+            queued_at = queued["last_id"]
+            after_ids = [i for i in live_phase(engine, source["id"], args.seconds, args.live_rate)
+                         if i not in set(base_ids) | set(during_ids)]
+            during = latencies(engine, live["id"], [i for i in during_ids if i <= queued_at])
+            sending = latencies(engine, live["id"], [i for i in during_ids if i > queued_at] + after_ids)
+            replayed = delivered_replay(engine, new["id"])
+            elapsed = time.monotonic() - started
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+    engine.dispose()
+    print(f"replay queued {queued.get('queued')} events in {queued.get('seconds', 0):.1f}s; "
+          f"{replayed} delivered in {elapsed:.1f}s ({replayed / elapsed:.0f}/s, rate setting {args.replay_rate:g}/s)")
+    print(f"{'LIVE destination':<28}{'events':>8}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'baseline (no replay)':<28}{len(base):>8}{pct(base, .5):>10.1f}{pct(base, .99):>10.1f}")
+    print(f"{'while the replay is queued':<28}{len(during):>8}{pct(during, .5):>10.1f}{pct(during, .99):>10.1f}")
+    print(f"{'while the replay is sent':<28}{len(sending):>8}{pct(sending, .5):>10.1f}{pct(sending, .99):>10.1f}")
+    for label, values in (("queued", during), ("sent", sending)):
+        print(f"ratio replay being {label}/baseline: p50 {pct(values, .5) / pct(base, .5):.2f}x, "
+              f"p99 {pct(values, .99) / pct(base, .99):.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--live-rate", type=float, default=100.0)
+    parser.add_argument("--replay-rate", type=float, default=200.0)
+    parser.add_argument("--postgres", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, (postgres_server() if args.postgres else nullcontext()) as pg:
+        url = pg.create_database() if pg else f"sqlite:///{tmp}/bench.db"
+        run(url, args)
+
+
+if __name__ == "__main__":
+    main()
