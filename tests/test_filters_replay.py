@@ -158,11 +158,14 @@ def test_replay_is_paced_and_validated(engine, catalog, api):
 
 def store_cursor(engine) -> None:
     """Move the fan-out cursor past every event, as a fan-out pass does."""
-    from server.delivery import fanout
     from server.catalog import load_catalog
+    from server.delivery.router import route
+    from server.store import fanout
 
+    catalog = load_catalog()
     fanout.ensure_cursor(engine)
-    while fanout.fanout_pass(engine, load_catalog(), fanout.GapTracker())[0]:
+    while fanout.fanout_pass(engine, lambda event, kind, dests: route(event, kind, True, dests, catalog),
+                             fanout.GapTracker())[0]:
         pass
 
 

@@ -65,6 +65,7 @@ class Missing:
 
 
 UNKNOWN, DISABLED = Missing("unknown"), Missing("disabled")
+LOOKUPS_PER_S = 10.0  # single-key reads for keys a just-begun directory check may have missed
 
 
 def entry_size(entry: Entry) -> int:
@@ -83,6 +84,7 @@ class BundleCache:
         self._lock = threading.Lock()  # cachetools reorders on read; loader threads write
         self._inflight: dict[str, asyncio.Future] = {}
         self._sync_pending: asyncio.Future | None = None
+        self._lookups = (LOOKUPS_PER_S, 0.0)  # token bucket: (tokens, refilled at)
         self._gate: tuple[Any, asyncio.Semaphore] | None = None
         self.builds = 0  # renders (a persisted build read back is not one)
         self.reads = 0  # builds read back from the store
@@ -153,14 +155,31 @@ class BundleCache:
 
     async def _exists_after_sync(self, write_key: str) -> bool:
         """Whether the key exists once the directory is at most SYNC_SPACING old (one sequence
-        check shared by every request for an unknown key meanwhile)."""
-        if time.monotonic() - self.directory.synced_at > SYNC_SPACING:
+        check shared by every request for an unknown key meanwhile).
+
+        A check that began before this request arrived can miss a source committed in another
+        process a moment ago (the request would get a 404 for a key that exists): then the key
+        is looked up by itself, within a small budget (``LOOKUPS_PER_S``) so that a flood of
+        random keys still costs a few queries a second, not one each."""
+        arrived = time.monotonic()
+        if arrived - self.directory.synced_at > SYNC_SPACING:
             pending = self._sync_pending
             if pending is None:
                 pending = self._sync_pending = asyncio.ensure_future(run_in_threadpool(self.directory.sync))
                 pending.add_done_callback(lambda _: setattr(self, "_sync_pending", None))
             await asyncio.shield(pending)
-        return write_key in self.directory.keys or write_key in self.directory.dirty
+        if write_key in self.directory.keys or write_key in self.directory.dirty:
+            return True
+        if self.directory.fresh_as_of >= arrived or not self._lookup_allowed(arrived):
+            return False
+        return await run_in_threadpool(self.directory.resolve, write_key) is not None
+
+    def _lookup_allowed(self, now: float) -> bool:
+        tokens, at = self._lookups
+        tokens = min(LOOKUPS_PER_S, tokens + (now - at) * LOOKUPS_PER_S)
+        allowed = tokens >= 1
+        self._lookups = (tokens - 1 if allowed else tokens, now)
+        return allowed
 
     async def pinned(self, write_key: str, source_id: int, digest: str) -> Entry | None:
         """The version behind an immutable URL: from memory, else the store's kept builds, else
@@ -226,12 +245,13 @@ class BundleCache:
             if source is None:
                 return UNKNOWN
             known = Known(source["source_id"], source["settings_version"], source["enabled"])
-            content = source["destinations"]
+            content = {"destinations": source["destinations"], "source": {"library_name": source.get("library_name")}}
         if not known.enabled:
             return DISABLED
         return self._entry(write_key, known, content) or UNKNOWN
 
-    def _entry(self, write_key: str, known: Known, content: list | None) -> Entry | None:
+    def _entry(self, write_key: str, known: Known, content: dict | None) -> Entry | None:
+        """``content``: the version's snapshot ({"destinations", "source"}) when already read."""
         key = (write_key, known.version)
         with self._lock:
             entry = self._entries.get(key)
@@ -244,11 +264,13 @@ class BundleCache:
         else:
             if content is None:
                 try:
-                    content = workspace.get_version(self.engine, known.source_id, known.version)["content"]["destinations"]
+                    content = workspace.get_version(self.engine, known.source_id, known.version)["content"]
                 except workspace.NotFound:  # deleted meanwhile
                     return None
             source = {"source_id": known.source_id, "write_key": write_key, "enabled": True,
-                      "settings_version": known.version, "destinations": content}
+                      "settings_version": known.version, "destinations": content["destinations"],
+                      # context.library.name of this version (a source setting, part of the snapshot)
+                      "library_name": (content.get("source") or {}).get("library_name")}
             entry = self._build(source)
         self._keep(write_key, entry)
         return entry

@@ -57,6 +57,8 @@ class Directory:
         self._stamp = 0
         self._seq: int | None = None
         self.synced_at = 0.0  # monotonic time of the last successful sequence check
+        # When that check began: everything committed before this moment is in ``keys``.
+        self.fresh_as_of = 0.0
         self.polls = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,10 +100,12 @@ class Directory:
                 self._sync(True)
 
     def _sync(self, force: bool) -> bool:
+        began = time.monotonic()
         seq = bundle_builds.read_sequence(self.engine)
         self.synced_at = time.monotonic()
         self.polls += 1
         if seq == self._seq and self.loaded and not force:
+            self.fresh_as_of = began
             return False
         with self.lock:
             start = self._stamp
@@ -111,6 +115,7 @@ class Directory:
             # Changes announced before the read began are in it; later ones stay dirty.
             self.dirty = {key: stamp for key, stamp in self.dirty.items() if stamp > start}
             self.keys, self._seq, self.loaded = fresh, seq, True
+        self.fresh_as_of = began
         return True
 
     # -------------------------------------------------------------- one key
