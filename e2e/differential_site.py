@@ -130,7 +130,24 @@ class DiffSite:
             workspace.add_destination(self.engine, source["id"], mode="device", enabled=True, **GA4)
         if lib == "ours" and scenario.library_name:
             workspace.update_source(self.engine, source["id"], library_name=scenario.library_name)
+            # This process is not the server's: the server learns of the change by its freshness
+            # check (within a second), so wait until its bundle carries the new version.
+            self._wait_for_bundle(source["write_key"], f'"libraryName":{json.dumps(scenario.library_name)}')
         return source
+
+    def _wait_for_bundle(self, write_key: str, needle: str, limit: float = 5.0) -> None:
+        url = f"{self.server}/analytics.js/v1/{write_key}/analytics.min.js"
+        started = time.monotonic()
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    if needle in answer.read().decode():
+                        return
+            except OSError:
+                pass  # a 404 until the server knows the key
+            if time.monotonic() - started > limit:
+                raise AssertionError(f"the server did not serve {needle} for {write_key} within {limit} s")
+            time.sleep(0.05)
 
     def routes(self, context, lib: str, html: str) -> None:
         # Registered first = matched last: anything not routed below and not loopback is aborted.
