@@ -104,10 +104,12 @@ class LiveServer:
         }
         self.process: subprocess.Popen | None = None
 
+    def spawn(self) -> subprocess.Popen:
+        """Start the process (subclasses add arguments or keep its output)."""
+        return subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=self.env, cwd=ROOT)
+
     def start(self) -> "LiveServer":
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve"], env=self.env, cwd=ROOT,
-        )
+        self.process = self.spawn()
         try:
             wait_for_port(self.port, 30)
         except TimeoutError:

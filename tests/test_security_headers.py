@@ -11,10 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_live import LoggedServer
-from server.config import Config
+from edge_live import admin_server
 from server.store import open_store, workspace
-from server.web import accounts
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "headers-test-password-1"
@@ -22,12 +20,7 @@ PASSWORD = "headers-test-password-1"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("headers")
-    url = f"sqlite:///{folder / 'headers.db'}"
-    engine = open_store(url)
-    accounts.ensure_admin(Config(database_url=url, admin_password=PASSWORD), engine)
-    engine.dispose()
-    live = LoggedServer(url, folder / "server.log", "--demo", SWITCHBOARD_DELIVERY_WORKERS="false").start()
+    live = admin_server(tmp_path_factory.mktemp("headers"), PASSWORD, "--demo")
     yield live
     live.stop()
 

@@ -16,11 +16,9 @@ import threading
 import httpx
 import pytest
 
-from edge_live import LoggedServer
+from edge_live import admin_server
 from server.api.client_address import client_address, forwarded_for
-from server.config import Config
-from server.store import open_store
-from server.web import accounts, throttle
+from server.web import throttle
 
 PASSWORD = "throttle-test-password-1"
 ATTACKER = "203.0.113.7"  # what our proxy saw of the attacker
@@ -29,13 +27,7 @@ ADMIN = "198.51.100.20"  # what it saw of the real admin
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("throttle")
-    url = f"sqlite:///{folder / 'throttle.db'}"
-    engine = open_store(url)
-    accounts.ensure_admin(Config(database_url=url, admin_password=PASSWORD), engine)
-    engine.dispose()
-    live = LoggedServer(url, folder / "server.log", SWITCHBOARD_TRUST_PROXY="true",
-                        SWITCHBOARD_DELIVERY_WORKERS="false").start()
+    live = admin_server(tmp_path_factory.mktemp("throttle"), PASSWORD, SWITCHBOARD_TRUST_PROXY="true")
     yield live
     live.stop()
     assert "Traceback" not in live.output(), live.output()
