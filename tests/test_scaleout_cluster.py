@@ -167,6 +167,22 @@ def test_the_same_message_id_sent_to_both_servers_is_stored_once(cluster):
     assert all(cluster.receiver.counts()[message_id] == 1 for message_id in ids)
 
 
+def busiest_worker(cluster: Cluster, destination_id: int, timeout: float = 10.0) -> int:
+    """The index of the worker process holding the most unfinished leased jobs of the destination."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with cluster.engine.connect() as conn:
+            owners = conn.execute(select(delivery_jobs.c.lease_owner).where(
+                delivery_jobs.c.destination_id == destination_id,
+                delivery_jobs.c.status.in_(("queued", "retrying")),
+                delivery_jobs.c.lease_owner.is_not(None))).scalars().all()
+        held = [sum(f":{process.pid}:" in (owner or "") for owner in owners) for process in cluster.workers]
+        if max(held) > 0:
+            return held.index(max(held))
+        assert time.monotonic() < deadline, "no worker held a leased job: delivery never got under way"
+        time.sleep(0.005)
+
+
 def test_kill_9_of_a_worker_mid_delivery_loses_nothing(cluster):
     slow = Receiver(delay=0.01)
     try:
@@ -175,7 +191,11 @@ def test_kill_9_of_a_worker_mid_delivery_loses_nothing(cluster):
         sent = [event["messageId"] for batch in batches for event in batch]
         send_batches([cluster.a.url, cluster.b.url], source["write_key"], batches)
         slow.wait_count(300)  # delivery is under way
-        victim = cluster.workers[0]
+        # Kill whichever worker holds the most leased jobs right now: with two workers racing for
+        # the queue, either one may be between leases at a given moment (a fixed victim made the
+        # test kill an idle worker now and then, and prove nothing).
+        index = busiest_worker(cluster, destination["id"])
+        victim = cluster.workers[index]
         victim.kill()
         killed_at = time.monotonic()
         time.sleep(0.2)  # a commit it had already sent lands; nothing else can come from it now
@@ -203,5 +223,7 @@ def test_kill_9_of_a_worker_mid_delivery_loses_nothing(cluster):
         # the victim's leases ran out (tests/test_crash_recovery.py times it).
         assert all(row.finished_at < held[row.id] for row in taken_over)
     finally:
-        cluster.workers[0] = worker(cluster.url, LEASE_S).start()
+        for i, process in enumerate(cluster.workers):
+            if not process.alive():  # the victim: start a fresh worker in its place
+                cluster.workers[i] = worker(cluster.url, LEASE_S).start()
         slow.close()
