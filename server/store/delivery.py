@@ -23,6 +23,7 @@ from sqlalchemy import (
 
 import orjson
 
+from server.store import notify
 from server.store.engine import read_only
 from server.store.events import events
 from server.store.schema import Id, UTCDateTime, metadata
@@ -102,12 +103,15 @@ _sqlite_write_lock = threading.Lock()
 
 @contextlib.contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    if engine.dialect.name == "sqlite":
-        with _sqlite_write_lock, engine.begin() as conn:
+    """One write transaction; what it published on the change bus reaches this process's
+    subscribers once it has committed (other processes hear it through NOTIFY)."""
+    lock = _sqlite_write_lock if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+    with lock, engine.begin() as conn:
+        try:
             yield conn
-    else:
-        with engine.begin() as conn:
-            yield conn
+        finally:
+            published = notify.take_published(conn)  # before the connection goes back to the pool
+    notify.deliver_committed(published)
 
 
 def utcnow() -> datetime:
@@ -229,6 +233,30 @@ def ready_destinations(engine: Engine, exclude: Iterable[int] = ()) -> list[int]
         return list(conn.execute(query).scalars())
 
 
+def due_work(engine: Engine, exclude: Iterable[int] = ()) -> tuple[list[int], float | None]:
+    """(destinations with a job due and not leased, seconds until the next job of the others
+    becomes due — a retry's due time or a lease running out — or None when no job waits).
+
+    The dispatcher sleeps that long (capped by its safety poll) instead of polling."""
+    ready = ready_destinations(engine, exclude)
+    now = utcnow()
+    exclude = [*exclude, *ready]
+    later = [
+        select(func.min(delivery_jobs.c.next_attempt_at)).where(
+            delivery_jobs.c.status.in_(PENDING), delivery_jobs.c.next_attempt_at > now,
+            or_(delivery_jobs.c.lease_until.is_(None), delivery_jobs.c.lease_until < now)),
+        select(func.min(delivery_jobs.c.lease_until)).where(
+            delivery_jobs.c.status.in_(PENDING), delivery_jobs.c.lease_until >= now),
+    ]
+    if exclude:
+        later = [q.where(delivery_jobs.c.destination_id.not_in(exclude)) for q in later]
+    with read_only(engine) as conn:
+        times = [t for t in (conn.execute(q).scalar_one_or_none() for q in later) if t is not None]
+    if not times:
+        return ready, None
+    return ready, max(0.0, (min(times) - now).total_seconds())
+
+
 def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
     """Record many outcomes in one transaction (group commit keeps SQLite's fsyncs few).
 
@@ -281,6 +309,7 @@ def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
             .where(delivery_jobs.c.id.in_(job_ids), delivery_jobs.c.lease_owner == owner)
             .values(lease_until=None, lease_owner=None)
         )
+        notify.JOBS.publish(conn, 0)  # idle workers sleep: tell them these are claimable now
 
 
 def prune(engine: Engine, before: datetime) -> int:
@@ -361,12 +390,15 @@ def replay(
     if job_ids is not None:
         condition.append(delivery_jobs.c.id.in_(job_ids))
     with write_transaction(engine) as conn:
-        return conn.execute(
+        count = conn.execute(
             delivery_jobs.update().where(and_(*condition)).values(
                 status=QUEUED, created_at=now, next_attempt_at=now, finished_at=None,
                 lease_until=None, lease_owner=None,
             )
         ).rowcount
+        if count:
+            notify.JOBS.publish(conn, destination_id)
+        return count
 
 
 def recent_failures(engine: Engine, destination_id: int, limit: int) -> list[dict[str, Any]]:
