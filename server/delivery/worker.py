@@ -94,6 +94,12 @@ class DeliveryService:
         self._hints: set[int] = set()  # destinations the fan-out gave jobs (start their lanes)
         self._unsubscribe: list[Callable[[], None]] = []
         self._rescan = True  # look for due jobs (the fan-out's hints need no look)
+        # Whether any destination can get jobs (None: look again, settings changed). While none
+        # can, appended events cost no pass at all; once one appears, the cursor jumps over the
+        # events received before it (fanout.skip_unrouted): they owe nobody anything.
+        self._routable: bool | None = None
+        self._settings_seen = 0  # settings changes heard of (a look that raced one is redone)
+        self._skipping = False  # passes were skipped: jump the cursor when a destination appears
 
     # ---------------------------------------------------------------- life cycle
 
@@ -112,7 +118,8 @@ class DeliveryService:
         self._heartbeat = await run_in_threadpool(Heartbeat(
             self.engine, self.owner, self._taken_over, interval=self.heartbeat_interval,
             stale_after=self.stale_after).start)
-        self._unsubscribe = [notify.EVENTS.subscribe(self.wake), notify.JOBS.subscribe(self._jobs_queued)]
+        self._unsubscribe = [notify.EVENTS.subscribe(self.wake), notify.JOBS.subscribe(self._jobs_queued),
+                             notify.SETTINGS.subscribe(self._settings_changed)]
         self._tasks = [
             asyncio.create_task(self._fanout_loop(), name="delivery-fanout"),
             asyncio.create_task(self._dispatch_loop(), name="delivery-dispatch"),
@@ -125,6 +132,12 @@ class DeliveryService:
         loop = getattr(self, "_loop", None)
         if loop is not None and not loop.is_closed() and hasattr(self, "_work"):
             loop.call_soon_threadsafe(self._look)
+
+    def _settings_changed(self, *_: Any) -> None:
+        """A source or destination changed: whether any destination is routable may have too."""
+        self._settings_seen += 1
+        self._routable = None
+        self.wake()
 
     def _jobs_queued(self, *_: Any) -> None:
         """``notify.JOBS``: jobs were queued or released elsewhere (callable from any thread)."""
@@ -139,8 +152,10 @@ class DeliveryService:
         """The fan-out's routing decision (the store runs the pass, delivery decides)."""
         return route(event, event_type, True, destinations, self.catalog)
 
-    def wake(self, *_: Any) -> None:
-        """New events were committed (callable from any thread)."""
+    def wake(self, max_id: int = 0, *_: Any) -> None:
+        """New events were committed, up to ``max_id`` (0: unknown); callable from any thread."""
+        if max_id and self._routable is False:
+            return  # no destination to route them to: no pass
         loop = getattr(self, "_loop", None)
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._new_events.set)
@@ -175,10 +190,31 @@ class DeliveryService:
 
     # ---------------------------------------------------------------- fan-out and dispatch
 
+    async def _routing(self) -> bool:
+        """Whether a pass can give any destination a job; moves the cursor over the events
+        appended while none could (they owe nobody anything)."""
+        if self._routable is None:
+            seen = self._settings_seen
+            found = [d for d in await run_in_threadpool(fanout.routable_destinations, self.engine)
+                     if translator(d["slug"]) is not None]
+            if found and self._skipping:
+                since = min(d["updated_at"] for d in found)
+                await run_in_threadpool(fanout.skip_unrouted, self.engine, since)
+            if seen == self._settings_seen:  # else a change raced the look: look again
+                self._routable = bool(found)
+                self._skipping = not found
+            if not found:
+                return False
+        return self._routable is not False
+
     async def _fanout_loop(self) -> None:
         while not self._stopping:
             touched: set[int] = set()
             try:
+                if not await self._routing():
+                    # Nothing to route to: events are not even read until a destination appears.
+                    await self._wait(self._new_events, self.safety_poll)
+                    continue
                 _, created, more = await run_in_threadpool(
                     fanout.fanout_pass, self.engine, self._route, self.gaps, touched=touched
                 )

@@ -214,9 +214,9 @@ def has_due(engine: Engine, destination_id: int) -> bool:
         ).first() is not None
 
 
-def ready_destinations(engine: Engine, exclude: Iterable[int] = ()) -> list[int]:
-    """Destinations that have at least one job due and not leased."""
-    now = utcnow()
+def ready_destinations(engine: Engine, exclude: Iterable[int] = (), now: datetime | None = None) -> list[int]:
+    """Destinations that have at least one job due and not leased (at ``now``)."""
+    now = now or utcnow()
     query = (
         select(delivery_jobs.c.destination_id)
         .where(
@@ -238,8 +238,8 @@ def due_work(engine: Engine, exclude: Iterable[int] = ()) -> tuple[list[int], fl
     becomes due — a retry's due time or a lease running out — or None when no job waits).
 
     The dispatcher sleeps that long (capped by its safety poll) instead of polling."""
-    ready = ready_destinations(engine, exclude)
-    now = utcnow()
+    now = utcnow()  # one instant for both looks: a job due in between would fall through both
+    ready = ready_destinations(engine, exclude, now)
     exclude = [*exclude, *ready]
     later = [
         select(func.min(delivery_jobs.c.next_attempt_at)).where(
