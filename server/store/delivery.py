@@ -240,6 +240,8 @@ def due_work(engine: Engine, exclude: Iterable[int] = ()) -> tuple[list[int], fl
     The dispatcher sleeps that long (capped by its safety poll) instead of polling."""
     now = utcnow()  # one instant for both looks: a job due in between would fall through both
     ready = ready_destinations(engine, exclude, now)
+    if ready:
+        return ready, 0.0  # lanes start now; the next look (a poll interval on) computes the rest
     exclude = [*exclude, *ready]
     later = [
         select(func.min(delivery_jobs.c.next_attempt_at)).where(

@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import orjson
 from sqlalchemy import Connection, Engine, func, select, text
 
+from server.store import notify
 from server.store.engine import read_only
 from server.store.delivery import (
     FANOUT_CURSOR, delivery_cursors, queue_jobs, utcnow, write_transaction,
@@ -116,6 +117,7 @@ def fanout_pass(engine: Engine, route: Route, gaps: GapTracker, limit: int = 100
         jobs = _jobs_for(conn, rows, route)
         if jobs:
             queue_jobs(conn, jobs, utcnow())
+            notify.JOBS.publish(conn, 0)  # the other processes' workers sleep until told
             if touched is not None:
                 touched.update(destination_id for destination_id, _ in jobs)
         conn.execute(
