@@ -6,9 +6,10 @@ other processes' ``notify.SETTINGS`` and ``notify.EVENTS`` changes to this proce
 subscribers, exactly as local changes reach them: the bundle and write-key caches forget a
 changed source within milliseconds of the commit in another process, and delivery workers wake
 as soon as any server has committed new events. After each reconnection every source is
-announced at its current version and the event readers are woken once. On SQLite it does
-nothing: several processes on one SQLite file (``serve --workers N``) rely on the bundle
-cache's once-a-second version check. ``switchboard worker`` runs this same startup.
+announced at its current version and the event readers are woken once. On SQLite it runs the
+bell instead (``server/store/bell.py``: events, jobs and suppressions between the processes on
+one file, so that sleeping workers wake); settings rely on the bundle cache's once-a-second
+version check. ``switchboard worker`` runs this same startup.
 """
 
 from __future__ import annotations

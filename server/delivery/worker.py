@@ -1,9 +1,13 @@
 """The delivery service: fan-out loop, one lane per destination, and a batched result writer.
 
 - The fan-out loop turns new log entries into jobs (``server/store/fanout.py``, routed by
-  ``router.route``). It wakes on the change bus (``notify.EVENTS``: this process's appends, and
-  other processes' through NOTIFY on PostgreSQL) and otherwise polls.
-- The dispatcher starts a *lane* for every destination that has due jobs. A lane claims that
+  ``router.route``). It sleeps on the change bus (``notify.EVENTS``: this process's appends, and
+  other processes' through NOTIFY on PostgreSQL); a safety poll every ``safety_poll`` seconds
+  covers a lost notification.
+- The dispatcher starts a *lane* for every destination that has due jobs. It looks for them when
+  told (the fan-out's jobs, a finished lane, a retry written, ``notify.JOBS``: a replay or
+  released leases) and otherwise sleeps until the next job comes due (``store.due_work``), at
+  most ``safety_poll`` seconds: an idle worker queries nothing but its heartbeat. A lane claims that
   destination's jobs (leases), and sends at most ``concurrency`` requests at a time. Lanes
   share nothing but the HTTP client, so a destination that hangs fills only its own lane.
 - Results go to one writer task that records many outcomes per transaction (``results.py``).
@@ -46,6 +50,9 @@ log = logging.getLogger("switchboard.delivery")
 # enough for the 24 h stats and for looking back a week; dead letters stay until replayed.
 JOB_RETENTION = timedelta(days=7)
 PRUNE_EVERY_S = 600.0
+# The longest an idle worker sleeps without being told of work: it only covers a notification
+# lost while a NOTIFY listener reconnected (which resynchronises anyway) or a bug.
+SAFETY_POLL_S = 30.0
 
 
 class DeliveryService:
@@ -59,6 +66,7 @@ class DeliveryService:
         concurrency: int = 64,
         lease_seconds: float = 60.0,
         poll_interval: float = 0.05,
+        safety_poll: float = SAFETY_POLL_S,
         backoff_base: float = 1.0,
         backoff_cap: float = 600.0,
         shutdown_grace: float = 10.0,
@@ -74,7 +82,8 @@ class DeliveryService:
         self.concurrency = concurrency
         self.buffer = concurrency * 4  # jobs a lane holds leased at once (queued behind its semaphore)
         self.lease_seconds = lease_seconds
-        self.poll_interval = poll_interval
+        self.poll_interval = poll_interval  # busy lanes look for newly due jobs this often
+        self.safety_poll = safety_poll
         self.shutdown_grace = shutdown_grace
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.gaps = fanout.GapTracker()
@@ -83,7 +92,14 @@ class DeliveryService:
         self._tasks: list[asyncio.Task] = []
         self._lanes: dict[int, asyncio.Task] = {}
         self._hints: set[int] = set()  # destinations the fan-out gave jobs (start their lanes)
-        self._unsubscribe: Callable[[], None] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._rescan = True  # look for due jobs (the fan-out's hints need no look)
+        # Whether any destination can get jobs (None: look again, settings changed). While none
+        # can, appended events cost no pass at all; once one appears, the cursor jumps over the
+        # events received before it (fanout.skip_unrouted): they owe nobody anything.
+        self._routable: bool | None = None
+        self._settings_seen = 0  # settings changes heard of (a look that raced one is redone)
+        self._skipping = False  # passes were skipped: jump the cursor when a destination appears
 
     # ---------------------------------------------------------------- life cycle
 
@@ -97,12 +113,13 @@ class DeliveryService:
         # store opens a connection per transaction: holding one idle connection open for our
         # lifetime keeps every claim and result from paying for that (3–5x faster commits).
         self._keeper = self.engine.raw_connection() if self.engine.dialect.name == "sqlite" else None
-        self._results = ResultWriter(self.engine, self.owner, on_retry=self._work.set).start()
+        self._results = ResultWriter(self.engine, self.owner, on_retry=self._look).start()
         # Before the first claim: a restart takes over the jobs its killed predecessor leased.
         self._heartbeat = await run_in_threadpool(Heartbeat(
             self.engine, self.owner, self._taken_over, interval=self.heartbeat_interval,
             stale_after=self.stale_after).start)
-        self._unsubscribe = notify.EVENTS.subscribe(self.wake)
+        self._unsubscribe = [notify.EVENTS.subscribe(self.wake), notify.JOBS.subscribe(self._jobs_queued),
+                             notify.SETTINGS.subscribe(self._settings_changed)]
         self._tasks = [
             asyncio.create_task(self._fanout_loop(), name="delivery-fanout"),
             asyncio.create_task(self._dispatch_loop(), name="delivery-dispatch"),
@@ -114,22 +131,39 @@ class DeliveryService:
         """Jobs of a dead worker were freed (called from the heartbeat thread): claim them now."""
         loop = getattr(self, "_loop", None)
         if loop is not None and not loop.is_closed() and hasattr(self, "_work"):
-            loop.call_soon_threadsafe(self._work.set)
+            loop.call_soon_threadsafe(self._look)
+
+    def _settings_changed(self, *_: Any) -> None:
+        """A source or destination changed: whether any destination is routable may have too."""
+        self._settings_seen += 1
+        self._routable = None
+        self.wake()
+
+    def _jobs_queued(self, *_: Any) -> None:
+        """``notify.JOBS``: jobs were queued or released elsewhere (callable from any thread)."""
+        self._taken_over(0)
+
+    def _look(self) -> None:
+        """Ask the dispatcher to look for due jobs (on the event loop)."""
+        self._rescan = True
+        self._work.set()
 
     def _route(self, event: dict[str, Any], event_type: str, destinations: list[dict[str, Any]]) -> list[int]:
         """The fan-out's routing decision (the store runs the pass, delivery decides)."""
         return route(event, event_type, True, destinations, self.catalog)
 
-    def wake(self, *_: Any) -> None:
-        """New events were committed (callable from any thread)."""
+    def wake(self, max_id: int = 0, *_: Any) -> None:
+        """New events were committed, up to ``max_id`` (0: unknown); callable from any thread."""
+        if max_id and self._routable is False:
+            return  # no destination to route them to: no pass
         loop = getattr(self, "_loop", None)
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._new_events.set)
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._unsubscribe:
-            self._unsubscribe()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
         self._new_events.set()
         self._work.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -156,10 +190,31 @@ class DeliveryService:
 
     # ---------------------------------------------------------------- fan-out and dispatch
 
+    async def _routing(self) -> bool:
+        """Whether a pass can give any destination a job; moves the cursor over the events
+        appended while none could (they owe nobody anything)."""
+        if self._routable is None:
+            seen = self._settings_seen
+            found = [d for d in await run_in_threadpool(fanout.routable_destinations, self.engine)
+                     if translator(d["slug"]) is not None]
+            if found and self._skipping:
+                since = min(d["updated_at"] for d in found)
+                await run_in_threadpool(fanout.skip_unrouted, self.engine, since)
+            if seen == self._settings_seen:  # else a change raced the look: look again
+                self._routable = bool(found)
+                self._skipping = not found
+            if not found:
+                return False
+        return self._routable is not False
+
     async def _fanout_loop(self) -> None:
         while not self._stopping:
             touched: set[int] = set()
             try:
+                if not await self._routing():
+                    # Nothing to route to: events are not even read until a destination appears.
+                    await self._wait(self._new_events, self.safety_poll)
+                    continue
                 _, created, more = await run_in_threadpool(
                     fanout.fanout_pass, self.engine, self._route, self.gaps, touched=touched
                 )
@@ -173,10 +228,11 @@ class DeliveryService:
             if self.gaps.blocked:
                 await asyncio.sleep(fanout.GAP_SETTLE_DELAY_S)  # a gap settles in a pass or two
             elif not more:
-                await self._wait(self._new_events, self.poll_interval)
+                await self._wait(self._new_events, self.safety_poll)
 
     async def _dispatch_loop(self) -> None:
-        next_prune = next_scan = 0.0
+        next_prune = 0.0
+        next_scan = last_scan = 0.0  # monotonic: when to look for due jobs next, when we last did
         while not self._stopping:
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY_S
@@ -184,27 +240,34 @@ class DeliveryService:
                     await run_in_threadpool(store.prune, self.engine, store.utcnow() - JOB_RETENTION)
                 except Exception:
                     log.exception("pruning old delivery records failed")
-            # Destinations the fan-out just gave jobs start a lane at once. The scan for every
-            # destination with due jobs (retries come due, leases of a stopped worker expire)
-            # runs at most once per poll interval: run after every fan-out pass, it read the
-            # queued jobs of destinations whose lanes were busy over and over (a hanging
-            # vendor's backlog cost its healthy neighbours a few percent of their throughput).
+            # Destinations the fan-out just gave jobs start a lane at once, without a look. A
+            # look for every destination with due jobs runs when asked (a lane ended, a retry was
+            # written, jobs were replayed or released, leases taken over) but at most once per
+            # poll interval: run after every fan-out pass, it read the queued jobs of
+            # destinations whose lanes were busy over and over (a hanging vendor's backlog cost
+            # its healthy neighbours a few percent of their throughput). Otherwise it runs when
+            # the next job comes due, and at the latest after the safety poll.
+            if self._rescan:
+                self._rescan = False
+                next_scan = min(next_scan, last_scan + self.poll_interval)
             hinted = [d for d in self._hints if d not in self._lanes]
             self._hints.difference_update(hinted)
             ready: list[int] = []
             if time.monotonic() >= next_scan:
-                next_scan = time.monotonic() + self.poll_interval
+                last_scan = time.monotonic()
                 try:
-                    ready = await run_in_threadpool(store.ready_destinations, self.engine, list(self._lanes))
+                    ready, due_in = await run_in_threadpool(store.due_work, self.engine, list(self._lanes))
+                    wait = self.safety_poll if due_in is None else min(max(due_in, self.poll_interval), self.safety_poll)
+                    next_scan = last_scan + wait
                 except Exception:
                     log.exception("looking for due jobs failed; retrying")
-                    await asyncio.sleep(1)
+                    next_scan = last_scan + 1.0
             for destination_id in dict.fromkeys([*hinted, *ready]):
                 if destination_id not in self._lanes and not self._stopping:
                     self._lanes[destination_id] = asyncio.create_task(
                         self._lane(destination_id), name=f"delivery-lane-{destination_id}"
                     )
-            await self._wait(self._work, self.poll_interval)
+            await self._wait(self._work, max(0.0, min(next_scan, next_prune) - time.monotonic()))
 
     # ---------------------------------------------------------------- one destination's lane
 
@@ -257,7 +320,7 @@ class DeliveryService:
                     log.exception("releasing leases failed; they expire on their own")
             self._lanes.pop(destination_id, None)
             if not self._stopping:
-                self._work.set()  # more may have become due while we wound down
+                self._look()  # more may have become due while we wound down
 
     def _groups(self, destination: dict[str, Any] | None, jobs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """One job per request, except for translators that batch (webhooks with batch_size > 1)."""

@@ -11,6 +11,10 @@ restarted) takes it over from the last finished batch.
 Between batches it pauses ``PAUSE_S`` so the collector's commits and the workers' claims are
 never starved by a large deletion.
 
+Between runs it sleeps on the change bus (``notify.SUPPRESSIONS``: a regulation was created, in
+this process or, on PostgreSQL, any), until a running delete's lease ends (its process may have
+died), or until retention is due; ``SAFETY_POLL_S`` at most. An idle runner queries nothing.
+
 Retention runs every ``RETENTION_EVERY_S`` (first ``RETENTION_FIRST_S`` after start); on
 PostgreSQL an advisory lock lets one process at a time do it. Each run is logged in the
 governance log with its counts.
@@ -36,7 +40,7 @@ log = logging.getLogger("switchboard.privacy")
 
 LEASE_S = 10.0
 PAUSE_S = 0.02
-TICK_S = 1.0
+SAFETY_POLL_S = 30.0
 ORPHAN_WAIT_S = 1.0  # lets a send that was in flight record its attempt, so that it can be dropped
 RETENTION_FIRST_S = 60.0
 RETENTION_EVERY_S = 3600.0
@@ -163,17 +167,22 @@ class Runner:
     async def _loop(self) -> None:
         next_retention = time.monotonic() + RETENTION_FIRST_S
         while not self.stop_flag.is_set():
+            self.wake.clear()  # before the pass: a regulation created during it wakes the next one
             try:
                 await asyncio.to_thread(run_pending, self.engine, self.catalog, self.config, self.erasers,
                                         self.owner, self.stop_flag)
                 if time.monotonic() >= next_retention:
                     next_retention = time.monotonic() + RETENTION_EVERY_S
                     await asyncio.to_thread(run_retention, self.engine, self.config)
+                lease_end = await asyncio.to_thread(regulations.next_lease_end, self.engine)
             except Exception:
                 log.exception("privacy runner pass failed")
-            self.wake.clear()
+                lease_end = 1.0
+            sleep = min(SAFETY_POLL_S, max(0.0, next_retention - time.monotonic()))
+            if lease_end is not None:
+                sleep = min(sleep, lease_end + 0.1)
             try:
-                await asyncio.wait_for(self.wake.wait(), TICK_S)
+                await asyncio.wait_for(self.wake.wait(), sleep)
             except asyncio.TimeoutError:
                 pass
 

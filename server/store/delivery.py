@@ -23,6 +23,7 @@ from sqlalchemy import (
 
 import orjson
 
+from server.store import notify
 from server.store.engine import read_only
 from server.store.events import events
 from server.store.schema import Id, UTCDateTime, metadata
@@ -102,12 +103,15 @@ _sqlite_write_lock = threading.Lock()
 
 @contextlib.contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    if engine.dialect.name == "sqlite":
-        with _sqlite_write_lock, engine.begin() as conn:
+    """One write transaction; what it published on the change bus reaches this process's
+    subscribers once it has committed (other processes hear it through NOTIFY)."""
+    lock = _sqlite_write_lock if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+    with lock, engine.begin() as conn:
+        try:
             yield conn
-    else:
-        with engine.begin() as conn:
-            yield conn
+        finally:
+            published = notify.take_published(conn)  # before the connection goes back to the pool
+    notify.deliver_committed(published)
 
 
 def utcnow() -> datetime:
@@ -210,9 +214,9 @@ def has_due(engine: Engine, destination_id: int) -> bool:
         ).first() is not None
 
 
-def ready_destinations(engine: Engine, exclude: Iterable[int] = ()) -> list[int]:
-    """Destinations that have at least one job due and not leased."""
-    now = utcnow()
+def ready_destinations(engine: Engine, exclude: Iterable[int] = (), now: datetime | None = None) -> list[int]:
+    """Destinations that have at least one job due and not leased (at ``now``)."""
+    now = now or utcnow()
     query = (
         select(delivery_jobs.c.destination_id)
         .where(
@@ -227,6 +231,32 @@ def ready_destinations(engine: Engine, exclude: Iterable[int] = ()) -> list[int]
         query = query.where(delivery_jobs.c.destination_id.not_in(exclude))
     with read_only(engine) as conn:
         return list(conn.execute(query).scalars())
+
+
+def due_work(engine: Engine, exclude: Iterable[int] = ()) -> tuple[list[int], float | None]:
+    """(destinations with a job due and not leased, seconds until the next job of the others
+    becomes due — a retry's due time or a lease running out — or None when no job waits).
+
+    The dispatcher sleeps that long (capped by its safety poll) instead of polling."""
+    now = utcnow()  # one instant for both looks: a job due in between would fall through both
+    ready = ready_destinations(engine, exclude, now)
+    if ready:
+        return ready, 0.0  # lanes start now; the next look (a poll interval on) computes the rest
+    exclude = [*exclude, *ready]
+    later = [
+        select(func.min(delivery_jobs.c.next_attempt_at)).where(
+            delivery_jobs.c.status.in_(PENDING), delivery_jobs.c.next_attempt_at > now,
+            or_(delivery_jobs.c.lease_until.is_(None), delivery_jobs.c.lease_until < now)),
+        select(func.min(delivery_jobs.c.lease_until)).where(
+            delivery_jobs.c.status.in_(PENDING), delivery_jobs.c.lease_until >= now),
+    ]
+    if exclude:
+        later = [q.where(delivery_jobs.c.destination_id.not_in(exclude)) for q in later]
+    with read_only(engine) as conn:
+        times = [t for t in (conn.execute(q).scalar_one_or_none() for q in later) if t is not None]
+    if not times:
+        return ready, None
+    return ready, max(0.0, (min(times) - now).total_seconds())
 
 
 def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
@@ -281,6 +311,7 @@ def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
             .where(delivery_jobs.c.id.in_(job_ids), delivery_jobs.c.lease_owner == owner)
             .values(lease_until=None, lease_owner=None)
         )
+        notify.JOBS.publish(conn, 0)  # idle workers sleep: tell them these are claimable now
 
 
 def prune(engine: Engine, before: datetime) -> int:
@@ -361,12 +392,15 @@ def replay(
     if job_ids is not None:
         condition.append(delivery_jobs.c.id.in_(job_ids))
     with write_transaction(engine) as conn:
-        return conn.execute(
+        count = conn.execute(
             delivery_jobs.update().where(and_(*condition)).values(
                 status=QUEUED, created_at=now, next_attempt_at=now, finished_at=None,
                 lease_until=None, lease_owner=None,
             )
         ).rowcount
+        if count:
+            notify.JOBS.publish(conn, destination_id)
+        return count
 
 
 def recent_failures(engine: Engine, destination_id: int, limit: int) -> list[dict[str, Any]]:

@@ -135,7 +135,7 @@ def append(bind: Engine | Connection, rows: list[dict[str, Any]], *, dedupe_wind
         else:
             stored, max_id = _append_postgresql(conn, rows, first, window)
     if stored:
-        notify.EVENTS.deliver(max_id)  # committed; other processes got the NOTIFY sent inside
+        notify.EVENTS.committed(max_id)  # other processes: the NOTIFY sent inside, or SQLite's bell
     flags = [False] * len(rows)
     for i in stored:
         flags[i] = True

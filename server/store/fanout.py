@@ -19,11 +19,13 @@ so the store imports no plane.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any, Callable, Sequence
 
 import orjson
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, func, select, text
 
+from server.store import notify
 from server.store.engine import read_only
 from server.store.delivery import (
     FANOUT_CURSOR, delivery_cursors, queue_jobs, utcnow, write_transaction,
@@ -38,6 +40,7 @@ Route = Callable[[dict[str, Any], str, list[dict[str, Any]]], list[int]]
 # A gap is first only remembered; its xmax is taken on a later pass, so the inserting
 # transaction has surely written (and so owns an xid) by then.
 GAP_SETTLE_DELAY_S = 0.02
+SKIP_MARGIN = timedelta(seconds=2)
 
 
 class GapTracker:
@@ -114,6 +117,7 @@ def fanout_pass(engine: Engine, route: Route, gaps: GapTracker, limit: int = 100
         jobs = _jobs_for(conn, rows, route)
         if jobs:
             queue_jobs(conn, jobs, utcnow())
+            notify.JOBS.publish(conn, 0)  # the other processes' workers sleep until told
             if touched is not None:
                 touched.update(destination_id for destination_id, _ in jobs)
         conn.execute(
@@ -153,3 +157,39 @@ def _jobs_for(conn: Connection, rows: Sequence, route: Route) -> list[tuple[int,
         for destination_id in route(orjson.loads(r.payload), r.type, candidates):
             jobs.append((destination_id, r.id))
     return jobs
+
+
+# ---------------------------------------------------------------- nothing to route
+
+
+def routable_destinations(engine: Engine) -> list[dict[str, Any]]:
+    """Enabled cloud-mode destinations of enabled sources (id, source_id, slug, updated_at): the
+    only ones a pass can give jobs. None at all lets the delivery service skip passes."""
+    with read_only(engine) as conn:
+        return [dict(r._mapping) for r in conn.execute(
+            select(destinations.c.id, destinations.c.source_id, destinations.c.slug, destinations.c.updated_at)
+            .join(sources, sources.c.id == destinations.c.source_id)
+            .where(destinations.c.mode == "cloud", destinations.c.enabled.is_(True), sources.c.enabled.is_(True))
+        )]
+
+
+def skip_unrouted(engine: Engine, since: Any) -> int:
+    """Move the cursor over the events appended while no destination could get them, without
+    reading their payloads: to the last event, but not past the first one received at or after
+    ``since`` (when the first routable destination appeared) less ``SKIP_MARGIN``, so an event
+    received after that is never skipped — the margin covers an append still committing (its id
+    may be lower than a visible one's) and clocks of two machines a little apart; the events in
+    it are routed as usual. Returns the cursor."""
+    with write_transaction(engine) as conn:
+        cursor = conn.execute(
+            select(delivery_cursors.c.event_id).where(delivery_cursors.c.name == FANOUT_CURSOR).with_for_update()
+        ).scalar_one()
+        last = conn.execute(select(func.max(events.c.id))).scalar_one_or_none() or 0
+        first_kept = conn.execute(
+            select(func.min(events.c.id)).where(events.c.id > cursor, events.c.received_at >= since - SKIP_MARGIN)
+        ).scalar_one_or_none()
+        target = last if first_kept is None else first_kept - 1
+        if target > cursor:
+            conn.execute(delivery_cursors.update().where(delivery_cursors.c.name == FANOUT_CURSOR).values(event_id=target))
+            return target
+        return cursor

@@ -1,5 +1,6 @@
-"""The one change bus: ``SETTINGS``, ``EVENTS`` and ``SUPPRESSIONS`` (regulations: the
-suppression list changed), the same in one process and across processes.
+"""The one change bus: ``SETTINGS``, ``EVENTS``, ``SUPPRESSIONS`` (regulations: the
+suppression list changed) and ``JOBS`` (delivery jobs became claimable), the same in one
+process and across processes.
 
 A writer publishes inside its transaction (``SETTINGS.publish(conn, source_id, write_key,
 version)``; ``EVENTS.publish(conn, max_event_id)``); subscribers (``SETTINGS.subscribe(cb)``) are
@@ -19,7 +20,9 @@ Notifications are a latency optimisation, never the only path: they are lost whi
 is disconnected. So the listener reconnects with backoff and, after every reconnection, calls
 its ``on_reconnect`` callbacks, which resynchronise from the database (the version check).
 
-On SQLite there is nothing to listen to: ``start`` does nothing and ``notify`` is a no-op.
+On SQLite there is nothing to listen to: ``start`` does nothing and ``notify`` is a no-op;
+``listen`` runs a bell (``server/store/bell.py``) instead, which carries ``EVENTS``,
+``SUPPRESSIONS`` and ``JOBS`` between the processes on one SQLite file.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Callable
 from sqlalchemy import Connection, Engine, event, select
 from sqlalchemy.engine import URL, make_url
 
+from server.store import bell
 from server.store.engine import read_only
 from server.store.schema import sources
 
@@ -41,7 +45,8 @@ log = logging.getLogger("switchboard.notify")
 SETTINGS_CHANNEL = "switchboard_settings"  # payload "source_id:write_key:version"
 EVENTS_CHANNEL = "switchboard_events"  # payload: free text (the collector sends the source id)
 SUPPRESSIONS_CHANNEL = "switchboard_suppressions"  # payload: the suppression list's version
-CHANNELS = (SETTINGS_CHANNEL, EVENTS_CHANNEL, SUPPRESSIONS_CHANNEL)
+JOBS_CHANNEL = "switchboard_jobs"  # payload: a destination id (0: any) whose jobs became claimable
+CHANNELS = (SETTINGS_CHANNEL, EVENTS_CHANNEL, SUPPRESSIONS_CHANNEL, JOBS_CHANNEL)
 
 Callback = Callable[[str], None]
 _PENDING = "switchboard_changes"  # conn.info key: what a transaction published, delivered after commit
@@ -82,6 +87,7 @@ class NotifyListener:
         self._engine_hooks: list = []
         self.connected = threading.Event()
         self.connections = 0  # successful connects so far (1 = never reconnected)
+        self.bell: bell.Bell | None = None  # SQLite's stand-in for NOTIFY (server/store/bell.py)
 
     @classmethod
     def for_engine(cls, engine: Engine, channels: tuple[str, ...] = CHANNELS) -> "NotifyListener":
@@ -145,6 +151,9 @@ class NotifyListener:
         return True if not self.enabled else self.connected.wait(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
+        if self.bell is not None:
+            self.bell.stop()
+            self.bell = None
         self._stop.set()
         for hook in self._engine_hooks:
             event.remove(*hook)
@@ -261,6 +270,12 @@ class Topic:
             except Exception:
                 log.exception("%s subscriber %r failed on %s", self.channel, callback, change)
 
+    def committed(self, *change) -> None:
+        """This process committed ``change``: tell its subscribers and, on SQLite, ring the bell
+        for the other processes on the file (on PostgreSQL the transaction's NOTIFY did)."""
+        self.deliver(*change)
+        bell.ring(self.channel)
+
     def receive(self, payload: str) -> None:
         """Another process's NOTIFY: decode and deliver (a malformed payload is logged, skipped)."""
         change = self.decode(payload)
@@ -278,7 +293,7 @@ def take_published(conn: Connection) -> list:
 
 def deliver_committed(published: list) -> None:
     for topic, change in published:
-        topic.deliver(*change)
+        topic.committed(*change)
 
 
 def parse_settings_payload(payload: str) -> tuple[int, str, int] | None:
@@ -308,6 +323,9 @@ SETTINGS = Topic(SETTINGS_CHANNEL, lambda source_id, write_key, version: f"{sour
 EVENTS = Topic(EVENTS_CHANNEL, lambda max_id: str(max_id), _parse_max_id)
 # (version,): the suppression list (server/store/regulations.py) changed; 0 = unknown, re-read it.
 SUPPRESSIONS = Topic(SUPPRESSIONS_CHANNEL, lambda version: str(version), _parse_max_id)
+# (destination_id,): jobs were queued or released other than by the fan-out (a replay, a graceful
+# stop's released leases): the delivery workers, which sleep while idle, look for due jobs. 0 = any.
+JOBS = Topic(JOBS_CHANNEL, lambda destination_id: str(destination_id), _parse_max_id)
 
 
 def resync(engine: Engine) -> None:
@@ -319,6 +337,7 @@ def resync(engine: Engine) -> None:
         SETTINGS.deliver(row.id, row.write_key, row.settings_version)
     EVENTS.deliver(0)
     SUPPRESSIONS.deliver(0)
+    JOBS.deliver(0)
 
 
 def listen(engine: Engine) -> NotifyListener:
@@ -326,8 +345,12 @@ def listen(engine: Engine) -> NotifyListener:
     SQLite the listener is disabled and does nothing). Stop it with ``listener.stop()``."""
     listener = NotifyListener.for_engine(engine)
     if listener.enabled:
-        for topic in (SETTINGS, EVENTS, SUPPRESSIONS):
+        for topic in (SETTINGS, EVENTS, SUPPRESSIONS, JOBS):
             listener.subscribe(topic.channel, topic.receive)
         listener.on_reconnect(lambda: resync(engine))
         listener.start()
+    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        # Payload-less rings: settings have their own version check (bundle directory).
+        topics = {topic.channel: topic for topic in (EVENTS, SUPPRESSIONS, JOBS)}
+        listener.bell = bell.Bell(engine.url.database, tuple(topics), lambda channel: topics[channel].receive("")).start()
     return listener

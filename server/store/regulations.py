@@ -17,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from sqlalchemy import (
-    JSON, BigInteger, Column, Connection, Engine, Index, Integer, String, Table, Text, and_, delete, or_, select, update,
+    JSON, BigInteger, Column, Connection, Engine, Index, Integer, String, Table, Text, and_, delete, func, or_, select,
+    update,
 )
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -203,6 +204,16 @@ def claim(engine: Engine, owner: str, lease_seconds: float) -> dict[str, Any] | 
     found = get(engine, row.id)
     assert found is not None
     return {**found, "stage": row.stage}
+
+
+def next_lease_end(engine: Engine) -> float | None:
+    """Seconds until the earliest lease of a running delete ends (then another process may take
+    it over), or None when no delete runs: how long an idle runner may sleep."""
+    now = _now()
+    with read_only(engine) as conn:
+        end = conn.execute(select(func.min(regulations.c.lease_until)).where(
+            regulations.c.status == RUNNING, regulations.c.lease_until.is_not(None))).scalar_one_or_none()
+    return None if end is None else max(0.0, (end - now).total_seconds())
 
 
 def save_progress(conn: Connection, regulation_id: int, owner: str, stage: str, counts: dict[str, int],

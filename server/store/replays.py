@@ -32,6 +32,7 @@ from server.store.delivery import (
     DEAD, DELIVERED, FANOUT_CURSOR, PENDING, QUEUED, SKIPPED, delivery_cursors, delivery_jobs, utcnow,
     write_transaction,
 )
+from server.store import notify
 from server.store.engine import read_only
 from server.store.events import events
 from server.store.schema import Id, UTCDateTime, destinations, metadata
@@ -151,6 +152,7 @@ def _queue(engine: Engine, destination_id: int, replay_id: int, event_ids: list[
             ).values(status=QUEUED, created_at=due(event_id), next_attempt_at=due(event_id), finished_at=None,
                      lease_until=None, lease_owner=None, replay_id=replay_id, latency_ms=None))
         if order:
+            notify.JOBS.publish(conn, destination_id)  # the workers sleep until the first one is due
             conn.execute(replays.update().where(replays.c.id == replay_id).values(
                 queued=replays.c.queued + len(order), release_until=start + timedelta(seconds=len(order) * step)))
     return len(order)

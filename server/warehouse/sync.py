@@ -7,7 +7,10 @@ cursor where it was, so the next sync retries everything. Each sync is recorded 
 events read, rows per table, notices, error) in ``warehouse_syncs``.
 
 ``run_loop`` is the background scheduler: a destination syncs every ``sync_interval_seconds``,
-or sooner once ``batch_rows`` events are waiting.
+or sooner once ``batch_rows`` events are waiting. It sleeps on the change bus: appended events
+(``notify.EVENTS``, heeded only while a warehouse destination exists) and settings changes (a
+warehouse added), or until the next destination's interval ends; a safety poll every
+``SAFETY_POLL_S`` covers a lost notification. An idle server's scheduler queries nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import Engine
 
 from server.catalog import SECRET_MASK, Catalog, effective_settings
 from server.config import Config
+from server.store import notify
 from server.store import warehouse as store
 from server.store import workspace
 from server.warehouse.batch import load_tables, rows_by_table
@@ -35,7 +39,8 @@ log = logging.getLogger("switchboard.warehouse")
 
 SLUG = "warehouse"
 MAX_NOTICES = 100
-TICK_SECONDS = 1.0
+TICK_SECONDS = 1.0  # at most one scheduler pass a second, however often events are appended
+SAFETY_POLL_S = 30.0
 
 
 class NotAWarehouse(ValueError):
@@ -199,9 +204,14 @@ def _due_destinations(engine: Engine) -> list[dict[str, Any]]:
     ]
 
 
-def scheduler_pass(engine: Engine, catalog: Catalog, config: Config, last_run: dict[int, float]) -> None:
-    """Sync every destination whose interval passed, or that has a full batch waiting."""
-    for destination in _due_destinations(engine):
+def scheduler_pass(engine: Engine, catalog: Catalog, config: Config,
+                   last_run: dict[int, float]) -> tuple[bool, float | None]:
+    """Sync every destination whose interval passed, or that has a full batch waiting; return
+    (whether any warehouse destination exists, seconds until a waiting one's interval ends or
+    None: then only new events or settings can make one due)."""
+    found = _due_destinations(engine)
+    next_due: float | None = None
+    for destination in found:
         settings = settings_of(catalog, destination)
         interval, batch_rows = settings["sync_interval_seconds"], settings["batch_rows"]
         cursor = store.get_cursor(engine, destination["id"])
@@ -210,22 +220,60 @@ def scheduler_pass(engine: Engine, catalog: Catalog, config: Config, last_run: d
             continue
         elapsed = time.monotonic() - last_run.get(destination["id"], float("-inf"))
         if elapsed < interval and waiting < batch_rows:
+            due = interval - elapsed
+            next_due = due if next_due is None else min(next_due, due)
             continue
         last_run[destination["id"]] = time.monotonic()
         try:
             sync_destination(engine, catalog, config, destination["id"], trigger="schedule", wait=False)
         except workspace.NotFound:
             continue  # deleted meanwhile
+    return bool(found), next_due
 
 
 async def run_loop(engine: Engine, catalog: Catalog, config: Config, stop: asyncio.Event) -> None:
     last_run: dict[int, float] = {}
-    while not stop.is_set():
-        try:
-            await asyncio.to_thread(scheduler_pass, engine, catalog, config, last_run)
-        except Exception:
-            log.exception("warehouse scheduler pass failed")
-        try:
-            await asyncio.wait_for(stop.wait(), TICK_SECONDS)
-        except asyncio.TimeoutError:
-            pass
+    loop = asyncio.get_running_loop()
+    wake = asyncio.Event()
+    state = {"warehouses": True}  # until the first pass knows: heed appended events
+
+    def changed(*_: object) -> None:
+        loop.call_soon_threadsafe(wake.set)
+
+    def appended(*_: object) -> None:
+        if state["warehouses"]:  # no warehouse destination: events cost the scheduler nothing
+            loop.call_soon_threadsafe(wake.set)
+
+    unsubscribe = [notify.SETTINGS.subscribe(changed), notify.EVENTS.subscribe(appended)]
+    try:
+        while not stop.is_set():
+            began = time.monotonic()
+            wake.clear()
+            next_due: float | None = None
+            try:
+                state["warehouses"], next_due = await asyncio.to_thread(
+                    scheduler_pass, engine, catalog, config, last_run)
+            except Exception:
+                log.exception("warehouse scheduler pass failed")
+                next_due = TICK_SECONDS
+            sleep = SAFETY_POLL_S if next_due is None else min(max(next_due, TICK_SECONDS), SAFETY_POLL_S)
+            await _sleep(stop, wake, sleep)
+            # Woken early (events, settings): still at most one pass per TICK_SECONDS.
+            rest = TICK_SECONDS - (time.monotonic() - began)
+            if rest > 0 and not stop.is_set():
+                await _sleep(stop, None, rest)
+    finally:
+        for undo in unsubscribe:
+            undo()
+
+
+async def _sleep(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
+    """Until ``stop`` or ``wake`` is set, or ``timeout`` seconds have passed."""
+    waiters = {asyncio.ensure_future(stop.wait())}
+    if wake is not None:
+        waiters.add(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
