@@ -116,7 +116,7 @@ def cmd_sources_create(args: argparse.Namespace) -> None:
     engine = _engine(config)
     source = service.create_source(engine, {"name": args.name}, actor="cli")
     if args.json:
-        print(json.dumps({**service.source_json(source), "snippet": snippet_text(config, source["write_key"])}))
+        print(json.dumps({**source, "snippet": snippet_text(config, source["write_key"])}))
         return
     print(f"id:        {source['id']}")
     print(f"write key: {source['write_key']}")
