@@ -172,3 +172,16 @@ def test_web_form_pattern_error_names_the_format_not_a_regex(signed_in):
     error = html.unescape(re.search(r'id="setting-measurement_id-error">([^<]*)<', response.text).group(1))
     assert error == "Measurement ID 'UA-1234' does not look right: expected a Measurement ID like G-XXXXXXX"
     assert "G-[A-Z0-9]+" not in response.text
+
+
+def test_the_destination_authors_doc_names_every_manifest_field_and_type():
+    from server.catalog import _MANIFEST_KEYS, _SETTING_KEYS, SETTING_TYPES
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "destinations.md").read_text(encoding="utf-8")
+    for name in sorted(_MANIFEST_KEYS | _SETTING_KEYS | set(SETTING_TYPES)):
+        assert f"`{name}`" in doc, f"docs/destinations.md does not mention {name}"
+    for manifest in CATALOG:  # the modes table: each destination in the right row
+        row = next(line for line in doc.splitlines() if line.startswith("| ") and manifest.name in line.split("|")[1])
+        device, cloud = (cell.strip() for cell in row.split("|")[2:4])
+        assert (device != "—") == ("device" in manifest.modes), manifest.slug
+        assert (cloud != "—") == ("cloud" in manifest.modes), manifest.slug
