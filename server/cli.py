@@ -181,7 +181,7 @@ def _manifest(catalog, slug: str):
     if manifest is None:
         # Every way a person may call a destination, lower-cased, pointing at its slug.
         names = {n.lower(): m.slug for m in catalog for n in (m.slug, *m.integration_names)}
-        near = names.get(slug.lower()) and slug.lower() or closest(slug.lower(), names)
+        near = slug.lower() if slug.lower() in names else closest(slug.lower(), names)
         guess = names[near] if near else None
         hint = f" (did you mean {guess!r}?)" if guess else ""
         raise CliError(f"{slug!r} is not in the catalog{hint}; see `switchboard catalog`")
