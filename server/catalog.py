@@ -32,7 +32,8 @@ CATEGORIES = (
 )
 MODES = ("device", "cloud")
 METHODS = ("track", "page", "identify", "group", "alias", "screen")
-SETTING_TYPES = ("string", "number", "boolean", "select", "map", "list")
+SETTING_TYPES = ("string", "number", "integer", "boolean", "select", "map", "list")
+NUMERIC_TYPES = ("number", "integer")
 SECRET_MASK = "********"
 
 _MANIFEST_KEYS = {
@@ -41,7 +42,7 @@ _MANIFEST_KEYS = {
 }
 _SETTING_KEYS = {
     "key", "label", "description", "type", "required", "secret", "default", "choices", "pattern",
-    "modes", "placeholder", "minimum", "maximum", "format",
+    "modes", "placeholder", "minimum", "maximum", "format", "pattern_description",
 }
 # What a setting's value means beyond its type, and the extra check it gets when saved:
 # "url" (the egress rules: server/destinations/egress.py), "headers" (server/destinations/outgoing_headers.py),
@@ -98,6 +99,7 @@ class Setting:
     default: Any = None
     choices: tuple[Any, ...] = ()
     pattern: str | None = None
+    pattern_description: str | None = None  # what the pattern asks for, in words (errors never quote a regex)
     modes: tuple[str, ...] = MODES
     placeholder: str | None = None
     minimum: float | None = None
@@ -117,6 +119,7 @@ class Setting:
             data["choices"] = list(self.choices)
         if self.pattern:
             data["pattern"] = self.pattern
+            data["pattern_description"] = self.pattern_description
         if self.placeholder:
             data["placeholder"] = self.placeholder
         for bound in ("minimum", "maximum"):
@@ -201,8 +204,11 @@ def _parse_setting(raw: Any, index: int, modes: tuple[str, ...], path: Path) -> 
         raise _fail(path, where + "modes", f"must be a non-empty list drawn from {list(modes)}")
     for bound in ("minimum", "maximum"):
         value = raw.get(bound)
-        if value is not None and (kind != "number" or isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise _fail(path, where + bound, "is only for number settings, and must be a number")
+        if value is not None and (kind not in NUMERIC_TYPES or isinstance(value, bool)
+                                  or not isinstance(value, (int, float))):
+            raise _fail(path, where + bound, "is only for number and integer settings, and must be a number")
+        if value is not None and kind == "integer" and not float(value).is_integer():
+            raise _fail(path, where + bound, "must be a whole number for an integer setting")
     fmt = raw.get("format")
     if fmt is not None and (fmt not in FORMATS or (fmt == "url") != (kind == "string")
                             or (fmt != "url") != (kind == "map")):
@@ -214,6 +220,12 @@ def _parse_setting(raw: Any, index: int, modes: tuple[str, ...], path: Path) -> 
             re.compile(pattern)
         except (re.error, TypeError) as exc:
             raise _fail(path, where + "pattern", f"is not a valid regular expression: {exc}") from None
+        if not isinstance(raw.get("pattern_description"), str) or not raw["pattern_description"].strip():
+            # Error messages say what is expected in words; a person cannot read a regex.
+            raise _fail(path, where + "pattern_description", "is missing: a pattern needs a description in words "
+                        "(e.g. \"a Measurement ID like G-XXXXXXX\")")
+    elif raw.get("pattern_description") is not None:
+        raise _fail(path, where + "pattern_description", "goes with a pattern")
     setting = Setting(
         key=key,
         label=_need(raw, "label", str, path, where),
@@ -224,6 +236,7 @@ def _parse_setting(raw: Any, index: int, modes: tuple[str, ...], path: Path) -> 
         default=raw.get("default"),
         choices=tuple(choices),
         pattern=pattern,
+        pattern_description=raw.get("pattern_description"),
         modes=tuple(setting_modes),
         placeholder=raw.get("placeholder"),
         minimum=raw.get("minimum"),
@@ -352,10 +365,14 @@ def _check_value(setting: Setting, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError("must be text")
         if setting.pattern and value and not re.fullmatch(setting.pattern, value):
-            raise ValueError(f"{value!r} does not look right (expected pattern {setting.pattern})")
-    elif kind == "number":
+            raise ValueError(f"{value!r} does not look right: expected {setting.pattern_description}")
+    elif kind in NUMERIC_TYPES:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError("must be a number")
+            raise ValueError("must be a whole number" if kind == "integer" else "must be a number")
+        if kind == "integer":
+            if not float(value).is_integer():
+                raise ValueError("must be a whole number")
+            value = int(value)
         if setting.minimum is not None and value < setting.minimum:
             raise ValueError(f"must be at least {setting.minimum:g}")
         if setting.maximum is not None and value > setting.maximum:

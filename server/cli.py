@@ -1,6 +1,7 @@
-"""``switchboard``: serve, init, sources, destinations, tokens (and the planes' own commands).
+"""``switchboard``: serve, init, catalog, sources, destinations, tokens (and the planes' own commands).
 
-Bad arguments or settings print one clear line and exit with status 2.
+Bad arguments or settings print one clear line and exit with status 2; a mistyped command, slug,
+setting or source name gets a "did you mean". Output piped into ``head`` ends quietly.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -15,6 +17,7 @@ from server import cdn
 from server.cli_support import EXIT_USAGE, CliError
 from server.cli_support import Parser as _Parser
 from server.cli_support import catalog as _catalog
+from server.cli_support import check_port, closest, did_you_mean
 from server.cli_support import config as _config
 from server.cli_support import engine as _engine
 from server.config import Config
@@ -44,6 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = _engine(config)
     _catalog()  # a broken manifest stops the boot here, with its message
+    check_port(config.host, config.port)  # a busy port: one line naming it, not uvicorn's Errno 98
     if args.demo:
         _print_demo(config, engine)
     if args.workers and args.workers > 1:
@@ -86,7 +90,7 @@ def _print_demo(config: Config, engine) -> None:
     if source:
         lines += [f"  Demo page:     {config.origin}/demo",
                   f"  Snippet:       {config.origin}/snippet/{source['write_key']}.js",
-                  f"  Admin API:     {config.origin}/api/v1/openapi.json"]
+                  f"  API docs:      {config.origin}/api/docs   (sign in first; the admin API is /api/v1)"]
     lines += demo.egress_lines(config)
     print("\n".join(lines) + "\n", flush=True)
 
@@ -111,6 +115,9 @@ def cmd_sources_create(args: argparse.Namespace) -> None:
     config = _config()
     engine = _engine(config)
     source = service.create_source(engine, {"name": args.name}, actor="cli")
+    if args.json:
+        print(json.dumps({**source, "snippet": snippet_text(config, source["write_key"])}))
+        return
     print(f"id:        {source['id']}")
     print(f"write key: {source['write_key']}")
     print("snippet:")
@@ -139,19 +146,46 @@ def cmd_sources_set(args: argparse.Namespace) -> None:
 
 
 def _resolve_source(engine, ref: str) -> dict[str, Any]:
+    """The source an argument names: its id or write key, else its slug, else its name.
+
+    Names need not be unique: when two sources share the name, refuse and list their ids
+    rather than pick one.
+    """
     from server.store import workspace
 
-    for source in workspace.list_sources(engine):
-        if ref in (str(source["id"]), source["name"], source["slug"], source["write_key"]):
-            return source
-    raise CliError(f"no source {ref!r} (give its id, name, slug or write key; see `switchboard sources list`)")
+    sources = workspace.list_sources(engine)
+    for keys in (("id", "write_key"), ("slug",), ("name",)):
+        found = [s for s in sources if ref in (str(s[k]) for k in keys)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            ids = ", ".join(str(s["id"]) for s in found)
+            raise CliError(f"{len(found)} sources are named {ref!r} (ids {ids}): give the id instead")
+    hint = did_you_mean(ref, [s["name"] for s in sources] + [s["slug"] for s in sources])
+    raise CliError(f"no source {ref!r}{hint} (give its id, name, slug or write key; see `switchboard sources list`)")
 
 
-def _parse_value(raw: str) -> Any:
+def _parse_value(raw: str, kind: str) -> Any:
+    """A --set value: text for text settings (site_id=123 stays "123"), JSON for the others."""
+    if kind in ("string", "select"):
+        return raw
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+
+
+def _manifest(catalog, slug: str):
+    """The manifest of a slug; a name, an alias or a typo gets the slug to use suggested."""
+    manifest = catalog.get(slug)
+    if manifest is None:
+        # Every way a person may call a destination, lower-cased, pointing at its slug.
+        names = {n.lower(): m.slug for m in catalog for n in (m.slug, *m.integration_names)}
+        near = slug.lower() if slug.lower() in names else closest(slug.lower(), names)
+        guess = names[near] if near else None
+        hint = f" (did you mean {guess!r}?)" if guess else ""
+        raise CliError(f"{slug!r} is not in the catalog{hint}; see `switchboard catalog`")
+    return manifest
 
 
 def cmd_destinations_add(args: argparse.Namespace) -> None:
@@ -160,22 +194,63 @@ def cmd_destinations_add(args: argparse.Namespace) -> None:
 
     config = _config()
     engine = _engine(config)
+    catalog = _catalog()
     source = _resolve_source(engine, args.source)
+    manifest = _manifest(catalog, args.slug)
     settings: dict[str, Any] = {}
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise CliError(f"--set {item!r}: expected key=value")
-        settings[key] = _parse_value(value)
-    body = {"slug": args.slug, "settings": settings, "enabled": not args.disabled}
+        setting = manifest.setting(key)
+        if setting is None:
+            hint = did_you_mean(key, [s.key for s in manifest.settings])
+            raise CliError(f"--set {key}: not a setting of {manifest.name}{hint}; "
+                           f"see `switchboard catalog {manifest.slug}`")
+        settings[key] = _parse_value(value, setting.type)
+    # Switched off unless --enable, as the web app and the API create it.
+    body = {"slug": args.slug, "settings": settings, "enabled": bool(args.enable)}
     if args.mode:
         body["mode"] = args.mode
     try:
-        dest = service.add_destination(engine, _catalog(), source["id"], body, actor="cli",
+        dest = service.add_destination(engine, catalog, source["id"], body, actor="cli",
                                        allow_private_egress=config.allow_private_egress)
     except ApiError as exc:
         raise CliError(f"{exc.field + ': ' if exc.field else ''}{exc.message}") from None
-    print(f"Added {dest['name']} (id {dest['id']}, {dest['mode']} mode, {'enabled' if dest['enabled'] else 'disabled'}) to {source['name']}")
+    if args.json:
+        print(json.dumps(dest))
+        return
+    state = "enabled" if dest["enabled"] else (
+        "switched off: turn it on on its page in the web app, with PATCH /api/v1/destinations/"
+        f"{dest['id']} {{\"enabled\": true}}, or add it with --enable")
+    print(f"Added {dest['name']} (id {dest['id']}, {dest['mode']} mode) to {source['name']}, {state}")
+
+
+def cmd_catalog(args: argparse.Namespace) -> None:
+    catalog = _catalog()
+    if args.slug:
+        manifest = _manifest(catalog, args.slug)
+        if args.json:
+            print(json.dumps(manifest.to_json()))
+            return
+        print(f"{manifest.name} ({manifest.slug}), {manifest.category}: {manifest.description}")
+        print(f"modes: {', '.join(manifest.modes)} (default {manifest.default_mode})")
+        if manifest.aliases:
+            print(f"also known as: {', '.join(manifest.aliases)}")
+        for s in manifest.settings:
+            marks = [s.type] + (["required"] if s.required else []) + (["secret"] if s.secret else [])
+            if len(s.modes) < len(manifest.modes):
+                marks.append(f"{'/'.join(s.modes)} only")
+            print(f"  {s.key:<26} {s.label} ({', '.join(marks)})")
+        return
+    rows = [{"slug": m.slug, "name": m.name, "category": m.category, "modes": list(m.modes),
+             "default_mode": m.default_mode, "aliases": list(getattr(m, "aliases", ()) or ())} for m in catalog]
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"{'SLUG':<22} {'NAME':<22} {'MODES':<13} ALIASES")
+    for r in rows:
+        print(f"{r['slug']:<22} {r['name'][:22]:<22} {','.join(r['modes']):<13} {', '.join(r['aliases'])}")
 
 
 def cmd_destinations_list(args: argparse.Namespace) -> None:
@@ -223,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="switchboard", description=(
         "Self-hosted, Segment-compatible event router. Settings come from SWITCHBOARD_* environment "
         "variables (see README)."))
+    parser.add_argument("--version", action="version", version=f"switchboard {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server (bundles, collector, admin API, web app, delivery)")
@@ -240,10 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="create or migrate the database and print a new admin token")
     init.set_defaults(func=cmd_init)
 
+    cat = sub.add_parser("catalog", help="list the destinations you can add (slug, name, modes, aliases), "
+                         "or one destination's settings")
+    cat.add_argument("slug", nargs="?", help="show this destination's settings")
+    cat.add_argument("--json", action="store_true", help="print JSON")
+    cat.set_defaults(func=cmd_catalog)
+
     sources = sub.add_parser("sources", help="manage sources").add_subparsers(
         dest="action", required=True, parser_class=_Parser, metavar="ACTION")
     create = sources.add_parser("create", help="create a source; prints its id, write key and snippet")
     create.add_argument("name")
+    create.add_argument("--json", action="store_true", help="print the source (and its snippet) as JSON")
     create.set_defaults(func=cmd_sources_create)
     listing = sources.add_parser("list", help="list sources")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -257,15 +340,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     dests = sub.add_parser("destinations", help="manage a source's destinations").add_subparsers(
         dest="action", required=True, parser_class=_Parser, metavar="ACTION")
-    add = dests.add_parser("add", help="connect a catalog destination to a source")
+    add = dests.add_parser("add", help="connect a catalog destination to a source (switched off unless --enable)")
     add.add_argument("source", help="source id, name, slug or write key")
-    add.add_argument("slug", help="catalog slug, e.g. google_analytics_4")
+    add.add_argument("slug", help="catalog slug, e.g. google_analytics_4 (see `switchboard catalog`)")
     add.add_argument("--mode", choices=["device", "cloud"], help="default: the destination's default mode")
-    add.add_argument("--set", action="append", metavar="KEY=VALUE", help="a setting (JSON values allowed); repeat")
-    add.add_argument("--disabled", action="store_true", help="add it switched off")
+    add.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="a setting (JSON values for numbers, booleans, lists and maps); repeat")
+    add.add_argument("--enable", action="store_true",
+                     help="switch it on at once (its required settings must then be given); "
+                          "by default it is added switched off, as in the web app and the API")
+    add.add_argument("--disabled", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
+    add.add_argument("--json", action="store_true", help="print the destination as JSON (secrets masked)")
     add.set_defaults(func=cmd_destinations_add)
     dlist = dests.add_parser("list", help="list a source's destinations (secrets masked)")
-    dlist.add_argument("source")
+    dlist.add_argument("source", help="source id, name, slug or write key")
     dlist.add_argument("--json", action="store_true", help="print JSON")
     dlist.set_defaults(func=cmd_destinations_list)
 
@@ -285,13 +373,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("switchboard")
+    except PackageNotFoundError:  # pragma: no cover  (run from a checkout that was never installed)
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from server.errors import ApiError
 
     try:
-        args.func(args)
+        try:
+            args.func(args)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
+    except BrokenPipeError:
+        # `switchboard … | head`: the reader has gone; stop quietly, no traceback. Point stdout at
+        # /dev/null so the interpreter's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except CliError as exc:
         print(f"switchboard: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -435,7 +435,7 @@ def matching_value(pattern: str, rng: random.Random) -> str:
 def _public_value(setting, rng):
     if setting.type == "string":
         return matching_value(setting.pattern, rng) if setting.pattern else "value"
-    return {"number": 1, "boolean": True, "select": setting.choices[0] if setting.choices else None,
+    return {"number": 1, "integer": 1, "boolean": True, "select": setting.choices[0] if setting.choices else None,
             "map": {"k": "v"}, "list": ["a"]}[setting.type]
 
 
@@ -449,7 +449,7 @@ def _secret_value(setting, rng):
         return {"X-Sentinel": text}, text
     if setting.type == "list":
         return [text], text
-    if setting.type == "number":
+    if setting.type in ("number", "integer"):
         number = rng.randint(10**12, 10**13)
         return number, str(number)
     raise AssertionError(f"{setting.key}: a {setting.type} secret cannot carry a sentinel")

@@ -30,7 +30,7 @@ def sentinel_value(manifest, setting):
     mark = f"SENTINEL_{manifest.slug}_{setting.key}".upper()
     if setting.type == "boolean":
         return True
-    if setting.type == "number":
+    if setting.type in ("number", "integer"):
         return 7
     if setting.type == "select":
         return setting.choices[0]

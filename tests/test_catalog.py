@@ -157,7 +157,7 @@ FIXED = [
     ("webhooks", "url", "string", False, True),
     ("webhooks", "headers", "map", True, False),
     ("webhooks", "shared_secret", "string", True, False),
-    ("webhooks", "batch_size", "number", False, False),
+    ("webhooks", "batch_size", "integer", False, False),
     ("google_analytics_4", "measurement_id", "string", False, True),
     ("google_analytics_4", "api_secret", "string", True, True),
     ("meta_pixel", "pixel_id", "string", False, True),
@@ -166,9 +166,9 @@ FIXED = [
     ("warehouse", "target", "select", False, False),
     ("warehouse", "database_url", "string", True, False),
     ("warehouse", "sqlite_path", "string", True, False),
-    ("warehouse", "sync_interval_seconds", "number", False, False),
-    ("warehouse", "batch_rows", "number", False, False),
-    ("warehouse", "column_limit", "number", False, False),
+    ("warehouse", "sync_interval_seconds", "integer", False, False),
+    ("warehouse", "batch_rows", "integer", False, False),
+    ("warehouse", "column_limit", "integer", False, False),
 ]
 
 
@@ -368,7 +368,7 @@ def test_mode_the_destination_lacks_is_refused():
 
 
 def _sample(setting):
-    return {"string": "x", "number": 1, "boolean": True, "map": {"a": "b"}, "list": ["x"]}.get(
+    return {"string": "x", "number": 1, "integer": 1, "boolean": True, "map": {"a": "b"}, "list": ["x"]}.get(
         setting.type, setting.choices[0] if setting.choices else None
     )
 
@@ -415,8 +415,8 @@ def test_number_bounds_are_enforced_with_the_field_named():
     webhooks, warehouse = catalog.get("webhooks"), catalog.get("warehouse")
     url = {"url": "https://hooks.example.com/in"}
     assert validate_settings(webhooks, {**url, "batch_size": 20}, "cloud")["batch_size"] == 20
-    for bad, words in ((0, "at least 1"), (101, "at most 100"), (float("nan"), "must be a number"),
-                       (float("inf"), "must be a number")):
+    for bad, words in ((0, "at least 1"), (101, "at most 100"), (float("nan"), "must be a whole number"),
+                       (float("inf"), "must be a whole number"), (2.5, "must be a whole number")):
         with pytest.raises(SettingsError) as caught:
             validate_settings(webhooks, {**url, "batch_size": bad}, "cloud")
         assert caught.value.field == "batch_size" and words in caught.value.errors[0]["message"]

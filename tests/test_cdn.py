@@ -267,7 +267,7 @@ def test_no_secret_reaches_any_unauthenticated_response(site, catalog):
                 elif s.type in ("map", "list"):
                     settings[s.key] = {} if s.type == "map" else []
                 else:
-                    settings[s.key] = "7" if s.type == "number" else f"public-{s.key}"
+                    settings[s.key] = "7" if s.type in ("number", "integer") else f"public-{s.key}"
             workspace.add_destination(engine, source["id"], slug=manifest.slug, mode=mode, enabled=True,
                                       settings=settings)
     wk = source["write_key"]

@@ -88,10 +88,10 @@ def test_sources_and_destinations_commands(cli):
     assert [(r["id"], r["name"], r["write_key"]) for r in rows] == [(source_id, "Marketing site", write_key)]
 
     added = cli("destinations", "add", "Marketing site", "google_analytics_4", "--mode", "device",
-                "--set", "measurement_id=G-ABC123")
-    assert "Google Analytics 4" in added.stdout
+                "--set", "measurement_id=G-ABC123", "--enable")
+    assert "Google Analytics 4" in added.stdout and "enabled" in added.stdout
     cli("destinations", "add", str(source_id), "webhooks", "--set", "url=https://example.com/hook",
-        "--set", "shared_secret=cli-secret-value", "--set", 'headers={"X-Key": "cli-header-secret"}')
+        "--set", "shared_secret=cli-secret-value", "--set", 'headers={"X-Key": "cli-header-secret"}', "--enable")
 
     dests = json.loads(cli("destinations", "list", write_key, "--json").stdout)
     assert [(d["slug"], d["mode"], d["enabled"]) for d in dests] == [
@@ -189,13 +189,16 @@ def test_serve_demo_prints_the_demo_and_serves_its_page(tmp_path):
 
     process = start()
     try:
-        output = _read_until(process.stdout, "Admin API", 60)
+        output = _read_until(process.stdout, "API docs", 60)
         wait_for_port(port, 30)
         write_key = re.search(r"Demo source:\s+Demo site \(write key (\S+)\)", output).group(1)
         token = re.search(r"Admin token:\s+(\S+)", output).group(1)
         page_url = re.search(r"Demo page:\s+(\S+)", output).group(1)
         snippet_url = re.search(r"Snippet:\s+(\S+)", output).group(1)
         assert page_url == f"http://127.0.0.1:{port}/demo" and write_key in snippet_url
+        # The API docs page (behind sign-in), not a raw openapi.json that answers 401 in a browser.
+        assert re.search(r"API docs:\s+(\S+)", output).group(1) == f"http://127.0.0.1:{port}/api/docs"
+        assert "openapi.json" not in output
 
         page = httpx.get(page_url, timeout=10)
         # The page carries the very snippet `switchboard sources create` prints for that key.
@@ -213,7 +216,7 @@ def test_serve_demo_prints_the_demo_and_serves_its_page(tmp_path):
     # A second start on the same database seeds nothing and prints no new token.
     process = start()
     try:
-        output = _read_until(process.stdout, "Admin API", 60)
+        output = _read_until(process.stdout, "API docs", 60)
         assert "Admin token" not in output and write_key in output
     finally:
         process.terminate()

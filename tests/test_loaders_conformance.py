@@ -168,7 +168,7 @@ def test_required_public_settings_must_be_filled_before_enabling(manifest):
 
 def _sentinel(setting, tag: str):
     value = f"SENTINEL_{tag}_{setting.key}"
-    return {"map": {value: value}, "list": [value], "number": 424242, "boolean": True}.get(
+    return {"map": {value: value}, "list": [value], "number": 424242, "integer": 424242, "boolean": True}.get(
         setting.type, setting.choices[-1] if setting.type == "select" else value)
 
 

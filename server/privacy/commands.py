@@ -43,7 +43,11 @@ def cmd_create(args: argparse.Namespace) -> None:
 def cmd_list(args: argparse.Namespace) -> None:
     from server.store import regulations
 
-    for regulation in regulations.list_regulations(_engine(_config()), limit=args.limit):
+    found = regulations.list_regulations(_engine(_config()), limit=args.limit)
+    if args.json:
+        print(json.dumps(found, default=str))
+        return
+    for regulation in found:
         _print(regulation)
 
 
@@ -68,8 +72,9 @@ def add_commands(sub) -> None:
     create.set_defaults(func=cmd_create)
     listing = actions.add_parser("list", help="list regulations, newest first")
     listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=cmd_list)
     show = actions.add_parser("show", help="one regulation's status and counts")
     show.add_argument("regulation_id", type=int)
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=cmd_show)

@@ -70,7 +70,7 @@ def fields_for(
             field["text"] = "" if s.secret else "\n".join(str(v) for v in (value or []))
         elif s.type == "boolean":
             field["checked"] = bool(value)
-        elif s.type in ("string", "number"):
+        elif s.type in ("string", "number", "integer"):
             field["text"] = "" if value is None or s.secret else str(value)
         fields.append(field)
     return fields
@@ -105,7 +105,7 @@ def parse_settings(
             settings[key] = items or (SECRET_MASK if s.secret and updating else None)
         elif not text:
             settings[key] = SECRET_MASK if s.secret and updating else None
-        elif s.type == "number":
+        elif s.type in ("number", "integer"):  # 2.5 for an integer stays 2.5: the validator refuses it
             settings[key] = _number(text)
         else:
             settings[key] = text
