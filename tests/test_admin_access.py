@@ -109,3 +109,33 @@ def test_revoking_on_one_server_is_401_at_once_on_another(db_url, catalog):
     finally:
         for e in engines:
             e.dispose()
+
+
+def test_migration_9_makes_the_existing_account_and_tokens_owners(db_url):
+    from sqlalchemy import inspect, text
+
+    from server.store import migrations
+    from server.store.engine import make_engine
+    from server.store.schema import metadata
+    from server.store.workspace import now
+
+    migrations._import_table_modules()
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:  # what the previous release left: no role columns
+            metadata.create_all(conn)
+            for table in ("web_admin_users", "admin_tokens"):
+                conn.execute(text(f"ALTER TABLE {table} DROP COLUMN role"))
+            for number in range(1, 9):
+                conn.execute(migrations.schema_migrations.insert().values(
+                    version=number, description=f"m{number}", applied_at=now()))
+            conn.execute(text("INSERT INTO web_admin_users (username, password_hash, created_at) "
+                              "VALUES ('admin', 'x', '2026-01-01')"))
+            conn.execute(text("INSERT INTO admin_tokens (name, token_hash, created_at) VALUES ('old', 'h', '2026-01-01')"))
+        assert "role" not in {c["name"] for c in inspect(engine).get_columns("admin_tokens")}
+        assert migrations.migrate(engine) == [9]
+        assert [u["role"] for u in web_store.list_users(engine)] == ["owner"]
+        assert [t["role"] for t in tokens.list_tokens(engine)] == ["owner"]
+        assert migrations.migrate(engine) == []
+    finally:
+        engine.dispose()
