@@ -79,9 +79,12 @@ def list_users(engine: Engine) -> list[dict[str, Any]]:
 
 
 def _other_owners(conn, username: str) -> int:
+    """Owners other than ``username``. On PostgreSQL every owner row is locked (in id order, so
+    two such transactions queue rather than deadlock) until commit: two owners demoting each
+    other at once can't both succeed."""
     cols = admin_users.c
-    return conn.execute(select(func.count()).select_from(admin_users).where(
-        cols.role == "owner", cols.username != username)).scalar_one()
+    owners = conn.execute(select(cols.username).where(cols.role == "owner").order_by(cols.id).with_for_update())
+    return sum(1 for name in owners.scalars() if name != username)
 
 
 def update_user(engine: Engine, username: str, *, role: str | None = None, password_hash: str | None = None) -> bool:
