@@ -90,6 +90,11 @@ def test_every_api_route_by_role(full_app, engine):
                 "DELETE /api/v1/destinations/{id:int}"):
         assert key in seen, key
     assert len(seen) >= 30
+    # The OpenAPI document states each operation's role, by the same rule.
+    document = client.get("/api/v1/openapi.json", headers={"Authorization": f"Bearer {held['viewer']}"}).json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert operation["x-switchboard-role"] == expected_role(method.upper(), path), (method, path)
     # The owner's token was never revoked along the way (the sacrificial id 1 was).
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {held['owner']}"}).json() == {
         "actor": "token:owner", "role": "owner"}
