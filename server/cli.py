@@ -269,12 +269,6 @@ def cmd_destinations_list(args: argparse.Namespace) -> None:
         print(f"{d['id']:>4}  {d['name'][:22]:<22} {d['mode']:<7} {str(d['enabled']).lower():<7} {json.dumps(d['settings'])}")
 
 
-def cmd_tokens_create(args: argparse.Namespace) -> None:
-    from server.store import tokens
-
-    print(tokens.create_token(_engine(_config()), args.name))
-
-
 # ---------------------------------------------------------------- parser
 
 
@@ -357,17 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     dlist.add_argument("--json", action="store_true", help="print JSON")
     dlist.set_defaults(func=cmd_destinations_list)
 
-    tokens = sub.add_parser("tokens", help="admin API tokens").add_subparsers(
-        dest="action", required=True, parser_class=_Parser, metavar="ACTION")
-    tcreate = tokens.add_parser("create", help="create an admin API token and print it (shown once)")
-    tcreate.add_argument("--name", default="cli", help="a label for the token")
-    tcreate.set_defaults(func=cmd_tokens_create)
-
     from server import worker
     from server.app import PLANES
 
     worker.add_commands(sub)
-    for plane in PLANES:  # the planes' own subcommands (worker, replay, warehouse sync)
+    for plane in PLANES:  # the planes' own subcommands (worker, replay, warehouse sync, users, tokens)
         if hasattr(plane, "add_commands"):
             plane.add_commands(sub)
     return parser

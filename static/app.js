@@ -54,4 +54,15 @@
     if (wanted) category.value = wanted;
     apply();
   }
+  // Viewers change nothing: their forms that would change something show disabled (the server
+  // refuses such a post anyway, with 403). Sign-out and their own password stay usable.
+  if (document.body.dataset.role === "viewer") {
+    document.querySelectorAll("form[method=post]").forEach(function (form) {
+      if (form.classList.contains("signout") || form.id === "change-password") return;
+      form.querySelectorAll("input:not([type=hidden]), select, textarea, button").forEach(function (el) {
+        el.disabled = true;
+        el.title = "Viewers can't change anything";
+      });
+    });
+  }
 })();

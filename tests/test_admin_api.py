@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from server import app as app_module
+from server.admin import access
 from server.admin import api as admin_api
 from server.catalog import SECRET_MASK, load_catalog
 from server.store import workspace
@@ -139,7 +140,7 @@ def test_versions_routes(client):
     make_destination(client, sid, slug="hotjar", enabled=True, settings={"site_id": "7"})
     versions = client.get(f"{API}/sources/{sid}/versions").json()["versions"]
     assert [v["version"] for v in versions] == [2, 1]
-    assert versions[0]["actor"] == "api" and "Hotjar" in versions[0]["summary"]
+    assert versions[0]["actor"] == "token:test" and "Hotjar" in versions[0]["summary"]
     one = client.get(f"{API}/sources/{sid}/versions/1").json()
     assert one["version"] == 1 and one["content"] == {"source": {"name": "Site", "enabled": True}, "destinations": []}
     assert_error(client.get(f"{API}/sources/{sid}/versions/3"), 404, "not_found")
@@ -562,11 +563,12 @@ _bodies = st.one_of(
 )
 _raw = _bodies.map(lambda v: json.dumps(v).encode()) | st.binary(max_size=60)
 
-_WRITE_ROUTES = [(m, r.path) for r in admin_api.routes(None) for m in (r.methods or set()) if m in ("POST", "PATCH")]
+_ADMIN_ROUTES = [*admin_api.routes(None), *access.routes(None)]
+_WRITE_ROUTES = [(m, r.path) for r in _ADMIN_ROUTES for m in (r.methods or set()) if m in ("POST", "PATCH")]
 
 
 def test_every_write_route_is_fuzzed():
-    assert len(_WRITE_ROUTES) >= 7
+    assert len(_WRITE_ROUTES) >= 9
 
 
 def assert_ok_or_clean_error(response, what) -> None:
@@ -587,11 +589,12 @@ def test_no_json_body_makes_a_write_route_fail_with_500(client, raw):
     for method, pattern in _WRITE_ROUTES:
         path = pattern.replace("{id:int}/versions", f"{sid}/versions").replace("{n:int}", "1")
         path = path.replace("/destinations/{id:int}", f"/destinations/{did}").replace("{id:int}", str(sid))
+        path = path.replace("{username:str}", "someone")
         response = client.request(method, path, content=raw, headers={"Content-Type": "application/json"})
         assert_ok_or_clean_error(response, (method, path, raw))
 
 
-_ID_ROUTES = [(m, r.path) for r in admin_api.routes(None) if ":int}" in r.path for m in sorted(r.methods - {"HEAD"})]
+_ID_ROUTES = [(m, r.path) for r in _ADMIN_ROUTES if ":int}" in r.path for m in sorted(r.methods - {"HEAD"})]
 _ids = st.sampled_from([0, 1, 2**31 - 1, 2**31, 2**63 - 1, 10**18 - 1]) | st.integers(0, 10**18 - 1)
 
 

@@ -136,7 +136,7 @@ def test_suppress_with_delete_end_to_end(wh, catalog):  # noqa: F811
             actions = [e["action"] for e in client.get("/api/v1/governance").json()["entries"]]
             assert actions[:3] == ["regulation", "regulation.finished", "regulation"]
             finished = client.get("/api/v1/governance?action=regulation.finished").json()["entries"]
-            assert finished[0]["counts"]["events"] == 7 and finished[0]["actor"] == "api"
+            assert finished[0]["counts"]["events"] == 7 and finished[0]["actor"] == "token:test"
     assert good["id"]
 
 

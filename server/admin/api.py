@@ -1,6 +1,6 @@
 """The admin REST API under /api/v1 (Bearer token; see auth.py).
 
-Routes for sources, destinations, settings history, the catalog and tokens. Other planes add
+Routes for sources, destinations, settings history and the catalog (users and tokens: access.py). Other planes add
 their own /api/v1 routes (events, delivery stats, dead letters, warehouse syncs) in their own
 modules with the same ``admin_endpoint`` guard; ``openapi.json`` describes all of them.
 """
@@ -19,7 +19,7 @@ from server.api.auth import actor, admin_endpoint
 from server.api.body import read_json
 from server.api.openapi import answers, openapi_document
 from server.errors import ApiError, json_response
-from server.store import tokens, workspace
+from server.store import workspace
 
 def _state(request: Request):
     return request.app.state.engine, request.app.state.catalog
@@ -195,17 +195,7 @@ async def version_rollback(request: Request) -> Response:
     return json_response(service.version_json(catalog, source_id, row))
 
 
-# ---------------------------------------------------------------- tokens and the document
-
-
-@admin_endpoint
-@answers(201)
-async def tokens_create(request: Request) -> Response:
-    """Create another admin token: {"name"?} → 201 {"token"} (shown once)."""
-    body = await read_json(request)
-    name = service.token_name(body)
-    token = await run_in_threadpool(tokens.create_token, request.app.state.engine, name)
-    return json_response({"name": name, "token": token}, 201)
+# ---------------------------------------------------------------- the document
 
 
 @admin_endpoint
@@ -233,5 +223,4 @@ def routes(config) -> list[Route]:
         Route("/api/v1/sources/{id:int}/versions", versions_list, methods=["GET"]),
         Route("/api/v1/sources/{id:int}/versions/{n:int}", version_get, methods=["GET"]),
         Route("/api/v1/sources/{id:int}/versions/{n:int}/rollback", version_rollback, methods=["POST"]),
-        Route("/api/v1/tokens", tokens_create, methods=["POST"]),
     ]

@@ -11,6 +11,8 @@ from typing import Any
 
 from starlette.routing import Route
 
+from server.api.auth import required_role
+
 _PARAM = re.compile(r"{(\w+)(?::(\w+))?}")
 _ERROR = {
     "description": "Error",
@@ -69,9 +71,11 @@ def openapi_document(app) -> dict[str, Any]:
                 "summary": doc,
                 "operationId": f"{method.lower()}_{route.name}",
                 "security": [{"bearer": []}],
+                # The least role that may call it (server/api/auth.py; docs/admin-api.md#roles).
+                "x-switchboard-role": required_role(route.endpoint, method),
                 "responses": {
                     **_success(route.endpoint),
-                    "400": _ERROR, "401": _ERROR, "404": _ERROR, "422": _ERROR,
+                    "400": _ERROR, "401": _ERROR, "403": _ERROR, "404": _ERROR, "422": _ERROR,
                 },
             }
             if params:

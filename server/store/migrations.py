@@ -90,6 +90,14 @@ def _create_filters_and_replays(conn: Connection) -> None:
     replays.migrate(conn)
 
 
+def _add_roles(conn: Connection) -> None:
+    # web_admin_users.role and admin_tokens.role (issue #17). The existing admin account and every
+    # existing token become owners, which is what they could do before: everything.
+    for table in ("web_admin_users", "admin_tokens"):
+        if "role" not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN role VARCHAR(20) NOT NULL DEFAULT 'owner'"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
@@ -99,6 +107,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "add sources.library_name", _add_source_library_name),
     (7, "create governance_log, regulations, suppressions", _create_governance),
     (8, "add destinations.filters, delivery_jobs.replay_id; create replays", _create_filters_and_replays),
+    (9, "add web_admin_users.role and admin_tokens.role", _add_roles),
 ]
 
 

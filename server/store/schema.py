@@ -116,6 +116,8 @@ admin_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("last_used_at", UTCDateTime(), nullable=True),
+    # owner | editor | viewer (server/api/auth.py); tokens made before roles existed are owners.
+    Column("role", String(20), nullable=False, server_default="owner"),
 )
 
 # Small key/value facts about this installation (generated session secret, …).

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from server.web import (
     views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history, views_privacy,
-    views_sources,
+    views_sources, views_users,
 )
 from server.web.security_headers import NoSniff
 from server.web.accounts import admin_lines
@@ -57,5 +57,6 @@ def routes(config) -> list[BaseRoute]:
         *views_destinations.routes(),
         *views_privacy.routes(),
         *views_filters.routes(),
+        *views_users.routes(),
         Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),
     ]

@@ -1,4 +1,4 @@
-"""The web app's admin account: scrypt password hashes, first-run creation (throttling: ``throttle``).
+"""The web app's first account and sign-in checks (scrypt hashes: ``server.api.users``; throttling: ``throttle``).
 
 ``ensure_admin(config, engine)`` is what ``switchboard init`` and ``serve --demo`` call: it
 creates the account named ``config.admin_user`` once, with ``config.admin_password`` or a
@@ -8,41 +8,13 @@ CLI prints it once).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import secrets
 
 from sqlalchemy import Engine
 
+from server.api.users import check_password, hash_password
 from server.config import Config
 from server.store import web as store
-
-# scrypt cost: n=2**14, r=8 is ~16 MiB and ~50 ms per check — fine for a sign-in form.
-_N, _R, _P = 2**14, 8, 1
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
-    b64 = base64.urlsafe_b64encode
-    return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.urlsafe_b64decode(digest)
-        actual = hashlib.scrypt(
-            password.encode(), salt=base64.urlsafe_b64decode(salt), n=int(n), r=int(r), p=int(p),
-            dklen=len(expected),
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
-
 
 def ensure_admin(config: Config, engine: Engine) -> tuple[str, str | None]:
     """Create the admin account if missing; return (user name, password shown once or None)."""
@@ -50,9 +22,9 @@ def ensure_admin(config: Config, engine: Engine) -> tuple[str, str | None]:
     if store.get_user(engine, username) is not None:
         return username, None
     password = config.admin_password or secrets.token_urlsafe(12)
-    created = store.create_user(engine, username, hash_password(password))
+    # The first account is the owner (roles: docs/admin-api.md#roles).
+    created = store.create_user(engine, username, hash_password(password), "owner")
     return username, password if created else None
-
 
 
 def authenticate(engine: Engine, username: str, password: str) -> bool:

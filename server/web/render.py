@@ -67,7 +67,7 @@ async def render(
     session = await load_session(request)
     flash = session.drop("f")
     html = ENV.get_template(template).render(
-        data=data, user=session.user, csrf_token=session.csrf, flash=flash, title=title, path=request.url.path,
+        data=data, user=session.user, role=session.role, csrf_token=session.csrf, flash=flash, title=title, path=request.url.path,
         **extra,
     )
     return await save_session(request, secure(HTMLResponse(html, status_code=status)))

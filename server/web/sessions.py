@@ -30,6 +30,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from server.api.auth import allows, required_role
 from server.errors import error_response
 from server.web.security_headers import secure
 
@@ -62,6 +63,7 @@ class Session(dict):
 
     changed = False
     user: str | None = None
+    role: str | None = None
 
     def set(self, key: str, value: Any) -> None:
         if self.get(key) != value:
@@ -94,15 +96,16 @@ async def load_session(request: Request) -> Session:
             data = loaded if isinstance(loaded, dict) else {}
         except BadSignature:  # includes SignatureExpired
             data = {}
-    user = None
+    user = role = None
     if isinstance(data.get("s"), str):
-        user = await run_in_threadpool(store.session_user, request.app.state.engine, data["s"])
+        found = await run_in_threadpool(store.session_principal, request.app.state.engine, data["s"])
+        user, role = found if found is not None else (None, None)
         if user is None:
             # Signed out, expired or never ours: the same as no cookie at all, exactly as an
             # expired signature is (a fresh CSRF token comes with the next page).
             data = {}
     session = request.state.web_session = Session(data)
-    session.user = user
+    session.user, session.role = user, role
     return session
 
 
@@ -117,6 +120,8 @@ async def start_session(request: Request, username: str) -> Session:
     session.clear()
     session.set("s", session_id)
     session.user = username
+    user = await run_in_threadpool(store.get_user, request.app.state.engine, username)
+    session.role = user["role"] if user else None
     session.csrf
     return session
 
@@ -127,7 +132,7 @@ async def end_session(request: Request) -> Session:
     if session.get("s"):
         await run_in_threadpool(store.end_session, request.app.state.engine, session["s"])
     session.clear()
-    session.user = None
+    session.user = session.role = None
     session.changed = True
     return session
 
@@ -201,8 +206,17 @@ def web_error(request: Request, status: int, code: str, message: str) -> Respons
     return secure(HTMLResponse(body, status_code=status))
 
 
+def forbidden_message(role: str | None, needed: str) -> str:
+    if role == "viewer":
+        return ("Nothing was changed: you are signed in as a viewer, who can look at everything but change "
+                "nothing. Ask an owner to make you an editor.")
+    return f"Nothing was changed: this needs the {needed} role and you have the {role} role."
+
+
 def page(handler: Handler) -> Handler:
-    """Require a signed-in session (else redirect to /sign-in) and, for POST, a valid CSRF token."""
+    """Require a signed-in session (else redirect to /sign-in), the route's role (the admin API's
+    one rule, ``server.api.auth.required_role``: pages are the viewer's, every POST the editor's,
+    ``@requires`` overrides) and, for POST, a valid CSRF token."""
 
     @functools.wraps(handler)
     async def guarded(request: Request) -> Response:
@@ -214,6 +228,11 @@ def page(handler: Handler) -> Handler:
 
             return RedirectResponse(f"/sign-in?next={quote(nxt, safe='/')}", status_code=303)
         request.state.admin_user = session.user
+        request.state.actor = session.user
+        request.state.role = session.role
+        needed = required_role(handler, request.method)
+        if not allows(session.role, needed):
+            return web_error(request, 403, "forbidden", forbidden_message(session.role, needed))
         if request.method not in ("GET", "HEAD") and not await check_csrf(request):
             return web_error(request, 403, "csrf_failed", CSRF_MESSAGE)
         response = await handler(request)

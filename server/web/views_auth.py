@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server.api.auth import requires
 from server.api.client_address import client_address, forwarded_for
 from server.web import accounts, throttle
 from server.web.render import render
@@ -84,6 +85,7 @@ async def _throttled(request: Request, data: dict, message: str, retry_after: in
 
 
 @page
+@requires("viewer")
 async def sign_out(request: Request) -> Response:
     await end_session(request)
     return await redirect(request, "/sign-in", "You are signed out.")
