@@ -197,7 +197,12 @@ def cmd_destinations_list(args: argparse.Namespace) -> None:
 def cmd_tokens_create(args: argparse.Namespace) -> None:
     from server.store import tokens
 
-    print(tokens.create_token(_engine(_config()), args.name))
+    from server.store import audit
+
+    engine = _engine(_config())
+    token = tokens.create_token(engine, args.name)
+    audit.record(engine, actor="cli", action="token.create", subject=f"token:{args.name}")
+    print(token)
 
 
 # ---------------------------------------------------------------- parser
@@ -290,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from server.errors import ApiError
 
+    if args.func is not cmd_serve and args.command != "worker":
+        from server.store import audit
+
+        audit.origin.set(audit.CLI)  # the audit's "from where" of this command's changes
     try:
         args.func(args)
     except CliError as exc:

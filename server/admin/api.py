@@ -19,7 +19,7 @@ from server.api.auth import actor, admin_endpoint
 from server.api.body import read_json
 from server.api.openapi import answers, openapi_document
 from server.errors import ApiError, json_response
-from server.store import tokens, workspace
+from server.store import audit, tokens, workspace
 
 def _state(request: Request):
     return request.app.state.engine, request.app.state.catalog
@@ -83,7 +83,7 @@ async def source_delete(request: Request) -> Response:
     """Delete a source, its destinations and its history."""
     engine = request.app.state.engine
     try:
-        await run_in_threadpool(workspace.delete_source, engine, request.path_params["id"])
+        await run_in_threadpool(lambda: workspace.delete_source(engine, request.path_params["id"], actor=actor(request)))
     except workspace.NotFound as exc:
         raise ApiError(404, "not_found", f"No {exc.args[0]}") from None
     return Response(status_code=204)
@@ -204,7 +204,10 @@ async def tokens_create(request: Request) -> Response:
     """Create another admin token: {"name"?} → 201 {"token"} (shown once)."""
     body = await read_json(request)
     name = service.token_name(body)
-    token = await run_in_threadpool(tokens.create_token, request.app.state.engine, name)
+    engine = request.app.state.engine
+    token = await run_in_threadpool(tokens.create_token, engine, name)
+    await run_in_threadpool(lambda: audit.record(engine, actor=actor(request), action="token.create",
+                                                 subject=f"token:{name}"))
     return json_response({"name": name, "token": token}, 201)
 
 

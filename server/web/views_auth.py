@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.client_address import client_address, forwarded_for
+from server.store import audit
 from server.web import accounts, throttle
 from server.web.render import render
 from server.web.sessions import (
@@ -68,6 +69,10 @@ async def sign_in(request: Request) -> Response:
         return await _throttled(request, data, "Too many sign-ins at once. Try again in a moment.", 1)
     async with slots:
         ok = bool(username) and await run_in_threadpool(accounts.authenticate, engine, username, password)
+    # Both outcomes go to the audit log (the throttled ones above do not: a flood would fill it).
+    await run_in_threadpool(lambda: audit.record(
+        engine, actor=username[:200] or "(none)", action="sign_in" if ok else "sign_in.failed",
+        subject=f"user:{username[:200]}"))
     if not ok:
         data["error"] = "That user name and password do not match."
         return await render(request, "sign_in.html", data, status=401, title="Sign in")
