@@ -295,10 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from server.errors import ApiError
 
-    if args.func is not cmd_serve and args.command != "worker":
-        from server.store import audit
+    from server.store import audit
 
-        audit.origin.set(audit.CLI)  # the audit's "from where" of this command's changes
+    # The audit's "from where" of this command's changes (a server sets its own per request).
+    origin = audit.origin.set(audit.CLI if args.func is not cmd_serve and args.command != "worker" else None)
     try:
         args.func(args)
     except CliError as exc:
@@ -309,6 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    finally:
+        audit.origin.reset(origin)
     return 0
 
 

@@ -4,10 +4,10 @@
 The door: ``routes``.
 """
 
-from server.admin import api, filters
+from server.admin import api, audit, filters
 
 __all__ = ["routes"]
 
 
 def routes(config) -> list:
-    return [*api.routes(config), *filters.routes(config)]
+    return [*api.routes(config), *filters.routes(config), *audit.routes(config)]
