@@ -7,6 +7,7 @@ shows them as they are.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -27,7 +28,8 @@ SUBJECT_TYPES = ("source", "destination", "token", "user", "regulation", "event 
 @page
 async def audit_page(request: Request) -> Response:
     shown = {name: request.query_params.get(name, "") for name in FIELDS}
-    data = {"filters": shown, "subject_types": SUBJECT_TYPES, "entries": [], "older": None, "error": None}
+    data: dict[str, Any] = {"filters": shown, "subject_types": SUBJECT_TYPES, "entries": [], "older": None,
+                            "error": None}
     try:
         wanted = audit_query.filters(request.query_params)
     except ApiError as exc:
