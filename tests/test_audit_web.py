@@ -1,4 +1,5 @@
-"""The Audit log page (signed in, as tests/test_web.py does): sign-ins (successful and failed)
+"""The Audit log page (signed in, as tests/test_web.py does): sign-ins (successful and failed; a
+name that is no account is not recorded)
 and changes made in the web app are entries with the session's user and the browser's address
 and user agent; the page filters like the API; a secret setting's value appears nowhere on it."""
 
@@ -43,6 +44,14 @@ def test_web_changes_and_sign_ins_are_on_the_audit_page(web):  # noqa: F811
         "destination.update", "destination.update", "destination.create"]
     bad = web.get("/audit?since=soon", headers=HTML)
     assert bad.status_code == 400 and "since must be an ISO 8601 date" in bad.text
+
+
+def test_a_failed_sign_in_as_no_account_does_not_record_what_was_typed(web):  # noqa: F811
+    typed = "my-Password-typed-as-a-name"
+    assert sign_in(web, username=typed, password="x").status_code == 401
+    (entry,) = audit.list_entries(web.engine, action="sign_in.failed")
+    assert entry["actor"] == "(unknown user)" and entry["subject"] == "user:(unknown user)"
+    assert typed not in repr(audit.list_entries(web.engine))
 
 
 def test_the_page_pages_back_with_its_filters(signed_in):  # noqa: F811
