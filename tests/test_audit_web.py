@@ -62,3 +62,19 @@ def test_the_page_pages_back_with_its_filters(signed_in):  # noqa: F811
     older = first.split('<a href="/audit?actor=bulk&amp;before=', 1)[1].split('"', 1)[0]
     second = signed_in.get(f"/audit?actor=bulk&before={older}", headers=HTML).text
     assert second.count(">bulk</a>") == 5 and "Older entries" not in second
+
+
+def test_filters_and_replays_from_the_web_app_are_entries(signed_in):  # noqa: F811
+    from server.store import workspace
+
+    dest = workspace.add_destination(signed_in.engine, 1, slug="webhooks", mode="cloud", enabled=False,
+                                     settings={"url": "https://example.com/hook"})
+    added = signed_in.post(f"/destinations/{dest['id']}/filters",
+                           data={"csrf_token": signed_in.csrf, "if": 'event = "Spam"', "action": "drop"})
+    assert added.status_code == 200
+    replayed = signed_in.post(f"/destinations/{dest['id']}/replay", data={"csrf_token": signed_in.csrf})
+    assert "Queued 0 dead letters again" in replayed.text
+    rows = audit.list_entries(signed_in.engine, subject=f"destination:{dest['id']}")
+    assert [(r["action"], r["actor"]) for r in rows] == [
+        ("replay.dead_letters", "admin"), ("filters.added", "admin"), ("destination.create", "system")]
+    assert rows[0]["origin"]["address"] == "testclient" and rows[0]["changes"]["counts"] == {"replayed": 0}
