@@ -90,3 +90,10 @@ def test_the_audit_page_shows_each_change_made_in_the_web_app(server, page: Page
     page.get_by_role("button", name="Filter").click()
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("source.create")
+
+    # Like every page, it fits a phone screen.
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(base + "/audit")
+    expect(rows).to_have_count(5)
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"/audit scrolls sideways by {overflow}px at 390px"
