@@ -22,7 +22,8 @@ from server.catalog import Catalog, load_catalog
 from server.config import Config
 from server.errors import EXCEPTION_HANDLERS
 from server.api.unavailable import STORE_HANDLERS
-from server.store import open_store
+from server.api.client_address import client_address, forwarded_for
+from server.store import audit, open_store
 
 log = logging.getLogger("switchboard")
 
@@ -60,7 +61,18 @@ class SwitchboardApp(Starlette):
                 scope["path_params"] = fast[1]
                 await fast[0](scope, receive, send)
                 return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # The audit's "from where" for every change this request makes (server/store/audit.py).
+        peer = scope["client"][0] if scope.get("client") else None
+        agent = next((v for k, v in scope["headers"] if k == b"user-agent"), b"").decode("latin-1")
+        token = audit.origin.set({"user_agent": agent, "address": client_address(
+            peer, forwarded_for(scope["headers"]), self.state.config.trust_proxy)})
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            audit.origin.reset(token)
 
 
 def create_app(

@@ -375,6 +375,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from server.errors import ApiError
 
+    from server.store import audit
+
+    # The audit's "from where" of this command's changes (a server sets its own per request).
+    origin = audit.origin.set(audit.CLI if args.func is not cmd_serve and args.command != "worker" else None)
     try:
         try:
             args.func(args)
@@ -393,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    finally:
+        audit.origin.reset(origin)
     return 0
 
 

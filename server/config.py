@@ -194,6 +194,9 @@ class Config:
     dead_letter_retention_days: int = _setting(
         "DEAD_LETTER_RETENTION_DAYS", "30", _non_negative_int,
         "Days a dead letter (a job that gave up) is kept for replay before it is pruned (0 keeps them).")
+    audit_retention_days: int = _setting(
+        "AUDIT_RETENTION_DAYS", "365", _non_negative_int,
+        "Days the audit log keeps an entry; older ones are pruned with the event log (0 keeps them all).")
     regulation_batch_size: int = _setting(
         "REGULATION_BATCH_SIZE", "500", _positive_int,
         "Events a user deletion (regulation) looks at per transaction; smaller batches hold locks for less time.")

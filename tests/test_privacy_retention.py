@@ -55,7 +55,7 @@ def test_retention_prunes_only_old_and_delivered(db_url, engine, catalog, admin_
 
     config = Config(database_url=db_url, event_retention_days=30, dead_letter_retention_days=14)
     counts = run_retention(engine, config, actor="test")
-    assert counts == {"dead_letters": 1, "events": 4}
+    assert counts == {"dead_letters": 1, "events": 4, "audit_entries": 0}  # the audit log keeps a year
 
     with read_only(engine) as conn:
         left = set(conn.execute(select(events_store.events.c.message_id)).scalars())
@@ -66,10 +66,11 @@ def test_retention_prunes_only_old_and_delivered(db_url, engine, catalog, admin_
     assert ids["old-delivered"] not in left_jobs and ids["old-dead-old"] not in left_jobs
 
     # 0 keeps everything.
-    keep = Config(database_url=db_url, event_retention_days=0, dead_letter_retention_days=0)
+    keep = Config(database_url=db_url, event_retention_days=0, dead_letter_retention_days=0, audit_retention_days=0)
     assert run_retention(engine, keep) == {"dead_letters": 0, "events": 0}
     entries = governance.list_entries(engine, action="retention")
-    assert [e["counts"] for e in entries] == [{"dead_letters": 0, "events": 0}, {"dead_letters": 1, "events": 4}]
+    assert [e["counts"] for e in entries] == [{"dead_letters": 0, "events": 0},
+                                                {"dead_letters": 1, "events": 4, "audit_entries": 0}]
     assert entries[1]["actor"] == "test"
 
     app = create_app(Config(database_url=db_url, delivery_workers=False), engine=engine, catalog=catalog,
@@ -119,7 +120,7 @@ def test_the_server_runs_retention_in_the_background(sqlite_url, catalog, monkey
         # The first runs may come before the fan-out has passed the event: it is kept until then.
         entry = wait_until(lambda: [e for e in governance.list_entries(engine, action="retention")
                                     if e["counts"]["events"]], timeout=20, what="a retention run that prunes")[0]
-    assert entry["actor"] == "retention" and entry["counts"] == {"dead_letters": 0, "events": 1}
+    assert entry["actor"] == "retention" and entry["counts"] == {"dead_letters": 0, "events": 1, "audit_entries": 0}
     with read_only(engine) as conn:
         assert conn.execute(select(events_store.events.c.id)).first() is None
     engine.dispose()

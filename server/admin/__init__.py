@@ -4,11 +4,11 @@
 The door: ``routes`` and ``add_commands`` (``switchboard users``, ``switchboard tokens``).
 """
 
-from server.admin import access, api, filters
+from server.admin import access, api, audit, filters
 from server.admin.commands import add_commands
 
 __all__ = ["routes", "add_commands"]
 
 
 def routes(config) -> list:
-    return [*api.routes(config), *filters.routes(config), *access.routes(config)]
+    return [*api.routes(config), *filters.routes(config), *access.routes(config), *audit.routes(config)]

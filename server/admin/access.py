@@ -37,7 +37,7 @@ async def users_list(request: Request) -> Response:
 async def users_create(request: Request) -> Response:
     """Invite a user: {"username", "password", "role"} → 201 (role defaults to viewer)."""
     body = await read_json(request)
-    return json_response(await run_in_threadpool(users.create_user, _engine(request), body), 201)
+    return json_response(await run_in_threadpool(lambda: users.create_user(_engine(request), body, actor=actor(request))), 201)
 
 
 @admin_endpoint
@@ -53,7 +53,7 @@ async def user_patch(request: Request) -> Response:
     """Change a user's role and/or set a new password (the reset): {"role"?, "password"?}."""
     body = await read_json(request)
     return json_response(
-        await run_in_threadpool(users.update_user, _engine(request), request.path_params["username"], body))
+        await run_in_threadpool(lambda: users.update_user(_engine(request), request.path_params["username"], body, actor=actor(request))))
 
 
 @admin_endpoint
@@ -61,7 +61,7 @@ async def user_patch(request: Request) -> Response:
 @answers(204)
 async def user_delete(request: Request) -> Response:
     """Delete a user (409 last_owner for the only owner); their sessions end."""
-    await run_in_threadpool(users.delete_user, _engine(request), request.path_params["username"])
+    await run_in_threadpool(lambda: users.delete_user(_engine(request), request.path_params["username"], actor=actor(request)))
     return Response(status_code=204)
 
 
@@ -85,7 +85,7 @@ async def tokens_list(request: Request) -> Response:
 async def tokens_create(request: Request) -> Response:
     """Create a token: {"name", "role"} → 201 {"id", "name", "role", "token"} (shown once; role defaults to viewer)."""
     body = await read_json(request)
-    return json_response(await run_in_threadpool(users.create_token, _engine(request), body), 201)
+    return json_response(await run_in_threadpool(lambda: users.create_token(_engine(request), body, actor=actor(request))), 201)
 
 
 @admin_endpoint
@@ -93,7 +93,7 @@ async def tokens_create(request: Request) -> Response:
 @answers(204)
 async def token_delete(request: Request) -> Response:
     """Revoke a token: it answers 401 from now on, on every server."""
-    await run_in_threadpool(users.revoke_token, _engine(request), request.path_params["id"])
+    await run_in_threadpool(lambda: users.revoke_token(_engine(request), request.path_params["id"], actor=actor(request)))
     return Response(status_code=204)
 
 

@@ -19,7 +19,7 @@ from server.api.auth import actor, admin_endpoint
 from server.api.body import read_json
 from server.api.openapi import answers, openapi_document
 from server.errors import ApiError, json_response
-from server.store import workspace
+from server.store import audit, workspace
 
 def _state(request: Request):
     return request.app.state.engine, request.app.state.catalog
@@ -83,7 +83,7 @@ async def source_delete(request: Request) -> Response:
     """Delete a source, its destinations and its history."""
     engine = request.app.state.engine
     try:
-        await run_in_threadpool(workspace.delete_source, engine, request.path_params["id"])
+        await run_in_threadpool(lambda: workspace.delete_source(engine, request.path_params["id"], actor=actor(request)))
     except workspace.NotFound as exc:
         raise ApiError(404, "not_found", f"No {exc.args[0]}") from None
     return Response(status_code=204)

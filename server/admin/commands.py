@@ -40,7 +40,7 @@ def _service():
 def cmd_users_add(args: argparse.Namespace) -> None:
     password, generated = _password(args)
     user = _service().create_user(
-        _engine(_config()), {"username": args.username, "password": password, "role": args.role})
+        _engine(_config()), {"username": args.username, "password": password, "role": args.role}, actor="cli")
     print(f"user {user['username']} ({user['role']}) created"
           + (f"; password: {password}   (shown once)" if generated else ""))
 
@@ -57,22 +57,22 @@ def cmd_users_list(args: argparse.Namespace) -> None:
 
 def cmd_users_set_password(args: argparse.Namespace) -> None:
     password, generated = _password(args)
-    _service().update_user(_engine(_config()), args.username, {"password": password})
+    _service().update_user(_engine(_config()), args.username, {"password": password}, actor="cli")
     print(f"password of {args.username} set" + (f": {password}   (shown once)" if generated else ""))
 
 
 def cmd_users_set_role(args: argparse.Namespace) -> None:
-    user = _service().update_user(_engine(_config()), args.username, {"role": args.role})
+    user = _service().update_user(_engine(_config()), args.username, {"role": args.role}, actor="cli")
     print(f"{user['username']} is now {user['role']}")
 
 
 def cmd_users_remove(args: argparse.Namespace) -> None:
-    _service().delete_user(_engine(_config()), args.username)
+    _service().delete_user(_engine(_config()), args.username, actor="cli")
     print(f"user {args.username} removed (signed out everywhere)")
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> None:
-    made = _service().create_token(_engine(_config()), {"name": args.name, "role": args.role})
+    made = _service().create_token(_engine(_config()), {"name": args.name, "role": args.role}, actor="cli")
     print(made["token"])
 
 
@@ -87,7 +87,7 @@ def cmd_tokens_list(args: argparse.Namespace) -> None:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> None:
-    _service().revoke_token(_engine(_config()), args.id)
+    _service().revoke_token(_engine(_config()), args.id, actor="cli")
     print(f"token {args.id} revoked")
 
 

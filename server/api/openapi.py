@@ -78,8 +78,11 @@ def openapi_document(app) -> dict[str, Any]:
                     "400": _ERROR, "401": _ERROR, "403": _ERROR, "404": _ERROR, "422": _ERROR,
                 },
             }
-            if params:
-                operation["parameters"] = params
+            # Query parameters an endpoint declares as [(name, type, description)] (e.g. server/admin/audit.py).
+            query = [{"name": name, "in": "query", "required": False, "description": text, "schema": {"type": kind}}
+                     for name, kind, text in getattr(route.endpoint, "query_parameters", [])]
+            if params or query:
+                operation["parameters"] = params + query
             if method in ("POST", "PATCH", "PUT"):
                 operation["requestBody"] = {
                     "required": False,

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from server.errors import ApiError
-from server.store import tokens
+from server.store import audit, tokens
 from server.store import web as store
 
 ROLES = tokens.ROLES
@@ -105,19 +105,20 @@ def get_user(engine: Engine, username: str) -> dict[str, Any]:
     return user_json(_user(engine, username))
 
 
-def create_user(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
+def create_user(engine: Engine, body: dict[str, Any], *, actor: str) -> dict[str, Any]:
     """{"username", "password", "role"?} (role defaults to viewer) → the user, without the password."""
     username = username_of(body.get("username"))
     password = password_of(body.get("password"))
     role = role_of(body.get("role", "viewer"))
     if not store.create_user(engine, username, hash_password(password), role):
         raise ApiError(409, "username_taken", f"A user named {username!r} exists")
+    audit.record(engine, actor=actor, action="user.create", subject=f"user:{username}", changes={"role": role})
     return get_user(engine, username)
 
 
-def update_user(engine: Engine, username: str, body: dict[str, Any]) -> dict[str, Any]:
+def update_user(engine: Engine, username: str, body: dict[str, Any], *, actor: str) -> dict[str, Any]:
     """{"role"?, "password"?}: an owner changes a role or sets a new password (the reset)."""
-    _user(engine, username)
+    before = _user(engine, username)
     unknown = set(body) - {"role", "password"}
     if unknown:
         field = sorted(unknown)[0]
@@ -128,15 +129,22 @@ def update_user(engine: Engine, username: str, body: dict[str, Any]) -> dict[str
         store.update_user(engine, username, role=role, password_hash=password)
     except store.LastOwner:
         raise _last_owner(username) from None
+    changes: dict[str, Any] = {}
+    if role is not None and role != before["role"]:
+        changes["role"] = {"before": before["role"], "after": role}
+    if password is not None:
+        changes["password"] = "reset"  # that it changed, never the value
+    audit.record(engine, actor=actor, action="user.update", subject=f"user:{username}", changes=changes)
     return get_user(engine, username)
 
 
-def delete_user(engine: Engine, username: str) -> None:
+def delete_user(engine: Engine, username: str, *, actor: str) -> None:
     try:
         if not store.delete_user(engine, username):
             raise ApiError(404, "not_found", f"No user {username!r}")
     except store.LastOwner:
         raise _last_owner(username) from None
+    audit.record(engine, actor=actor, action="user.delete", subject=f"user:{username}")
 
 
 def change_own_password(engine: Engine, username: str, body: dict[str, Any]) -> None:
@@ -147,20 +155,25 @@ def change_own_password(engine: Engine, username: str, body: dict[str, Any]) -> 
         raise ApiError(422, "wrong_password", "The current password is not right", field="current_password")
     new = password_of(body.get("new_password"), "new_password")
     store.update_user(engine, username, password_hash=hash_password(new))
+    audit.record(engine, actor=username, action="user.password", subject=f"user:{username}")
 
 
-def create_token(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
+def create_token(engine: Engine, body: dict[str, Any], *, actor: str) -> dict[str, Any]:
     """{"name"?, "role"?} (role defaults to viewer) → {"id", "name", "role", "token"} shown once."""
     name = body.get("name", "api")
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or any(ord(c) < 32 for c in name):
         raise ApiError(422, "validation_error", "name must be non-empty text of at most 200 characters", field="name")
-    return tokens.issue_token(engine, name.strip(), role_of(body.get("role", "viewer")))
+    made = tokens.issue_token(engine, name.strip(), role_of(body.get("role", "viewer")))
+    audit.record(engine, actor=actor, action="token.create", subject=f"token:{made['name']}",
+                 changes={"role": made["role"]})
+    return made
 
 
 def list_tokens(engine: Engine) -> list[dict[str, Any]]:
     return [token_json(r) for r in tokens.list_tokens(engine)]
 
 
-def revoke_token(engine: Engine, token_id: int) -> None:
+def revoke_token(engine: Engine, token_id: int, *, actor: str) -> None:
     if not tokens.revoke_token(engine, token_id):
         raise ApiError(404, "not_found", f"No token {token_id}")
+    audit.record(engine, actor=actor, action="token.revoke", subject=f"token:{token_id}")

@@ -15,6 +15,7 @@ from server.delivery import router
 from server.delivery.sender import Sender
 from server.delivery.stats import destination_stats
 from server.store import delivery as store
+from server.store import governance
 
 RECENT_FAILURES = 10
 DEAD_LETTERS_SHOWN = 50
@@ -52,8 +53,17 @@ async def delivery_overview(app, destination: dict[str, Any]) -> dict[str, Any]:
     return await run_in_threadpool(_overview, app.state.engine, destination)
 
 
-async def replay_dead_letters(app, destination_id: int) -> int:
-    return await run_in_threadpool(lambda: store.replay(app.state.engine, destination_id))
+async def replay_dead_letters(app, destination_id: int, *, actor: str) -> int:
+    """Queue every dead letter again; recorded like the API's replay (governance and audit)."""
+    engine = app.state.engine
+
+    def run() -> int:
+        count = store.replay(engine, destination_id)
+        governance.record(engine, actor=actor, action="replay.dead_letters", subject=f"destination:{destination_id}",
+                          details={"since": None, "until": None, "ids": None}, counts={"replayed": count})
+        return count
+
+    return await run_in_threadpool(run)
 
 
 def event_deliveries(engine, event_id: int) -> dict[int, dict[str, Any]]:

@@ -16,8 +16,9 @@ this process or, on PostgreSQL, any), until a running delete's lease ends (its p
 died), or until retention is due; ``SAFETY_POLL_S`` at most. An idle runner queries nothing.
 
 Retention runs every ``RETENTION_EVERY_S`` (first ``RETENTION_FIRST_S`` after start); on
-PostgreSQL an advisory lock lets one process at a time do it. Each run is logged in the
-governance log with its counts.
+PostgreSQL an advisory lock lets one process at a time do it. It also prunes the audit log
+(SWITCHBOARD_AUDIT_RETENTION_DAYS). Each run is logged in the governance log (and so the audit
+log) with its counts.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sqlalchemy import Engine
 
 from server.catalog import Catalog
 from server.config import Config
-from server.store import erasure, governance, notify, regulations
+from server.store import audit, erasure, governance, notify, regulations
 
 log = logging.getLogger("switchboard.privacy")
 
@@ -137,9 +138,12 @@ def run_retention(engine: Engine, config: Config, *, actor: str = "retention") -
         if config.event_retention_days:
             counts["events"] = erasure.prune_events(engine, now - timedelta(days=config.event_retention_days))
         erasure.drop_orphan_attempts(engine)
+        if config.audit_retention_days:
+            counts["audit_entries"] = audit.prune(engine, now - timedelta(days=config.audit_retention_days))
         governance.record(engine, actor=actor, action="retention", subject="event log",
                           details={"event_retention_days": config.event_retention_days,
-                                   "dead_letter_retention_days": config.dead_letter_retention_days},
+                                   "dead_letter_retention_days": config.dead_letter_retention_days,
+                                   "audit_retention_days": config.audit_retention_days},
                           counts=counts)
     return counts
 

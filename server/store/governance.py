@@ -5,6 +5,10 @@ Anyone may ``record`` an entry, inside their own transaction (pass the Connectio
 commits or rolls back with the action) or on its own (pass the Engine). Entries are never
 updated or deleted by Switchboard: they are the record that an erasure happened, so they hold
 counts and ids, never the erased data itself (a regulation's user ids stay in ``regulations``).
+
+Each entry is also the audit log's entry for that change (``server/store/audit.py``): ``record``
+writes both in one transaction, so the audit is the single record of every change and this log
+its governance view with counts.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Connection, Engine, Index, String, Table, select
 
+from server.store import audit
 from server.store.engine import read_only
 from server.store.schema import Id, UTCDateTime, metadata
 
@@ -55,9 +60,17 @@ def record(
         "counts": counts,
     }
     if isinstance(conn_or_engine, Connection):
-        return int(conn_or_engine.execute(governance_log.insert().values(**values)).inserted_primary_key[0])
+        return _write(conn_or_engine, values)
     with conn_or_engine.begin() as conn:
-        return int(conn.execute(governance_log.insert().values(**values)).inserted_primary_key[0])
+        return _write(conn, values)
+
+
+def _write(conn: Connection, values: dict) -> int:
+    entry_id = int(conn.execute(governance_log.insert().values(**values)).inserted_primary_key[0])
+    changes = {**(values["details"] or {}), **({"counts": values["counts"]} if values["counts"] else {})}
+    audit.record(conn, actor=values["actor"], action=values["action"], subject=values["subject"],
+                 changes={**changes, "governance_id": entry_id})
+    return entry_id
 
 
 def _row(row: Any) -> dict:

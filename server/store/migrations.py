@@ -98,6 +98,13 @@ def _add_roles(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE {table} ADD COLUMN role VARCHAR(20) NOT NULL DEFAULT 'owner'"))
 
 
+def _create_audit_log(conn: Connection) -> None:
+    # The audit log (server/store/audit.py).
+    from server.store import audit
+
+    audit.create_tables(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
@@ -108,6 +115,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (7, "create governance_log, regulations, suppressions", _create_governance),
     (8, "add destinations.filters, delivery_jobs.replay_id; create replays", _create_filters_and_replays),
     (9, "add web_admin_users.role and admin_tokens.role", _add_roles),
+    (10, "create audit_log", _create_audit_log),
 ]
 
 

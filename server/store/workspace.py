@@ -20,8 +20,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from server.store import notify
+from server.store import audit, notify
 from server.store.bundle_builds import bump_sequence
+from server.catalog import SECRET_MASK
 from server.store.engine import read_only
 from server.store.schema import destinations, settings_versions, sources
 
@@ -99,11 +100,19 @@ def _snapshot(conn: Connection, source_id: int) -> dict[str, Any]:
     }
 
 
-def _bump(conn: Connection, source_id: int, actor: str, summary: str) -> int:
-    """Record the source's current state as a new version; return that version number."""
+def _bump(conn: Connection, source_id: int, actor: str, summary: str, *, action: str, subject: str = "",
+          changes: dict[str, Any] | None = None) -> int:
+    """Record the source's current state as a new version; return that version number.
+
+    Also the audit hook of every workspace change: the entry (``action`` on ``subject``, by
+    default the source) holds the fields that differ from the previous version, secrets masked.
+    ``changes`` replaces that diff; an empty ``action`` records no entry (filters: governance does)."""
     current = conn.execute(
         select(sources.c.settings_version, sources.c.write_key).where(sources.c.id == source_id)
     ).one()
+    previous = conn.execute(select(settings_versions.c.content).where(
+        settings_versions.c.source_id == source_id, settings_versions.c.version == current.settings_version)
+    ).scalar_one_or_none()
     version = current.settings_version + 1
     conn.execute(
         sources.update().where(sources.c.id == source_id).values(settings_version=version, updated_at=now())
@@ -115,13 +124,46 @@ def _bump(conn: Connection, source_id: int, actor: str, summary: str) -> int:
             created_at=now(),
             actor=actor,
             summary=summary,
-            content=_snapshot(conn, source_id),
+            content=(content := _snapshot(conn, source_id)),
         )
     )
+    if action:
+        subject = subject or f"source:{source_id}"
+        if changes is None:
+            changes = audit_diff(previous or {}, content, subject)
+        audit.record(conn, actor=actor, action=action, subject=subject, changes={"summary": summary, **changes})
     # Every change, here and in other processes, reaches the bundle and write-key caches this way.
     notify.SETTINGS.publish(conn, source_id, current.write_key, version)
     bump_sequence(conn)  # other processes' bundle caches look at this one number
     return version
+
+
+def _flatten(content: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """A snapshot as {field path: (value, value as the audit may show it)}: "source.name",
+    "destination:4.settings.apiKey" (masked unless public), …"""
+    fields = {f"source.{k}": (v, v) for k, v in (content.get("source") or {}).items()}
+    for d in content.get("destinations") or []:
+        prefix = f"destination:{d['id']}"
+        for key in ("slug", "mode", "enabled"):
+            fields[f"{prefix}.{key}"] = (d.get(key), d.get(key))
+        for key, value in (d.get("settings") or {}).items():
+            fields[f"{prefix}.settings.{key}"] = (value, audit.mask_setting(d["slug"], key, value))
+        if d.get("filters"):
+            fields[f"{prefix}.filters"] = (d["filters"], d["filters"])
+    return fields
+
+
+def audit_diff(before: dict[str, Any], after: dict[str, Any], subject: str) -> dict[str, Any]:
+    """{field: {"before", "after"}} for the fields two snapshots differ in, secrets masked (a
+    secret that changed shows the mask on both sides). The subject's own fields lose its prefix."""
+    old, new = _flatten(before), _flatten(after)
+    own = "source." if subject.startswith("source:") else f"{subject}."
+    gone = (None, None)
+    return {
+        path.removeprefix(own): {"before": old.get(path, gone)[1], "after": new.get(path, gone)[1]}
+        for path in sorted(set(old) | set(new))
+        if old.get(path, gone)[0] != new.get(path, gone)[0]
+    }
 
 
 def _forget_key(conn: Connection, source_id: int, write_key: str) -> None:
@@ -165,7 +207,7 @@ def create_source(engine: Engine, name: str, *, actor: str = "system") -> dict[s
                 updated_at=now(),
             )
         ).inserted_primary_key[0]
-        _bump(conn, source_id, actor, f"Created source {name!r}")
+        _bump(conn, source_id, actor, f"Created source {name!r}", action="source.create")
         return _source_dict(conn.execute(select(sources).where(sources.c.id == source_id)).one())
 
 
@@ -230,7 +272,7 @@ def update_source(
         # Saving unchanged is not a new version (it would only invalidate every cached bundle).
         if changes:
             conn.execute(sources.update().where(sources.c.id == source_id).values(**values))
-            _bump(conn, source_id, actor, "Source " + ", ".join(changes))
+            _bump(conn, source_id, actor, "Source " + ", ".join(changes), action="source.update")
         return _source_dict(conn.execute(select(sources).where(sources.c.id == source_id)).one())
 
 
@@ -242,17 +284,20 @@ def rotate_write_key(engine: Engine, source_id: int, *, actor: str = "system") -
         conn.execute(sources.update().where(sources.c.id == source_id).values(write_key=new_write_key()))
         # The old key's cached bundle must go too: announce it explicitly.
         _forget_key(conn, source_id, old)
-        _bump(conn, source_id, actor, "Rotated the write key")
+        _bump(conn, source_id, actor, "Rotated the write key", action="source.rotate_write_key",
+              changes={"write_key": {"before": SECRET_MASK, "after": SECRET_MASK}})
         return _source_dict(conn.execute(select(sources).where(sources.c.id == source_id)).one())
 
 
-def delete_source(engine: Engine, source_id: int) -> None:
+def delete_source(engine: Engine, source_id: int, *, actor: str = "system") -> None:
     with _Tx(engine) as conn:
-        key = conn.execute(select(sources.c.write_key).where(sources.c.id == source_id)).scalar_one_or_none()
-        if key is None:
+        row = conn.execute(select(sources.c.write_key, sources.c.name).where(sources.c.id == source_id)).one_or_none()
+        if row is None:
             raise NotFound(f"source {source_id}")
         conn.execute(sources.delete().where(sources.c.id == source_id))
-        _forget_key(conn, source_id, key)
+        _forget_key(conn, source_id, row.write_key)
+        audit.record(conn, actor=actor, action="source.delete", subject=f"source:{source_id}",
+                     changes={"summary": f"Deleted source {row.name!r}"})
 
 
 # ---------------------------------------------------------------- destinations
@@ -284,7 +329,8 @@ def add_destination(
             )
         ).inserted_primary_key[0]
         state = "enabled" if enabled else "disabled"
-        _bump(conn, source_id, actor, f"Added {label or slug} ({mode} mode, {state})")
+        _bump(conn, source_id, actor, f"Added {label or slug} ({mode} mode, {state})", action="destination.create",
+              subject=f"destination:{dest_id}")
         return _destination_dict(conn.execute(select(destinations).where(destinations.c.id == dest_id)).one())
 
 
@@ -336,7 +382,8 @@ def update_destination(
             changes.append(f"switched to {mode} mode")
         conn.execute(destinations.update().where(destinations.c.id == destination_id).values(**values))
         if changes:
-            _bump(conn, before.source_id, actor, f"{label or before.slug}: " + "; ".join(changes))
+            _bump(conn, before.source_id, actor, f"{label or before.slug}: " + "; ".join(changes),
+                  action="destination.update", subject=f"destination:{destination_id}")
         return _destination_dict(conn.execute(select(destinations).where(destinations.c.id == destination_id)).one())
 
 
@@ -353,7 +400,9 @@ def set_filters(
         if list(before.filters or []) != filters:
             conn.execute(destinations.update().where(destinations.c.id == destination_id)
                          .values(filters=filters or None, updated_at=now()))
-            _bump(conn, before.source_id, actor, f"{label or before.slug}: filters changed ({len(filters)} now)")
+            # The audit entry is governance's: server/api/filters.py records it with the filter list.
+            _bump(conn, before.source_id, actor, f"{label or before.slug}: filters changed ({len(filters)} now)",
+                  action="")
         return _destination_dict(conn.execute(select(destinations).where(destinations.c.id == destination_id)).one())
 
 
@@ -363,7 +412,8 @@ def delete_destination(engine: Engine, destination_id: int, *, actor: str = "sys
         if before is None:
             raise NotFound(f"destination {destination_id}")
         conn.execute(destinations.delete().where(destinations.c.id == destination_id))
-        _bump(conn, before.source_id, actor, f"Removed {label or before.slug}")
+        _bump(conn, before.source_id, actor, f"Removed {label or before.slug}", action="destination.delete",
+              subject=f"destination:{destination_id}")
 
 
 # ---------------------------------------------------------------- history
@@ -424,7 +474,7 @@ def rollback(engine: Engine, source_id: int, version: int, *, actor: str = "syst
                 conn.execute(destinations.update().where(destinations.c.id == dest_id).values(**values))
             else:
                 conn.execute(destinations.insert().values(id=dest_id, source_id=source_id, created_at=now(), **values))
-        return _bump(conn, source_id, actor, f"Rolled back to version {version}")
+        return _bump(conn, source_id, actor, f"Rolled back to version {version}", action="source.rollback")
 
 
 # ---------------------------------------------------------------- the bundle's query

@@ -1,6 +1,6 @@
 """The web plane: the server-rendered web app for people (sign-in, sources, catalog, the
-add-destination flow, settings history, debugger, delivery overview, privacy and the
-governance log) and its static files.
+add-destination flow, settings history, debugger, delivery overview, privacy, the
+governance log and the audit log) and its static files.
 
 Every page wears ``sessions.page`` (signed-in session required, CSRF on POST) and answers
 ``?format=json`` with the data it shows (``render.render``).
@@ -19,8 +19,8 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from server.web import (
-    views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history, views_privacy,
-    views_sources, views_users,
+    views_audit, views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history,
+    views_privacy, views_sources, views_users,
 )
 from server.web.security_headers import NoSniff
 from server.web.accounts import admin_lines
@@ -56,6 +56,7 @@ def routes(config) -> list[BaseRoute]:
         *views_catalog.routes(),
         *views_destinations.routes(),
         *views_privacy.routes(),
+        *views_audit.routes(),
         *views_filters.routes(),
         *views_users.routes(),
         Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),

@@ -16,6 +16,8 @@ from starlette.routing import Route
 
 from server.api.auth import requires
 from server.api.client_address import client_address, forwarded_for
+from server.store import audit
+from server.store import web as web_store
 from server.web import accounts, throttle
 from server.web.render import render
 from server.web.sessions import (
@@ -69,6 +71,12 @@ async def sign_in(request: Request) -> Response:
         return await _throttled(request, data, "Too many sign-ins at once. Try again in a moment.", 1)
     async with slots:
         ok = bool(username) and await run_in_threadpool(accounts.authenticate, engine, username, password)
+    # Both outcomes go to the audit log (the throttled ones above do not: a flood would fill it).
+    # A name that is no account is not recorded: it may be a password typed in the wrong field.
+    known = ok or await run_in_threadpool(lambda: web_store.get_user(engine, username) is not None)
+    who = username if known else "(unknown user)"
+    await run_in_threadpool(lambda: audit.record(
+        engine, actor=who, action="sign_in" if ok else "sign_in.failed", subject=f"user:{who}"))
     if not ok:
         data["error"] = "That user name and password do not match."
         return await render(request, "sign_in.html", data, status=401, title="Sign in")

@@ -171,7 +171,7 @@ async def test_event(request: Request, dest: dict, manifest: Manifest, source: d
 
 @destination_page
 async def replay(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
-    count = await delivery.replay_dead_letters(request.app, dest["id"])
+    count = await delivery.replay_dead_letters(request.app, dest["id"], actor=request.state.admin_user)
     return await redirect(request, f"/destinations/{dest['id']}#delivery",
                           f"Queued {count} dead letter{'s' if count != 1 else ''} again; they are sent with the "
                           "current settings.")

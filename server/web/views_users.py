@@ -36,7 +36,7 @@ async def users_invite(request: Request) -> Response:
     form = await form_of(request)
     body = {k: str(form.get(k, "")) for k in ("username", "password", "role")}
     try:
-        made = await run_in_threadpool(users.create_user, _engine(request), body)
+        made = await run_in_threadpool(lambda: users.create_user(_engine(request), body, actor=request.state.admin_user))
     except ApiError as exc:
         return await redirect(request, "/users", f"User not created: {exc.message}", "error")
     return await redirect(request, "/users", f"Created {made['username']} ({made['role']}). Give them their "
@@ -51,10 +51,10 @@ async def user_change(request: Request) -> Response:
     action = str(form.get("action", ""))
     try:
         if action == "delete":
-            await run_in_threadpool(users.delete_user, _engine(request), username)
+            await run_in_threadpool(lambda: users.delete_user(_engine(request), username, actor=request.state.admin_user))
             return await redirect(request, "/users", f"Deleted {username}; they are signed out.")
         body = {"role": str(form.get("role", ""))} if action == "role" else {"password": str(form.get("password", ""))}
-        await run_in_threadpool(users.update_user, _engine(request), username, body)
+        await run_in_threadpool(lambda: users.update_user(_engine(request), username, body, actor=request.state.admin_user))
     except ApiError as exc:
         return await redirect(request, "/users", f"{username} not changed: {exc.message}", "error")
     done = f"{username} is now {body['role']}." if action == "role" else f"New password set for {username}."
@@ -77,8 +77,9 @@ async def tokens_page(request: Request) -> Response:
 async def tokens_create(request: Request) -> Response:
     form = await form_of(request)
     try:
-        made = await run_in_threadpool(users.create_token, _engine(request),
-                                       {"name": str(form.get("name", "")), "role": str(form.get("role", ""))})
+        made = await run_in_threadpool(lambda: users.create_token(
+            _engine(request), {"name": str(form.get("name", "")), "role": str(form.get("role", ""))},
+            actor=request.state.admin_user))
     except ApiError as exc:
         return await redirect(request, "/tokens", f"Token not created: {exc.message}", "error")
     return await _tokens_page(request, created=made, status=201)
@@ -88,7 +89,8 @@ async def tokens_create(request: Request) -> Response:
 @requires("owner")
 async def token_revoke(request: Request) -> Response:
     try:
-        await run_in_threadpool(users.revoke_token, _engine(request), request.path_params["id"])
+        await run_in_threadpool(lambda: users.revoke_token(
+            _engine(request), request.path_params["id"], actor=request.state.admin_user))
     except ApiError as exc:
         return await redirect(request, "/tokens", exc.message, "error")
     return await redirect(request, "/tokens", "Token revoked: it is refused from now on.")
