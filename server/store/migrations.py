@@ -90,6 +90,13 @@ def _create_filters_and_replays(conn: Connection) -> None:
     replays.migrate(conn)
 
 
+def _create_alerts(conn: Connection) -> None:
+    # Alert rules and their history (server/store/alerts.py, docs/alerts.md).
+    from server.store import alerts
+
+    alerts.create_tables(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
@@ -99,6 +106,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "add sources.library_name", _add_source_library_name),
     (7, "create governance_log, regulations, suppressions", _create_governance),
     (8, "add destinations.filters, delivery_jobs.replay_id; create replays", _create_filters_and_replays),
+    (11, "create alert_rules, alert_events", _create_alerts),
 ]
 
 
