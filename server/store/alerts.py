@@ -138,7 +138,7 @@ def transition(engine: Engine, rule_id: int, to: str, value: float | None, messa
         if claimed != 1:
             return None
         return conn.execute(alert_events.insert().values(
-            rule_id=rule_id, at=now, kind=to, value=value, message=message, notify_status="pending",
+            rule_id=rule_id, at=now, kind="firing" if to == FIRING else "resolved", value=value, message=message, notify_status="pending",
             evaluator=evaluator)).inserted_primary_key[0]
 
 
