@@ -1,6 +1,6 @@
 """The web plane: the server-rendered web app for people (sign-in, sources, catalog, the
-add-destination flow, settings history, debugger, delivery overview, privacy and the
-governance log) and its static files.
+add-destination flow, settings history, debugger, delivery overview, privacy, the
+governance log and alerts) and its static files.
 
 Every page wears ``sessions.page`` (signed-in session required, CSRF on POST) and answers
 ``?format=json`` with the data it shows (``render.render``).
@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from server.web import (
-    views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history, views_privacy,
+    views_alerts, views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history, views_privacy,
     views_sources,
 )
 from server.web.security_headers import NoSniff
@@ -57,5 +57,6 @@ def routes(config) -> list[BaseRoute]:
         *views_destinations.routes(),
         *views_privacy.routes(),
         *views_filters.routes(),
+        *views_alerts.routes(),
         Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),
     ]
