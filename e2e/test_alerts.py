@@ -7,6 +7,7 @@ The screenshot goes to test-artifacts/screenshots/alerts.png (docs/screenshots/ 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -41,7 +42,7 @@ class Switch:
 def setup(tmp_path):
     url = f"sqlite:///{tmp_path / 'alerts.db'}"
     env = {"SWITCHBOARD_DATABASE_URL": url, "SWITCHBOARD_ADMIN_PASSWORD": PASSWORD}
-    subprocess.run([sys.executable, "-m", "server.cli", "init"], env={**__import__("os").environ, **env},
+    subprocess.run([sys.executable, "-m", "server.cli", "init"], env={**os.environ, **env},
                    cwd=ROOT, capture_output=True, text=True, check=True)
     engine = open_store(url)
     token = tokens.create_token(engine, "e2e")

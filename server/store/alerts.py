@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, Column, Connection, Engine, Float, ForeignKey, Integer, String, Table, Text, case, func, select,
+    JSON, Boolean, Column, Connection, Engine, Float, ForeignKey, String, Table, Text, case, func, select,
     update,
 )
 
