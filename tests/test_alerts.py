@@ -55,7 +55,8 @@ def test_failure_rate_fires_once_and_resolves_once(engine, catalog, db_url, rece
     assert [r.json()["properties"]["state"] for r in got] == ["firing", "resolved"]
     assert len(receiver.snapshot()) == 2
     assert got[0].json()["event"] == "Switchboard Alert"
-    assert "75% of 4 delivery attempts" in got[0].json()["properties"]["text"]
+    text = got[0].json()["properties"]["text"]
+    assert f"75% of 4 delivery attempts to Site → webhooks #{ws['watched']['id']} failed in the last 5 min" in text
     assert all(e["notify_status"] == "sent" for e in store.history(engine, rule["id"]))
 
 
@@ -148,6 +149,7 @@ def test_no_events_fires_for_a_silent_source_and_resolves_on_the_next_event(engi
     ev = evaluator(engine, catalog, db_url)
     _event(engine, source, "m1", datetime.now(timezone.utc) - timedelta(minutes=2))
     assert len(run(ev)) == 1
+    assert "source Site last received an event 1" in store.history(engine, rule["id"])[0]["message"]
     _event(engine, source, "m2", datetime.now(timezone.utc))
     assert len(run(ev)) == 1 and run(ev) == []
     assert kinds(engine, rule["id"]) == ["firing", "resolved"]

@@ -67,10 +67,12 @@ class Evaluator:
         return [event["properties"]["history_id"] for _, event in transitions]
 
     def _evaluate(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        made = []
-        for rule in store.list_rules(self.engine, enabled_only=True):
+        made: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        rules = store.list_rules(self.engine, enabled_only=True)
+        labels = conditions.names(self.engine) if rules else {}
+        for rule in rules:
             try:
-                breached, value, text = conditions.check(self.engine, rule, store.utcnow())
+                breached, value, text = conditions.check(self.engine, rule, store.utcnow(), labels)
                 wanted = store.FIRING if breached else store.OK
                 if wanted == rule["state"]:
                     store.record_value(self.engine, rule["id"], value)
