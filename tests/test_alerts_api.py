@@ -126,3 +126,12 @@ def test_openapi_lists_the_alert_routes(config, engine, catalog):
     assert set(paths["/api/v1/alerts"]) == {"get", "post"}
     assert set(paths["/api/v1/alerts/{id}"]) == {"get", "patch", "delete"}
     assert "get" in paths["/api/v1/alerts/{id}/history"]
+
+
+def test_the_evaluator_runs_only_where_delivery_workers_run(engine, catalog, db_url):
+    for workers in (False, True):
+        config = Config(database_url=db_url, delivery_workers=workers, allow_private_egress=True)
+        app = create_app(config, engine=engine, catalog=catalog, planes=["server.alerts"])
+        with TestClient(app):
+            assert (app.state.alert_evaluator is not None) is workers
+        assert app.state.alert_evaluator is None  # stopped on shutdown
