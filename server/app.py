@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server import admin, cdn, delivery, demo, health, ingest, privacy, scaleout, warehouse, web
+from server import admin, alerts, cdn, delivery, demo, health, ingest, privacy, scaleout, warehouse, web
 from server.catalog import Catalog, load_catalog
 from server.config import Config
 from server.errors import EXCEPTION_HANDLERS
@@ -28,7 +28,7 @@ from server.store import audit, open_store
 log = logging.getLogger("switchboard")
 
 # Order matters only where paths overlap: earlier planes win.
-PLANES: list[ModuleType] = [cdn, ingest, health, scaleout, admin, delivery, demo, web, warehouse, privacy]
+PLANES: list[ModuleType] = [cdn, ingest, health, scaleout, admin, delivery, demo, web, warehouse, privacy, alerts]
 BY_NAME = {plane.__name__: plane for plane in PLANES}
 
 

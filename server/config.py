@@ -201,6 +201,16 @@ class Config:
         "REGULATION_BATCH_SIZE", "500", _positive_int,
         "Events a user deletion (regulation) looks at per transaction; smaller batches hold locks for less time.")
 
+    alert_interval_s: float = _setting(
+        "ALERT_INTERVAL_S", "20", _positive_float,
+        "Seconds between evaluations of the alert rules in each worker process (docs/alerts.md).")
+    smtp_host: str = _setting("SMTP_HOST", "", str, "SMTP server for alert e-mails. Empty: e-mail alerts fail.")
+    smtp_port: int = _setting("SMTP_PORT", "587", _port, "Port of the SMTP server.")
+    smtp_user: str = _setting("SMTP_USER", "", str, "SMTP user name. Empty: no login.")
+    smtp_password: str = _setting("SMTP_PASSWORD", "", str, "SMTP password.")
+    smtp_from: str = _setting("SMTP_FROM", "switchboard@localhost", str, "Sender address of alert e-mails.")
+    smtp_starttls: bool = _setting("SMTP_STARTTLS", "true", _bool, "Upgrade the SMTP connection with STARTTLS.")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":
         environ = os.environ if environ is None else environ

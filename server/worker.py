@@ -2,8 +2,8 @@
 
 It runs the very startup and shutdown hooks ``switchboard serve`` runs (``WORKER_PLANES``): the
 change bus listener (``scaleout``: other processes' appends wake the delivery workers at once
-on PostgreSQL; polling covers SQLite and gaps), the delivery service and the warehouse
-scheduler. The planes see a host with the same ``state`` an app gives them (config, engine,
+on PostgreSQL; polling covers SQLite and gaps), the delivery service, the warehouse
+scheduler and the alert evaluator. The planes see a host with the same ``state`` an app gives them (config, engine,
 catalog), plus the worker's ``delivery_options``.
 """
 
@@ -16,10 +16,10 @@ import logging
 import signal
 from types import SimpleNamespace
 
-from server import delivery, privacy, scaleout, warehouse
+from server import alerts, delivery, privacy, scaleout, warehouse
 from server.cli_support import CliError, catalog, config, engine
 
-WORKER_PLANES = [scaleout, delivery, warehouse, privacy]
+WORKER_PLANES = [scaleout, delivery, warehouse, privacy, alerts]
 log = logging.getLogger("switchboard")
 
 

@@ -5,7 +5,8 @@
 - A plane imports the kernel, the store, the catalog/destinations and its own modules.
 - The web app may also use the read-outs of the bundle, delivery and warehouse planes, by name
   from their doors (``from server.delivery import delivery_overview``), never their insides;
-  the demo page may use the bundle plane's door (the snippet).
+  the demo page may use the bundle plane's door (the snippet); the alerts plane sends through the
+  delivery plane's door (`send_sample`).
 - The assemblers (app.py, cli.py, worker.py) use doors only.
 - Nothing in server/ imports cli.py (the console script is its only user).
 """
@@ -16,10 +17,10 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PLANES = {"cdn", "ingest", "delivery", "warehouse", "admin", "web", "health", "demo", "scaleout", "privacy"}
+PLANES = {"cdn", "ingest", "delivery", "warehouse", "admin", "web", "health", "demo", "scaleout", "privacy", "alerts"}
 SHARED = {"config", "errors", "rules", "fql", "api", "cli_support", "store", "catalog", "destinations"}
 ASSEMBLERS = {"app", "cli", "worker"}
-READOUTS = {"web": {"cdn", "delivery", "warehouse"}, "demo": {"cdn"}}
+READOUTS = {"web": {"cdn", "delivery", "warehouse"}, "demo": {"cdn"}, "alerts": {"delivery"}}
 
 
 def imports_of(source: str, module: str) -> list[tuple[int, str]]:

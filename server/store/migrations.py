@@ -105,6 +105,13 @@ def _create_audit_log(conn: Connection) -> None:
     audit.create_tables(conn)
 
 
+def _create_alerts(conn: Connection) -> None:
+    # Alert rules and their history (server/store/alerts.py, docs/alerts.md).
+    from server.store import alerts
+
+    alerts.create_tables(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
@@ -116,6 +123,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "add destinations.filters, delivery_jobs.replay_id; create replays", _create_filters_and_replays),
     (9, "add web_admin_users.role and admin_tokens.role", _add_roles),
     (10, "create audit_log", _create_audit_log),
+    (11, "create alert_rules, alert_events", _create_alerts),
 ]
 
 

@@ -1,6 +1,6 @@
 """The web plane: the server-rendered web app for people (sign-in, sources, catalog, the
 add-destination flow, settings history, debugger, delivery overview, privacy, the
-governance log and the audit log) and its static files.
+governance log, the audit log and alerts) and its static files.
 
 Every page wears ``sessions.page`` (signed-in session required, CSRF on POST) and answers
 ``?format=json`` with the data it shows (``render.render``).
@@ -19,8 +19,8 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from server.web import (
-    views_audit, views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history,
-    views_privacy, views_sources, views_users,
+    views_alerts, views_audit, views_auth, views_catalog, views_debugger, views_destinations, views_filters,
+    views_history, views_privacy, views_sources, views_users,
 )
 from server.web.security_headers import NoSniff
 from server.web.accounts import admin_lines
@@ -59,5 +59,6 @@ def routes(config) -> list[BaseRoute]:
         *views_audit.routes(),
         *views_filters.routes(),
         *views_users.routes(),
+        *views_alerts.routes(),
         Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),
     ]
