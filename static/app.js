@@ -36,14 +36,14 @@
       copy.querySelector("input").focus();
     });
   });
-  // Catalog: filter tiles by name as you type and by category.
+  // Catalog: filter tiles by name, alias or keyword as you type, and by category.
   var search = document.getElementById("catalog-search"), category = document.getElementById("catalog-category");
   if (search && category) {
     var tiles = document.querySelectorAll("#catalog-tiles .tile"), count = document.getElementById("catalog-count");
     var apply = function () {
       var q = search.value.trim().toLowerCase(), c = category.value, shown = 0;
       tiles.forEach(function (tile) {
-        var ok = (!q || tile.dataset.name.indexOf(q) !== -1) && (!c || tile.dataset.category === c);
+        var ok = (!q || (tile.dataset.search || tile.dataset.name).indexOf(q) !== -1) && (!c || tile.dataset.category === c);
         tile.hidden = !ok; if (ok) shown++;
       });
       count.textContent = shown + " of " + tiles.length + " destinations";

@@ -17,7 +17,7 @@ from server.errors import ApiError
 from server.store import workspace
 from server import delivery, warehouse
 from server.web import chart, tester
-from server.web.forms import field_errors, fields_for, parse_settings
+from server.web.forms import field_errors, fields_for, parse_settings, typed_secrets
 from server.web.render import render
 from server.web.sessions import form_of, page, redirect, web_error
 
@@ -56,7 +56,8 @@ def destination_page(view: Callable[..., Awaitable[Response]]) -> Callable[[Requ
 
 
 async def _page_data(request: Request, dest: dict, manifest: Manifest, source: dict,
-                     values: dict | None = None, errors: dict | None = None) -> dict[str, Any]:
+                     values: dict | None = None, errors: dict | None = None,
+                     typed: set[str] | None = None) -> dict[str, Any]:
     saved_secrets = {
         s.key for s in manifest.settings if s.secret and dest["settings"].get(s.key) not in (None, "", [], {})
     }
@@ -68,7 +69,7 @@ async def _page_data(request: Request, dest: dict, manifest: Manifest, source: d
         "modes": list(manifest.modes),
         "calls": list(manifest.methods[dest["mode"]]),
         "fields": fields_for(manifest, dest["mode"], values if values is not None else dest["settings"],
-                             errors, saved_secrets, every_mode=True),
+                             errors, saved_secrets, every_mode=True, typed_secrets=typed),
         "errors": errors or {},
         "is_warehouse": manifest.category == "Warehouses",
         "delivery": await delivery.delivery_overview(request.app, dest) if cloud else None,
@@ -118,8 +119,10 @@ async def _update(request: Request, loaded: tuple[dict, Manifest, dict], body: d
         )
     except ApiError as exc:
         errors = field_errors(exc.extra) or {"_form": exc.message}
-        values = {**dest["settings"], **{k: v for k, v in body.get("settings", {}).items() if v is not None}}
-        data = await _page_data(request, dest, manifest, source, values, errors)
+        posted = body.get("settings", {})
+        values = {**dest["settings"], **{k: v for k, v in posted.items() if v is not None}}
+        # Secrets typed in this post are echoed back; stored ones (left empty) stay hidden.
+        data = await _page_data(request, dest, manifest, source, values, errors, typed_secrets(manifest, posted))
         data["error"] = exc.message
         return await render(request, "destination.html", data, status=422, title=f"{manifest.name} · {source['name']}")
     updated = await run_in_threadpool(workspace.get_destination, request.app.state.engine, dest["id"])
