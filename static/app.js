@@ -20,6 +20,23 @@
     form.addEventListener("submit", function (e) { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
   });
   // A select that changes the page (the connection mode on the settings form).
+  // Busy state: the button that submitted a form is disabled and says what is happening
+  // (data-busy, else "Working…") until the next page arrives, so a slow save is not clicked twice.
+  // It is disabled just after the submit event, once the browser has taken its name and value.
+  document.addEventListener("submit", function (e) {
+    var button = e.submitter, form = e.target;
+    if (e.defaultPrevented || !button || form.method.toLowerCase() !== "post") return;
+    setTimeout(function () {
+      button.disabled = true; button.setAttribute("aria-busy", "true");
+      if (!button.children.length) { button.dataset.label = button.textContent; button.textContent = button.dataset.busy || "Working…"; }
+    }, 0);
+  });
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("button[aria-busy=true]").forEach(function (button) {
+      button.disabled = false; button.removeAttribute("aria-busy");
+      if (button.dataset.label) button.textContent = button.dataset.label;
+    });
+  });
   document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
     select.addEventListener("change", function () { select.form.submit(); });
   });

@@ -61,7 +61,8 @@ async def _page_data(request: Request, dest: dict, manifest: Manifest, source: d
     saved_secrets = {
         s.key for s in manifest.settings if s.secret and dest["settings"].get(s.key) not in (None, "", [], {})
     }
-    cloud = dest["mode"] == "cloud"
+    is_warehouse = manifest.category == "Warehouses"
+    cloud = dest["mode"] == "cloud" and not is_warehouse  # a warehouse is not delivered to by the worker
     data: dict[str, Any] = {
         "destination": service.destination_json(request.app.state.catalog, dest),
         "category": manifest.category,
@@ -71,7 +72,7 @@ async def _page_data(request: Request, dest: dict, manifest: Manifest, source: d
         "fields": fields_for(manifest, dest["mode"], values if values is not None else dest["settings"],
                              errors, saved_secrets, every_mode=True, typed_secrets=typed),
         "errors": errors or {},
-        "is_warehouse": manifest.category == "Warehouses",
+        "is_warehouse": is_warehouse,
         "delivery": await delivery.delivery_overview(request.app, dest) if cloud else None,
         "tester": {"available": cloud,
                    "types": [t for t in SAMPLE_TYPES if t in manifest.methods[dest["mode"]]]},
@@ -167,6 +168,7 @@ async def test_event(request: Request, dest: dict, manifest: Manifest, source: d
     if call not in manifest.methods["cloud"]:
         return web_error(request, 422, "validation_error", f"{manifest.name} does not take {call} calls in cloud mode.")
     data = await _page_data(request, dest, manifest, source)
+    data["tester"]["chosen"] = call  # the next test sends the same type unless the user picks another
     data["test_result"] = await tester.send_sample(
         manifest, dest, call, allow_private_egress=request.app.state.config.allow_private_egress)
     return await render(request, "destination.html", data, title=f"{manifest.name} · {source['name']}")
