@@ -20,6 +20,12 @@
     form.addEventListener("submit", function (e) { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
   });
   // A select that changes the page (the connection mode on the settings form).
+  // "Type the name to confirm": the button stays off until the field matches.
+  document.querySelectorAll("input[data-must-equal]").forEach(function (input) {
+    var button = input.form.querySelector("button[type=submit]");
+    var check = function () { button.disabled = input.value.trim() !== input.dataset.mustEqual; };
+    input.addEventListener("input", check); check();
+  });
   // Busy state: the button that submitted a form is disabled and says what is happening
   // (data-busy, else "Working…") until the next page arrives, so a slow save is not clicked twice.
   // It is disabled just after the submit event, once the browser has taken its name and value.

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from server.web import (
     views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history, views_privacy,
-    views_sources,
+    views_source_settings, views_sources,
 )
 from server.web.security_headers import NoSniff
 from server.web.accounts import admin_lines
@@ -51,6 +51,7 @@ def routes(config) -> list[BaseRoute]:
         Route("/", home, methods=["GET"]),
         *views_auth.routes(),
         *views_sources.routes(),
+        *views_source_settings.routes(),
         *views_history.routes(),
         *views_debugger.routes(),
         *views_catalog.routes(),

@@ -79,6 +79,7 @@ async def _page_data(request: Request, dest: dict, manifest: Manifest, source: d
     }
     if data["delivery"] is not None:
         data["chart"] = chart.bars(data["delivery"]["series"])
+        data["latency_chart"] = chart.line(data["delivery"]["latency_series"], "p50")
     if data["is_warehouse"]:
         data["syncs"] = await warehouse.warehouse_syncs(request.app, dest["id"])
     return data
@@ -183,6 +184,20 @@ async def replay(request: Request, dest: dict, manifest: Manifest, source: dict)
 
 
 @destination_page
+async def dead_letter(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
+    """One dead letter: the event, the request sent and the vendor's answer, the error, every
+    attempt — secrets masked."""
+    detail = await delivery.dead_letter_detail(request.app, manifest, dest, request.path_params["job_id"])
+    if detail is None:
+        return web_error(request, 404, "not_found", f"There is no dead letter {request.path_params['job_id']} "
+                                                    f"for this destination.")
+    data = {"destination": service.destination_json(request.app.state.catalog, dest),
+            "source": {"id": source["id"], "name": source["name"], "url": f"/sources/{source['id']}"},
+            "job": detail}
+    return await render(request, "dead_letter.html", data, title=f"Dead letter {detail['id']} · {manifest.name}")
+
+
+@destination_page
 async def sync_now(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     if manifest.category != "Warehouses":
         return web_error(request, 409, "not_a_warehouse", "Only warehouse destinations sync.")
@@ -202,4 +217,5 @@ def routes() -> list[Route]:
         Route("/destinations/{id:int}/test", test_event, methods=["POST"]),
         Route("/destinations/{id:int}/replay", replay, methods=["POST"]),
         Route("/destinations/{id:int}/sync", sync_now, methods=["POST"]),
+        Route("/destinations/{id:int}/dead-letters/{job_id:int}", dead_letter, methods=["GET"]),
     ]
