@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from server.web import (
-    views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history, views_privacy,
+    views_api_docs, views_auth, views_catalog, views_debugger, views_destinations, views_filters, views_history, views_privacy,
     views_source_settings, views_sources,
 )
 from server.web.security_headers import NoSniff
@@ -58,5 +58,6 @@ def routes(config) -> list[BaseRoute]:
         *views_destinations.routes(),
         *views_privacy.routes(),
         *views_filters.routes(),
+        *views_api_docs.routes(),
         Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),
     ]
