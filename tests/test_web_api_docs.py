@@ -30,3 +30,4 @@ def test_the_openapi_document_reaches_a_signed_in_browser(signed_in):
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     doc = r.json()
     assert doc["openapi"].startswith("3.") and "/api/v1/sources/{id}/rotate-write-key" in doc["paths"]
+    assert "/api/docs" not in doc["paths"]  # the page for people is no API route
