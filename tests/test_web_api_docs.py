@@ -10,8 +10,10 @@ HTML = {"accept": "text/html"}
 
 def test_api_docs_need_sign_in(web):
     for url in ("/api/docs", "/api/docs/openapi.json"):
-        r = web.get(url, headers=HTML, follow_redirects=False)
-        assert r.status_code == 303 and r.headers["location"].startswith("/sign-in"), url
+        for headers in (HTML, {"Authorization": "Bearer not-a-session"}, {}):
+            r = web.get(url, headers=headers, follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"].startswith("/sign-in"), (url, headers)
+            assert "openapi" not in r.text and "/api/v1/sources" not in r.text
 
 
 def test_api_docs_page_loads_the_vendored_swagger_ui_under_the_csp(signed_in):
