@@ -10,6 +10,7 @@ the README shows), at 1280 px and 375 px.
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import httpx
@@ -168,3 +169,23 @@ def test_debugger_detail_is_in_view_on_a_375_px_phone(server, page: Page):
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the debugger scrolls sideways by {overflow}px"
     shot(page, "debugger-phone")
+
+
+def test_a_submitted_form_shows_its_busy_state(server, page: Page):
+    sign_in(page, server.url, "/catalog/webhooks/configure?source=1")
+    # Record the button's state when it changes (read after the next page arrives).
+    page.evaluate("""() => {
+      const b = document.querySelector('form.settings button[type=submit]');
+      new MutationObserver(() => localStorage.setItem('busy', JSON.stringify([b.disabled, b.textContent])))
+        .observe(b, {attributes: true, childList: true, characterData: true, subtree: true});
+    }""")
+
+    def slow(route):
+        time.sleep(0.5)  # the server's answer comes late: the button must say so meanwhile
+        route.continue_()
+
+    page.route("**/catalog/webhooks/configure", slow)
+    page.get_by_label("Webhook URL").fill("https://example.com/busy")
+    page.get_by_role("button", name="Save").click()
+    expect(page).to_have_url(re.compile(r"/destinations/\d+$"))
+    assert page.evaluate("localStorage.getItem('busy')") == '[true,"Saving…"]'
