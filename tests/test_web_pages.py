@@ -21,6 +21,8 @@ def test_warehouse_page_hides_the_delivery_panels(signed_in, tmp_path):
     assert "Warehouse syncs" in html
     for absent in ("Delivery overview", "Dead letters", "Event Tester", "cloud-mode translator"):
         assert absent not in html, absent
+    tester = signed_in.post(r.headers["location"] + "/test", data={"csrf_token": signed_in.csrf, "type": "track"})
+    assert tester.status_code == 409 and tester.json()["code"] == "tester_unavailable"
     hook = signed_in.post("/catalog/webhooks/configure", follow_redirects=False, data={
         "csrf_token": signed_in.csrf, "source": "1", "mode": "cloud", "url": "https://example.com/hook"})
     assert "Delivery overview" in signed_in.get(hook.headers["location"], headers=HTML).text

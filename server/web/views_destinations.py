@@ -163,6 +163,9 @@ async def delete(request: Request, dest: dict, manifest: Manifest, source: dict)
 @destination_page
 async def test_event(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     call = str((await form_of(request)).get("type", "track"))
+    if manifest.category == "Warehouses":
+        return web_error(request, 409, "tester_unavailable",
+                         "The Event Tester sends to a vendor's API; a warehouse loads the event log with Sync now.")
     if dest["mode"] != "cloud":
         return web_error(request, 409, "tester_unavailable",
                          "The Event Tester sends from this server, so it needs cloud mode.")
