@@ -38,7 +38,7 @@ SECRET_MASK = "********"
 
 _MANIFEST_KEYS = {
     "slug", "name", "category", "description", "website", "modes", "default_mode", "methods",
-    "settings", "aliases", "logo",
+    "settings", "aliases", "keywords", "logo",
 }
 _SETTING_KEYS = {
     "key", "label", "description", "type", "required", "secret", "default", "choices", "pattern",
@@ -141,6 +141,9 @@ class Manifest:
     settings: tuple[Setting, ...]
     aliases: tuple[str, ...] = ()
     logo: str | None = None
+    # Other words people search the catalog by ("GA4", "Facebook"); unlike aliases, these are
+    # not names a call's integrations option may use.
+    keywords: tuple[str, ...] = ()
     path: Path | None = field(default=None, compare=False)
 
     def setting(self, key: str) -> Setting | None:
@@ -157,8 +160,13 @@ class Manifest:
             "website": self.website, "modes": list(self.modes), "default_mode": self.default_mode,
             "methods": {m: list(v) for m, v in self.methods.items()},
             "settings": [s.to_json() for s in self.settings],
-            "aliases": list(self.aliases), "logo": self.logo,
+            "aliases": list(self.aliases), "keywords": list(self.keywords), "logo": self.logo,
         }
+
+    @property
+    def search_terms(self) -> tuple[str, ...]:
+        """What the catalog search matches: the name, every alias and every keyword."""
+        return (self.name, *self.aliases, *self.keywords)
 
 
 # ---------------------------------------------------------------- parsing manifests
@@ -296,6 +304,9 @@ def parse_manifest(path: Path) -> Manifest:
     aliases = data.get("aliases", [])
     if not isinstance(aliases, list) or any(not isinstance(a, str) for a in aliases):
         raise _fail(path, "aliases", "must be a list of strings")
+    keywords = data.get("keywords", [])
+    if not isinstance(keywords, list) or any(not isinstance(k, str) or not k.strip() for k in keywords):
+        raise _fail(path, "keywords", "must be a list of non-empty strings")
     return Manifest(
         slug=slug,
         name=_need(data, "name", str, path),
@@ -307,6 +318,7 @@ def parse_manifest(path: Path) -> Manifest:
         methods={m: tuple(c) for m, c in methods.items()},
         settings=settings,
         aliases=tuple(aliases),
+        keywords=tuple(keywords),
         logo=data.get("logo"),
         path=path,
     )

@@ -20,6 +20,29 @@
     form.addEventListener("submit", function (e) { if (!window.confirm(form.dataset.confirm)) e.preventDefault(); });
   });
   // A select that changes the page (the connection mode on the settings form).
+  // "Type the name to confirm": the button stays off until the field matches.
+  document.querySelectorAll("input[data-must-equal]").forEach(function (input) {
+    var button = input.form.querySelector("button[type=submit]");
+    var check = function () { button.disabled = input.value.trim() !== input.dataset.mustEqual; };
+    input.addEventListener("input", check); check();
+  });
+  // Busy state: the button that submitted a form is disabled and says what is happening
+  // (data-busy, else "Working…") until the next page arrives, so a slow save is not clicked twice.
+  // It is disabled just after the submit event, once the browser has taken its name and value.
+  document.addEventListener("submit", function (e) {
+    var button = e.submitter, form = e.target;
+    if (e.defaultPrevented || !button || form.method.toLowerCase() !== "post") return;
+    setTimeout(function () {
+      button.disabled = true; button.setAttribute("aria-busy", "true");
+      if (!button.children.length) { button.dataset.label = button.textContent; button.textContent = button.dataset.busy || "Working…"; }
+    }, 0);
+  });
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("button[aria-busy=true]").forEach(function (button) {
+      button.disabled = false; button.removeAttribute("aria-busy");
+      if (button.dataset.label) button.textContent = button.dataset.label;
+    });
+  });
   document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
     select.addEventListener("change", function () { select.form.submit(); });
   });
@@ -36,14 +59,14 @@
       copy.querySelector("input").focus();
     });
   });
-  // Catalog: filter tiles by name as you type and by category.
+  // Catalog: filter tiles by name, alias or keyword as you type, and by category.
   var search = document.getElementById("catalog-search"), category = document.getElementById("catalog-category");
   if (search && category) {
     var tiles = document.querySelectorAll("#catalog-tiles .tile"), count = document.getElementById("catalog-count");
     var apply = function () {
       var q = search.value.trim().toLowerCase(), c = category.value, shown = 0;
       tiles.forEach(function (tile) {
-        var ok = (!q || tile.dataset.name.indexOf(q) !== -1) && (!c || tile.dataset.category === c);
+        var ok = (!q || (tile.dataset.search || tile.dataset.name).indexOf(q) !== -1) && (!c || tile.dataset.category === c);
         tile.hidden = !ok; if (ok) shown++;
       });
       count.textContent = shown + " of " + tiles.length + " destinations";

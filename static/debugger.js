@@ -5,7 +5,7 @@
   var rows = document.getElementById("event-rows"), status = document.getElementById("stream-status");
   var pauseButton = document.getElementById("pause"), typeFilter = document.getElementById("filter-type");
   var textFilter = document.getElementById("filter-text"), detail = document.getElementById("event-detail");
-  var MAX_ROWS = 500, paused = false, held = [];
+  var MAX_ROWS = 500, paused = false, held = [], empty = document.getElementById("debugger-empty");
 
   function cell(text) { var td = document.createElement("td"); td.textContent = text; return td; }
   function when(iso) { return iso.slice(0, 19).replace("T", " ") + " UTC"; }
@@ -24,6 +24,7 @@
     if (fresh) tr.className = "new";
     tr.hidden = !matches(tr);
     rows.insertBefore(tr, rows.firstChild);
+    if (empty) empty.hidden = true;
     while (rows.children.length > MAX_ROWS) rows.removeChild(rows.lastChild);
   }
   // Rows rendered by the server get the same search text.
@@ -53,6 +54,9 @@
         var pre = document.createElement("pre"); pre.className = "code"; pre.id = "event-json";
         pre.textContent = JSON.stringify(data.event, null, 2);
         detail.append(h, routedTitle, list, jsonTitle, pre);
+        // On a phone the pane stacks with the table: bring it into view when it is not.
+        var top = detail.getBoundingClientRect().top;
+        if (top < 0 || top > window.innerHeight * 0.5) detail.scrollIntoView({block: "start"});
       })
       .catch(function () { detail.textContent = "Could not load this event."; });
   }

@@ -324,7 +324,8 @@ def test_debugger_routed_to_reflects_consent_in_both_modes(signed_in):
     seen: set[int] = set()
     only_analytics = routed("m-consent-1", context={"consent": {"categoryPreferences": {
         "Advertising": False, "Analytics": True}}})
-    assert only_analytics["device"] == (True, "sent from the visitor's browser (device mode)")
+    assert only_analytics["device"] == (True, "handed to its loader in the visitor's browser (device mode); whether "
+                                        "the vendor's script loaded there is not reported to this server")
     assert only_analytics["cloud"] == (False, "the visitor has not consented to Advertising")
     nothing = routed("m-consent-2", context={"consent": {"categoryPreferences": {}}})
     assert nothing["device"] == (False, "the visitor has not consented to Analytics")

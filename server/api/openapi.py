@@ -25,7 +25,7 @@ def _api_routes(app) -> list[Route]:
 
     def walk(routes):
         for route in routes:
-            if isinstance(route, Route) and route.path.startswith("/api/"):
+            if isinstance(route, Route) and route.path.startswith("/api/v1/"):
                 found.append(route)
             elif hasattr(route, "routes"):
                 walk(route.routes)

@@ -16,10 +16,12 @@ from starlette.applications import Starlette
 
 from server.delivery.commands import add_commands
 from server.delivery.history import history_replays, start_replay
-from server.delivery.readouts import delivery_overview, event_deliveries, replay_dead_letters, send_sample
+from server.delivery.readouts import (
+    dead_letter_detail, delivery_overview, event_deliveries, replay_dead_letters, send_sample,
+)
 
 __all__ = ["routes", "startup", "shutdown", "add_commands",
-           "delivery_overview", "event_deliveries", "replay_dead_letters", "send_sample",
+           "dead_letter_detail", "delivery_overview", "event_deliveries", "replay_dead_letters", "send_sample",
            "start_replay", "history_replays"]
 
 

@@ -6,16 +6,18 @@ queries live in the store (``server/store/delivery.py``).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 
 from server.catalog import Manifest, effective_settings
 from server.delivery import router
-from server.delivery.sender import Sender
+from server.delivery.sender import REDACTED, Sender
 from server.delivery.stats import destination_stats
 from server.store import delivery as store
-from server.store import governance
+from server.store import delivery_stats, governance
 
 RECENT_FAILURES = 10
 DEAD_LETTERS_SHOWN = 50
@@ -25,6 +27,20 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def latency_series(engine, destination_id: int, now=None) -> list[dict[str, Any]]:
+    """24 hourly buckets, oldest first: {hour, p50 (ms, None when nothing was delivered), count}."""
+    now = now or store.utcnow()
+    first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+    by_hour = delivery_stats.hourly_latency(engine, destination_id, first)
+    points = []
+    for i in range(24):
+        hour = first + timedelta(hours=i)
+        values = sorted(by_hour.get(hour, []))
+        points.append({"hour": hour.isoformat(), "count": len(values),
+                       "p50": values[(len(values) - 1) // 2] if values else None})
+    return points
+
+
 def _overview(engine, destination: dict[str, Any]) -> dict[str, Any]:
     stats = destination_stats(engine, destination)
     dead = store.list_dead(engine, destination["id"], limit=DEAD_LETTERS_SHOWN)
@@ -32,6 +48,7 @@ def _overview(engine, destination: dict[str, Any]) -> dict[str, Any]:
         "counts": {k: stats[k] for k in ("delivered", "retrying", "queued", "dead", "skipped")},
         "latency_ms": stats["latency_ms"],
         "series": stats["series"]["points"],
+        "latency_series": latency_series(engine, destination["id"]),
         "last_error": stats["last_error"],
         "recent_failures": [
             {"at": _iso(r["at"]), "job_id": r["job_id"], "outcome": r["outcome"], "status": r["status"],
@@ -51,6 +68,53 @@ def _overview(engine, destination: dict[str, Any]) -> dict[str, Any]:
 async def delivery_overview(app, destination: dict[str, Any]) -> dict[str, Any]:
     """Counts, 24 h hourly series, p50/p99, recent failures and dead letters."""
     return await run_in_threadpool(_overview, app.state.engine, destination)
+
+
+def _mask(value: Any, secrets: list[str]) -> Any:
+    """``value`` with every secret setting's text replaced (the stored records are redacted when
+    sent; this also covers a secret that changed since)."""
+    text = orjson.dumps(value).decode()
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(orjson.dumps(secret).decode()[1:-1], REDACTED)
+    return orjson.loads(text)
+
+
+def _secret_texts(manifest: Manifest, destination: dict[str, Any]) -> list[str]:
+    texts: list[str] = []
+    for setting in manifest.settings:
+        value = destination["settings"].get(setting.key)
+        if setting.secret and value:
+            for v in (value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]):
+                texts.append(str(v))
+                # "Bearer <token>": a vendor may echo the token alone.
+                texts.extend(w for w in str(v).split()[1:] if len(w) >= 8)
+    return sorted(texts, key=len, reverse=True)
+
+
+def _dead_letter(engine, manifest: Manifest, destination: dict[str, Any], job_id: int) -> dict[str, Any] | None:
+    job = store.get_job(engine, job_id)
+    if job is None or job["destination_id"] != destination["id"]:
+        return None
+    attempts = [{"at": _iso(a["at"]), "outcome": a["outcome"], "status": a["status"], "error": a["error"],
+                 "latency_ms": a["latency_ms"], "response": a["response"],
+                 "request": orjson.loads(a["request"]) if a["request"] else None} for a in job["attempts_log"]]
+    detail = {
+        "id": job["id"], "status": job["status"], "type": job["event_type"], "message_id": job["message_id"],
+        "received_at": _iso(job["received_at"]), "finished_at": _iso(job["finished_at"]),
+        "attempts": job["attempts"], "last_status": job["last_status"], "last_error": job["last_error"],
+        "event": orjson.loads(job["payload"]) if job["payload"] else None,
+        "request": attempts[-1]["request"] if attempts else None,
+        "response": {"status": attempts[-1]["status"], "body": attempts[-1]["response"]} if attempts else None,
+        "attempts_log": attempts,
+    }
+    return _mask(detail, _secret_texts(manifest, destination))
+
+
+async def dead_letter_detail(app, manifest: Manifest, destination: dict[str, Any], job_id: int) -> dict[str, Any] | None:
+    """One delivery job of the destination (a dead letter, or one replayed since): the event, the
+    last request and response, the error and every attempt, secrets masked. None if not its job."""
+    return await run_in_threadpool(_dead_letter, app.state.engine, manifest, destination, job_id)
 
 
 async def replay_dead_letters(app, destination_id: int, *, actor: str) -> int:

@@ -37,8 +37,9 @@ def job_result(job: dict[str, Any], outcome: Outcome, reason: str | None, policy
         "last_error": reason or (last.error if last else None),
     }
     if outcome.outcome == DELIVERED:
-        # A replayed job counts from when its replay released it, not the event's original receipt.
-        start = job["created_at"] if job.get("replay_id") else job["received_at"]
+        # A replayed job (a replay window, or dead letters queued again: replay_id 0) counts from
+        # when the replay released it, not from the event's original receipt.
+        start = job["created_at"] if job.get("replay_id") is not None else job["received_at"]
         latency = (now - start).total_seconds() * 1000
         result.update(status=store.DELIVERED, finished_at=now, latency_ms=round(latency, 3), last_error=None)
     elif outcome.outcome == RETRY:

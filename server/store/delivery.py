@@ -65,6 +65,7 @@ delivery_jobs = Table(
     Column("takeovers", Integer, nullable=False, server_default="0"),
     # The history replay that queued it (server/store/replays.py), or NULL for live traffic;
     # such a job's created_at is the time the replay released it. Added by migration 8.
+    # DEAD_LETTER_REPLAY (0) marks dead letters queued again by "Replay dead letters" (no replays row).
     Column("replay_id", Id, nullable=True, index=True),
     # One job per event and destination: a second fan-out of the same event fails loudly.
     UniqueConstraint("destination_id", "event_id", name="uq_delivery_jobs_destination_event"),
@@ -374,6 +375,11 @@ def get_job(engine: Engine, job_id: int) -> dict[str, Any] | None:
     return job
 
 
+# replay_id of a dead letter queued again: it is a replay (its latency counts from the requeue,
+# not from the event's receipt) without a row in the replays table.
+DEAD_LETTER_REPLAY = 0
+
+
 def replay(
     engine: Engine, destination_id: int, *, since: datetime | None = None, until: datetime | None = None,
     job_ids: list[int] | None = None,
@@ -395,7 +401,7 @@ def replay(
         count = conn.execute(
             delivery_jobs.update().where(and_(*condition)).values(
                 status=QUEUED, created_at=now, next_attempt_at=now, finished_at=None,
-                lease_until=None, lease_owner=None,
+                lease_until=None, lease_owner=None, replay_id=DEAD_LETTER_REPLAY,
             )
         ).rowcount
         if count:

@@ -102,3 +102,16 @@ def hourly_events(engine: Engine, destination_id: int, since: datetime) -> dict[
         DEAD: [t for o, t in failures if o == DEAD],
         RETRYING: [t for o, t in failures if o == "retry"],
     }
+
+
+def hourly_latency(engine: Engine, destination_id: int, since: datetime) -> dict[datetime, list[float]]:
+    """Delivered jobs' latencies (ms) since ``since``, by the hour they finished in (for the
+    destination page's latency-over-time chart). A replayed job's latency counts from its replay."""
+    result: dict[datetime, list[float]] = {}
+    with read_only(engine) as conn:
+        rows = conn.execute(select(delivery_jobs.c.finished_at, delivery_jobs.c.latency_ms).where(
+            delivery_jobs.c.destination_id == destination_id, delivery_jobs.c.finished_at >= since,
+            delivery_jobs.c.status == DELIVERED, delivery_jobs.c.latency_ms.is_not(None)))
+        for finished_at, latency in rows:
+            result.setdefault(finished_at.replace(minute=0, second=0, microsecond=0), []).append(latency)
+    return result

@@ -19,8 +19,8 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from server.web import (
-    views_alerts, views_audit, views_auth, views_catalog, views_debugger, views_destinations, views_filters,
-    views_history, views_privacy, views_sources, views_users,
+    views_alerts, views_api_docs, views_audit, views_auth, views_catalog, views_debugger, views_destinations,
+    views_filters, views_history, views_privacy, views_source_settings, views_sources, views_users,
 )
 from server.web.security_headers import NoSniff
 from server.web.accounts import admin_lines
@@ -51,6 +51,7 @@ def routes(config) -> list[BaseRoute]:
         Route("/", home, methods=["GET"]),
         *views_auth.routes(),
         *views_sources.routes(),
+        *views_source_settings.routes(),
         *views_history.routes(),
         *views_debugger.routes(),
         *views_catalog.routes(),
@@ -58,7 +59,7 @@ def routes(config) -> list[BaseRoute]:
         *views_privacy.routes(),
         *views_audit.routes(),
         *views_filters.routes(),
-        *views_users.routes(),
-        *views_alerts.routes(),
+    views_alerts, views_api_docs, views_audit, views_auth, views_catalog, views_debugger, views_destinations,
+    views_filters, views_history, views_privacy, views_source_settings, views_sources, views_users,
         Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),
     ]

@@ -5,8 +5,9 @@ An enabled destination takes an event when its mode accepts the call type and th
 ``All``, which defaults to true) and the visitor consented to each of its ``consent_categories``
 (the rule of docs/consent.md, the same in the browser core and in cloud routing: an event without
 ``context.consent.categoryPreferences`` is not gated) and its filters (docs/filters.md) keep it:
-the reason names the filter that dropped or changed it. Device-mode destinations receive it in the
-visitor's browser, cloud-mode ones from Switchboard's delivery workers. A suppressed userId
+the reason names the filter that dropped or changed it. Device-mode destinations get it from the
+bundle's loader in the visitor's browser (whether the vendor's own script loaded is not known
+here), cloud-mode ones from Switchboard's delivery workers. A suppressed userId
 (a regulation, docs/privacy) is said on every line: later events of that user are not stored.
 """
 
@@ -32,7 +33,10 @@ def routed_to(catalog: Catalog, destinations: list[dict[str, Any]], event: dict[
         elif dest["mode"] == "cloud":
             routed, why = True, "sent by Switchboard's server (cloud mode)"
         else:
-            routed, why = True, "sent from the visitor's browser (device mode)"
+            # The server only knows that the bundle hands the event to the vendor's loader in the
+            # browser; whether the vendor's script (e.g. gtag.js) loaded there is not reported to it.
+            routed, why = True, ("handed to its loader in the visitor's browser (device mode); whether the vendor's "
+                                 "script loaded there is not reported to this server")
         if routed and filtered:
             why += "; " + "; ".join(filtered)
         if suppressed:

@@ -17,7 +17,7 @@ from server.api import service
 from server.catalog import CATEGORIES, Manifest
 from server.errors import ApiError
 from server.store import workspace
-from server.web.forms import field_errors, fields_for, parse_settings
+from server.web.forms import field_errors, fields_for, parse_settings, typed_secrets
 from server.web.render import render
 from server.web.sessions import form_of, page, redirect, web_error
 
@@ -35,6 +35,8 @@ def tile(manifest: Manifest, source_id: int | None) -> dict[str, Any]:
         "slug": manifest.slug, "name": manifest.name, "category": manifest.category,
         "modes": list(manifest.modes), "description": manifest.description,
         "url": f"/catalog/{manifest.slug}{query}",
+        # Searched by the catalog filter: "Facebook" finds Meta Pixel, "GA4" Google Analytics 4.
+        "search": " | ".join(manifest.search_terms).lower(),
     }
 
 
@@ -92,7 +94,7 @@ async def summary_page(request: Request) -> Response:
 
 
 async def _configure_data(request: Request, manifest: Manifest, source: dict | None, mode: str,
-                          values=None, errors=None) -> dict[str, Any]:
+                          values=None, errors=None, typed: set[str] | None = None) -> dict[str, Any]:
     sources = await run_in_threadpool(workspace.list_sources, request.app.state.engine)
     return {
         "destination": tile(manifest, source["id"] if source else None),
@@ -100,7 +102,7 @@ async def _configure_data(request: Request, manifest: Manifest, source: dict | N
         "source": source,
         "mode": mode,
         "modes": list(manifest.modes),
-        "fields": fields_for(manifest, mode, values, errors),
+        "fields": fields_for(manifest, mode, values, errors, typed_secrets=typed),
         "errors": errors or {},
     }
 
@@ -142,7 +144,10 @@ async def configure_save(request: Request) -> Response:
         )
     except ApiError as exc:
         errors = field_errors(exc.extra) or {"_form": exc.message}
-        data = await _configure_data(request, manifest, source, mode, settings, errors)
+        # Everything posted comes back, secrets the user just typed included: they would be lost
+        # otherwise, and a second Save would create the destination without them.
+        data = await _configure_data(request, manifest, source, mode, settings, errors,
+                                     typed_secrets(manifest, settings))
         return await render(request, "configure.html", data, status=422, title=f"Set up {manifest.name}")
     return await redirect(
         request, f"/destinations/{created['id']}",

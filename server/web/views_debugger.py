@@ -62,6 +62,10 @@ async def debugger_page(request: Request) -> Response:
         "events": [_summary(r) for r in rows],
         "stream_url": f"/sources/{source_id}/debugger/stream",
         "types": ["track", "page", "identify", "group", "alias", "screen"],
+        # For the empty state: a test event this source accepts, sent from a terminal.
+        "curl": (f"curl -u '{source['write_key']}:' -H 'Content-Type: application/json' "
+                 f"-d '{{\"event\": \"Test Event\", \"anonymousId\": \"test-user\"}}' "
+                 f"{str(request.base_url).rstrip('/')}/v1/track"),
     }
     return await render(request, "debugger.html", data, title=f"Debugger · {source['name']}")
 

@@ -17,7 +17,7 @@ from server.errors import ApiError
 from server.store import workspace
 from server import delivery, warehouse
 from server.web import chart, tester
-from server.web.forms import field_errors, fields_for, parse_settings
+from server.web.forms import field_errors, fields_for, parse_settings, typed_secrets
 from server.web.render import render
 from server.web.sessions import form_of, page, redirect, web_error
 
@@ -56,11 +56,13 @@ def destination_page(view: Callable[..., Awaitable[Response]]) -> Callable[[Requ
 
 
 async def _page_data(request: Request, dest: dict, manifest: Manifest, source: dict,
-                     values: dict | None = None, errors: dict | None = None) -> dict[str, Any]:
+                     values: dict | None = None, errors: dict | None = None,
+                     typed: set[str] | None = None) -> dict[str, Any]:
     saved_secrets = {
         s.key for s in manifest.settings if s.secret and dest["settings"].get(s.key) not in (None, "", [], {})
     }
-    cloud = dest["mode"] == "cloud"
+    is_warehouse = manifest.category == "Warehouses"
+    cloud = dest["mode"] == "cloud" and not is_warehouse  # a warehouse is not delivered to by the worker
     data: dict[str, Any] = {
         "destination": service.destination_json(request.app.state.catalog, dest),
         "category": manifest.category,
@@ -68,15 +70,16 @@ async def _page_data(request: Request, dest: dict, manifest: Manifest, source: d
         "modes": list(manifest.modes),
         "calls": list(manifest.methods[dest["mode"]]),
         "fields": fields_for(manifest, dest["mode"], values if values is not None else dest["settings"],
-                             errors, saved_secrets, every_mode=True),
+                             errors, saved_secrets, every_mode=True, typed_secrets=typed),
         "errors": errors or {},
-        "is_warehouse": manifest.category == "Warehouses",
+        "is_warehouse": is_warehouse,
         "delivery": await delivery.delivery_overview(request.app, dest) if cloud else None,
         "tester": {"available": cloud,
                    "types": [t for t in SAMPLE_TYPES if t in manifest.methods[dest["mode"]]]},
     }
     if data["delivery"] is not None:
         data["chart"] = chart.bars(data["delivery"]["series"])
+        data["latency_chart"] = chart.line(data["delivery"]["latency_series"], "p50")
     if data["is_warehouse"]:
         data["syncs"] = await warehouse.warehouse_syncs(request.app, dest["id"])
     return data
@@ -118,8 +121,10 @@ async def _update(request: Request, loaded: tuple[dict, Manifest, dict], body: d
         )
     except ApiError as exc:
         errors = field_errors(exc.extra) or {"_form": exc.message}
-        values = {**dest["settings"], **{k: v for k, v in body.get("settings", {}).items() if v is not None}}
-        data = await _page_data(request, dest, manifest, source, values, errors)
+        posted = body.get("settings", {})
+        values = {**dest["settings"], **{k: v for k, v in posted.items() if v is not None}}
+        # Secrets typed in this post are echoed back; stored ones (left empty) stay hidden.
+        data = await _page_data(request, dest, manifest, source, values, errors, typed_secrets(manifest, posted))
         data["error"] = exc.message
         return await render(request, "destination.html", data, status=422, title=f"{manifest.name} · {source['name']}")
     updated = await run_in_threadpool(workspace.get_destination, request.app.state.engine, dest["id"])
@@ -158,12 +163,16 @@ async def delete(request: Request, dest: dict, manifest: Manifest, source: dict)
 @destination_page
 async def test_event(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     call = str((await form_of(request)).get("type", "track"))
+    if manifest.category == "Warehouses":
+        return web_error(request, 409, "tester_unavailable",
+                         "The Event Tester sends to a vendor's API; a warehouse loads the event log with Sync now.")
     if dest["mode"] != "cloud":
         return web_error(request, 409, "tester_unavailable",
                          "The Event Tester sends from this server, so it needs cloud mode.")
     if call not in manifest.methods["cloud"]:
         return web_error(request, 422, "validation_error", f"{manifest.name} does not take {call} calls in cloud mode.")
     data = await _page_data(request, dest, manifest, source)
+    data["tester"]["chosen"] = call  # the next test sends the same type unless the user picks another
     data["test_result"] = await tester.send_sample(
         manifest, dest, call, allow_private_egress=request.app.state.config.allow_private_egress)
     return await render(request, "destination.html", data, title=f"{manifest.name} · {source['name']}")
@@ -175,6 +184,20 @@ async def replay(request: Request, dest: dict, manifest: Manifest, source: dict)
     return await redirect(request, f"/destinations/{dest['id']}#delivery",
                           f"Queued {count} dead letter{'s' if count != 1 else ''} again; they are sent with the "
                           "current settings.")
+
+
+@destination_page
+async def dead_letter(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
+    """One dead letter: the event, the request sent and the vendor's answer, the error, every
+    attempt — secrets masked."""
+    detail = await delivery.dead_letter_detail(request.app, manifest, dest, request.path_params["job_id"])
+    if detail is None:
+        return web_error(request, 404, "not_found", f"There is no dead letter {request.path_params['job_id']} "
+                                                    f"for this destination.")
+    data = {"destination": service.destination_json(request.app.state.catalog, dest),
+            "source": {"id": source["id"], "name": source["name"], "url": f"/sources/{source['id']}"},
+            "job": detail}
+    return await render(request, "dead_letter.html", data, title=f"Dead letter {detail['id']} · {manifest.name}")
 
 
 @destination_page
@@ -197,4 +220,5 @@ def routes() -> list[Route]:
         Route("/destinations/{id:int}/test", test_event, methods=["POST"]),
         Route("/destinations/{id:int}/replay", replay, methods=["POST"]),
         Route("/destinations/{id:int}/sync", sync_now, methods=["POST"]),
+        Route("/destinations/{id:int}/dead-letters/{job_id:int}", dead_letter, methods=["GET"]),
     ]

@@ -10,7 +10,10 @@ from starlette.routing import Route
 from server.api import service
 from server.catalog import CONSENT_KEY
 from server.errors import ApiError
-from server.store import regulations, workspace
+from datetime import timedelta
+
+from server.store import regulations, volume, workspace
+from server.store.delivery import utcnow
 from server import cdn
 from server.web.render import render
 from server.web.sessions import form_of, page, redirect, web_error
@@ -42,6 +45,10 @@ async def sources_list(request: Request) -> Response:
     engine = request.app.state.engine
     rows = await run_in_threadpool(workspace.list_sources, engine)
     dests = await run_in_threadpool(workspace.list_destinations, engine)
+    now = utcnow()
+    day = await run_in_threadpool(volume.totals_since, engine, now - timedelta(hours=24))
+    week = await run_in_threadpool(volume.totals_since, engine, now - timedelta(days=7))
+    last = await run_in_threadpool(volume.last_received, engine)
     sources = []
     for row in rows:
         mine = [d for d in dests if d["source_id"] == row["id"]]
@@ -50,6 +57,9 @@ async def sources_list(request: Request) -> Response:
             "url": f"/sources/{row['id']}",
             "destinations": len(mine),
             "enabled_destinations": sum(1 for d in mine if d["enabled"]),
+            "events_24h": day.get(row["id"], 0), "events_7d": week.get(row["id"], 0),
+            "last_event_at": last[row["id"]].isoformat() if row["id"] in last else None,
+            "volume_url": f"/sources/{row['id']}/settings#volume",
         })
     return await render(request, "sources.html", {"sources": sources, "error": None}, title="Sources")
 
@@ -86,6 +96,7 @@ async def source_page(request: Request) -> Response:
             "history": f"/sources/{source_id}/history",
             "debugger": f"/sources/{source_id}/debugger",
             "catalog": f"/catalog?source={source_id}",
+            "settings": f"/sources/{source_id}/settings",
         },
     }
     return await render(request, "source.html", data, title=source["name"])
