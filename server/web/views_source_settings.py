@@ -92,7 +92,8 @@ async def delete(request: Request) -> Response:
         return await redirect(request, f"/sources/{source_id}/settings#delete",
                               f"Not deleted: type the source's name, {source['name']}, to confirm.", "error")
     try:
-        await run_in_threadpool(workspace.delete_source, request.app.state.engine, source_id)
+        await run_in_threadpool(lambda: workspace.delete_source(request.app.state.engine, source_id,
+                                                               actor=request.state.admin_user))
     except workspace.NotFound:
         return web_error(request, 404, "not_found", f"There is no source {source_id}.")
     return await redirect(request, "/sources", f"Deleted the source {source['name']}, its destinations and history.")
