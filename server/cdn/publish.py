@@ -21,6 +21,10 @@ origin answers with), so a file served by nginx and one served by us decode to t
 - **Idempotent and race-safe:** several servers may publish into one directory: temporary names
   are unique, replacing is atomic, and a ``.published`` marker per key (its settings version)
   keeps a server that is behind from writing an older version over a newer one.
+- **One writer per directory at a time:** the processes of ``serve --workers N`` (or servers
+  sharing a network directory) take turns through an ``flock`` on ``.publish.lock``: one of them
+  publishes and runs the hook, the others only retry the lock each ``interval`` (and take over
+  within it when that process exits).
 - **Removal:** keys that are gone, disabled or rotated away lose their files on the next reconcile
   (the directory on disk is compared with the store's).
 - **Hook:** ``SWITCHBOARD_PUBLISH_COMMAND`` runs after each publish that changed something, with the
@@ -30,6 +34,7 @@ origin answers with), so a file served by nginx and one served by us decode to t
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import logging
 import os
@@ -102,6 +107,7 @@ class Publisher:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one reconcile at a time
         self._thread: threading.Thread | None = None
+        self._lock_fd: int | None = None
         self._unsubscribe = notify.SETTINGS.subscribe(lambda *_change: self._wake.set())
 
     # -------------------------------------------------------------- life cycle
@@ -120,6 +126,24 @@ class Publisher:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock: another process takes over
+            self._lock_fd = None
+
+    def leader(self) -> bool:
+        """Whether this process holds the directory's publish lock (taken once, kept until close)."""
+        if self._lock_fd is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / ".publish.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._lock_fd = fd
+            self._wake.set()  # a new leader reconciles everything at once
+            self.published.clear()
+        return True
 
     def _run(self) -> None:
         failures = 0
@@ -129,6 +153,8 @@ class Publisher:
             if self._stop.is_set():
                 return
             try:
+                if not self.leader():
+                    continue
                 seq = bundle_builds.read_sequence(self.engine)
                 if woken or seq != self._seq or failures:
                     self.reconcile(full=bool(failures))
@@ -144,6 +170,8 @@ class Publisher:
         """Write every enabled key whose version is not on disk yet, remove every key that should
         not be there; run the hook. Returns the write keys that changed."""
         with self._lock:
+            if not self.leader():
+                return []
             self._seq = bundle_builds.read_sequence(self.engine)
             rows = bundle_builds.directory(self.engine)
             wanted = {key: Known(source_id, version, enabled) for key, source_id, version, enabled in rows if enabled}
