@@ -175,3 +175,23 @@ def test_no_reader_ever_sees_a_torn_file(published):
     assert problems == []
     assert reads[0] > 100
     assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]  # no temporary file left behind
+
+
+def test_one_publisher_per_directory_and_another_takes_over(published):
+    """Several processes on one directory (serve --workers N): one writes, the others wait on the
+    directory's lock and take over when it is released."""
+    from server.cdn.publish import Publisher
+
+    client, engine, source, dest, www, _, app = published
+    second = Publisher(app.state.bundle_cache, www, interval=0.05)
+    second.start()
+    try:
+        assert not second.leader()  # the app's publisher holds the lock
+        assert second.reconcile() == [] and second.published == {}
+        app.state.publisher.close()
+        workspace.update_destination(engine, dest["id"], settings={"measurement_id": "G-TAKEN", "api_secret": "x"})
+        bundle = www / "analytics.js/v1" / source["write_key"] / "analytics.min.js"
+        assert wait_for(lambda: b"G-TAKEN" in bundle.read_bytes(), 2.0)
+        assert second.leader() and second.published == {source["write_key"]: source["settings_version"] + 2}
+    finally:
+        second.close()
