@@ -12,8 +12,8 @@
    encoding, nginx's response headers and decoded body with the origin's, and prints each
    difference (ETag values are nginx's own; checked to give a 304).
 
-nginx and wrk come from apt (`apt-get install -y nginx wrk libnginx-mod-http-brotli-static`);
-the script installs them when apt is there and they are missing (never at import).
+nginx and wrk come from apt (`apt-get install -y nginx wrk`); the script installs them when apt is
+there and they are missing (never at import).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def preflight() -> bool:
     if missing and shutil.which("apt-get"):
         sudo = [] if os.geteuid() == 0 else ["sudo"]
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", *missing, "libnginx-mod-http-brotli-static"],
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", *missing],
                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return bool(find("nginx") and find("wrk"))
 
@@ -61,15 +61,13 @@ def find(cmd: str) -> str | None:
     return shutil.which(cmd) or (f"/usr/sbin/{cmd}" if Path(f"/usr/sbin/{cmd}").exists() else None)
 
 
-def documented_config(www: Path, port: int, origin_port: int, brotli_module: bool) -> str:
+def documented_config(www: Path, port: int, origin_port: int) -> str:
     page = (ROOT / "docs" / "deployment.md").read_text()
     section = page[page.index("### nginx serving the published files"):]
     block = section[section.index("```nginx\n") + 9:]
     block = block[:block.index("```")]
     block = block.replace("listen 80;", f"listen 127.0.0.1:{port};").replace("/var/lib/switchboard/www", str(www))
     block = block.replace("127.0.0.1:8000", f"127.0.0.1:{origin_port}")
-    if not brotli_module:
-        block = "\n".join(line for line in block.splitlines() if "brotli_static" not in line)
     return block
 
 
@@ -152,11 +150,8 @@ def bench_publish(seconds: int, connections: int) -> None:
             plain = {enc: directory / f"plain.js.{enc}" for enc in ("gzip", "br")}
             shutil.copy(bundle.with_name("analytics.min.js.gz"), plain["gzip"])
             shutil.copy(bundle.with_name("analytics.min.js.br"), plain["br"])
-            module = Path("/usr/lib/nginx/modules/ngx_http_brotli_static_module.so")
-            brotli_module = module.exists()
             conf = directory / "nginx.conf"
             conf.write_text(textwrap.dedent(f"""\
-                {f"load_module {module};" if brotli_module else ""}
                 worker_processes 1; daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log;
                 events {{ worker_connections 1024; }}
                 http {{
@@ -171,11 +166,11 @@ def bench_publish(seconds: int, connections: int) -> None:
                     location = /bundle.br.js {{ alias {plain["br"]}; default_type application/javascript;
                       add_header Content-Encoding br; add_header Vary Accept-Encoding;
                       add_header Cache-Control "public, max-age=60"; }} }}
-                """) + documented_config(www, nginx_port, origin_port, brotli_module) + "}\n")
+                """) + documented_config(www, nginx_port, origin_port) + "}\n")
             nginx = subprocess.Popen([find("nginx"), "-c", str(conf), "-p", str(directory)])
             wait_for_port(nginx_port, 10)
             wait_for_port(plain_port, 10)
-            for encoding in ("gzip", "br") if brotli_module else ("gzip",):
+            for encoding in ("gzip", "br"):
                 urls = {"published": f"http://127.0.0.1:{nginx_port}/analytics.js/v1/{key}/analytics.min.js",
                         "plain": f"http://127.0.0.1:{plain_port}/bundle.{encoding}.js"}
                 runs: dict[str, list[float]] = {name: [] for name in urls}
