@@ -167,7 +167,7 @@ def test_no_reader_ever_sees_a_torn_file(published):
         for i in range(25):
             workspace.update_destination(engine, dest["id"], settings={"measurement_id": f"G-V{i:03d}", "api_secret": "x"})
             time.sleep(0.05)
-        assert wait_for(lambda: b"G-V024" in (folder / "analytics.min.js").read_bytes(), 3.0)
+        assert wait_for(lambda: b"G-V024" in (folder / "analytics.min.js").read_bytes(), 5.0)
     finally:
         stop.set()
         for thread in threads:
@@ -192,6 +192,30 @@ def test_one_publisher_per_directory_and_another_takes_over(published):
         workspace.update_destination(engine, dest["id"], settings={"measurement_id": "G-TAKEN", "api_secret": "x"})
         bundle = www / "analytics.js/v1" / source["write_key"] / "analytics.min.js"
         assert wait_for(lambda: b"G-TAKEN" in bundle.read_bytes(), 2.0)
-        assert second.leader() and second.published == {source["write_key"]: source["settings_version"] + 2}
+        assert wait_for(lambda: second.published == {source["write_key"]: source["settings_version"] + 2})
+        assert second.leader()
     finally:
         second.close()
+
+
+def test_the_documented_nginx_config_sends_the_origins_headers():
+    """docs/deployment.md's nginx config (what bench/static_publish.py runs) names the same
+    Cache-Control and Content-Type values the origin sends with the default settings."""
+    from server.cdn.routes import IMMUTABLE, JS, bundle_cache_control
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "deployment.md").read_text()
+    section = page[page.index("### nginx serving the published files"):]
+    block = section[section.index("```nginx\n"):]
+    block = block[:block.index("\n```\n")]
+    config = Config()
+    locations = {loc.split(" {\n")[0].strip(): loc for loc in block.split("location ")[1:]}
+    by_kind = {kind: next(body for head, body in locations.items() if marker in head) for kind, marker in (
+        ("bundle", r"analytics\.min\.js$"), ("hashed", "{16}"), ("settings", "settings$"), ("snippet", "snippet"))}
+    assert f'add_header Cache-Control "{bundle_cache_control(config)}" always;' in by_kind["bundle"]
+    assert f'add_header Cache-Control "{IMMUTABLE}" always;' in by_kind["hashed"]
+    assert f'add_header Cache-Control "{bundle_cache_control(config)}" always;' in by_kind["settings"]
+    assert f'add_header Cache-Control "public, max-age={config.bundle_max_age}" always;' in by_kind["snippet"]
+    for kind in ("bundle", "hashed", "snippet"):
+        assert f'default_type "{JS}";' in by_kind[kind]
+        assert 'add_header Access-Control-Allow-Origin "*" always;' in by_kind[kind]
+    assert "default_type application/json;" in by_kind["settings"]

@@ -85,7 +85,8 @@ def write_encoded(path: Path, body: bytes, gz: bytes | None = None, br: bytes | 
 
 
 def _remove(path: Path) -> None:
-    for name in (path.name, path.name + ".gz", path.name + ".br"):
+    # Compressed siblings first: while the identity file exists, its siblings are current.
+    for name in (path.name + ".gz", path.name + ".br", path.name):
         try:
             os.unlink(path.with_name(name))
         except FileNotFoundError:
