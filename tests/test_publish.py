@@ -174,7 +174,8 @@ def test_no_reader_ever_sees_a_torn_file(published):
             thread.join()
     assert problems == []
     assert reads[0] > 100
-    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]  # no temporary file left behind
+    # No temporary file is left behind once the publish that is still writing the marker ends.
+    assert wait_for(lambda: not [p for p in folder.iterdir() if p.name.startswith(".tmp-")])
 
 
 def test_one_publisher_per_directory_and_another_takes_over(published):
