@@ -220,3 +220,26 @@ def test_the_documented_nginx_config_sends_the_origins_headers():
         assert f'default_type "{JS}";' in by_kind[kind]
         assert 'add_header Access-Control-Allow-Origin "*" always;' in by_kind[kind]
     assert "default_type application/json;" in by_kind["settings"]
+
+
+def test_every_server_publishes_a_change_made_elsewhere_within_a_second(live_server_factory, tmp_path):
+    """Two `switchboard serve` processes on one database, each with its own publish directory; a
+    change made by a third process (this one) is on disk in both within a second."""
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    engine = open_store(url)
+    source = workspace.create_source(engine, "Shop")
+    dest = workspace.add_destination(engine, source["id"], slug="google_analytics_4", mode="device", enabled=True,
+                                     settings={"measurement_id": "G-ONE1"})
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for folder in dirs:
+        live_server_factory(url, SWITCHBOARD_PUBLISH_DIR=str(folder))
+    bundles = [folder / "analytics.js/v1" / source["write_key"] / "analytics.min.js" for folder in dirs]
+    assert wait_for(lambda: all(b.exists() and b"G-ONE1" in b.read_bytes() for b in bundles), 10)
+    changed = time.monotonic()
+    workspace.update_destination(engine, dest["id"], settings={"measurement_id": "G-TWO2"})
+    delays = []
+    for bundle in bundles:
+        assert wait_for(lambda: b"G-TWO2" in bundle.read_bytes(), 3)
+        delays.append(time.monotonic() - changed)
+    assert max(delays) < 1.0, delays
+    engine.dispose()
