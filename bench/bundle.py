@@ -19,6 +19,12 @@ Prints side-by-side figures from one run on this machine:
    after a restart (stored builds are read, not rebuilt).
 
     .venv/bin/python bench/bundle.py --only keys     # just part 5
+
+6. static publish under real nginx (bench/static_publish.py): the documented nginx config over
+   SWITCHBOARD_PUBLISH_DIR vs nginx serving the same bytes as a plain file (target >= 0.9x), and
+   every header that differs from the origin's.
+
+    .venv/bin/python bench/bundle.py --only publish  # just part 6
 """
 
 from __future__ import annotations
@@ -492,8 +498,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=2, help="per wrk run (5 alternating runs each)")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--keys", type=int, default=10_000, help="sources for the many-keys part (0: skip it)")
-    parser.add_argument("--only", choices=["keys"], help="run only that part")
+    parser.add_argument("--only", choices=["keys", "publish"], help="run only that part")
     args = parser.parse_args()
+    if args.only == "publish":
+        from static_publish import bench_publish  # bench/, beside this script
+
+        bench_publish(args.seconds, args.connections)
+        return
     if not args.only:
         print_sizes()
     with tempfile.TemporaryDirectory() as tmp:
@@ -508,6 +519,10 @@ def main() -> None:
         if args.keys:
             bench_many_keys(db_url, engine, directory, args.keys, args.seconds, args.connections)
         engine.dispose()
+    if not args.only:
+        from static_publish import bench_publish
+
+        bench_publish(args.seconds, args.connections)
 
 
 if __name__ == "__main__":

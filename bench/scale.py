@@ -4,6 +4,9 @@
    one and with two `switchboard serve --role edge` processes on the same PostgreSQL. The load
    comes from wrk (one per server, a Lua script giving every event a fresh messageId) when it
    is installed, else from Python; every acknowledged event is checked to be stored.
+0. Bundles: warm bundle req/s (wrk, Accept-Encoding: gzip) from `switchboard serve --role edge
+   --workers 1` and `--workers 2` on one port (processes sharing it; SQLite is enough: the warm
+   path does no I/O). `bench/scale.py --bundles` runs only this part.
 2. Delivery: events/s from a stored backlog to a webhook receiver with one and with two
    `switchboard worker` processes (fan-out included).
 
@@ -273,7 +276,48 @@ class Result:
         self.busy = meter.busy * 100
 
 
+def bundle_rps(workers: int, seconds: int = 3, rounds: int = 3) -> float:
+    """Median req/s of `serve --workers N` (role edge) for one warm bundle."""
+    from server.store import workspace
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bundles.db"
+        engine = open_store(url)
+        key = workspace.create_source(engine, "Bundles")["write_key"]
+        engine.dispose()
+        port = free_port()
+        env = {**os.environ, "SWITCHBOARD_DATABASE_URL": url, "SWITCHBOARD_PORT": str(port),
+               "SWITCHBOARD_LOG_LEVEL": "WARNING", "SWITCHBOARD_ROLE": "edge"}
+        proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--workers", str(workers)],
+                                env=env, cwd=ROOT)
+        try:
+            wait_for_port(port, 60)
+            link = f"http://127.0.0.1:{port}/analytics.js/v1/{key}/analytics.min.js"
+            for _ in range(20):  # every process warm
+                httpx.get(link, headers={"Accept-Encoding": "gzip"}).raise_for_status()
+            runs = []
+            for _ in range(rounds):
+                out = subprocess.run(["wrk", "-t2", "-c50", f"-d{seconds}s", "-H", "Accept-Encoding: gzip", link],
+                                     capture_output=True, text=True, check=True).stdout
+                runs.append(float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1]))
+            return sorted(runs)[len(runs) // 2]
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def bundles() -> tuple[float, float]:
+    one, two = bundle_rps(1), bundle_rps(2)
+    print(f"{'bundle (serve --workers N), req/s':<38}{one:>12,.0f}{two:>13,.0f}{two / one:>8.2f}"
+          f"   ({os.cpu_count()} cores shared with wrk; target: 2 processes > 1)")
+    return one, two
+
+
 def main() -> None:
+    if WRK and "--bundles" in sys.argv:
+        print(f"{'':<38}{'1 process':>12}{'2 processes':>13}{'ratio':>8}")
+        bundles()
+        return
     print(f"bench/scale.py — {os.cpu_count()} CPU core(s); load generator, servers, workers and PostgreSQL "
           f"all share them")
     hook, hook_name = receiver()
@@ -301,6 +345,8 @@ def main() -> None:
     print(f"{'':<38}{'1 process':>12}{'2 processes':>13}{'ratio':>8}")
     for label, a, b, rate in rows:
         print(f"{label:<38}{a:>12,.0f}{b:>13,.0f}{b / a:>8.2f}")
+    if WRK:
+        bundles()
     cores = os.cpu_count() or 1
     print(f"""
 {cores} CPU core(s) are shared by the load generator, every server or worker process and PostgreSQL

@@ -50,22 +50,56 @@ def cmd_serve(args: argparse.Namespace) -> None:
     check_port(config.host, config.port)  # a busy port: one line naming it, not uvicorn's Errno 98
     if args.demo:
         _print_demo(config, engine)
-    if args.workers and args.workers > 1:
-        import os
-
-        os.environ["SWITCHBOARD_HOST"], os.environ["SWITCHBOARD_PORT"] = config.host, str(config.port)
-        os.environ["SWITCHBOARD_ROLE"] = config.role
-        os.environ["SWITCHBOARD_DELIVERY_WORKERS"] = str(config.delivery_workers).lower()
-        os.environ["SWITCHBOARD_DEMO"] = str(config.demo).lower()
-        uvicorn.run("server.app:app_from_env", factory=True, host=config.host, port=config.port,
-                    workers=args.workers, log_level=config.log_level.lower(), proxy_headers=config.trust_proxy,
-                    **uvicorn_options(config, workers=True))
+    workers = args.workers or default_workers(config)
+    if workers > 1:
+        _serve_processes(config, workers)
         return
     from server.app import create_app
 
     app = create_app(config, engine=engine)
     uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level.lower(),
                 proxy_headers=config.trust_proxy, **uvicorn_options(config))
+
+
+def default_workers(config: Config) -> int:
+    """One process per core for an edge server (it only answers requests), else one."""
+    import os
+
+    return (os.cpu_count() or 1) if config.role == "edge" else 1
+
+
+def _serve_processes(config: Config, workers: int) -> None:
+    """``serve --workers N``: N uvicorn processes on one port (uvicorn's supervisor; each process
+    builds the app from the same SWITCHBOARD_* environment and keeps our EdgeProtocol).
+
+    Background work does not multiply with N: the HTTP processes run no delivery workers or
+    warehouse scheduler; when this server is meant to run them (role ``all``), one
+    ``switchboard worker`` child process does, and stops with the server."""
+    import os
+    import subprocess
+
+    import uvicorn
+
+    from server.api.edge import uvicorn_options
+
+    os.environ["SWITCHBOARD_HOST"], os.environ["SWITCHBOARD_PORT"] = config.host, str(config.port)
+    os.environ["SWITCHBOARD_ROLE"] = config.role
+    os.environ["SWITCHBOARD_DELIVERY_WORKERS"] = "false"
+    os.environ["SWITCHBOARD_DEMO"] = str(config.demo).lower()
+    background = None
+    if config.delivery_workers:
+        background = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], stdout=subprocess.DEVNULL)
+    try:
+        uvicorn.run("server.app:app_from_env", factory=True, host=config.host, port=config.port,
+                    workers=workers, log_level=config.log_level.lower(), proxy_headers=config.trust_proxy,
+                    **uvicorn_options(config, workers=True))
+    finally:
+        if background is not None and background.poll() is None:
+            background.terminate()
+            try:
+                background.wait(30)
+            except subprocess.TimeoutExpired:
+                background.kill()
 
 
 def _print_demo(config: Config, engine) -> None:
@@ -298,7 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server (bundles, collector, admin API, web app, delivery)")
     serve.add_argument("--host", help="listen address (default SWITCHBOARD_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=_port_argument, help="listen port (default SWITCHBOARD_PORT or 8000)")
-    serve.add_argument("--workers", type=_workers_argument, default=1, help="server processes (default 1)")
+    serve.add_argument("--workers", type=_workers_argument,
+                       help="HTTP server processes sharing the port (default: one per CPU core with role edge, "
+                            "else 1); with more than one and role all, delivery and warehouse loads run in one "
+                            "extra `switchboard worker` process")
     serve.add_argument("--role", choices=["all", "edge"],
                        help="all: everything (default, or SWITCHBOARD_ROLE); edge: bundles, collector, admin API "
                             "and web app only — delivery and warehouse loads run in `switchboard worker`")

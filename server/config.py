@@ -151,6 +151,14 @@ class Config:
         "over all replays, so live traffic keeps its pace (docs/delivery.md).")
     delivery_workers: bool = _setting(
         "DELIVERY_WORKERS", "true", _bool, "Run delivery workers inside `switchboard serve`.")
+    publish_dir: str = _setting(
+        "PUBLISH_DIR", "", str,
+        "Directory the server writes every enabled source's bundle, settings document and snippet to (with "
+        "`.gz`/`.br` siblings) for nginx or a CDN to serve (docs/deployment.md). Empty: no static publish.")
+    publish_command: str = _setting(
+        "PUBLISH_COMMAND", "", str,
+        "Command run after each static publish, with the changed write keys as arguments (a CDN purge, "
+        "`rclone sync`); failures are logged.")
     role: str = _setting(
         "ROLE", "all", _role,
         "What `switchboard serve` runs: `all` (everything) or `edge` (bundles, collector, admin API, web app; "

@@ -2,7 +2,8 @@
 analytics-next plugins, Segment's settings document and the snippet.
 
 Modules: ``bundles`` (render) · ``bundle_cache`` (build once per settings version) ·
-``settings_document`` · ``snippet`` · ``routes`` (the HTTP side) · ``readouts``.
+``settings_document`` · ``snippet`` · ``routes`` (the HTTP side) · ``readouts`` · ``publish`` (the
+files for nginx/a CDN under ``SWITCHBOARD_PUBLISH_DIR``, started by ``startup``).
 
 The door: ``routes``, ``startup``, ``shutdown`` and the read-outs ``snippet_html`` (CLI, web
 app, demo page) and ``bundle_info`` (web app).

@@ -250,6 +250,11 @@ class BundleCache:
             return DISABLED
         return self._entry(write_key, known, content) or UNKNOWN
 
+    def current(self, write_key: str, known: Known) -> Entry | None:
+        """``write_key`` at ``known``'s version, built or read back like a miss (the static
+        publisher, server/cdn/publish.py); None if the version is gone."""
+        return self._entry(write_key, known, None)
+
     def _entry(self, write_key: str, known: Known, content: dict | None) -> Entry | None:
         """``content``: the version's snapshot ({"destinations", "source"}) when already read."""
         key = (write_key, known.version)

@@ -284,9 +284,18 @@ async def startup(app) -> None:
     check_templates(app.state.catalog)
     cache = app.state.bundle_cache = BundleCache(app.state.engine, app.state.catalog, app.state.config)
     await run_in_threadpool(cache.start)  # the source directory, then one freshness check per interval
+    config = app.state.config
+    if config.publish_dir:
+        from server.cdn.publish import Publisher
+
+        publisher = app.state.publisher = Publisher(cache, config.publish_dir, command=config.publish_command)
+        await run_in_threadpool(publisher.start)  # everything once, then each change
 
 
 async def shutdown(app) -> None:
+    publisher = getattr(app.state, "publisher", None)
+    if publisher is not None:
+        await run_in_threadpool(publisher.close)
     cache = getattr(app.state, "bundle_cache", None)
     if cache is not None:
         cache.close()
