@@ -27,8 +27,9 @@ global.document = {
 global.window = global;
 eval(require("fs").readFileSync(0, "utf8"));
 analytics.track("Clicked", {a: 1});
-console.log(JSON.stringify({queue: analytics.slice(), src: inserted.map(s => s.src), key: inserted.map(s => s["data-global-segment-analytics-key"]),
-  writeKey: analytics._writeKey, cdn: analytics._cdn, version: analytics.SNIPPET_VERSION, methods: analytics.methods}));
+const before = inserted.length;  // the bundle's <script> goes in once the snippet's script has run
+setTimeout(() => console.log(JSON.stringify({queue: analytics.slice(), src: inserted.map(s => s.src), key: inserted.map(s => s["data-global-segment-analytics-key"]),
+  writeKey: analytics._writeKey, cdn: analytics._cdn, version: analytics.SNIPPET_VERSION, methods: analytics.methods, before})));
 """
 
 
@@ -41,7 +42,7 @@ def test_snippet_queues_calls_with_buffered_page_context_and_loads_our_bundle():
     config = Config(public_url="http://analytics.example.test:8080", bundle_path="/t/js")
     out = run(render_snippet(config, "KEY123"))
     assert out["src"] == ["http://analytics.example.test:8080/t/js/KEY123/analytics.min.js"]
-    assert out["key"] == ["analytics"]
+    assert out["key"] == ["analytics"] and out["before"] == 0
     assert out["writeKey"] == "KEY123" and out["cdn"] == "http://analytics.example.test:8080"
     assert out["version"] == "5.2.0"
     bpc = {"__t": "bpc", "c": "http://site.test/canonical", "p": "/p", "u": "http://site.test/p?q=1",
