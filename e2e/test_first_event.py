@@ -197,3 +197,19 @@ def test_a_source_with_consent_categories_waits_for_the_bundle(consent_site, bro
         assert pages[0]["context"]["consent"]["categoryPreferences"] == {"Analytics": False}
     finally:
         h.close()
+
+
+def test_a_set_anonymous_id_queued_after_the_early_page_wins(site, browser):
+    """The bundle runs a queued setAnonymousId before replaying the page the snippet sent: the
+    sent event keeps the id it left with, and the visitor keeps the id the page asked for."""
+    h = Held(browser, site, edit=lambda s: s.replace("analytics.page();", "analytics.page(); analytics.setAnonymousId('fixed-id');"))
+    try:
+        h.wait(500)
+        assert [p["type"] for p in h.posts] == ["page"]
+        sent_id = h.posts[0]["anonymousId"]
+        h.release()
+        h.page.evaluate("() => analytics.ready()")
+        assert sent_id != "fixed-id"
+        assert h.page.evaluate("() => analytics.user().anonymousId()") == "fixed-id"
+    finally:
+        h.close()

@@ -14,7 +14,7 @@ function emit(n) {
 // --- context -------------------------------------------------------------------------------
 function canon() { var c = D.querySelector("link[rel='canonical']"); return c ? c.getAttribute("href") : undefined; }
 // The page as the snippet's buffered page context ({__t:"bpc"}) saw it, or as it is now.
-function pageContext(b) {
+function pCtx(b) {
   b = b || { c: canon(), p: location.pathname, u: location.href, s: location.search, t: D.title, r: D.referrer };
   var url = b.u.split("#")[0], path = b.p;
   if (b.c) { try { var c = new URL(b.c, b.u); url = c.href.indexOf("?") < 0 ? c.href + b.s : c.href; path = c.pathname; } catch (x) {} }
@@ -44,11 +44,12 @@ var EK = ["integrations", "context", "userId", "anonymousId", "timestamp", "mess
 // merged over the page as it is (and, for page(), its url/path/search/title/referrer properties);
 // any other option is written into context.
 // An event the snippet already sent (bpc.e, js_templates/snippet.js.j2) is taken as it is: it
-// goes through the pipeline but not to the collector again (SENT), and its id is stored.
+// goes through the pipeline but not to the collector again (SENT); its anonymous id is stored
+// unless the visitor has one by now (a queued setAnonymousId runs first).
 function make(type, fields, opts, bpc) {
-  if (bpc && bpc.e) return anonymousId((SENT[bpc.e.messageId] = bpc.e).anonymousId), bpc.e;
+  if (bpc && bpc.e) return SENT[bpc.e.messageId] = idGet("ajs_anonymous_id") || anonymousId(bpc.e.anonymousId), bpc.e;
   opts = opts || {};
-  var page = pageContext(bpc), o = opts.context || {}, k, LI = LO.integrations || {}, I = {};
+  var page = pCtx(bpc), o = opts.context || {}, k, LI = LO.integrations || {}, I = {};
   var c = { library: { name: C.libraryName || "switchboard.js", version: VERSION }, locale: navigator.language,
     screen: { width: screen.width, height: screen.height, density: W.devicePixelRatio } };
   if (CATS.length || lsGet(CK) || MEM[CK]) c.consent = { categoryPreferences: consent() };

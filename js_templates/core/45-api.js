@@ -20,7 +20,7 @@ function pageLike(type, args, initial) {
   return dispatch(make(type, f, opts, p.bpc), p.cb, initial);
 }
 function page() { return pageLike("page", arguments); }
-function screenCall() { return pageLike("screen", arguments); }
+function scrCall() { return pageLike("screen", arguments); }
 // (id?, traits?, options?, callback?): analytics-next's resolveUserArguments; a left-out or null id
 // keeps the current one.
 function userArgs(a) {
@@ -53,12 +53,12 @@ function alias() {
   return dispatch(make("alias", { userId: s[0], previousId: s[1] || userId() || anonymousId() },
     a.filter(isObj)[0], p.bpc), p.cb);
 }
-function accessor(get) { return function (v) { return get(v); }; }
+function acc(get) { return function (v) { return get(v); }; }
 var userApi = {
-  id: accessor(userId), anonymousId: accessor(anonymousId),
+  id: acc(userId), anonymousId: acc(anonymousId),
   traits: function (v) { return uTraits(v === undefined ? undefined : v); }
 };
-var groupApi = { id: accessor(groupId), traits: function (v) { return gTraits(v === undefined ? undefined : v); } };
+var groupApi = { id: acc(groupId), traits: function (v) { return gTraits(v === undefined ? undefined : v); } };
 
 // ready(cb): after the destinations loaded (or failed, or wait for consent); cb and the promise
 // get one entry per plugin, as analytics-next's.
@@ -98,7 +98,7 @@ function lazy(n, gate) {
   };
 }
 extend(A, {
-  initialized: true, VERSION: VERSION, track: track, page: page, screen: screenCall, identify: identify, group: group,
+  initialized: true, VERSION: VERSION, track: track, page: page, screen: scrCall, identify: identify, group: group,
   alias: alias, ready: ready, on: on, once: once, off: off,
   user: function () { return userApi; },
   setAnonymousId: function (id) { return anonymousId(id == null ? undefined : String(id)); },
