@@ -60,6 +60,7 @@ from server.store.bundle_builds import bump_sequence  # noqa: E402
 
 ANALYTICS_NEXT = ROOT / "e2e" / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd" / "standalone.js"
 ROUNDS = 5
+CORE_TARGET = 6 * 1024  # issue 18: the core at most 6 KB gzip (the budget test stays at 8 KB)
 UVICORN = dict(host="127.0.0.1", log_level="warning", access_log=False)  # both servers, same settings
 
 
@@ -79,6 +80,8 @@ def print_sizes() -> None:
         raw, gz, br = sizes(js)
         added = sizes(core + "\n" + js)[1] - core_gz
         print(f"{'  ' + slug:32} {raw:9} {gz:7} {br:7} {added:12}   budget 1024 added")
+    print(f"{'core target':32} {'':9} {CORE_TARGET:7} {'':7}   core/target gzip {core_gz / CORE_TARGET:.2f}"
+          f" ({'met' if core_gz <= CORE_TARGET else 'not met'})")
     if ANALYTICS_NEXT.exists():
         raw, gz, br = sizes(ANALYTICS_NEXT.read_text())
         print(f"{'analytics-next standalone.js':32} {raw:9} {gz:7} {br:7}   (npm; ratio core/it gzip {core_gz / gz:.2f})")

@@ -23,9 +23,9 @@ from server.cli_support import engine as _engine
 from server.config import Config
 
 
-def snippet_text(config: Config, write_key: str) -> str:
+def snippet_text(config: Config, write_key: str, engine=None) -> str:
     """The snippet to paste (the bundle plane's, as the web app shows it)."""
-    return cdn.snippet_html(config, write_key)
+    return cdn.snippet_html(config, write_key, engine, _catalog() if engine is not None else None)
 
 
 # ---------------------------------------------------------------- commands
@@ -155,7 +155,7 @@ def cmd_sources_create(args: argparse.Namespace) -> None:
     print(f"id:        {source['id']}")
     print(f"write key: {source['write_key']}")
     print("snippet:")
-    print(snippet_text(config, source["write_key"]))
+    print(snippet_text(config, source["write_key"], engine))
 
 
 def cmd_sources_list(args: argparse.Namespace) -> None:

@@ -72,10 +72,10 @@ function userId(v) {
   if (v !== undefined) { idSet("ajs_user_id", v); if (was != null && v != null && v !== was) idSet("ajs_anonymous_id", null); }
   return idGet("ajs_user_id");
 }
-function userTraits(v) { if (v !== undefined) objSet("ajs_user_traits", v || {}); return objGet("ajs_user_traits"); }
+function uTraits(v) { if (v !== undefined) objSet("ajs_user_traits", v || {}); return objGet("ajs_user_traits"); }
 function groupId(v) { if (v !== undefined) idSet("ajs_group_id", v); return idGet("ajs_group_id"); }
-function groupTraits(v) { if (v !== undefined) objSet("ajs_group_properties", v || {}); return objGet("ajs_group_properties"); }
-function clearIdentity() {
+function gTraits(v) { if (v !== undefined) objSet("ajs_group_properties", v || {}); return objGet("ajs_group_properties"); }
+function clearId() {
   ["ajs_user_id", "ajs_anonymous_id", "ajs_group_id"].forEach(function (k) { idSet(k, null); });
   objSet("ajs_user_traits", null); objSet("ajs_group_properties", null);
 }

@@ -8,7 +8,7 @@
 var OUT = [], FLY = [], BUSY = 0, TRIES = 0, TIMER = 0, CHUNK = 64000, KEEP = 200, WAIT = {};
 
 function outboxKey() { return "sb_outbox_" + C.writeKey; }
-function persist() { if (!LOADOPTS.disableClientPersistence) lsSet(outboxKey(), FLY.concat(OUT).slice(-KEEP)); }
+function persist() { if (!LO.disableClientPersistence) lsSet(outboxKey(), FLY.concat(OUT).slice(-KEEP)); }
 function settle(list, err) {
   list.forEach(function (e) { var f = WAIT[e.messageId]; delete WAIT[e.messageId]; if (f) f(err); });
 }
@@ -50,7 +50,7 @@ function send(list) {
     BUSY--;
     FLY = FLY.filter(function (e) { return list.indexOf(e) < 0; });
     if (status && status < 400) { TRIES = 0; settle(list); }
-    else if (retryable(status) && LOADOPTS.retryQueue !== false) {
+    else if (retryable(status) && LO.retryQueue !== false) {
       settle(list);
       OUT = list.concat(OUT);
       persist();
@@ -88,7 +88,7 @@ function flushAll(e) {
   while (OUT.length) beacon(take(CHUNK));
   OUT = keep;
 }
-function startTransport() {
+function startT() {
   var saved = lsGet(outboxKey());
   if (Array.isArray(saved) && saved.length) { OUT = saved.concat(OUT); persist(); flush(); }
   W.addEventListener("pagehide", flushAll);

@@ -9,7 +9,7 @@ var MWRUN;
 function specKey(n) { return String(n).toLowerCase().replace(/[\s_-]+/g, ""); }
 // The loader's handler for a Spec event name: case- and separator-insensitive, and two-word
 // names match in either order (Order Completed = order_completed = completed_order).
-function specHandler(def, name) {
+function specH(def, name) {
   var k = specKey(name), ev = def.events || {};
   for (var key in ev) {
     var w = key.toLowerCase().split(/[\s_-]+/);
@@ -84,7 +84,7 @@ Dest.prototype = {
   },
   put: function (e) { if (this.st == 1) this.call(e); else if (!this.st) this.q.push(e); },
   call: function (e) {
-    var d = this.def, h = e.type == "track" && specHandler(d, e.event) || d[e.type];
+    var d = this.def, h = e.type == "track" && specH(d, e.event) || d[e.type];
     if (!h) return;
     try { h.call(d, clone(e), this.s, this.ctx); } catch (x) { this.env.log("destination error", this.cfg.name, x); }
   }

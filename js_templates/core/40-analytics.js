@@ -1,5 +1,5 @@
 // The public API (analytics.js-compatible). `A` replaces the snippet's stub on window.
-var A = {}, EV = {}, DESTS = [], READY = [], PLUGINS = [], DEBUG = lsGet("sb_debug"), LOADOPTS = {};
+var A = {}, EV = {}, DESTS = [], READY = [], PLUGINS = [], DEBUG = lsGet("sb_debug"), LO = {};
 var VERSION = "1.0.0";
 
 function log() { if (DEBUG && W.console) console.log.apply(console, ["[switchboard]"].concat([].slice.call(arguments))); }
@@ -12,10 +12,10 @@ function emit(n) {
 }
 
 // --- context -------------------------------------------------------------------------------
-function canonical() { var c = D.querySelector("link[rel='canonical']"); return c ? c.getAttribute("href") : undefined; }
+function canon() { var c = D.querySelector("link[rel='canonical']"); return c ? c.getAttribute("href") : undefined; }
 // The page as the snippet's buffered page context ({__t:"bpc"}) saw it, or as it is now.
-function pageContext(b) {
-  b = b || { c: canonical(), p: location.pathname, u: location.href, s: location.search, t: D.title, r: D.referrer };
+function pCtx(b) {
+  b = b || { c: canon(), p: location.pathname, u: location.href, s: location.search, t: D.title, r: D.referrer };
   var url = b.u.split("#")[0], path = b.p;
   if (b.c) { try { var c = new URL(b.c, b.u); url = c.href.indexOf("?") < 0 ? c.href + b.s : c.href; path = c.pathname; } catch (x) {} }
   return { path: path, referrer: b.r, search: b.s, title: b.t, url: url };
@@ -38,19 +38,23 @@ function parse(args) {
   if (isObj(last) && last.__t == "bpc") bpc = a.pop();
   return { a: a, bpc: bpc, cb: a.filter(isFn)[0] };
 }
-var EVENTKEYS = ["integrations", "context", "userId", "anonymousId", "timestamp", "messageId"];
+var EK = ["integrations", "context", "userId", "anonymousId", "timestamp", "messageId"];
 // options: integrations merge over the load options' (as booleans); userId, anonymousId, timestamp
 // and messageId go on the event; context is the base of the event's context, with context.page
 // merged over the page as it is (and, for page(), its url/path/search/title/referrer properties);
 // any other option is written into context.
+// An event the snippet already sent (bpc.e, js_templates/snippet.js.j2) is taken as it is: it
+// goes through the pipeline but not to the collector again (SENT); its anonymous id is stored
+// unless the visitor has one by now (a queued setAnonymousId runs first).
 function make(type, fields, opts, bpc) {
+  if (bpc && bpc.e) return SENT[bpc.e.messageId] = idGet("ajs_anonymous_id") || anonymousId(bpc.e.anonymousId), bpc.e;
   opts = opts || {};
-  var page = pageContext(bpc), o = opts.context || {}, k, LI = LOADOPTS.integrations || {}, I = {};
+  var page = pCtx(bpc), o = opts.context || {}, k, LI = LO.integrations || {}, I = {};
   var c = { library: { name: C.libraryName || "switchboard.js", version: VERSION }, locale: navigator.language,
     screen: { width: screen.width, height: screen.height, density: W.devicePixelRatio } };
   if (CATS.length || lsGet(CK) || MEM[CK]) c.consent = { categoryPreferences: consent() };
   extend(c, o);
-  for (k in opts) if (has(opts, k) && EVENTKEYS.indexOf(k) < 0) dset(c, k, opts[k]);
+  for (k in opts) if (has(opts, k) && EK.indexOf(k) < 0) dset(c, k, opts[k]);
   var props = type == "page" && fields.properties || {}, picked = {};
   for (k in page) if (has(props, k)) picked[k] = props[k];
   c.page = extend({}, page, picked, o.page);
@@ -77,7 +81,7 @@ function make(type, fields, opts, bpc) {
 // --- the pipeline: before plugins (source middleware among them) → enrichment → destinations
 // (device-mode loaders, destination plugins, the collector) → after plugins. A before or
 // enrichment step that throws or cancels drops the event: it is never sent unmodified.
-var TIMEOUT = 300, UAD, UAP = Promise.resolve();
+var TIMEOUT = 300, UAD, UAP = Promise.resolve(), SENT = {};
 function stage(ctx, type, strict) {
   var P = Promise.resolve(), e = ctx.event;
   PLUGINS.forEach(function (p) {
@@ -92,7 +96,7 @@ function stage(ctx, type, strict) {
 function dispatch(e, cb, initial) {
   var ctx = new Ctx(e), t0 = Date.now();
   // Offline without a retry queue, analytics-next drops the event; so do we.
-  var P = navigator.onLine === false && LOADOPTS.retryQueue === false ? Promise.resolve() :
+  var P = navigator.onLine === false && LO.retryQueue === false ? Promise.resolve() :
     UAP.then(function () { if (UAD) e.context.userAgentData = UAD; return stage(ctx, "before", 1); })
       .then(function () { return stage(ctx, "enrichment", 1); })
       .then(function () { return deliver(ctx, initial); }, function (x) {
@@ -121,8 +125,8 @@ function deliver(ctx, initial) {
   if (bundled.length) wire._metadata = { bundled: bundled.sort() };
   // integrations {"Segment.io": false}: the event stays in the browser (a call's All: false doesn't
   // count; at load, All: false without "Segment.io": true keeps every event here, as analytics-next).
-  var L = LOADOPTS.integrations || {}, on = L["Segment.io"];
-  if ((e.integrations || {})["Segment.io"] !== false && on !== false && (on || L.All !== false)) all.push(new Promise(function (r) {
+  var L = LO.integrations || {}, on = L["Segment.io"];
+  if (!SENT[e.messageId] && (e.integrations || {})["Segment.io"] !== false && on !== false && (on || L.All !== false)) all.push(new Promise(function (r) {
     enqueue(wire, function (err) { if (err) ctx.setFailedDelivery({ reason: err }); r(); });
     if (navigator.onLine === false) r();             // queued for when the browser is back
   }));

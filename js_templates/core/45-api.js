@@ -20,7 +20,7 @@ function pageLike(type, args, initial) {
   return dispatch(make(type, f, opts, p.bpc), p.cb, initial);
 }
 function page() { return pageLike("page", arguments); }
-function screenCall() { return pageLike("screen", arguments); }
+function scrCall() { return pageLike("screen", arguments); }
 // (id?, traits?, options?, callback?): analytics-next's resolveUserArguments; a left-out or null id
 // keeps the current one.
 function userArgs(a) {
@@ -35,16 +35,16 @@ function userArgs(a) {
 }
 function identify() {
   var p = parse(arguments), u = userArgs(p.a), cur = userId(), id = u.id !== undefined ? u.id : cur;
-  userTraits(extend(cur == null || cur === id ? userTraits() : {}, u.traits));
+  uTraits(extend(cur == null || cur === id ? uTraits() : {}, u.traits));
   if (u.id) userId(u.id);
-  return dispatch(make("identify", { userId: userId(), traits: userTraits() }, u.opts, p.bpc), p.cb);
+  return dispatch(make("identify", { userId: userId(), traits: uTraits() }, u.opts, p.bpc), p.cb);
 }
 function group() {
   var p = parse(arguments), g = userArgs(p.a);
   if (!p.a.length) return groupApi;
   if (g.id !== undefined) groupId(g.id);
-  groupTraits(extend(groupTraits(), g.traits));
-  return dispatch(make("group", { groupId: groupId(), traits: groupTraits() }, g.opts, p.bpc), p.cb);
+  gTraits(extend(gTraits(), g.traits));
+  return dispatch(make("group", { groupId: groupId(), traits: gTraits() }, g.opts, p.bpc), p.cb);
 }
 // (to, from?, options?, callback?); from defaults to the current user or anonymous id.
 function alias() {
@@ -53,12 +53,12 @@ function alias() {
   return dispatch(make("alias", { userId: s[0], previousId: s[1] || userId() || anonymousId() },
     a.filter(isObj)[0], p.bpc), p.cb);
 }
-function accessor(get) { return function (v) { return get(v); }; }
+function acc(get) { return function (v) { return get(v); }; }
 var userApi = {
-  id: accessor(userId), anonymousId: accessor(anonymousId),
-  traits: function (v) { return userTraits(v === undefined ? undefined : v); }
+  id: acc(userId), anonymousId: acc(anonymousId),
+  traits: function (v) { return uTraits(v === undefined ? undefined : v); }
 };
-var groupApi = { id: accessor(groupId), traits: function (v) { return groupTraits(v === undefined ? undefined : v); } };
+var groupApi = { id: acc(groupId), traits: function (v) { return gTraits(v === undefined ? undefined : v); } };
 
 // ready(cb): after the destinations loaded (or failed, or wait for consent); cb and the promise
 // get one entry per plugin, as analytics-next's.
@@ -68,7 +68,7 @@ function ready(cb) {
     if (READY) READY.push(f); else setTimeout(f, 0);
   });
 }
-function checkReady() {
+function readyChk() {
   if (!READY || DESTS.some(function (d) { return !d.st && !d.w; })) return;
   var r = READY; READY = null;
   r.forEach(function (f) { try { f(); } catch (x) { log(x); } });
@@ -84,7 +84,7 @@ function extras() {
     var n = "__sb" + uuid().slice(0, 8), el = D.createElement("script");
     W[n] = function (api) {
       delete W[n];
-      ok(api({ A: A, plugins: PLUGINS, dests: DESTS, Ctx: Ctx, Cancel: Cancel, opts: LOADOPTS, mw: function (f) { MWRUN = f; } }));
+      ok(api({ A: A, plugins: PLUGINS, dests: DESTS, Ctx: Ctx, Cancel: Cancel, opts: LO, mw: function (f) { MWRUN = f; } }));
     };
     el.src = C.extras; el.setAttribute("data-sb", n); el.onerror = no;
     (D.head || D.documentElement).appendChild(el);
@@ -98,11 +98,11 @@ function lazy(n, gate) {
   };
 }
 extend(A, {
-  initialized: true, VERSION: VERSION, track: track, page: page, screen: screenCall, identify: identify, group: group,
+  initialized: true, VERSION: VERSION, track: track, page: page, screen: scrCall, identify: identify, group: group,
   alias: alias, ready: ready, on: on, once: once, off: off,
   user: function () { return userApi; },
   setAnonymousId: function (id) { return anonymousId(id == null ? undefined : String(id)); },
-  reset: function () { clearIdentity(); emit("reset"); },
+  reset: function () { clearId(); emit("reset"); },
   debug: function (v) { DEBUG = v !== false; lsSet("sb_debug", DEBUG || null); return A; },
   trackLink: lazy("link"), trackForm: lazy("form"),
   setConsent: setConsent, getConsent: consent,

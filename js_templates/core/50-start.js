@@ -6,27 +6,27 @@ function start() {
   var stub = W[key];
   if (stub && stub.initialized) return;               // a second copy of the bundle: keep the first
   var queue = Array.isArray(stub) ? stub.splice(0, stub.length) : [];
-  LOADOPTS = stub && stub._loadOptions || {};
-  keys(LOADOPTS);
-  if (LOADOPTS.disableClientPersistence) NOSTORE[CK] = 1;
-  if (LOADOPTS.initialPageview) queue.unshift(["page"]);
+  LO = stub && stub._loadOptions || {};
+  keys(LO);
+  if (LO.disableClientPersistence) NOSTORE[CK] = 1;
+  if (LO.initialPageview) queue.unshift(["page"]);
   // context.userAgentData: the low-entropy client hints, or the high-entropy ones the page asked
   // for (events wait for them, as in analytics-next).
-  var ua = navigator.userAgentData, hints = LOADOPTS.highEntropyValuesClientHints;
+  var ua = navigator.userAgentData, hints = LO.highEntropyValuesClientHints;
   if (ua) {
     UAD = ua.toJSON();
     if (hints) UAP = ua.getHighEntropyValues(hints).then(function (v) { UAD = v; }, function () {});
   }
-  A._writeKey = C.writeKey; A._loadOptions = LOADOPTS;
+  A._writeKey = C.writeKey; A._loadOptions = LO;
   W[key] = A;
   if (stub) stub.initialized = true;                  // old references forward to A (snippet factory)
   var env = {
-    user: function () { return { userId: userId(), anonymousId: anonymousId(), traits: userTraits() }; },
-    log: log, done: checkReady, timeout: LOADOPTS.destinationTimeout
+    user: function () { return { userId: userId(), anonymousId: anonymousId(), traits: uTraits() }; },
+    log: log, done: readyChk, timeout: LO.destinationTimeout
   };
   C.destinations.forEach(function (cfg) {
     (cfg.settings.consent_categories || []).forEach(function (c) { if (CATS.indexOf(c) < 0) CATS.push(c); });
-    if (routed(cfg.names, LOADOPTS.integrations)) DESTS.push(new Dest(cfg, env));
+    if (routed(cfg.names, LO.integrations)) DESTS.push(new Dest(cfg, env));
   });
   // Listeners, identity overrides and middleware first (as analytics-next), then the calls.
   var first = ["on", "once", "off", "debug", "setAnonymousId", "addSourceMiddleware", "addDestinationMiddleware", "register", "setConsent"], initial = true;
@@ -38,12 +38,12 @@ function start() {
     } catch (x) { log(x); }
   };
   var pick = function (early) { return queue.filter(function (c) { return c && first.indexOf(c[0]) >= 0 == early; }); };
-  applyConsent();                                     // destinations waiting for consent wait
-  startTransport();                                   // earlier pages' unsent events go first
+  applyC();                                     // destinations waiting for consent wait
+  startT();                                   // earlier pages' unsent events go first
   pick(true).forEach(run);
-  emit("initialize", { writeKey: C.writeKey }, LOADOPTS);
+  emit("initialize", { writeKey: C.writeKey }, LO);
   // ?ajs_uid=…&ajs_event=… (in the search, or after the hash of a hash-routed page) go first; as
   // analytics-next, the page's own calls wait until they are delivered.
-  var q = location.search || location.hash.replace(/(?=#).*(?=\?)/, ""), rest = function () { pick(false).forEach(run); checkReady(); };
-  if (q.indexOf("ajs_") >= 0 && LOADOPTS.useQueryString !== false) A.queryString(q).then(rest, rest); else rest();
+  var q = location.search || location.hash.replace(/(?=#).*(?=\?)/, ""), rest = function () { pick(false).forEach(run); readyChk(); };
+  if (q.indexOf("ajs_") >= 0 && LO.useQueryString !== false) A.queryString(q).then(rest, rest); else rest();
 }

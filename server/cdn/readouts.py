@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from server.cdn.snippet import bundle_url, render_snippet
+from server.cdn.snippet import bundle_url, early_send, render_snippet
 from server.config import Config
 from server.store import workspace
 
@@ -16,9 +16,14 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def snippet_html(config: Config, write_key: str) -> str:
-    """The snippet a site pastes into its <head>, with its <script> tags."""
-    return "<script>\n" + render_snippet(config, write_key) + "\n</script>"
+def snippet_html(config: Config, write_key: str, engine=None, catalog=None) -> str:
+    """The snippet a site pastes into its <head>, with its <script> tags. Given the store and the
+    catalog, it sends the first events itself when the source allows it (``early_send``); it
+    reads the store, so call it from a thread."""
+    early = None
+    if engine is not None and catalog is not None:
+        early = early_send(config, catalog, workspace.public_config(engine, write_key))
+    return "<script>\n" + render_snippet(config, write_key, early) + "\n</script>"
 
 
 async def bundle_info(app, write_key: str) -> dict[str, Any] | None:

@@ -24,7 +24,8 @@ from starlette.routing import Route
 from server.cdn.bundle_cache import BundleCache, Entry, Missing
 from server.cdn.bundles import Built, build_plugin, check_templates
 from server.config import Config
-from server.cdn.snippet import render_snippet
+from server.cdn.snippet import early_send, render_snippet
+from server.store import workspace
 
 log = logging.getLogger("switchboard.cdn")
 JS = "application/javascript; charset=utf-8"
@@ -244,7 +245,9 @@ async def snippet(request: Request) -> Response:
     if isinstance(entry, Missing):
         return not_found(entry.reason)
     config: Config = request.app.state.config
-    return Response(render_snippet(config, write_key), media_type=JS,
+    source = await run_in_threadpool(workspace.public_config, request.app.state.engine, write_key)
+    early = early_send(config, request.app.state.catalog, source)
+    return Response(render_snippet(config, write_key, early), media_type=JS,
                     headers={"Cache-Control": f"public, max-age={config.bundle_max_age}",
                              "Access-Control-Allow-Origin": "*"})
 

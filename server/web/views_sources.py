@@ -87,7 +87,7 @@ async def source_page(request: Request) -> Response:
     dests = await run_in_threadpool(workspace.list_destinations, engine, source_id)
     data = {
         "source": source,
-        "snippet": cdn.snippet_html(config, source["write_key"]),
+        "snippet": await run_in_threadpool(cdn.snippet_html, config, source["write_key"], engine, catalog),
         "destinations": [destination_summary(catalog, d) for d in dests],
         "bundle": await cdn.bundle_info(request.app, source["write_key"]),
         # Events acknowledged but not stored: their userId is suppressed (docs/privacy.md).

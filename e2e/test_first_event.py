@@ -1,0 +1,215 @@
+"""First event in two round trips (docs/bundle.md, "First event"), in real Chromium against a real
+server and collector: the snippet sends the first page call itself while the bundle is still on
+its way, the bundle does not send it again, and the event is the one the bundle would have built.
+When anything could change the event (consent categories, queued middleware or consent calls, load
+options, a privacy signal), nothing leaves before the bundle.
+
+Every test holds the bundle's response until it has looked at what the page sent without it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from loader_site import site_fixture
+from tests_conftest import LiveServer
+from vendor_stubs import SITE_PATH, LoaderSite, VendorRoutes, stored_rows
+
+site = site_fixture("first_event", {"hotjar": {"site_id": "1234567"}})
+
+# Keys a second event legitimately has of its own.
+OWN = {"messageId", "timestamp", "sentAt", "receivedAt", "originalTimestamp", "id", "_stored_at"}
+
+
+@pytest.fixture(scope="module")
+def consent_site(tmp_path_factory):
+    """A second source whose only destination has consent categories: no early send."""
+    s = LoaderSite(tmp_path_factory.mktemp("first_event_consent"), LiveServer)
+    s.add("hotjar", {"site_id": "1234567", "consent_categories": ["Analytics"]})
+    yield s
+    s.close()
+
+
+class Held:
+    """A site page whose bundle request is held until ``release()``; ``posts`` are the bodies of
+    the collector requests in order, ``log`` the order of posts and the release."""
+
+    def __init__(self, browser, site: LoaderSite, edit=None, init_script: str | None = None):
+        self.context = browser.new_context()
+        if init_script:
+            self.context.add_init_script(init_script)
+        VendorRoutes().install(self.context)
+        self.posts: list[dict] = []
+        self.log: list[str] = []
+        self.held = []
+        snippet = site.workspace.snippet(site.write_key)
+        if edit is not None:
+            edited = edit(snippet)
+            assert edited != snippet, "the edit did not apply"
+            snippet = edited
+        html = f"<!doctype html><html><head><title>First</title><script>{snippet}</script></head><body>site</body></html>"
+        page = self.page = self.context.new_page()
+        base = site.workspace.url
+        page.route(re.compile("^" + re.escape(base + SITE_PATH) + "/"), lambda r: r.fulfill(
+            status=200, content_type="text/html", body=html))
+        page.route(re.compile(r".*/analytics\.min\.js$"), lambda r: self.held.append(r))
+        page.on("request", self._seen)
+        page.goto(base + SITE_PATH + "/landing?x=1", wait_until="domcontentloaded")
+
+    def _seen(self, request) -> None:
+        if request.method == "POST" and re.search(r"/v1/[a-z]$", request.url):
+            body = json.loads(request.post_data or "{}")
+            self.posts.append(body)
+            self.log.append("post")
+
+    def wait(self, ms: int) -> None:
+        self.page.wait_for_timeout(ms)
+
+    def release(self) -> None:
+        while not self.held:
+            self.wait(20)
+        self.log.append("release")
+        for r in self.held:
+            r.continue_()
+        self.page.wait_for_function("() => window.analytics && !Array.isArray(window.analytics)")
+
+    def message_ids(self) -> list[str]:
+        out = []
+        for body in self.posts:
+            for e in body.get("batch") or [body]:
+                out.append(e.get("messageId"))
+        return out
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def stored_pages(site: LoaderSite, n: int, page) -> list[dict]:
+    rows = stored_rows(site.db_url, site.source["id"], lambda rows: sum(r["event"]["type"] == "page" for r in rows) >= n,
+                       page=page)
+    return [r["event"] for r in rows if r["event"]["type"] == "page"]
+
+
+def test_snippet_sends_the_first_page_once_with_the_bundles_context(site, browser):
+    h = Held(browser, site)
+    try:
+        h.wait(500)
+        # The page call left while the bundle was still held: request #2 after the HTML.
+        assert h.log == ["post"] and h.posts[0]["type"] == "page", h.log
+        early = h.posts[0]
+        first_id = early["messageId"]
+        h.release()
+        # The bundle replays the call (hotjar gets it) without posting it again; a page call made
+        # through the bundle is built by the bundle itself.
+        h.page.evaluate("() => analytics.ready()")
+        h.page.evaluate("() => analytics.page()")
+        events = stored_pages(site, 2, h.page)
+        h.wait(300)
+        assert h.message_ids().count(first_id) == 1, h.message_ids()
+        stored = [e for e in stored_pages(site, 2, h.page) if e["messageId"] == first_id]
+        assert len(stored) == 1
+        later = [e for e in events if e["messageId"] != first_id][0]
+        first = stored[0]
+        assert set(first) == set(later)
+        assert set(first["context"]) == set(later["context"])
+        for key in set(first) - OWN:
+            assert first[key] == later[key], key
+        # The visitor's id is the one the bundle keeps (cookie and localStorage).
+        stored_id = h.page.evaluate("() => analytics.user().anonymousId()")
+        assert first["anonymousId"] == stored_id
+        assert "ajs_anonymous_id=" + stored_id in h.page.evaluate("() => document.cookie")
+        assert first["integrations"] == {"Hotjar": False} and first["_metadata"]["bundled"] == ["Hotjar"]
+    finally:
+        h.close()
+
+
+def test_a_track_queued_before_the_bundle_leaves_early_too_and_once(site, browser):
+    h = Held(browser, site, edit=lambda s: s.replace("analytics.page();", 'analytics.page(); analytics.track("Early", {n: 1});'))
+    try:
+        h.wait(500)
+        assert [p["type"] for p in h.posts] == ["page", "track"] and h.posts[1]["properties"] == {"n": 1}
+        h.release()
+        h.page.evaluate("() => analytics.track('After')")
+        rows = stored_rows(site.db_url, site.source["id"], lambda rows: any(r["event"].get("event") == "After" for r in rows),
+                           page=h.page)
+        h.wait(300)
+        early = [r["event"] for r in rows if r["event"].get("event") == "Early"]
+        assert len(early) == 1 and h.message_ids().count(early[0]["messageId"]) == 1
+    finally:
+        h.close()
+
+
+NO_EARLY = {
+    "addSourceMiddleware": lambda s: s.replace("analytics.page();", "analytics.addSourceMiddleware(function (o) { o.next(o.payload); }); analytics.page();"),
+    "setConsent": lambda s: s.replace("analytics.page();", "analytics.setConsent({Analytics: true}); analytics.page();"),
+    "register": lambda s: s.replace("analytics.page();", "analytics.register({name: 'p', type: 'enrichment', version: '1', "
+                                    "isLoaded: function () { return true; }, load: function () {}}); analytics.page();"),
+    "identify": lambda s: s.replace("analytics.page();", "analytics.identify('u1'); analytics.page();"),
+    "load options": lambda s: re.sub(r"analytics\.load\(([^)]*)\);", r"analytics.load(\1, {integrations: {Hotjar: false}});", s),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NO_EARLY))
+def test_calls_that_could_change_the_event_make_it_wait_for_the_bundle(site, browser, case):
+    h = Held(browser, site, edit=NO_EARLY[case])
+    try:
+        h.wait(500)
+        assert h.posts == [], f"{case}: sent before the bundle"
+        h.release()
+        h.page.wait_for_function("() => true")
+        h.wait(100)
+        stored_rows(site.db_url, site.source["id"], lambda rows: bool(rows), page=h.page)
+        while "post" not in h.log:
+            h.wait(50)
+        assert h.log.index("release") < h.log.index("post")
+    finally:
+        h.close()
+
+
+PRIVACY = {
+    "Global Privacy Control": "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true});",
+    "stored consent preferences": "localStorage.setItem('sb_consent', JSON.stringify({Analytics: false}));",
+}
+
+
+@pytest.mark.parametrize("case", sorted(PRIVACY))
+def test_a_privacy_signal_is_never_bypassed(site, browser, case):
+    h = Held(browser, site, init_script=PRIVACY[case])
+    try:
+        h.wait(500)
+        assert h.posts == [], f"{case}: sent before the bundle"
+        h.release()
+    finally:
+        h.close()
+
+
+def test_a_source_with_consent_categories_waits_for_the_bundle(consent_site, browser):
+    snippet = consent_site.workspace.snippet(consent_site.write_key)
+    assert "E = null" in snippet
+    h = Held(browser, consent_site)
+    try:
+        h.wait(500)
+        assert h.posts == []
+        h.release()
+        pages = stored_pages(consent_site, 1, h.page)
+        assert pages[0]["context"]["consent"]["categoryPreferences"] == {"Analytics": False}
+    finally:
+        h.close()
+
+
+def test_a_set_anonymous_id_queued_after_the_early_page_wins(site, browser):
+    """The bundle runs a queued setAnonymousId before replaying the page the snippet sent: the
+    sent event keeps the id it left with, and the visitor keeps the id the page asked for."""
+    h = Held(browser, site, edit=lambda s: s.replace("analytics.page();", "analytics.page(); analytics.setAnonymousId('fixed-id');"))
+    try:
+        h.wait(500)
+        assert [p["type"] for p in h.posts] == ["page"]
+        sent_id = h.posts[0]["anonymousId"]
+        h.release()
+        h.page.evaluate("() => analytics.ready()")
+        assert sent_id != "fixed-id"
+        assert h.page.evaluate("() => analytics.user().anonymousId()") == "fixed-id"
+    finally:
+        h.close()
