@@ -27,7 +27,7 @@ def workspace_with(engine, receiver_url: str, *, slug: str = "webhooks") -> dict
 def failure_rule(engine, ws: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     body = {"name": "Vendor failing", "kind": "failure_rate", "destination_id": ws["watched"]["id"],
             "threshold": 50, "window_minutes": 5, "notify": {"destination_id": ws["channel"]["id"]}, **overrides}
-    return service.create(engine, body)
+    return service.create(engine, body, actor="test")
 
 
 def attempts(engine, destination_id: int, outcomes: list[str], at: datetime | None = None) -> None:

@@ -67,7 +67,7 @@ def test_threshold_is_exclusive_and_disabled_rules_are_not_evaluated(engine, cat
     ev = evaluator(engine, catalog, db_url)
     assert run(ev) == []
     assert store.get_rule(engine, rule["id"])["last_value"] == 50.0
-    store.update_rule(engine, rule["id"], {"enabled": False})
+    store.update_rule(engine, rule["id"], {"enabled": False}, actor="test")
     attempts(engine, ws["watched"]["id"], ["dead"] * 10)
     assert run(ev) == [] and store.history(engine, rule["id"]) == []
 

@@ -49,7 +49,7 @@ def test_every_kind_of_api_change_is_one_entry_with_actor_and_origin(api):
     assert [r["action"] for r in rows] == [
         "source.create", "destination.create", "destination.update", "destination.update", "filters.added",
         "replay.dead_letters", "regulation", "token.create", "source.rotate_write_key", "destination.delete"]
-    assert {r["actor"] for r in rows} == {"api"}
+    assert {r["actor"] for r in rows} == {"token:test"}  # the token's name (docs/admin-api.md#roles)
     assert {(r["origin"]["address"], r["origin"]["user_agent"]) for r in rows} == {("testclient", "audit-test/1.0")}
     assert rows[2]["changes"]["settings.batch_size"] == {"before": None, "after": 5}
     assert rows[3]["changes"]["enabled"] == {"before": False, "after": True}
@@ -65,7 +65,7 @@ def test_filters_paging_and_bad_parameters(api):
         api.post("/api/v1/sources", json={"name": f"S{n}"})
     api.post("/api/v1/tokens", json={"name": "ci"})
     assert len(_audit(api, action="source")) == 5 and len(_audit(api, action="token.create")) == 1
-    assert len(_audit(api, subject="token")) == 1 and len(_audit(api, actor="api")) == 6
+    assert len(_audit(api, subject="token")) == 1 and len(_audit(api, actor="token:test")) == 6
     assert _audit(api, actor="someone-else") == []
     assert len(_audit(api, since="2000-01-01")) == 6 and _audit(api, until="2000-01-01T00:00:00Z") == []
     page = api.get("/api/v1/audit", params={"limit": 4}).json()

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api import alerts as service
-from server.api.auth import admin_endpoint
+from server.api.auth import actor, admin_endpoint
 from server.api.body import read_json
 from server.api.openapi import answers
 from server.errors import ApiError, json_response
@@ -37,7 +37,8 @@ async def alerts_list(request: Request) -> Response:
 async def alerts_create(request: Request) -> Response:
     """Create a rule: {"name", "kind", "destination_id"|"source_id", "threshold", "window_minutes", "notify"}."""
     body = await read_json(request)
-    return json_response(await run_in_threadpool(service.create, request.app.state.engine, body), 201)
+    return json_response(await run_in_threadpool(
+        lambda: service.create(request.app.state.engine, body, actor=actor(request))), 201)
 
 
 @admin_endpoint
@@ -55,7 +56,8 @@ async def alert_patch(request: Request) -> Response:
     """Change some fields of a rule; switching it off or re-aiming it starts it again from ok."""
     rule_id = request.path_params["id"]
     body = await read_json(request)
-    rule = await run_in_threadpool(service.change, request.app.state.engine, rule_id, body)
+    rule = await run_in_threadpool(
+        lambda: service.change(request.app.state.engine, rule_id, body, actor=actor(request)))
     if rule is None:
         raise _missing(rule_id)
     return json_response(rule)
@@ -66,7 +68,8 @@ async def alert_patch(request: Request) -> Response:
 async def alert_delete(request: Request) -> Response:
     """Delete a rule and its history."""
     rule_id = request.path_params["id"]
-    if not await run_in_threadpool(store.delete_rule, request.app.state.engine, rule_id):
+    if not await run_in_threadpool(
+            lambda: store.delete_rule(request.app.state.engine, rule_id, actor=actor(request))):
         raise _missing(rule_id)
     return Response(status_code=204)
 

@@ -142,14 +142,14 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def create(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
-    return public(store.create_rule(engine, validate(engine, body)))
+def create(engine: Engine, body: dict[str, Any], *, actor: str) -> dict[str, Any]:
+    return public(store.create_rule(engine, validate(engine, body), actor=actor))
 
 
-def change(engine: Engine, rule_id: int, body: dict[str, Any]) -> dict[str, Any] | None:
+def change(engine: Engine, rule_id: int, body: dict[str, Any], *, actor: str) -> dict[str, Any] | None:
     current = store.get_rule(engine, rule_id)
     if current is None:
         return None
     changes = validate(engine, body, current)
-    updated = store.update_rule(engine, rule_id, changes) if changes else current
+    updated = store.update_rule(engine, rule_id, changes, actor=actor) if changes else current
     return None if updated is None else public(updated)

@@ -10,13 +10,14 @@ indexes the delivery tables already have. See docs/alerts.md.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import (
     JSON, Boolean, Column, Connection, Engine, Float, ForeignKey, String, Table, Text, case, func, select,
     update,
 )
 
+from server.store import audit
 from server.store.delivery import DEAD, DELIVERED, PENDING, delivery_attempts, delivery_jobs, write_transaction
 from server.store.engine import read_only
 from server.store.events import events
@@ -95,29 +96,53 @@ def get_rule(engine: Engine, rule_id: int) -> dict[str, Any] | None:
     return None if row is None else _rule(row)
 
 
-def create_rule(engine: Engine, values: dict[str, Any]) -> dict[str, Any]:
+# Called (with no argument) after a rule is created, changed or deleted in this process: the
+# evaluator of an idle process sleeps until then (server/alerts/evaluator.py).
+rules_changed: list[Callable[[], None]] = []
+
+
+def _announce() -> None:
+    for callback in list(rules_changed):
+        callback()
+
+
+def create_rule(engine: Engine, values: dict[str, Any], *, actor: str) -> dict[str, Any]:
     now = utcnow()
     with write_transaction(engine) as conn:
         rule_id = conn.execute(alert_rules.insert().values(
             **values, state=OK, state_changed_at=now, created_at=now, updated_at=now)).inserted_primary_key[0]
-        return _rule(conn.execute(select(alert_rules).where(alert_rules.c.id == rule_id)).one())
+        audit.record(conn, actor=actor, action="alert.create", subject=f"alert:{rule_id}",
+                     changes={k: {"before": None, "after": v} for k, v in values.items()})
+        made = _rule(conn.execute(select(alert_rules).where(alert_rules.c.id == rule_id)).one())
+    _announce()
+    return made
 
 
-def update_rule(engine: Engine, rule_id: int, values: dict[str, Any]) -> dict[str, Any] | None:
+def update_rule(engine: Engine, rule_id: int, values: dict[str, Any], *, actor: str) -> dict[str, Any] | None:
     """Change a rule. A rule switched off, or re-aimed, starts again from ``ok`` (no resolution is sent)."""
     with write_transaction(engine) as conn:
+        before = conn.execute(select(alert_rules).where(alert_rules.c.id == rule_id)).first()
+        if before is None:
+            return None
         changes = {**values, "updated_at": utcnow()}
         if values.get("enabled") is False or {"kind", "destination_id", "source_id"} & values.keys():
             changes.update(state=OK, state_changed_at=utcnow(), last_value=None)
-        if conn.execute(update(alert_rules).where(alert_rules.c.id == rule_id).values(**changes)).rowcount == 0:
-            return None
-        return _rule(conn.execute(select(alert_rules).where(alert_rules.c.id == rule_id)).one())
+        conn.execute(update(alert_rules).where(alert_rules.c.id == rule_id).values(**changes))
+        audit.record(conn, actor=actor, action="alert.update", subject=f"alert:{rule_id}",
+                     changes={k: {"before": before._mapping[k], "after": v} for k, v in values.items()})
+        changed = _rule(conn.execute(select(alert_rules).where(alert_rules.c.id == rule_id)).one())
+    _announce()
+    return changed
 
 
-def delete_rule(engine: Engine, rule_id: int) -> bool:
+def delete_rule(engine: Engine, rule_id: int, *, actor: str) -> bool:
     with write_transaction(engine) as conn:
         conn.execute(alert_events.delete().where(alert_events.c.rule_id == rule_id))
-        return conn.execute(alert_rules.delete().where(alert_rules.c.id == rule_id)).rowcount > 0
+        gone = conn.execute(alert_rules.delete().where(alert_rules.c.id == rule_id)).rowcount > 0
+        if gone:
+            audit.record(conn, actor=actor, action="alert.delete", subject=f"alert:{rule_id}")
+    _announce()
+    return gone
 
 
 # ---------------------------------------------------------------- transitions and history

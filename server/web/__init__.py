@@ -59,7 +59,8 @@ def routes(config) -> list[BaseRoute]:
         *views_privacy.routes(),
         *views_audit.routes(),
         *views_filters.routes(),
-    views_alerts, views_api_docs, views_audit, views_auth, views_catalog, views_debugger, views_destinations,
-    views_filters, views_history, views_privacy, views_source_settings, views_sources, views_users,
+        *views_users.routes(),
+        *views_alerts.routes(),
+        *views_api_docs.routes(),
         Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),
     ]

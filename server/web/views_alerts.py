@@ -91,7 +91,8 @@ async def alerts_page(request: Request) -> Response:
 async def alerts_create(request: Request) -> Response:
     form = await form_of(request)
     try:
-        rule = await run_in_threadpool(service.create, request.app.state.engine, _body(form, False))
+        rule = await run_in_threadpool(lambda: service.create(
+            request.app.state.engine, _body(form, False), actor=request.state.admin_user))
     except ApiError as exc:
         return await redirect(request, "/alerts", f"Alert rule not created: {exc.message}", "error")
     return await redirect(request, f"/alerts/{rule['id']}", f"Created alert rule “{rule['name']}”.")
@@ -115,7 +116,8 @@ async def alert_update(request: Request) -> Response:
     rule_id = request.path_params["id"]
     form = await form_of(request)
     try:
-        rule = await run_in_threadpool(service.change, request.app.state.engine, rule_id, _body(form, True))
+        rule = await run_in_threadpool(lambda: service.change(
+            request.app.state.engine, rule_id, _body(form, True), actor=request.state.admin_user))
     except ApiError as exc:
         return await redirect(request, f"/alerts/{rule_id}", f"Not saved: {exc.message}", "error")
     if rule is None:
@@ -126,7 +128,8 @@ async def alert_update(request: Request) -> Response:
 @page
 async def alert_delete(request: Request) -> Response:
     rule_id = request.path_params["id"]
-    if not await run_in_threadpool(store.delete_rule, request.app.state.engine, rule_id):
+    if not await run_in_threadpool(
+            lambda: store.delete_rule(request.app.state.engine, rule_id, actor=request.state.admin_user)):
         return web_error(request, 404, "not_found", f"No alert rule {rule_id}")
     return await redirect(request, "/alerts", "Alert rule deleted.")
 
