@@ -179,11 +179,20 @@ class PostgresTarget:
 
     kind = "postgresql"
 
-    def __init__(self, url: str, schema: str, destination_id: int):
+    def __init__(self, url: str, schema: str, destination_id: int, *, allow_private_egress: bool = True,
+                 resolver=None):
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        from server.warehouse.egress import checked_params, system_resolver
 
         scheme, sep, rest = url.partition("://")
-        self.conn = psycopg.connect(scheme.split("+")[0] + sep + rest, autocommit=True)
+        conninfo = scheme.split("+")[0] + sep + rest
+        if allow_private_egress:
+            self.conn = psycopg.connect(conninfo, autocommit=True)
+        else:  # the egress rules at connection time (server/warehouse/egress.py)
+            params = checked_params(conninfo_to_dict(conninfo), resolver or system_resolver)
+            self.conn = psycopg.connect(**params, autocommit=True)
         self.schema = schema
         self.destination_id = destination_id
         self._host = f"{self.conn.info.host}:{self.conn.info.port}/{self.conn.info.dbname}"

@@ -86,7 +86,8 @@ def open_target(config: Config, destination: dict[str, Any], source: dict[str, A
         url = settings.get("database_url")
         if not url:
             raise ValueError("the database type is PostgreSQL but no PostgreSQL connection URL is set")
-        return PostgresTarget(url, schema_name(source["slug"]), destination["id"])
+        return PostgresTarget(url, schema_name(source["slug"]), destination["id"],
+                              allow_private_egress=config.allow_private_egress)
     path = settings.get("sqlite_path") or default_sqlite_path(config, source["slug"])
     return SqliteTarget(path, destination["id"])
 
