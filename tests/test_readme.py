@@ -30,7 +30,12 @@ def test_linked_documents_and_screenshots_exist():
     links = re.findall(r"\]\(((?:docs|js_templates)/[^)]+)\)", README)
     assert links
     for link in links:
-        assert (ROOT / link).is_file(), f"README links {link}, which does not exist"
+        path, _, anchor = link.partition("#")
+        assert (ROOT / path).is_file(), f"README links {link}, which does not exist"
+        if anchor:  # a heading of that document, as GitHub makes its anchor
+            headings = re.findall(r"^#+\s+(.+)$", (ROOT / path).read_text(encoding="utf-8"), re.M)
+            anchors = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+            assert anchor in anchors, f"README links {link}, but {path} has no such heading"
 
 
 def test_the_two_commands_are_given_and_the_makefile_has_them():
