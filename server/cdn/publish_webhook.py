@@ -14,7 +14,8 @@ call (keys and paths are sets; ``published_at`` is the latest pass), so memory s
 however long the receiver is down.
 
 Retries: a connection error, a timeout or a 5xx is retried after each delay in ``backoff``;
-a 4xx is the receiver refusing the call (a wrong URL or secret) and is not retried. Every
+a 4xx is the receiver refusing the call (a wrong URL or secret) and, like a redirect (not
+followed), is not retried. Every
 failure is logged with the URL's scheme, host and path only (no query, no user info), never
 the secret; the next publish calls again.
 
@@ -63,7 +64,7 @@ class PublishWebhook:
     def __init__(self, url: str, secret: str = "", *, timeout: float = TIMEOUT_S,
                  backoff: tuple[float, ...] = BACKOFF_S):
         self.url, self.secret, self.timeout, self.backoff = url, secret, timeout, backoff
-        self.delivered = 0  # calls the receiver accepted (2xx/3xx)
+        self.delivered = 0  # calls the receiver accepted (2xx)
         self.failed = 0  # calls given up on
         self._keys: dict[str, None] = {}  # pending, in order of first appearance
         self._paths: dict[str, None] = {}
@@ -123,11 +124,11 @@ class PublishWebhook:
             except httpx.HTTPError as exc:
                 why = f"{type(exc).__name__}: {str(exc).replace(self.url, redacted(self.url))}"
             else:
-                if status < 400:
+                if 200 <= status < 300:
                     self.delivered += 1
                     return True
                 why = f"status {status}"
-                if status < 500:
+                if status < 500:  # refused (4xx) or redirected (not followed): retrying would not help
                     self.failed += 1
                     log.warning("publish webhook to %s refused (%s); not retried", redacted(self.url), why)
                     return False
