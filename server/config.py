@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "SWITCHBOARD_"
@@ -78,6 +78,25 @@ def _public_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an absolute http(s) origin such as https://analytics.example.com")
     return value.rstrip("/")
+
+
+def _publish_webhook(url: str, allow_private_egress: bool) -> None:
+    """An absolute http(s) URL whose host is not internal (the egress rules destinations follow,
+    server/destinations/egress.py) unless internal addresses are allowed. Names are not resolved."""
+    from server.destinations.egress import ALLOW_HINT, host_refusal, url_host
+
+    problem = "must be an absolute http(s) URL such as https://hooks.example.com/purge"
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0  # .port raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(problem) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ValueError(problem)
+    host = url_host(url)
+    why = host_refusal(unquote(host)) if host and not allow_private_egress else None
+    if why:
+        raise ValueError(f"{host} is an internal address ({why}); {ALLOW_HINT}")
 
 
 def _role(value: str) -> str:
@@ -159,6 +178,14 @@ class Config:
         "PUBLISH_COMMAND", "", str,
         "Command run after each static publish, with the changed write keys as arguments (a CDN purge, "
         "`rclone sync`); failures are logged.")
+    publish_webhook: str = _setting(
+        "PUBLISH_WEBHOOK", "", str,
+        "http(s) URL that gets a JSON POST (`keys`, `paths`, `published_at`) after each static publish that "
+        "changed something, for a CDN purge; retried on 5xx and connection errors, failures are logged "
+        "(docs/deployment.md). Internal addresses need `SWITCHBOARD_ALLOW_PRIVATE_EGRESS=true`.")
+    publish_webhook_secret: str = _setting(
+        "PUBLISH_WEBHOOK_SECRET", "", str,
+        "Signs the publish webhook's body: `X-Switchboard-Signature: sha256=<hex HMAC-SHA256>`. Empty: unsigned.")
     role: str = _setting(
         "ROLE", "all", _role,
         "What `switchboard serve` runs: `all` (everything) or `edge` (bundles, collector, admin API, web app; "
@@ -218,6 +245,15 @@ class Config:
     smtp_password: str = _setting("SMTP_PASSWORD", "", str, "SMTP password.")
     smtp_from: str = _setting("SMTP_FROM", "switchboard@localhost", str, "Sender address of alert e-mails.")
     smtp_starttls: bool = _setting("SMTP_STARTTLS", "true", _bool, "Upgrade the SMTP connection with STARTTLS.")
+
+    def __post_init__(self) -> None:
+        # Checks that need two settings (the webhook URL and the egress rule) run here, for
+        # from_env and for Config(...) alike.
+        if self.publish_webhook:
+            try:
+                _publish_webhook(self.publish_webhook, self.allow_private_egress)
+            except ValueError as exc:
+                raise ConfigError(f"{PREFIX}PUBLISH_WEBHOOK={self.publish_webhook!r} is invalid: {exc}") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Config":

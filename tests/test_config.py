@@ -69,7 +69,8 @@ def test_every_setting_is_documented():
     assert all(doc for _, _, doc in rows) and len(set(names)) == len(names)
 
 
-@pytest.mark.parametrize("name, value", [("SWITCHBOARD_PORT", "abc"), ("SWITCHBOARD_LOG_LEVEL", "LOUD")])
+@pytest.mark.parametrize("name, value", [("SWITCHBOARD_PORT", "abc"), ("SWITCHBOARD_LOG_LEVEL", "LOUD"),
+                                         ("SWITCHBOARD_PUBLISH_WEBHOOK", "ftp://cdn.example.com/purge")])
 def test_serve_refuses_to_start_on_an_invalid_variable(tmp_path, name, value):
     env = {**os.environ, "SWITCHBOARD_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", name: value}
     done = subprocess.run([sys.executable, "-m", "server.cli", "serve"], env=env, cwd=ROOT,

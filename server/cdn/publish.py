@@ -27,9 +27,12 @@ origin answers with), so a file served by nginx and one served by us decode to t
   within it when that process exits).
 - **Removal:** keys that are gone, disabled or rotated away lose their files on the next reconcile
   (the directory on disk is compared with the store's).
-- **Hook:** ``SWITCHBOARD_PUBLISH_COMMAND`` runs after each publish that changed something, with the
+- **Hooks:** ``SWITCHBOARD_PUBLISH_COMMAND`` runs after each publish that changed something, with the
   changed write keys as arguments and in ``SWITCHBOARD_PUBLISHED_KEYS``; a failure or timeout is
-  logged, never fatal (a CDN purge or an ``rclone sync``).
+  logged, never fatal (a CDN purge or an ``rclone sync``). ``SWITCHBOARD_PUBLISH_WEBHOOK`` gets
+  the same keys and the URL paths written or removed, POSTed from a thread of its own
+  (publish_webhook.py) so that a slow CDN API never delays the next publish. Both run when both
+  are set.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import brotli
 
 from server.cdn.bundle_cache import PINNED_HISTORY, BundleCache
 from server.cdn.bundle_directory import Known
+from server.cdn.publish_webhook import PublishWebhook
 from server.cdn.snippet import early_send, render_snippet
 from server.store import bundle_builds, notify, workspace
 
@@ -94,10 +98,14 @@ def _remove(path: Path) -> None:
 
 
 class Publisher:
-    def __init__(self, cache: BundleCache, root: str | os.PathLike, *, command: str = "", interval: float = 0.25):
+    def __init__(self, cache: BundleCache, root: str | os.PathLike, *, command: str = "",
+                 webhook: PublishWebhook | None = None, interval: float = 0.25):
         self.cache, self.config, self.engine = cache, cache.config, cache.engine
         self.root = Path(root)
         self.bundles = self.root / self.config.bundle_path.strip("/")
+        self.bundle_url = "/" + self.config.bundle_path.strip("/")  # URL path prefix of the bundles
+        self.webhook = webhook
+        self._paths: list[str] = []  # URL paths written or removed by the pass under way
         self.settings_dir = self.root / "v1" / "projects"
         self.snippets = self.root / "snippet"
         self.command, self.interval = command, interval
@@ -130,6 +138,8 @@ class Publisher:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock: another process takes over
             self._lock_fd = None
+        if self.webhook is not None:
+            self.webhook.close()
 
     def leader(self) -> bool:
         """Whether this process holds the directory's publish lock (taken once, kept until close)."""
@@ -178,10 +188,13 @@ class Publisher:
             wanted = {key: Known(source_id, version, enabled) for key, source_id, version, enabled in rows if enabled}
             if full:
                 self.published.clear()
+            self._paths = []
             changed = [key for key, known in wanted.items() if self._publish(key, known)]
             changed += [key for key in self._on_disk() - set(wanted) if self._unpublish(key)]
             if changed:
                 self.runs += 1
+                if self.webhook is not None:  # first: it only queues, the command may take a while
+                    self.webhook.notify(changed, self._paths)
                 self._hook(changed)
             return changed
 
@@ -218,6 +231,9 @@ class Publisher:
         write_encoded(self.snippets / f"{write_key}.js", render_snippet(self.config, write_key, early).encode())
         write_encoded(folder / "analytics.min.js", built.body, built.gzip, built.br)
         write_atomic(folder / MARKER, f"{known.version} {built.hash}\n".encode())
+        self._paths += [f"{self.bundle_url}/{write_key}/analytics.min.js",
+                        f"{self.bundle_url}/{write_key}/analytics.{built.hash}.min.js",
+                        f"/v1/projects/{write_key}/settings", f"/snippet/{write_key}.js"]
         self._prune_versions(folder)
         self.published[write_key] = known.version
         return True
@@ -229,17 +245,24 @@ class Publisher:
                         key=lambda p: p.stat().st_mtime, reverse=True)
         for old in hashed[PINNED_HISTORY:]:
             _remove(old)
+            self._paths.append(f"{self.bundle_url}/{folder.name}/{old.name}")
 
     def _unpublish(self, write_key: str) -> bool:
         self.published.pop(write_key, None)
         gone = False
-        for folder in (self.bundles / write_key, self.settings_dir / write_key):
+        bundles = self.bundles / write_key
+        if bundles.is_dir():
+            self._paths += sorted(f"{self.bundle_url}/{write_key}/{p.name}" for p in bundles.glob("analytics*.min.js"))
+        if (self.settings_dir / write_key / "settings").exists():
+            self._paths.append(f"/v1/projects/{write_key}/settings")
+        for folder in (bundles, self.settings_dir / write_key):
             if folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
                 gone = True
         snippet = self.snippets / f"{write_key}.js"
         if snippet.exists():
             _remove(snippet)
+            self._paths.append(f"/snippet/{write_key}.js")
             gone = True
         return gone
 

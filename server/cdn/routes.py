@@ -290,8 +290,11 @@ async def startup(app) -> None:
     config = app.state.config
     if config.publish_dir:
         from server.cdn.publish import Publisher
+        from server.cdn.publish_webhook import PublishWebhook
 
-        publisher = app.state.publisher = Publisher(cache, config.publish_dir, command=config.publish_command)
+        webhook = PublishWebhook(config.publish_webhook, config.publish_webhook_secret) if config.publish_webhook else None
+        publisher = app.state.publisher = Publisher(cache, config.publish_dir, command=config.publish_command,
+                                                    webhook=webhook)
         await run_in_threadpool(publisher.start)  # everything once, then each change
 
 

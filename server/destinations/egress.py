@@ -17,7 +17,8 @@ Two checks use this module (docs/security.md):
 - at connection time the delivery transport resolves the name, checks *every* address with
   ``refusal`` and connects only to an address it checked, so DNS rebinding can't get around it.
 
-A kernel module (no plane imports): the catalog and the delivery transport both use it.
+A kernel module (no plane imports): the catalog and the delivery transport both use it, and
+server/config.py checks ``SWITCHBOARD_PUBLISH_WEBHOOK`` with ``host_refusal`` at start-up.
 """
 
 from __future__ import annotations
