@@ -124,7 +124,7 @@ def _print_demo(config: Config, engine) -> None:
     if source:
         lines += [f"  Demo page:     {config.origin}/demo",
                   f"  Snippet:       {config.origin}/snippet/{source['write_key']}.js",
-                  f"  Admin API:     {config.origin}/api/docs (signed in; programs: /api/v1/openapi.json with a token)"]
+                  f"  API docs:      {config.origin}/api/docs   (signed in; programs: /api/v1/openapi.json with a token)"]
     lines += demo.egress_lines(config)
     print("\n".join(lines) + "\n", flush=True)
 

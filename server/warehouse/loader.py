@@ -182,7 +182,7 @@ class PostgresTarget:
     def __init__(self, url: str, schema: str, destination_id: int, *, allow_private_egress: bool = True,
                  resolver=None):
         import psycopg
-        from psycopg.conninfo import conninfo_to_dict
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
         from server.warehouse.egress import checked_params, system_resolver
 
@@ -192,7 +192,7 @@ class PostgresTarget:
             self.conn = psycopg.connect(conninfo, autocommit=True)
         else:  # the egress rules at connection time (server/warehouse/egress.py)
             params = checked_params(conninfo_to_dict(conninfo), resolver or system_resolver)
-            self.conn = psycopg.connect(**params, autocommit=True)
+            self.conn = psycopg.connect(make_conninfo(**params), autocommit=True)
         self.schema = schema
         self.destination_id = destination_id
         self._host = f"{self.conn.info.host}:{self.conn.info.port}/{self.conn.info.dbname}"
