@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 from server.destinations.egress import ALLOW_HINT, host_refusal, refusal
 
@@ -41,7 +41,7 @@ def _refuse(why: str) -> WarehouseEgressRefused:
     return WarehouseEgressRefused(f"refused by the egress rules: {why}; {ALLOW_HINT}")
 
 
-def checked_params(params: dict[str, str], resolver: Resolver = system_resolver) -> dict[str, str]:
+def checked_params(params: dict[str, Any], resolver: Resolver = system_resolver) -> dict[str, Any]:
     """``params`` (psycopg's ``conninfo_to_dict`` of the URL) with ``hostaddr`` set to checked
     addresses, one per host; raise WarehouseEgressRefused when any is internal."""
     if params.get("service"):
