@@ -14,6 +14,7 @@ import json
 import secrets
 import sys
 
+from server.cli_access import actor, needs
 from server.cli_support import CliError, Parser
 from server.cli_support import config as _config
 from server.cli_support import engine as _engine
@@ -40,7 +41,7 @@ def _service():
 def cmd_users_add(args: argparse.Namespace) -> None:
     password, generated = _password(args)
     user = _service().create_user(
-        _engine(_config()), {"username": args.username, "password": password, "role": args.role}, actor="cli")
+        _engine(_config()), {"username": args.username, "password": password, "role": args.role}, actor=actor())
     print(f"user {user['username']} ({user['role']}) created"
           + (f"; password: {password}   (shown once)" if generated else ""))
 
@@ -57,22 +58,22 @@ def cmd_users_list(args: argparse.Namespace) -> None:
 
 def cmd_users_set_password(args: argparse.Namespace) -> None:
     password, generated = _password(args)
-    _service().update_user(_engine(_config()), args.username, {"password": password}, actor="cli")
+    _service().update_user(_engine(_config()), args.username, {"password": password}, actor=actor())
     print(f"password of {args.username} set" + (f": {password}   (shown once)" if generated else ""))
 
 
 def cmd_users_set_role(args: argparse.Namespace) -> None:
-    user = _service().update_user(_engine(_config()), args.username, {"role": args.role}, actor="cli")
+    user = _service().update_user(_engine(_config()), args.username, {"role": args.role}, actor=actor())
     print(f"{user['username']} is now {user['role']}")
 
 
 def cmd_users_remove(args: argparse.Namespace) -> None:
-    _service().delete_user(_engine(_config()), args.username, actor="cli")
+    _service().delete_user(_engine(_config()), args.username, actor=actor())
     print(f"user {args.username} removed (signed out everywhere)")
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> None:
-    made = _service().create_token(_engine(_config()), {"name": args.name, "role": args.role}, actor="cli")
+    made = _service().create_token(_engine(_config()), {"name": args.name, "role": args.role}, actor=actor())
     print(made["token"])
 
 
@@ -87,7 +88,7 @@ def cmd_tokens_list(args: argparse.Namespace) -> None:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> None:
-    _service().revoke_token(_engine(_config()), args.id, actor="cli")
+    _service().revoke_token(_engine(_config()), args.id, actor=actor())
     print(f"token {args.id} revoked")
 
 
@@ -131,3 +132,5 @@ def add_commands(sub) -> None:
     revoke = tokens.add_parser("revoke", help="revoke a token by id (it answers 401 at once)")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(func=cmd_tokens_revoke)
+    # With a token, users and tokens are the owner's, as in the API (checked in the CLI's main).
+    needs("owner", add, listing, setpw, setrole, remove, tcreate, tlist, revoke)
