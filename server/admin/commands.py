@@ -1,7 +1,8 @@
 """``switchboard users add|list|set-password|remove`` and ``switchboard tokens
 create|list|revoke``: users, roles and tokens from the command line, for operators on the server
 itself (as the REST API, same validation: ``server.api.users``). They work on the store directly,
-offline, so ``users set-password`` is also the password reset when nobody can sign in.
+offline, so ``users set-password`` is also the password reset when nobody can sign in. Run with
+a token (``switchboard --token …``, ``server.cli_access``) they need the owner role, as in the API.
 
 A password is read from standard input (``--password-stdin``) or generated and printed once; it
 is never a command-line argument, which other users of the machine could see in ``ps``.
@@ -122,7 +123,8 @@ def add_commands(sub) -> None:
 
     tokens = sub.add_parser("tokens", help="admin API tokens").add_subparsers(
         dest="action", required=True, parser_class=Parser, metavar="ACTION")
-    tcreate = tokens.add_parser("create", help="create an admin API token and print it (shown once)")
+    tcreate = tokens.add_parser("create", help="create an admin API token and print it (shown once); the API and "
+                                  "`switchboard --token` take it")
     tcreate.add_argument("--name", default="cli", help="a label for the token")
     tcreate.add_argument("--role", choices=ROLES, default="owner", help="what the token may do (default: owner)")
     tcreate.set_defaults(func=cmd_tokens_create)
