@@ -1,7 +1,9 @@
 """``switchboard``: serve, init, catalog, sources, destinations, tokens (and the planes' own commands).
 
 Bad arguments or settings print one clear line and exit with status 2; a mistyped command, slug,
-setting or source name gets a "did you mean". Output piped into ``head`` ends quietly.
+setting or source name gets a "did you mean". Output piped into ``head`` ends quietly. With
+``--token`` or ``SWITCHBOARD_TOKEN`` a command runs with that token's role and audit name
+(``server.cli_access``; each command declares its role with ``needs``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 from typing import Any, Sequence
 
 from server import cdn
+from server import cli_access
+from server.cli_access import OPERATOR, actor, needs
 from server.cli_support import EXIT_USAGE, CliError
 from server.cli_support import Parser as _Parser
 from server.cli_support import catalog as _catalog
@@ -148,7 +152,7 @@ def cmd_sources_create(args: argparse.Namespace) -> None:
 
     config = _config()
     engine = _engine(config)
-    source = service.create_source(engine, {"name": args.name}, actor="cli")
+    source = service.create_source(engine, {"name": args.name}, actor=actor())
     if args.json:
         print(json.dumps({**source, "snippet": snippet_text(config, source["write_key"])}))
         return
@@ -175,7 +179,7 @@ def cmd_sources_set(args: argparse.Namespace) -> None:
 
     engine = _engine(_config())
     source = _resolve_source(engine, args.source)
-    updated = service.update_source(engine, source["id"], {"library_name": args.library_name}, actor="cli")
+    updated = service.update_source(engine, source["id"], {"library_name": args.library_name}, actor=actor())
     print(f"{updated['name']}: library name {updated['library_name']} (settings version {updated['settings_version']})")
 
 
@@ -247,7 +251,7 @@ def cmd_destinations_add(args: argparse.Namespace) -> None:
     if args.mode:
         body["mode"] = args.mode
     try:
-        dest = service.add_destination(engine, catalog, source["id"], body, actor="cli",
+        dest = service.add_destination(engine, catalog, source["id"], body, actor=actor(),
                                        allow_private_egress=config.allow_private_egress)
     except ApiError as exc:
         raise CliError(f"{exc.field + ': ' if exc.field else ''}{exc.message}") from None
@@ -325,8 +329,10 @@ def _workers_argument(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="switchboard", description=(
         "Self-hosted, Segment-compatible event router. Settings come from SWITCHBOARD_* environment "
-        "variables (see README)."))
+        "variables (see README). Without a token a command may do anything the database allows (the "
+        "operator); with --token or SWITCHBOARD_TOKEN it runs with that token's role (see docs/admin-api.md)."))
     parser.add_argument("--version", action="version", version=f"switchboard {_version()}")
+    cli_access.add_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the server (bundles, collector, admin API, web app, delivery)")
@@ -387,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     dlist.add_argument("source", help="source id, name, slug or write key")
     dlist.add_argument("--json", action="store_true", help="print JSON")
     dlist.set_defaults(func=cmd_destinations_list)
+    # The role each command needs with a token (the API's rule; checked in main, nowhere else).
+    needs(OPERATOR, serve, init)
+    needs("viewer", cat, listing, dlist)
+    needs("editor", create, setter, add)
 
     from server import worker
     from server.app import PLANES
@@ -418,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     origin = audit.origin.set(audit.CLI if args.func is not cmd_serve and args.command != "worker" else None)
     try:
         try:
-            args.func(args)
+            with cli_access.acting(args):  # the token's role and audit name, or the operator's
+                args.func(args)
         finally:
             sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
     except BrokenPipeError:

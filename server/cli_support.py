@@ -41,6 +41,8 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]  # one line, not the usage block
+        if message.startswith("unrecognized arguments: --token"):  # `switchboard sources list --token …`
+            message = "--token goes before the command: switchboard --token TOKEN COMMAND …"
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
     def _check_value(self, action, value):  # type: ignore[no-untyped-def]  # argparse's hook for choices

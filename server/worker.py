@@ -17,6 +17,7 @@ import signal
 from types import SimpleNamespace
 
 from server import alerts, delivery, privacy, scaleout, warehouse
+from server.cli_access import OPERATOR, needs
 from server.cli_support import CliError, catalog, config, engine
 
 WORKER_PLANES = [scaleout, delivery, warehouse, privacy, alerts]
@@ -29,6 +30,7 @@ def add_commands(sub) -> None:
     worker.add_argument("--lease-seconds", type=float, default=60.0,
                         help="how long a claimed job stays ours before another worker may take it (default 60)")
     worker.set_defaults(func=cmd_worker)
+    needs(OPERATOR, worker)  # runs on the database; refuses a token
 
 
 def cmd_worker(args: argparse.Namespace) -> None:

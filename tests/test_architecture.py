@@ -1,6 +1,6 @@
 """Planes meet only through their declared doors (docs/architecture.md), checked on the source.
 
-- The kernel (config, errors, rules, api/, cli_support), the store, the catalog and the
+- The kernel (config, errors, rules, api/, cli_support, cli_access), the store, the catalog and the
   destinations import no plane.
 - A plane imports the kernel, the store, the catalog/destinations and its own modules.
 - The web app may also use the read-outs of the bundle, delivery and warehouse planes, by name
@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANES = {"cdn", "ingest", "delivery", "warehouse", "admin", "web", "health", "demo", "scaleout", "privacy", "alerts"}
-SHARED = {"config", "errors", "rules", "fql", "api", "cli_support", "store", "catalog", "destinations"}
+SHARED = {"config", "errors", "rules", "fql", "api", "cli_support", "cli_access", "store", "catalog", "destinations"}
 ASSEMBLERS = {"app", "cli", "worker"}
 READOUTS = {"web": {"cdn", "delivery", "warehouse"}, "demo": {"cdn"}, "alerts": {"delivery"}}
 

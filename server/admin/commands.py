@@ -1,7 +1,8 @@
 """``switchboard users add|list|set-password|remove`` and ``switchboard tokens
 create|list|revoke``: users, roles and tokens from the command line, for operators on the server
 itself (as the REST API, same validation: ``server.api.users``). They work on the store directly,
-offline, so ``users set-password`` is also the password reset when nobody can sign in.
+offline, so ``users set-password`` is also the password reset when nobody can sign in. Run with
+a token (``switchboard --token …``, ``server.cli_access``) they need the owner role, as in the API.
 
 A password is read from standard input (``--password-stdin``) or generated and printed once; it
 is never a command-line argument, which other users of the machine could see in ``ps``.
@@ -14,6 +15,7 @@ import json
 import secrets
 import sys
 
+from server.cli_access import actor, needs
 from server.cli_support import CliError, Parser
 from server.cli_support import config as _config
 from server.cli_support import engine as _engine
@@ -40,7 +42,7 @@ def _service():
 def cmd_users_add(args: argparse.Namespace) -> None:
     password, generated = _password(args)
     user = _service().create_user(
-        _engine(_config()), {"username": args.username, "password": password, "role": args.role}, actor="cli")
+        _engine(_config()), {"username": args.username, "password": password, "role": args.role}, actor=actor())
     print(f"user {user['username']} ({user['role']}) created"
           + (f"; password: {password}   (shown once)" if generated else ""))
 
@@ -57,22 +59,22 @@ def cmd_users_list(args: argparse.Namespace) -> None:
 
 def cmd_users_set_password(args: argparse.Namespace) -> None:
     password, generated = _password(args)
-    _service().update_user(_engine(_config()), args.username, {"password": password}, actor="cli")
+    _service().update_user(_engine(_config()), args.username, {"password": password}, actor=actor())
     print(f"password of {args.username} set" + (f": {password}   (shown once)" if generated else ""))
 
 
 def cmd_users_set_role(args: argparse.Namespace) -> None:
-    user = _service().update_user(_engine(_config()), args.username, {"role": args.role}, actor="cli")
+    user = _service().update_user(_engine(_config()), args.username, {"role": args.role}, actor=actor())
     print(f"{user['username']} is now {user['role']}")
 
 
 def cmd_users_remove(args: argparse.Namespace) -> None:
-    _service().delete_user(_engine(_config()), args.username, actor="cli")
+    _service().delete_user(_engine(_config()), args.username, actor=actor())
     print(f"user {args.username} removed (signed out everywhere)")
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> None:
-    made = _service().create_token(_engine(_config()), {"name": args.name, "role": args.role}, actor="cli")
+    made = _service().create_token(_engine(_config()), {"name": args.name, "role": args.role}, actor=actor())
     print(made["token"])
 
 
@@ -87,7 +89,7 @@ def cmd_tokens_list(args: argparse.Namespace) -> None:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> None:
-    _service().revoke_token(_engine(_config()), args.id, actor="cli")
+    _service().revoke_token(_engine(_config()), args.id, actor=actor())
     print(f"token {args.id} revoked")
 
 
@@ -121,7 +123,8 @@ def add_commands(sub) -> None:
 
     tokens = sub.add_parser("tokens", help="admin API tokens").add_subparsers(
         dest="action", required=True, parser_class=Parser, metavar="ACTION")
-    tcreate = tokens.add_parser("create", help="create an admin API token and print it (shown once)")
+    tcreate = tokens.add_parser("create", help="create an admin API token and print it (shown once); the API and "
+                                  "`switchboard --token` take it")
     tcreate.add_argument("--name", default="cli", help="a label for the token")
     tcreate.add_argument("--role", choices=ROLES, default="owner", help="what the token may do (default: owner)")
     tcreate.set_defaults(func=cmd_tokens_create)
@@ -131,3 +134,5 @@ def add_commands(sub) -> None:
     revoke = tokens.add_parser("revoke", help="revoke a token by id (it answers 401 at once)")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(func=cmd_tokens_revoke)
+    # With a token, users and tokens are the owner's, as in the API (checked in the CLI's main).
+    needs("owner", add, listing, setpw, setrole, remove, tcreate, tlist, revoke)

@@ -74,7 +74,7 @@ async def authenticate(request: Request) -> str | None:
     found = await run_in_threadpool(tokens.find_token, app.state.engine, token, app.state.config.admin_token)
     if found is None:
         return None
-    request.state.actor = "api" if found["id"] is None else f"token:{found['name']}"
+    request.state.actor = tokens.actor_of(found)
     request.state.role = found["role"]
     return found["role"]
 

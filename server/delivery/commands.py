@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from server.cli_access import actor, needs
 from server.cli_support import CliError
 from server.cli_support import catalog as _catalog
 from server.cli_support import config as _config
@@ -25,6 +26,7 @@ def add_commands(sub) -> None:
     replay.add_argument("--event", action="append", dest="events", metavar="NAME",
                         help="with --history: only track events of this name; repeatable")
     replay.set_defaults(func=cmd_replay)
+    needs("editor", replay)  # with a token (checked in the CLI's main): a change, as POST …/replay
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
@@ -48,7 +50,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
         conf = _config()
         try:
             result = start_replay(engine, _catalog(), destination["id"], since=since, until=until,
-                                  types=args.types, events=args.events, rate=conf.replay_rate, actor="cli")
+                                  types=args.types, events=args.events, rate=conf.replay_rate, actor=actor())
         except ApiError as exc:
             raise CliError(exc.message) from None
         print(f"queued {result['queued']} stored event(s) for destination {destination['id']} "
@@ -57,6 +59,6 @@ def cmd_replay(args: argparse.Namespace) -> None:
     if args.types or args.events:
         raise CliError("--type and --event go with --history")
     count = store.replay(engine, destination["id"], since=since, until=until)
-    governance.record(engine, actor="cli", action="replay.dead_letters", subject=f"destination:{destination['id']}",
+    governance.record(engine, actor=actor(), action="replay.dead_letters", subject=f"destination:{destination['id']}",
                       details={"since": args.since, "until": args.until}, counts={"replayed": count})
     print(f"queued {count} dead letter(s) of destination {destination['id']} ({destination['slug']}) for delivery")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from server.cli_access import actor, needs
 from server.cli_support import CliError
 from server.cli_support import config as _config
 from server.cli_support import engine as _engine
@@ -28,7 +29,7 @@ def cmd_create(args: argparse.Namespace) -> None:
     if args.source:
         body["source_ids"] = args.source
     try:
-        created = service.create(_engine(_config()), body, "cli")
+        created = service.create(_engine(_config()), body, actor())
     except ApiError as exc:
         raise CliError(exc.message) from None
     if args.json:
@@ -78,3 +79,6 @@ def add_commands(sub) -> None:
     show.add_argument("regulation_id", type=int)
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=cmd_show)
+    # With a token (checked in the CLI's main): reads need viewer, a new regulation editor.
+    needs("viewer", listing, show)
+    needs("editor", create)

@@ -88,6 +88,12 @@ def find_token(engine: Engine, token: str, bootstrap: str = "") -> dict[str, Any
     return {"id": row.id, "name": row.name, "role": row.role}
 
 
+def actor_of(found: dict[str, Any]) -> str:
+    """What the audit records for a found token: ``token:<name>``, or ``api`` for the bootstrap token.
+    The API and the CLI's ``--token`` both name their changes with it."""
+    return "api" if found["id"] is None else f"token:{found['name']}"
+
+
 def check_token(engine: Engine, token: str, bootstrap: str = "") -> bool:
     """True when ``token`` is the bootstrap token or a stored (not revoked) token."""
     return find_token(engine, token, bootstrap) is not None

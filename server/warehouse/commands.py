@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from server.cli_access import OPERATOR, needs
 from server.cli_support import CliError
 from server.cli_support import catalog as _catalog
 from server.cli_support import config as _config
@@ -90,3 +91,8 @@ def add_commands(subparsers) -> None:
     history.set_defaults(func=cmd_syncs)
     run = actions.add_parser("run", help="run the warehouse scheduler alone (every warehouse, on its interval)")
     run.set_defaults(func=cmd_run)
+    # With a token (checked in the CLI's main): history is a read, a sync a change; the scheduler
+    # is a long-running process on the database, the operator's.
+    needs("viewer", history)
+    needs("editor", sync)
+    needs(OPERATOR, run)
