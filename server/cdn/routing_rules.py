@@ -156,10 +156,10 @@ def _comparison(how: str, left: list, right: list) -> Any:
     for side in (left, right):
         if side[0] == "lit" and (isinstance(side[1], bool) or not isinstance(side[1], (int, float))):
             return FALSE
-    operands = [_path(s[1]) if s[0] == "path" else _literal(s[1]) for s in (left, right)]
-    guards = [g for s in (left, right) if s[0] == "path" for g in _guard(s[1])]
-    test = [how, *operands]
-    return ["and", *guards, test] if guards else test
+    operands: list[Any] = [_path(s[1]) if s[0] == "path" else _literal(s[1]) for s in (left, right)]
+    guards: list[Any] = [g for s in (left, right) if s[0] == "path" for g in _guard(s[1])]
+    compare: list[Any] = [how, *operands]
+    return ["and", *guards, compare] if guards else compare
 
 
 # ---------------------------------------------------------------- filters → rules
