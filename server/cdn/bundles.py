@@ -285,5 +285,6 @@ def build_plugin(slug: str) -> Built | None:
     js = js_env().get_template("plugin.js.j2").render(
         version=CORE_VERSION, slug=slug, library=plugin_library(slug), loader=loader,
         util=core["00-util.js"], runtime=core["30-loaders.js"], facade=extras_source("10-facade.js"),
+        filters=filters_source(),  # for filters the settings document cannot give analytics-next as routing rules
     )
     return with_best_brotli(compress(minify(js)))

@@ -10,6 +10,11 @@ for it (we serve none), and ``@segment/analytics-consent-tools`` reads the plugi
 there (by ``creationName``). The top-level ``consentSettings`` is Segment's too; both appear only
 once some enabled destination has categories. Settings are ``public_settings(...)`` only (see
 ``server.cdn.bundles.destination_config``); consent categories are public.
+
+A device-mode destination's filters become ``middlewareSettings.routingRules`` keyed by its
+``creationName`` (server/cdn/routing_rules.py): analytics-next then runs them with its tsub
+middleware before the plugin. Device-mode conditions are public (they are in bundles too); cloud-mode
+filters never appear here.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from server.cdn.bundles import build_plugin, destination_config, device_destinations, plugin_library
+from server.cdn.routing_rules import Untranslatable, routing_rules
 from server.catalog import CONSENT_KEY, Catalog, public_settings
 from server.config import Config
 
@@ -44,6 +50,16 @@ def consent_settings(catalog: Catalog, destinations: list[dict[str, Any]]) -> di
     return {"allCategories": categories, "hasUnmappedDestinations": unmapped} if categories else None
 
 
+def device_routing_rules(name: str, filters: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """The destination's filters as routing rules, or None when one of them has no exact tsub
+    form (docs/filters.md lists those; a partial list would change what the others see): then our
+    plugin file applies the whole list itself, with the bundle's interpreter (js_templates/filters.js)."""
+    try:
+        return routing_rules(name, filters)
+    except Untranslatable:
+        return None
+
+
 def settings_document(config: Config, catalog: Catalog, source: dict[str, Any]) -> dict[str, Any]:
     origin = urlsplit(config.origin)
     api_host = origin.netloc + config.collector_prefix
@@ -57,12 +73,17 @@ def settings_document(config: Config, catalog: Catalog, source: dict[str, Any]) 
             "maybeBundledConfigIds": {},
         }
     }
-    plugins, names = [], set()
+    plugins, names, rules = [], set(), []
     for manifest, row in device_destinations(catalog, source["destinations"]):
         dest = destination_config(manifest, row)
         name = manifest.name if manifest.name not in names else f"{manifest.name} {row['id']}"
         names.add(name)
         meta = {"id": dest["id"], "slug": dest["slug"], "name": dest["name"], "names": dest["names"]}
+        own_rules = device_routing_rules(name, row.get("filters"))
+        if own_rules is None:
+            meta["filters"] = dest["filters"]
+        else:
+            rules += own_rules
         plugins.append({
             "name": name,
             "creationName": name,
@@ -81,7 +102,7 @@ def settings_document(config: Config, catalog: Catalog, source: dict[str, Any]) 
         },
         "edgeFunction": {},
         "analyticsNextEnabled": True,
-        "middlewareSettings": {},
+        "middlewareSettings": {"routingRules": rules} if rules else {},
         "enabledMiddleware": {},
         # sampleRate 0: analytics-next would otherwise post its own metrics to api.segment.io.
         "metrics": {"sampleRate": 0, "host": api_host},
