@@ -27,7 +27,8 @@ from sqlalchemy import Connection, Engine, delete, func, or_, select, text
 from server.store.delivery import DEAD, FANOUT_CURSOR, QUEUED, RETRYING, delivery_attempts, delivery_cursors, delivery_jobs
 from server.store.engine import read_only
 from server.store.events import events
-from server.store.schema import destinations
+from server.destinations import has_cloud_translator
+from server.store.schema import destinations, sources
 from server.store.warehouse import warehouse_cursors
 
 KEEPING = (QUEUED, RETRYING, DEAD)  # an event with such a job stays in the log
@@ -94,9 +95,27 @@ def erase_users_batch(
 # ---------------------------------------------------------------- retention
 
 
+def _routable(conn: Connection) -> bool:
+    """Whether any destination can get delivery jobs (enabled, cloud mode, on an enabled source,
+    with a cloud translator): the delivery service's own test (server/store/fanout.py)."""
+    rows = conn.execute(
+        select(destinations.c.slug).distinct().join(sources, sources.c.id == destinations.c.source_id)
+        .where(destinations.c.mode == "cloud", destinations.c.enabled.is_(True), sources.c.enabled.is_(True))
+    ).scalars()
+    return any(has_cloud_translator(slug) for slug in rows)
+
+
 def _safe_ceiling(conn: Connection) -> dict[int | None, int]:
-    """Per source (None: any source), the highest event id every reader has passed."""
+    """Per source (None: any source), the highest event id every reader has passed.
+
+    While no destination can get jobs, the delivery service does not move the fan-out cursor
+    (an idle worker writes nothing, issue #20) and, when one appears, jumps it over the events
+    received before (``fanout.skip_unrouted``): those events owe delivery nothing, so the
+    fan-out cursor does not hold them back. (Retention only takes events days old, long before
+    any destination that could appear meanwhile.)"""
     fanout = conn.execute(select(delivery_cursors.c.event_id).where(delivery_cursors.c.name == FANOUT_CURSOR)).scalar()
+    if not _routable(conn):
+        fanout = conn.execute(select(func.max(events.c.id))).scalar()
     ceilings: dict[int | None, int] = {None: fanout or 0}
     rows = conn.execute(
         select(destinations.c.source_id, func.min(warehouse_cursors.c.last_event_id))
