@@ -154,6 +154,55 @@ def test_an_event_appended_by_another_process_starts_delivery_at_once(db_url):
     assert request.at - began < 1.0, request.at - began
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_destination_added_by_another_process_is_routed_at_once_on_sqlite(db_url):
+    """The worker starts with nothing to route to (it reads no event); this process then adds a
+    cloud destination with its bus running (as `switchboard serve` does): on SQLite the bell
+    carries the settings change, and the next event is delivered within a second."""
+    engine = open_store(db_url)
+    listener = notify.listen(engine)
+    try:
+        with Vendor() as vendor:
+            source, _ = source_with(engine, {"slug": "google_analytics_4", "mode": "device",
+                                             "settings": {"measurement_id": "G-TEST"}})
+            worker = start_worker(db_url)
+            try:
+                assert "delivering from" in worker.stdout.readline()
+                time.sleep(1.5)  # it has looked: nothing routable, asleep on the bus
+                workspace.add_destination(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
+                                          settings={"url": vendor.url + "/in"})
+                time.sleep(0.5)
+                began = time.monotonic()
+                append(engine, source["id"], [make_event("track", event="After")])
+                (request,) = vendor.wait_for(1, timeout=40)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(20) == 0
+    finally:
+        listener.stop()
+        engine.dispose()
+    assert request.json()["event"] == "After"
+    assert request.at - began < 2.0, request.at - began  # not the 30 s safety poll
+
+
+def test_a_destination_added_without_telling_the_worker_is_found_at_its_safety_poll(engine, catalog):
+    """A writer that tells nobody (the CLI on SQLite runs no bus): the worker, which found
+    nothing to route to, looks again at its safety poll, and events from then on are delivered."""
+    with Vendor() as vendor:
+        source, _ = source_with(engine, {"slug": "google_analytics_4", "mode": "device",
+                                         "settings": {"measurement_id": "G-TEST"}})
+        with RunningService(engine, catalog, safety_poll=0.5) as service:
+            time.sleep(0.3)
+            unsubscribe = service._unsubscribe  # as if this process's bus did not reach it
+            for stop in unsubscribe:
+                stop()
+            workspace.add_destination(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
+                                      settings={"url": vendor.url + "/in"})
+            append(engine, source["id"], [make_event("track", event="Found")])
+            (request,) = vendor.wait_for(1, timeout=10)
+    assert request.json()["event"] == "Found"
+
+
 def test_replayed_dead_letters_are_sent_at_once_by_an_idle_worker(engine, catalog):
     def refuse_then_accept(record, seen=[]):
         seen.append(record)

@@ -181,12 +181,15 @@ class DeliveryService:
             self._keeper.close()
         log.info("delivery worker %s stopped", self.owner)
 
-    async def _wait(self, event: asyncio.Event, timeout: float) -> None:
+    async def _wait(self, event: asyncio.Event, timeout: float) -> bool:
+        """Wait for ``event`` or ``timeout``; whether the event came."""
         try:
             await asyncio.wait_for(event.wait(), timeout)
+            came = True
         except asyncio.TimeoutError:
-            pass
+            came = False
         event.clear()
+        return came
 
     # ---------------------------------------------------------------- fan-out and dispatch
 
@@ -213,7 +216,10 @@ class DeliveryService:
             try:
                 if not await self._routing():
                     # Nothing to route to: events are not even read until a destination appears.
-                    await self._wait(self._new_events, self.safety_poll)
+                    # A destination added by a process that cannot tell us (the CLI on SQLite)
+                    # is found by the look after each safety poll.
+                    if not await self._wait(self._new_events, self.safety_poll):
+                        self._routable = None
                     continue
                 _, created, more = await run_in_threadpool(
                     fanout.fanout_pass, self.engine, self._route, self.gaps, touched=touched

@@ -22,7 +22,8 @@ its ``on_reconnect`` callbacks, which resynchronise from the database (the versi
 
 On SQLite there is nothing to listen to: ``start`` does nothing and ``notify`` is a no-op;
 ``listen`` runs a bell (``server/store/bell.py``) instead, which carries ``EVENTS``,
-``SUPPRESSIONS`` and ``JOBS`` between the processes on one SQLite file.
+``SUPPRESSIONS``, ``JOBS`` and ``SETTINGS`` (as "some source changed": every source is
+announced at its current version) between the processes on one SQLite file.
 """
 
 from __future__ import annotations
@@ -328,13 +329,17 @@ SUPPRESSIONS = Topic(SUPPRESSIONS_CHANNEL, lambda version: str(version), _parse_
 JOBS = Topic(JOBS_CHANNEL, lambda destination_id: str(destination_id), _parse_max_id)
 
 
-def resync(engine: Engine) -> None:
-    """After a reconnection, notifications may have been missed: announce every source at its
-    current version (subscribers keep what has not changed) and wake the event readers."""
+def _announce_settings(engine: Engine) -> None:
     with read_only(engine) as conn:
         rows = conn.execute(select(sources.c.id, sources.c.write_key, sources.c.settings_version)).all()
     for row in rows:
         SETTINGS.deliver(row.id, row.write_key, row.settings_version)
+
+
+def resync(engine: Engine) -> None:
+    """After a reconnection, notifications may have been missed: announce every source at its
+    current version (subscribers keep what has not changed) and wake the event readers."""
+    _announce_settings(engine)
     EVENTS.deliver(0)
     SUPPRESSIONS.deliver(0)
     JOBS.deliver(0)
@@ -350,7 +355,16 @@ def listen(engine: Engine) -> NotifyListener:
         listener.on_reconnect(lambda: resync(engine))
         listener.start()
     elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        # Payload-less rings: settings have their own version check (bundle directory).
+        # Payload-less rings. A settings ring says only "some source changed": announce every
+        # source at its current version (one read, only when another process changed settings;
+        # subscribers keep what has not changed), as after a PostgreSQL reconnection.
         topics = {topic.channel: topic for topic in (EVENTS, SUPPRESSIONS, JOBS)}
-        listener.bell = bell.Bell(engine.url.database, tuple(topics), lambda channel: topics[channel].receive("")).start()
+
+        def rang(channel: str) -> None:
+            if channel == SETTINGS_CHANNEL:
+                _announce_settings(engine)
+            else:
+                topics[channel].receive("")
+
+        listener.bell = bell.Bell(engine.url.database, (*topics, SETTINGS_CHANNEL), rang).start()
     return listener
