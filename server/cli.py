@@ -128,7 +128,7 @@ def _print_demo(config: Config, engine) -> None:
     if source:
         lines += [f"  Demo page:     {config.origin}/demo",
                   f"  Snippet:       {config.origin}/snippet/{source['write_key']}.js",
-                  f"  API docs:      {config.origin}/api/docs   (signed in; programs: /api/v1/openapi.json with a token)"]
+                  f"  API docs:      {config.origin}/api/docs   (sign in first; the admin API is /api/v1)"]
     lines += demo.egress_lines(config)
     print("\n".join(lines) + "\n", flush=True)
 

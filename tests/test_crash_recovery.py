@@ -60,6 +60,19 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(10)
 
 
+def settled_leases(engine, destination_id: int) -> list[dict]:
+    """The killed worker's leased jobs, once they stop changing: on PostgreSQL a COMMIT the
+    worker sent just before SIGKILL still completes in its server process a moment later."""
+    before = None
+    while True:
+        held = [j for j in jobs(engine, destination_id) if j["lease_owner"] is not None]
+        ids = sorted(j["id"] for j in held)
+        if ids == before:
+            return held
+        before = ids
+        time.sleep(0.5)
+
+
 def test_kill_9_of_a_worker_then_restart_redelivers_within_seconds(db_url):
     engine = open_store(db_url)
     with Vendor(slow) as vendor:
@@ -72,7 +85,7 @@ def test_kill_9_of_a_worker_then_restart_redelivers_within_seconds(db_url):
         finally:
             first.kill()  # SIGKILL: no cleanup, leases and heartbeat row left behind
             first.wait(10)
-        held = [j for j in jobs(engine, dest["id"]) if j["lease_owner"] is not None]
+        held = settled_leases(engine, dest["id"])
         assert held, "the worker must be killed while it holds leases"
         restarted = time.monotonic()
         second = start_worker(db_url, "--concurrency", "8")

@@ -109,7 +109,7 @@ def build_warehouse(kind: str, tmp_path: Path, pg=None, **settings: Any) -> Ware
     destination = workspace.add_destination(
         engine, source["id"], slug="warehouse", mode="cloud", enabled=True, settings=settings
     )
-    return Warehouse(kind, engine, Config(database_url=store_url, delivery_workers=False), source, destination,
+    return Warehouse(kind, engine, Config(database_url=store_url, delivery_workers=False, allow_private_egress=True), source, destination,
                      target_url=target_url, sqlite_path=sqlite_path)
 
 

@@ -22,7 +22,7 @@ PLANES = ["server.health", "server.admin", "server.warehouse"]
 
 
 def _client(wh, **config) -> TestClient:
-    app = create_app(Config(database_url=wh.config.database_url, **config), engine=wh.engine,
+    app = create_app(Config(database_url=wh.config.database_url, **{"allow_private_egress": True, **config}), engine=wh.engine,
                      catalog=wh.catalog, planes=PLANES)
     client = TestClient(app, raise_server_exceptions=False)
     client.headers["Authorization"] = f"Bearer {tokens.create_token(wh.engine, 'test')}"
