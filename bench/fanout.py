@@ -99,7 +99,7 @@ class Round:
         self.profiler = None
         if profile:
             self.profiler = start([shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy",
-                                   "record", "--pid", str(self.worker.pid), "--format", "raw", "--rate", "200",
+                                   "record", "--pid", str(self.worker.pid), "--format", "raw", "--rate", "200", "--gil",
                                    "--output", profile], {}, stdout=subprocess.DEVNULL, stderr=log)
             time.sleep(1.0)
         wait_for_port(port, 60)
