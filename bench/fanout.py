@@ -195,7 +195,7 @@ def main() -> None:
             run(pg.create_database, args)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            counter = iter(range(1000))
+            counter = iter(range(os.getpid() * 1000, os.getpid() * 1000 + 1000))
             run(lambda: f"sqlite:///{tmp}/fanout-{next(counter)}.db", args)
 
 

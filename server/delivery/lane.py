@@ -7,7 +7,8 @@ least ``MIN_SHARE``). So the jobs a worker holds leased — and the send tasks i
 what it can send, not the number of destinations: with a hundred lanes of 256 jobs each, twenty
 thousand waiting tasks made every garbage collection and every wake cost more per job.
 
-A lane claims (through the service's ``Claimer``) when half its share is free, starts a task per
+A lane claims (through the service's ``Claimer``, which gathers the asks of all lanes into one
+transaction) when a quarter of its share is free, starts a task per
 request only when a slot is free (the rest wait as plain data), and sleeps until a send
 finishes or it is *poked*: the fan-out gave its destination jobs, or the service's look for due
 jobs (one statement for every lane that found nothing at its last claim) found some. It ends
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.delivery")
 
-MIN_SHARE = 16
+MIN_SHARE = 8
 
 
 class Lane:
@@ -69,8 +70,9 @@ class Lane:
                     self.poked, self.idle = False, False
                 share = service.share()
                 room = share - len(claimed)
-                # Claim once half the share is free: one claim per many sends, not one per send.
-                if not self.idle and room > 0 and (len(claimed) <= share // 2 or not running):
+                # Claim once a quarter of the share is free: one ask per many sends, and the
+                # claimer serves the asks of all lanes in one transaction.
+                if not self.idle and room > 0 and (len(claimed) <= share * 3 // 4 or not running):
                     destination, jobs = await service.claimer.claim(self.destination_id, room)
                     self.idle = not jobs
                     for job in jobs:

@@ -84,7 +84,7 @@ class DeliveryService:
         self._own_sender = sender is None
         self.concurrency = concurrency
         self.buffer = concurrency * 4  # jobs a lane holds leased at once (queued for a free slot)
-        self.budget = self.buffer * 4  # jobs all lanes hold, shared out once more than four run
+        self.budget = self.buffer * 8  # jobs all lanes hold, shared out once more than eight run
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval  # busy lanes look for newly due jobs this often
         self.safety_poll = safety_poll

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import Engine, case, or_, select, text, union_all
+from sqlalchemy import Engine, case, or_, select, text
 
 from server.store.delivery import PENDING, delivery_jobs, utcnow, write_transaction
 from server.store.engine import read_only
@@ -35,13 +35,12 @@ _POSTGRES_DUE = text(
 )
 
 
-def _due(destination_id: int, now) -> Any:
-    return (
-        delivery_jobs.c.destination_id == destination_id,
-        delivery_jobs.c.status.in_(PENDING),
-        delivery_jobs.c.next_attempt_at <= now,
-        or_(delivery_jobs.c.lease_until.is_(None), delivery_jobs.c.lease_until < now),
-    )
+# One destination's share, in the form SQLite accepts as a term of a compound SELECT.
+_SQLITE_DUE = (
+    "SELECT id FROM (SELECT id FROM delivery_jobs WHERE destination_id = ?"
+    " AND status IN ('queued', 'retrying') AND next_attempt_at <= ?"
+    " AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at, id LIMIT ?)"
+)
 
 
 def claim_many(engine: Engine, wants: dict[int, int], owner: str, lease_seconds: float) -> dict[int, list[dict[str, Any]]]:
@@ -56,15 +55,15 @@ def claim_many(engine: Engine, wants: dict[int, int], owner: str, lease_seconds:
             ids = list(conn.execute(_POSTGRES_DUE, {
                 "destinations": list(wants), "limits": list(wants.values()), "now": now}).scalars())
         else:
+            # Plain SQL: SQLAlchemy compiled the compound anew for every number of destinations.
             ids = []
             items = list(wants.items())
+            stamp = now.isoformat(sep=" ", timespec="microseconds")[:26]
             for start in range(0, len(items), SQLITE_CHUNK):
-                parts = [
-                    select(delivery_jobs.c.id).where(*_due(d, now))
-                    .order_by(delivery_jobs.c.next_attempt_at, delivery_jobs.c.id).limit(n).subquery().select()
-                    for d, n in items[start:start + SQLITE_CHUNK]
-                ]
-                ids += conn.execute(parts[0] if len(parts) == 1 else union_all(*parts)).scalars()
+                chunk = items[start:start + SQLITE_CHUNK]
+                sql = " UNION ALL ".join([_SQLITE_DUE] * len(chunk))
+                params = tuple(v for d, n in chunk for v in (d, stamp, stamp, n))
+                ids += [row[0] for row in conn.exec_driver_sql(sql, params)]
         if not ids:
             return {}
         conn.execute(
