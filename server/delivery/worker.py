@@ -175,8 +175,8 @@ class DeliveryService:
         self._new_events.set()
         self._work.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for lane in list(self._lane_state.values()):
-            lane.wake.set()
+        for state in list(self._lane_state.values()):
+            state.wake.set()  # a lane sleeping until a send finishes or a poke sees the stop
         lanes = list(self._lanes.values())
         if lanes:
             await asyncio.wait(lanes, timeout=self.shutdown_grace + 1)
