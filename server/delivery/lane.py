@@ -8,8 +8,9 @@ what it can send, not the number of destinations: with a hundred lanes of 256 jo
 thousand waiting tasks made every garbage collection and every wake cost more per job.
 
 A lane claims (through the service's ``Claimer``, which gathers the asks of all lanes into one
-transaction) when a quarter of its share is free, starts a task per
-request only when a slot is free (the rest wait as plain data), and sleeps until a send
+transaction) when a quarter of its share is free, starts a task per request only when one of its
+slots is free (``concurrency``, or half its share if that is less: the rest wait as plain
+data), and sleeps until a send
 finishes or it is *poked*: the fan-out gave its destination jobs, or the service's look for due
 jobs (one statement for every lane that found nothing at its last claim) found some. It ends
 when it has nothing claimed and its last claim found nothing.
@@ -78,7 +79,10 @@ class Lane:
                     for job in jobs:
                         claimed[job["id"]] = job
                     waiting.extend((destination, group) for group in self._groups(destination, jobs))
-                while waiting and len(running) < service.concurrency and not service._stopping:
+                # Sends in flight: ``concurrency``, or half the share when many lanes split the
+                # budget (their sends mostly wait for the same vendor's connections anyway).
+                slots = min(service.concurrency, max(MIN_SHARE, share // 2))
+                while waiting and len(running) < slots and not service._stopping:
                     destination, group = waiting.popleft()
                     task = asyncio.create_task(self._deliver(destination, group, claimed))
                     running.add(task)
