@@ -48,6 +48,12 @@ def ok(record: Recorded) -> Response:
     return 200, {"Content-Type": "application/json"}, b'{"ok":true}'
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops connection attempts when a worker opens a hundred at once
+    # (many lanes), and a dropped SYN is retried only after a second or more.
+    request_queue_size = 512
+
+
 class Vendor:
     def __init__(self, responder: Responder = ok):
         self.responder = responder
@@ -89,7 +95,7 @@ class Vendor:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.server.block_on_close = False
         self.port = self.server.server_address[1]

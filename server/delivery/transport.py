@@ -241,10 +241,13 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         origin = self._origins.get(key)
         if origin is None:
             origin = self._origins[key] = _Origin(self.max_connections)
-        try:
-            await asyncio.wait_for(origin.slots.acquire(), timeouts.get("pool"))
-        except asyncio.TimeoutError:
-            raise httpx.PoolTimeout("no free connection in time") from None
+        if origin.slots.locked():  # wait_for costs a task and a timer: only when there is a wait
+            try:
+                await asyncio.wait_for(origin.slots.acquire(), timeouts.get("pool"))
+            except asyncio.TimeoutError:
+                raise httpx.PoolTimeout("no free connection in time") from None
+        else:
+            await origin.slots.acquire()
         try:
             answer = await self._exchange(origin, url, port, data, timeouts)
         finally:

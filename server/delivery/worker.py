@@ -7,9 +7,12 @@
 - The dispatcher starts a *lane* for every destination that has due jobs. It looks for them when
   told (the fan-out's jobs, a finished lane, a retry written, ``notify.JOBS``: a replay or
   released leases) and otherwise sleeps until the next job comes due (``store.due_work``), at
-  most ``safety_poll`` seconds: an idle worker queries nothing but its heartbeat. A lane claims that
-  destination's jobs (leases), and sends at most ``concurrency`` requests at a time. Lanes
-  share nothing but the HTTP client, so a destination that hangs fills only its own lane.
+  most ``safety_poll`` seconds: an idle worker queries nothing but its heartbeat. A lane
+  (``lane.py``) holds that destination's leased jobs and sends at most ``concurrency`` requests
+  at a time. Lanes share nothing but the HTTP client and the claimer (``claimer.py``: what the
+  lanes ask for at about the same time is claimed in one transaction), so a destination that
+  hangs fills only its own lane, and the store work per job does not grow with the number of
+  destinations.
 - Results go to one writer task that records many outcomes per transaction (``results.py``).
 
 Stopping: no new claims, in-flight sends get ``shutdown_grace`` seconds to finish, results are
@@ -30,19 +33,19 @@ import uuid
 from datetime import timedelta
 from typing import Any, Callable
 
-import orjson
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from server.catalog import Catalog, effective_settings
+from server.catalog import Catalog
+from server.delivery.claimer import Claimer
 from server.delivery.heartbeat import HEARTBEAT_S, STALE_AFTER_S, Heartbeat
+from server.delivery.lane import MIN_SHARE, Lane
 from server.delivery.policy import RetryPolicy
-from server.delivery.results import ResultWriter, job_result
+from server.delivery.results import ResultWriter
 from server.delivery.router import route, translator
-from server.delivery.sender import DEAD, Outcome, Sender
+from server.delivery.sender import Sender
 from server.store import delivery as store
-from server.rules import apply_filters
-from server.store import fanout, notify, workspace
+from server.store import claims, fanout, notify
 
 log = logging.getLogger("switchboard.delivery")
 
@@ -80,7 +83,8 @@ class DeliveryService:
         self.sender = sender or Sender(allow_private_egress=allow_private_egress)
         self._own_sender = sender is None
         self.concurrency = concurrency
-        self.buffer = concurrency * 4  # jobs a lane holds leased at once (queued behind its semaphore)
+        self.buffer = concurrency * 4  # jobs a lane holds leased at once (queued for a free slot)
+        self.budget = self.buffer * 8  # jobs all lanes hold, shared out once more than eight run
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval  # busy lanes look for newly due jobs this often
         self.safety_poll = safety_poll
@@ -91,6 +95,9 @@ class DeliveryService:
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._lanes: dict[int, asyncio.Task] = {}
+        self._lane_state: dict[int, Lane] = {}
+        self._watched: set[int] = set()  # lanes whose last claim found nothing
+        self._watcher: asyncio.Task | None = None
         self._hints: set[int] = set()  # destinations the fan-out gave jobs (start their lanes)
         self._unsubscribe: list[Callable[[], None]] = []
         self._rescan = True  # look for due jobs (the fan-out's hints need no look)
@@ -113,6 +120,7 @@ class DeliveryService:
         # store opens a connection per transaction: holding one idle connection open for our
         # lifetime keeps every claim and result from paying for that (3–5x faster commits).
         self._keeper = self.engine.raw_connection() if self.engine.dialect.name == "sqlite" else None
+        self.claimer = Claimer(self.engine, self.owner, self.lease_seconds)
         self._results = ResultWriter(self.engine, self.owner, on_retry=self._look).start()
         # Before the first claim: a restart takes over the jobs its killed predecessor leased.
         self._heartbeat = await run_in_threadpool(Heartbeat(
@@ -167,6 +175,8 @@ class DeliveryService:
         self._new_events.set()
         self._work.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for state in list(self._lane_state.values()):
+            state.wake.set()  # a lane sleeping until a send finishes or a poke sees the stop
         lanes = list(self._lanes.values())
         if lanes:
             await asyncio.wait(lanes, timeout=self.shutdown_grace + 1)
@@ -256,8 +266,9 @@ class DeliveryService:
             if self._rescan:
                 self._rescan = False
                 next_scan = min(next_scan, last_scan + self.poll_interval)
-            hinted = [d for d in self._hints if d not in self._lanes]
-            self._hints.difference_update(hinted)
+            # A running lane is poked instead (it claims again, even after finding nothing).
+            hinted = [d for d in self._hints if not self._poke(d)]
+            self._hints.clear()
             ready: list[int] = []
             if time.monotonic() >= next_scan:
                 last_scan = time.monotonic()
@@ -270,140 +281,56 @@ class DeliveryService:
                     next_scan = last_scan + 1.0
             for destination_id in dict.fromkeys([*hinted, *ready]):
                 if destination_id not in self._lanes and not self._stopping:
-                    self._lanes[destination_id] = asyncio.create_task(
-                        self._lane(destination_id), name=f"delivery-lane-{destination_id}"
-                    )
+                    self._start_lane(destination_id)
             await self._wait(self._work, max(0.0, min(next_scan, next_prune) - time.monotonic()))
 
-    # ---------------------------------------------------------------- one destination's lane
+    # ---------------------------------------------------------------- lanes (lane.py)
 
-    async def _lane(self, destination_id: int) -> None:
-        semaphore = asyncio.Semaphore(self.concurrency)
-        tasks: set[asyncio.Task] = set()
-        claimed: dict[int, dict[str, Any]] = {}  # leased and not yet finished
-        found_nothing = False
+    def share(self) -> int:
+        """Jobs one lane may hold leased: its buffer while few lanes run; the budget split
+        between them when many do (never below ``MIN_SHARE``)."""
+        return min(self.buffer, max(min(MIN_SHARE, self.buffer), self.budget // max(1, len(self._lanes))))
+
+    def _start_lane(self, destination_id: int) -> None:
+        lane = self._lane_state[destination_id] = Lane(self, destination_id)
+        self._lanes[destination_id] = asyncio.create_task(self._run_lane(lane), name=f"delivery-lane-{destination_id}")
+
+    async def _run_lane(self, lane: Lane) -> None:
         try:
-            while not self._stopping:
-                room = self.buffer - len(claimed)
-                jobs = []
-                # Claim again only once the jobs waiting for a free slot run low: one claim
-                # transaction per few dozen sends, not one per send. After an empty claim, look
-                # (without a lock) before claiming again.
-                waiting = len(claimed) - min(len(tasks), self.concurrency)
-                if room > 0 and waiting < self.concurrency and (
-                    not found_nothing or await run_in_threadpool(store.has_due, self.engine, destination_id)
-                ):
-                    jobs = await run_in_threadpool(
-                        store.claim, self.engine, destination_id, self.owner, room, self.lease_seconds
-                    )
-                    found_nothing = not jobs
-                if not jobs and not tasks:
-                    break
-                if jobs:
-                    destination = await run_in_threadpool(_destination_or_none, self.engine, destination_id)
-                    for job in jobs:
-                        claimed[job["id"]] = job
-                    for group in self._groups(destination, jobs):
-                        task = asyncio.create_task(self._deliver(semaphore, destination, group, claimed))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
-                if tasks:
-                    # Wake on the first finished send, or soon anyway to claim newly due jobs.
-                    await asyncio.wait(set(tasks), timeout=self.poll_interval if room > 0 else None,
-                                       return_when=asyncio.FIRST_COMPLETED)
-        except Exception:
-            log.exception("delivery lane %s failed", destination_id)
+            await lane.run()
         finally:
-            if tasks:
-                done, pending = await asyncio.wait(set(tasks), timeout=self.shutdown_grace)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-            if claimed:
-                try:
-                    await run_in_threadpool(store.release, self.engine, self.owner, list(claimed))
-                except Exception:
-                    log.exception("releasing leases failed; they expire on their own")
-            self._lanes.pop(destination_id, None)
+            self._lanes.pop(lane.destination_id, None)
+            self._lane_state.pop(lane.destination_id, None)
             if not self._stopping:
-                self._look()  # more may have become due while we wound down
+                self._look()  # more may have become due while it wound down
 
-    def _groups(self, destination: dict[str, Any] | None, jobs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        """One job per request, except for translators that batch (webhooks with batch_size > 1)."""
-        if destination is not None:
-            module = translator(destination["slug"])
-            size = int(destination["settings"].get("batch_size") or 1)
-            if module is not None and hasattr(module, "translate_batch") and size > 1:
-                return [jobs[i:i + size] for i in range(0, len(jobs), size)]
-        return [[job] for job in jobs]
+    def _poke(self, destination_id: int) -> bool:
+        lane = self._lane_state.get(destination_id)
+        if lane is None:
+            return False
+        lane.poke()
+        return True
 
-    async def _deliver(self, semaphore, destination, jobs: list[dict[str, Any]], claimed: dict) -> None:
-        async with semaphore:
-            if self._stopping:
-                return  # never started: the lease is released on the way out
-            if not self._lease_left(jobs):
-                # Waited in this lane's queue until too little of the lease is left for a send:
-                # another worker may claim it meanwhile, and both would send. Give it back (it
-                # is still ours, so nobody else holds it); whoever claims it next sends it once.
-                # (Added by the scale-out work.)
-                ids = [job["id"] for job in jobs]
-                for job_id in ids:
-                    claimed.pop(job_id, None)
+    def watch(self, destination_id: int) -> None:
+        """A lane found nothing to claim: look for due jobs of it (with every other such lane,
+        in one statement) each poll interval while it runs."""
+        self._watched.add(destination_id)
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_loop(), name="delivery-watch")
+
+    async def _watch_loop(self) -> None:
+        try:
+            while self._watched and not self._stopping:
+                await asyncio.sleep(self.poll_interval)
+                ids = [d for d in self._watched if d in self._lane_state and self._lane_state[d].idle]
+                self._watched = set(ids)
                 try:
-                    await run_in_threadpool(store.release, self.engine, self.owner, ids)
+                    due = await run_in_threadpool(claims.due_among, self.engine, ids) if ids else []
                 except Exception:
-                    log.exception("releasing leases failed; they expire on their own")
-                return
-            try:
-                outcome, reason = await self._attempt(destination, jobs)
-                now = store.utcnow()
-                results = [job_result(job, outcome, reason, self.policy, now) for job in jobs]
-            except Exception:  # a bug here must not strand the jobs: their leases are released
-                log.exception("delivering jobs %s failed", [job["id"] for job in jobs])
-                return
-            for job, result in zip(jobs, results):
-                self._results.put(result)
-                claimed.pop(job["id"], None)
-
-    def _lease_left(self, jobs: list[dict[str, Any]]) -> bool:
-        """Enough of every job's lease is left to send it (a send may take the sender's timeout)."""
-        margin = timedelta(seconds=min(getattr(self.sender, "timeout", 5.0), self.lease_seconds / 2))
-        return min(job["lease_until"] for job in jobs) - store.utcnow() >= margin
-
-    async def _attempt(self, destination, jobs) -> tuple[Outcome, str | None]:
-        """(outcome, reason for a skip or a translation failure)."""
-        if destination is None:
-            return Outcome("skipped"), "the destination was removed"
-        if not destination["enabled"] or destination["mode"] != "cloud":
-            return Outcome("skipped"), "the destination was disabled or switched to device mode"
-        manifest = self.catalog.get(destination["slug"])
-        module = translator(destination["slug"])
-        if manifest is None or module is None:
-            return Outcome("skipped"), f"{destination['slug']} has no cloud translator"
-        settings = effective_settings(manifest, destination["settings"], "cloud")
-        try:
-            # Filters decided at fan-out which events come here; their property changes apply now,
-            # with the filters as they are (a job routed before a change may be dropped now).
-            filters = destination.get("filters")
-            sent = [apply_filters(orjson.loads(job["payload"]), filters)[0] for job in jobs]
-            payloads = [p for p in sent if p is not None]
-            if not payloads:
-                return Outcome("skipped"), "dropped by the destination's filters"
-            if len(jobs) > 1:
-                requests = module.translate_batch(payloads, settings)
-            else:
-                requests = module.translate(payloads[0], settings)
-        except Exception as exc:  # a bad setting or template: permanent until fixed (then replay)
-            return Outcome(DEAD), f"could not build the request: {type(exc).__name__}: {exc}"
-        if not requests:
-            return Outcome("skipped"), None
-        try:
-            return await self.sender.perform(requests, clock=store.utcnow), None
-        except Exception as exc:
-            return Outcome(DEAD), f"could not send: {type(exc).__name__}: {exc}"
-
-def _destination_or_none(engine: Engine, destination_id: int) -> dict[str, Any] | None:
-    try:
-        return workspace.get_destination(engine, destination_id)
-    except workspace.NotFound:
-        return None
+                    log.exception("looking for due jobs failed; retrying")
+                    continue
+                for destination_id in due:
+                    self._watched.discard(destination_id)
+                    self._poke(destination_id)
+        finally:
+            self._watcher = None

@@ -200,21 +200,6 @@ def claim(engine: Engine, destination_id: int, owner: str, limit: int, lease_sec
     return _dicts(rows)
 
 
-def has_due(engine: Engine, destination_id: int) -> bool:
-    """Whether a claim would find anything: a lock-free read, so an idle lane's polling never
-    takes SQLite's write lock."""
-    now = utcnow()
-    with read_only(engine) as conn:
-        return conn.execute(
-            select(delivery_jobs.c.id).where(
-                delivery_jobs.c.destination_id == destination_id,
-                delivery_jobs.c.status.in_(PENDING),
-                delivery_jobs.c.next_attempt_at <= now,
-                or_(delivery_jobs.c.lease_until.is_(None), delivery_jobs.c.lease_until < now),
-            ).limit(1)
-        ).first() is not None
-
-
 def ready_destinations(engine: Engine, exclude: Iterable[int] = (), now: datetime | None = None) -> list[int]:
     """Destinations that have at least one job due and not leased (at ``now``)."""
     now = now or utcnow()

@@ -350,6 +350,16 @@ def get_destination(engine: Engine, destination_id: int) -> dict[str, Any]:
     return _destination_dict(row)
 
 
+def get_destinations(engine: Engine, destination_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Several destinations in one read (the delivery worker's claims for many lanes at once);
+    a missing id is left out."""
+    if not destination_ids:
+        return {}
+    with read_only(engine) as conn:
+        rows = conn.execute(select(destinations).where(destinations.c.id.in_(list(destination_ids)))).all()
+    return {row.id: _destination_dict(row) for row in rows}
+
+
 def update_destination(
     engine: Engine,
     destination_id: int,
