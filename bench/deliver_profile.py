@@ -1,0 +1,128 @@
+"""One delivery worker draining a backlog, in this process, optionally under cProfile.
+
+``bench/deliver.py`` measures the whole product (collector and delivery sharing a process);
+this isolates what one delivery worker costs per event, so that a profile shows only delivery:
+a fresh SQLite (or ``--postgres``) database gets one source with ``--destinations`` webhook
+destinations (``--batch-size``), ``--events`` events are appended to its log directly, the fast
+receiver of ``bench/transport.py`` runs in its own process, and a ``DeliveryService`` (the same
+one ``switchboard worker`` runs, on uvloop) fans them out and delivers them. Printed: delivered
+events/s per worker (fan-out included), and with ``--profile`` the top functions by own and
+cumulative time.
+
+Usage: .venv/bin/python bench/deliver_profile.py [--events 20000] [--batch-size 1] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sqlalchemy import func, select  # noqa: E402
+
+from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
+from server.catalog import load_catalog  # noqa: E402
+from server.store import delivery as store  # noqa: E402
+from server.store import events, open_store, workspace  # noqa: E402
+from server.store.engine import read_only  # noqa: E402
+
+
+def count(engine, status: str) -> int:
+    with read_only(engine) as conn:
+        return conn.execute(select(func.count()).select_from(store.delivery_jobs)
+                            .where(store.delivery_jobs.c.status == status)).scalar_one()
+
+
+def fill(engine, source_id: int, total: int) -> None:
+    now = store.utcnow()
+    for start in range(0, total, 1000):
+        items = [{"type": "track", "event": "Order Completed", "userId": f"u{i % 50}",
+                  "messageId": f"b-{uuid.uuid4().hex}", "timestamp": now.isoformat(),
+                  "properties": {"i": i, "order_id": f"o-{i}", "total": 42.5, "currency": "EUR"},
+                  "context": {"ip": "203.0.113.7", "library": {"name": "analytics.js", "version": "1"}}}
+                 for i in range(start, min(total, start + 1000))]
+        events.append(engine, events.rows_for(source_id, now, items), dedupe_window=3600)
+
+
+async def drain(engine, expected: int, concurrency: int) -> float:
+    from server.delivery.worker import DeliveryService
+
+    service = await DeliveryService(engine, load_catalog(), allow_private_egress=True,
+                                    concurrency=concurrency).start()
+    started = time.perf_counter()
+    try:
+        while count(engine, store.DELIVERED) < expected:
+            await asyncio.sleep(0.05)
+        return time.perf_counter() - started
+    finally:
+        await service.stop()
+
+
+def run(db_url: str, args) -> None:
+    port = free_port()
+    receiver = subprocess.Popen([sys.executable, str(ROOT / "bench" / "transport.py"), "--receiver", str(port)])
+    try:
+        wait_for_port(port, 30)
+        engine = open_store(db_url)
+        source = workspace.create_source(engine, "bench")
+        for _ in range(args.destinations):
+            workspace.add_destination(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
+                                      settings={"url": f"http://127.0.0.1:{port}/hook", "batch_size": args.batch_size})
+        fill(engine, source["id"], args.events)
+        import uvloop
+
+        profile = cProfile.Profile() if args.profile else None
+        cpu = time.process_time()
+        if profile:
+            profile.enable()
+        seconds = uvloop.run(drain(engine, args.events * args.destinations, args.concurrency))
+        if profile:
+            profile.disable()
+        cpu = time.process_time() - cpu
+        delivered = args.events * args.destinations
+        print(f"\none worker, {'PostgreSQL' if args.postgres else 'SQLite'}, {args.destinations} webhook "
+              f"destination(s), batch_size {args.batch_size}, load average {os.getloadavg()[0]:.1f}: "
+              f"{delivered:,} events delivered in {seconds:.2f} s = {delivered / seconds:,.0f} events/s; "
+              f"worker CPU {cpu / delivered * 1e6:.0f} µs/event{' (under cProfile)' if profile else ''}")
+        if profile:
+            stats = pstats.Stats(profile).strip_dirs()
+            stats.sort_stats("tottime").print_stats(args.top)
+            stats.sort_stats("cumulative").print_stats(args.top)
+        engine.dispose()
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--destinations", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--top", type=int, default=35)
+    args = parser.parse_args()
+    if args.postgres:
+        with postgres_server() as pg:
+            run(pg.create_database(), args)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            run(f"sqlite:///{tmp}/bench.db", args)
+
+
+if __name__ == "__main__":
+    main()
