@@ -61,6 +61,14 @@ class Attempt:
     at: Any = None
 
     def row(self) -> dict[str, Any]:
+        """The attempt's record (for ``store.finish``); made once, shared by every job of a
+        batched request (treat it as read-only)."""
+        row = self.__dict__.get("_row")
+        if row is None or row["at"] is not self.at:
+            row = self.__dict__["_row"] = self._make_row()
+        return row
+
+    def _make_row(self) -> dict[str, Any]:
         request, response = self.request, self.response
         if self.outcome == DELIVERED:
             # A success needs no forensics: keep the request line, not a second copy of the event.
