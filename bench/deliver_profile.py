@@ -57,8 +57,10 @@ def fill(engine, source_id: int, total: int) -> None:
         events.append(engine, events.rows_for(source_id, now, items), dedupe_window=3600)
 
 
-async def drain(engine, expected: int, concurrency: int) -> tuple[float, float]:
-    """(seconds until all are delivered, CPU seconds spent by this benchmark's own counting)."""
+async def drain(engine, expected: int, concurrency: int) -> tuple[float, float, float]:
+    """(seconds until all are delivered, CPU seconds spent by this benchmark's own counting, CPU
+    seconds of the event loop's thread)."""
+    loop_cpu = time.thread_time()
     service = await DeliveryService(engine, load_catalog(), allow_private_egress=True,
                                     concurrency=concurrency).start()
     started = time.perf_counter()
@@ -75,12 +77,37 @@ async def drain(engine, expected: int, concurrency: int) -> tuple[float, float]:
     try:
         while await asyncio.to_thread(look) < expected:
             await asyncio.sleep(0.1)
-        return time.perf_counter() - started, counting
+        return time.perf_counter() - started, counting, time.thread_time() - loop_cpu
     finally:
         await service.stop()
 
 
+THREAD_CPU: dict[str, float] = {}
+
+
+def _timed(module, name: str) -> None:
+    """Count the thread CPU of one store function (``--split``)."""
+    original = getattr(module, name)
+
+    def timed(*args, **kwargs):
+        before = time.thread_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            THREAD_CPU[name] = THREAD_CPU.get(name, 0.0) + time.thread_time() - before
+
+    setattr(module, name, timed)
+
+
 def run(db_url: str, args) -> None:
+    if args.split:
+        from server.delivery import worker
+        from server.store import fanout
+
+        for name in ("claim", "finish", "has_due", "due_work", "release"):
+            _timed(store, name)
+        _timed(fanout, "fanout_pass")
+        worker.fanout = fanout
     port = free_port()
     receiver = subprocess.Popen([sys.executable, str(ROOT / "bench" / "transport.py"), "--receiver", str(port)])
     try:
@@ -97,7 +124,7 @@ def run(db_url: str, args) -> None:
         cpu = time.process_time()
         if profile:
             profile.enable()
-        seconds, counting = uvloop.run(drain(engine, args.events * args.destinations, args.concurrency))
+        seconds, counting, loop_cpu = uvloop.run(drain(engine, args.events * args.destinations, args.concurrency))
         if profile:
             profile.disable()
         cpu = time.process_time() - cpu - counting
@@ -105,7 +132,11 @@ def run(db_url: str, args) -> None:
         print(f"\none worker, {'PostgreSQL' if args.postgres else 'SQLite'}, {args.destinations} webhook "
               f"destination(s), batch_size {args.batch_size}, load average {os.getloadavg()[0]:.1f}: "
               f"{delivered:,} events delivered in {seconds:.2f} s = {delivered / seconds:,.0f} events/s; "
-              f"worker CPU {cpu / delivered * 1e6:.0f} µs/event{' (under cProfile)' if profile else ''}")
+              f"worker CPU {cpu / delivered * 1e6:.0f} µs/event (event loop {loop_cpu / delivered * 1e6:.0f}, "
+              f"threads {(cpu - loop_cpu) / delivered * 1e6:.0f}){' (under cProfile)' if profile else ''}")
+        if args.split:
+            print("thread CPU per event, µs: " + ", ".join(
+                f"{name} {seconds / delivered * 1e6:.1f}" for name, seconds in sorted(THREAD_CPU.items())))
         if profile:
             stats = pstats.Stats(profile).strip_dirs()
             stats.sort_stats("tottime").print_stats(args.top)
@@ -125,6 +156,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--split", action="store_true", help="thread CPU of each store function")
     args = parser.parse_args()
     if args.postgres:
         with postgres_server() as pg:
