@@ -276,14 +276,18 @@ class DeliveryService:
         tasks: set[asyncio.Task] = set()
         claimed: dict[int, dict[str, Any]] = {}  # leased and not yet finished
         found_nothing = False
+        per_request = 1  # jobs per request: a batching destination's batch_size (known after a claim)
         try:
             while not self._stopping:
-                room = self.buffer - len(claimed)
+                # A lane holds up to 4x its concurrency in *requests*: with batching, in jobs that
+                # is batch_size times more (held to 4x in jobs, a batching lane could never fill
+                # its concurrency and waited for a claim every few requests).
+                room = self.buffer * per_request - len(claimed)
                 jobs = []
-                # Claim again only once the jobs waiting for a free slot run low: one claim
+                # Claim again only once the requests waiting for a free slot run low: one claim
                 # transaction per few dozen sends, not one per send. After an empty claim, look
                 # (without a lock) before claiming again.
-                waiting = len(claimed) - min(len(tasks), self.concurrency)
+                waiting = len(tasks) - min(len(tasks), self.concurrency)
                 if room > 0 and waiting < self.concurrency and (
                     not found_nothing or await run_in_threadpool(store.has_due, self.engine, destination_id)
                 ):
@@ -295,6 +299,7 @@ class DeliveryService:
                     break
                 if jobs:
                     destination = await run_in_threadpool(_destination_or_none, self.engine, destination_id)
+                    per_request = _batch_size(destination)
                     for job in jobs:
                         claimed[job["id"]] = job
                     for group in self._groups(destination, jobs):
@@ -324,11 +329,9 @@ class DeliveryService:
 
     def _groups(self, destination: dict[str, Any] | None, jobs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """One job per request, except for translators that batch (webhooks with batch_size > 1)."""
-        if destination is not None:
-            module = translator(destination["slug"])
-            size = int(destination["settings"].get("batch_size") or 1)
-            if module is not None and hasattr(module, "translate_batch") and size > 1:
-                return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+        size = _batch_size(destination)
+        if size > 1:
+            return [jobs[i:i + size] for i in range(0, len(jobs), size)]
         return [[job] for job in jobs]
 
     async def _deliver(self, semaphore, destination, jobs: list[dict[str, Any]], claimed: dict) -> None:
@@ -395,6 +398,16 @@ class DeliveryService:
             return await self.sender.perform(requests, clock=store.utcnow), None
         except Exception as exc:
             return Outcome(DEAD), f"could not send: {type(exc).__name__}: {exc}"
+
+def _batch_size(destination: dict[str, Any] | None) -> int:
+    """Jobs per request: batch_size for translators that batch (webhooks), else 1."""
+    if destination is not None:
+        module = translator(destination["slug"])
+        size = int(destination["settings"].get("batch_size") or 1)
+        if module is not None and hasattr(module, "translate_batch") and size > 1:
+            return size
+    return 1
+
 
 def _destination_or_none(engine: Engine, destination_id: int) -> dict[str, Any] | None:
     try:

@@ -328,8 +328,7 @@ def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
         for r in results for a in r.get("attempts", ())
     ]
     with write_transaction(engine) as conn:
-        if conn.dialect.name == "sqlite" and _SQLITE_UPDATE_FROM:
-            _finish_sqlite(conn, owner, results, attempts)
+        if conn.dialect.name == "sqlite" and _SQLITE_UPDATE_FROM and _finish_sqlite(conn, owner, results, attempts):
             return
         conn.execute(
             delivery_jobs.update()
@@ -393,20 +392,25 @@ def _stamp(value: datetime | None) -> str | None:
 
 
 def _finish_sqlite(conn: Connection, owner: str, results: list[dict[str, Any]],
-                   attempts: list[dict[str, Any]]) -> None:
-    rows = [
+                   attempts: list[dict[str, Any]]) -> bool:
+    """Write the batch; False (nothing written) when a text holds a NUL character, which
+    SQLite's JSON functions would cut short: the caller writes that batch the general way."""
+    jobs = orjson.dumps([
         [r["job_id"], r["status"], r.get("tries", 1), _stamp(r["next_attempt_at"]), _stamp(r.get("finished_at")),
          r.get("latency_ms"), r.get("last_status"), r.get("last_error")]
         for r in results
-    ]
-    conn.exec_driver_sql(_SQLITE_FINISH, (orjson.dumps(rows).decode(), owner))
+    ]).decode()
+    tried = orjson.dumps([
+        [a["job_id"], a["destination_id"], _stamp(a["at"]), a["outcome"], a.get("request"), a.get("status"),
+         a.get("response"), a.get("error"), a.get("latency_ms")]
+        for a in attempts
+    ]).decode()
+    if "\\u0000" in jobs or "\\u0000" in tried:
+        return False
+    conn.exec_driver_sql(_SQLITE_FINISH, (jobs, owner))
     if attempts:
-        rows = [
-            [a["job_id"], a["destination_id"], _stamp(a["at"]), a["outcome"], a.get("request"), a.get("status"),
-             a.get("response"), a.get("error"), a.get("latency_ms")]
-            for a in attempts
-        ]
-        conn.exec_driver_sql(_SQLITE_ATTEMPTS, (orjson.dumps(rows).decode(),))
+        conn.exec_driver_sql(_SQLITE_ATTEMPTS, (tried,))
+    return True
 
 
 def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
