@@ -125,7 +125,9 @@ class Sender:
     Requests go to ``transport.HTTP11Transport`` (keep-alive pools per vendor origin, parsed by
     httptools) rather than through ``httpx.AsyncClient`` and httpcore: we use none of the
     client's cookies, auth, redirects or event hooks, and httpcore's pure-Python HTTP costs about
-    ten times the CPU per request (see that module). Tests may hand in any httpx transport.
+    ten times the CPU per request (see that module). On our own transports a request with a
+    body in bytes skips httpx's request and response objects (``_exchange``); a transport
+    handed in (tests may hand in any httpx transport) and form bodies go through them.
 
     ``proxies`` replaces the environment (same shape as ``urllib.request.getproxies()``:
     ``{"https": url, "http": url, "all": url, "no": "host,.domain"}``); ``trust_env=False``

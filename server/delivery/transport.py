@@ -8,9 +8,11 @@ an asyncio protocol and parsed by httptools (llhttp, in C, already installed wit
 ``uvicorn[standard]``) cost a few dozen calls each: measured 16k vs 0.6k requests/s against the
 same local receiver (``bench/deliver.py`` prints both).
 
-httpx stays the interface: the sender builds ``httpx.Request`` objects, gets ``httpx.Response``
-objects back (content decoding included) and sees httpx's exception classes, and tests can hand
-the sender any other httpx transport. What this transport does *not* do, because vendor APIs
+httpx stays the interface: ``handle_async_request`` takes ``httpx.Request`` objects and returns
+``httpx.Response`` objects (content decoding included), errors are httpx's exception classes,
+and tests can hand the sender any other httpx transport. The sender's hot path skips those
+objects: ``send`` takes a parsed URL, a header list and the body bytes and returns the raw
+answer (issue #18: the objects cost more CPU than the exchange; ``bench/transport.py``). What this transport does *not* do, because vendor APIs
 don't need it: HTTP/2, HEAD requests, upgrades, streaming response bodies (a response is read
 whole, capped at ``max_response_bytes``; the rest is discarded and the response marked
 ``extensions["truncated"]``).
