@@ -26,7 +26,7 @@ from server.delivery.sender import DELIVERED, RETRY, Sender
 from server.delivery.transport import HTTP11Transport
 from server.destinations.request import OutgoingRequest
 from server.store import delivery as store
-from server.store import open_store
+from server.store import delivery_sqlite, open_store
 from server.store.engine import read_only
 
 pytestmark = pytest.mark.timeout(60)
@@ -178,7 +178,7 @@ def test_sqlite_results_from_json_arrays_match_the_executemany_path(tmp_path, mo
     for name, fast in (("json", True), ("executemany", False)):
         engine = open_store(f"sqlite:///{tmp_path / name}.db")
         try:
-            monkeypatch.setattr(store, "_SQLITE_UPDATE_FROM", fast)
+            monkeypatch.setattr(delivery_sqlite, "UPDATE_FROM", fast)
             source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": "http://127.0.0.1:9/x"}})
             append(engine, source["id"], sent)
             with store.write_transaction(engine) as conn:

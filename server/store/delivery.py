@@ -12,7 +12,6 @@ Every function takes the engine first and is synchronous (call it from a thread 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator
@@ -25,6 +24,7 @@ from sqlalchemy import (
 import orjson
 
 from server.store import notify
+from server.store.delivery_sqlite import SqliteDelivery
 from server.store.engine import read_only
 from server.store.events import events
 from server.store.schema import Id, UTCDateTime, metadata
@@ -95,6 +95,9 @@ delivery_attempts = Table(
 Index("ix_delivery_attempts_dest_at", delivery_attempts.c.destination_id, delivery_attempts.c.at)
 
 FANOUT_CURSOR = "fanout"
+
+# SQLite's claims and results without SQLAlchemy's per-row work (issue #18).
+_sqlite = SqliteDelivery(delivery_jobs, (QUEUED, RETRYING))
 
 
 # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in SQLite's
@@ -172,7 +175,8 @@ def claim(engine: Engine, destination_id: int, owner: str, limit: int, lease_sec
     """
     now = utcnow()
     if engine.dialect.name == "sqlite":
-        return _claim_sqlite(engine, destination_id, owner, limit, lease_seconds, now)
+        with write_transaction(engine) as conn:
+            return _sqlite.claim(conn, destination_id, owner, limit, lease_seconds, now)
     with write_transaction(engine) as conn:
         ids = list(conn.execute(
             select(delivery_jobs.c.id)
@@ -201,57 +205,6 @@ def claim(engine: Engine, destination_id: int, owner: str, limit: int, lease_sec
             .order_by(delivery_jobs.c.next_attempt_at, delivery_jobs.c.id)
         ).all()
     return _dicts(rows)
-
-
-# SQLite: the same three statements without SQLAlchemy's per-row work (expanding IN lists,
-# result processors turning five timestamps of every row into datetimes): the claim was the
-# largest cost of a delivered event in the worker's threads (bench/deliver_profile.py --split).
-_JOB_COLUMNS = [c.name for c in delivery_jobs.c]
-_JOB_TIMES = {c.name for c in delivery_jobs.c if isinstance(c.type, UTCDateTime)}
-_SQLITE_CLAIM_IDS = (
-    "SELECT id FROM delivery_jobs WHERE destination_id = ? AND status IN (?, ?) AND next_attempt_at <= ?"
-    " AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at, id LIMIT ?"
-)
-_SQLITE_CLAIM_LEASE = (
-    "UPDATE delivery_jobs SET lease_until = ?, lease_owner = ?,"
-    " takeovers = takeovers + CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END"
-    " WHERE id IN (SELECT value FROM json_each(?))"
-)
-_SQLITE_CLAIMED = (
-    "SELECT " + ", ".join(f"j.{name}" for name in _JOB_COLUMNS) + ", e.payload"
-    " FROM delivery_jobs AS j JOIN events AS e ON e.id = j.event_id"
-    " WHERE j.id IN (SELECT value FROM json_each(?)) ORDER BY j.next_attempt_at, j.id"
-)
-
-
-def _claim_sqlite(engine: Engine, destination_id: int, owner: str, limit: int, lease_seconds: float,
-                  now: datetime) -> list[dict[str, Any]]:
-    stamp = _stamp(now)
-    with write_transaction(engine) as conn:
-        ids = [row[0] for row in conn.exec_driver_sql(
-            _SQLITE_CLAIM_IDS, (destination_id, QUEUED, RETRYING, stamp, stamp, limit))]
-        if not ids:
-            return []
-        listed = orjson.dumps(ids).decode()
-        conn.exec_driver_sql(_SQLITE_CLAIM_LEASE, (_stamp(now + timedelta(seconds=lease_seconds)), owner, listed))
-        rows = conn.exec_driver_sql(_SQLITE_CLAIMED, (listed,)).fetchall()
-    names = [*_JOB_COLUMNS, "payload"]
-    jobs = []
-    for row in rows:
-        job = dict(zip(names, row))
-        for name in _JOB_TIMES:
-            value = job[name]
-            if value is not None:
-                job[name] = _parse_stamp(value)
-        jobs.append(job)
-    return jobs
-
-
-def _parse_stamp(value: str | datetime) -> datetime:
-    """A stored SQLite time (UTC without a zone) as an aware datetime."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def has_due(engine: Engine, destination_id: int) -> bool:
@@ -328,8 +281,8 @@ def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
         for r in results for a in r.get("attempts", ())
     ]
     with write_transaction(engine) as conn:
-        if conn.dialect.name == "sqlite" and _SQLITE_UPDATE_FROM and _finish_sqlite(conn, owner, results, attempts):
-            return
+        if conn.dialect.name == "sqlite" and _sqlite.finish(conn, owner, results, attempts):
+            return  # else: SQLite before 3.33, or a NUL in a text (see delivery_sqlite)
         conn.execute(
             delivery_jobs.update()
             .where(delivery_jobs.c.id == bindparam("b_id"), delivery_jobs.c.lease_owner == owner)
@@ -356,61 +309,6 @@ def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
         )
         if attempts:
             conn.execute(delivery_attempts.insert(), attempts)
-
-
-# SQLite: a batch of results in two statements, whatever its size, read from JSON arrays as the
-# fan-out's jobs are. SQLAlchemy's executemany bound every row's values one by one (datetimes
-# above all) and SQLite stepped each row's statement: ~40 µs of the writer thread per delivered
-# event, the largest single cost of one-request-per-event delivery (bench/deliver_profile.py).
-# UPDATE … FROM needs SQLite 3.33 (2020); older libraries take the executemany path above.
-_SQLITE_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
-_SQLITE_FINISH = (
-    "UPDATE delivery_jobs SET status = json_extract(r.value, '$[1]'),"
-    " attempts = delivery_jobs.attempts + json_extract(r.value, '$[2]'),"
-    " next_attempt_at = json_extract(r.value, '$[3]'), finished_at = json_extract(r.value, '$[4]'),"
-    " latency_ms = json_extract(r.value, '$[5]'), last_status = json_extract(r.value, '$[6]'),"
-    " last_error = json_extract(r.value, '$[7]'), lease_until = NULL, lease_owner = NULL"
-    " FROM json_each(?) AS r"
-    " WHERE delivery_jobs.id = json_extract(r.value, '$[0]') AND delivery_jobs.lease_owner = ?"
-)
-_SQLITE_ATTEMPTS = (
-    "INSERT INTO delivery_attempts (job_id, destination_id, at, outcome, request, status, response, error,"
-    " latency_ms) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
-    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),"
-    " json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]')"
-    " FROM json_each(?) ORDER BY key"
-)
-
-
-def _stamp(value: datetime | None) -> str | None:
-    """A time as SQLAlchemy stores it in SQLite (UTC, no zone, microseconds)."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc)
-    return value.isoformat(sep=" ", timespec="microseconds")[:26]
-
-
-def _finish_sqlite(conn: Connection, owner: str, results: list[dict[str, Any]],
-                   attempts: list[dict[str, Any]]) -> bool:
-    """Write the batch; False (nothing written) when a text holds a NUL character, which
-    SQLite's JSON functions would cut short: the caller writes that batch the general way."""
-    jobs = orjson.dumps([
-        [r["job_id"], r["status"], r.get("tries", 1), _stamp(r["next_attempt_at"]), _stamp(r.get("finished_at")),
-         r.get("latency_ms"), r.get("last_status"), r.get("last_error")]
-        for r in results
-    ]).decode()
-    tried = orjson.dumps([
-        [a["job_id"], a["destination_id"], _stamp(a["at"]), a["outcome"], a.get("request"), a.get("status"),
-         a.get("response"), a.get("error"), a.get("latency_ms")]
-        for a in attempts
-    ]).decode()
-    if "\\u0000" in jobs or "\\u0000" in tried:
-        return False
-    conn.exec_driver_sql(_SQLITE_FINISH, (jobs, owner))
-    if attempts:
-        conn.exec_driver_sql(_SQLITE_ATTEMPTS, (tried,))
-    return True
 
 
 def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
