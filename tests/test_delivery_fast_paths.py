@@ -3,11 +3,11 @@
 - the sender on its own transport writes the same bytes as through httpx's request objects, and
   reads answers the same way (gzip, another charset, Retry-After, a follow-up's JSON);
 - SQLite claims return every column of the job as SQLAlchemy reads it, plus the payload;
-- SQLite results written from JSON arrays leave the same rows as the executemany path, and a
-  result for a lease another worker took over is still not applied;
+- results written from JSON arrays (SQLite) or arrays (PostgreSQL) leave the same rows as the
+  executemany path, and a result for a lease another worker took over is still not applied;
 - a batching lane holds enough jobs to keep its concurrency busy.
 
-Real SQLite and raw HTTP servers on 127.0.0.1; no timing assertions."""
+Real SQLite and PostgreSQL, raw HTTP servers on 127.0.0.1; no timing assertions."""
 
 from __future__ import annotations
 
@@ -169,16 +169,15 @@ def _results(jobs, now) -> list[dict]:
     ]
 
 
-def test_sqlite_results_from_json_arrays_match_the_executemany_path(tmp_path, monkeypatch):
-    """Two identical databases, one result batch each: one through the JSON statements, one through
-    SQLAlchemy's executemany (what PostgreSQL and old SQLite libraries use) — the same rows."""
+def _finish_twice(urls: list[str], switch, monkeypatch, nul: bool) -> list[tuple[list[dict], list[dict]]]:
+    """The same result batches on two fresh databases, the fast path on (first) and off."""
     tables = []
     sent = [make_event("track", event=f"E{i}") for i in range(5)]
     now = store.utcnow()
-    for name, fast in (("json", True), ("executemany", False)):
-        engine = open_store(f"sqlite:///{tmp_path / name}.db")
+    for url, fast in zip(urls, (True, False)):
+        engine = open_store(url)
         try:
-            monkeypatch.setattr(delivery_sqlite, "UPDATE_FROM", fast)
+            monkeypatch.setattr(*switch, fast)
             source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": "http://127.0.0.1:9/x"}})
             append(engine, source["id"], sent)
             with store.write_transaction(engine) as conn:
@@ -193,23 +192,37 @@ def test_sqlite_results_from_json_arrays_match_the_executemany_path(tmp_path, mo
                              .values(lease_owner="thief"))
             store.finish(engine, "me", [*results, stolen])
             # a NUL in a vendor's answer (SQLite's JSON functions would cut the text there)
-            nul = {**results[0], "job_id": jobs[4]["id"],
-                   "attempts": [{**results[0]["attempts"][0], "response": "nul \x00 inside"}]}
-            store.finish(engine, "me", [nul])
+            text = "nul \x00 inside" if nul else "another answer"
+            store.finish(engine, "me", [{**results[0], "job_id": jobs[4]["id"],
+                                         "attempts": [{**results[0]["attempts"][0], "response": text}]}])
             tables.append((_rows(engine, store.delivery_jobs, store.delivery_jobs.c.id),
                            _rows(engine, store.delivery_attempts, store.delivery_attempts.c.id)))
         finally:
             engine.dispose()
-    (jobs_json, attempts_json), (jobs_many, attempts_many) = tables
+    (jobs_fast, attempts_fast), (jobs_general, attempts_general) = tables
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("created_at", "received_at", "lease_until")}
                           for r in rows]
-    assert strip(jobs_json) == strip(jobs_many)
-    assert [{k: v for k, v in a.items()} for a in attempts_json] == attempts_many
-    assert [j["status"] for j in jobs_json] == [store.DELIVERED, store.RETRYING, store.DEAD, store.QUEUED,
+    assert strip(jobs_fast) == strip(jobs_general)
+    assert attempts_fast == attempts_general
+    assert [j["status"] for j in jobs_fast] == [store.DELIVERED, store.RETRYING, store.DEAD, store.QUEUED,
                                                 store.DELIVERED]
-    assert jobs_json[3]["lease_owner"] == "thief"
-    assert attempts_json[0]["response"] == "ok ü" and attempts_json[0]["at"].tzinfo is not None
-    assert attempts_json[-1]["response"] == "nul \x00 inside"
+    assert jobs_fast[3]["lease_owner"] == "thief"
+    assert jobs_fast[1]["next_attempt_at"] == now + timedelta(seconds=30) and jobs_fast[1]["attempts"] == 1
+    assert attempts_fast[0]["response"] == "ok ü" and attempts_fast[0]["at"] == now
+    return tables
+
+
+def test_sqlite_results_from_json_arrays_match_the_executemany_path(tmp_path, monkeypatch):
+    """Two identical databases, the same result batches: one through the JSON statements, one
+    through SQLAlchemy's executemany (SQLite before 3.33) — the same rows."""
+    urls = [f"sqlite:///{tmp_path / name}.db" for name in ("json", "executemany")]
+    (_, attempts), _ = _finish_twice(urls, (delivery_sqlite, "UPDATE_FROM"), monkeypatch, nul=True)
+    assert attempts[-1]["response"] == "nul \x00 inside"
+
+
+@pytest.mark.postgres
+def test_postgres_results_from_arrays_match_the_executemany_path(pg, monkeypatch):
+    _finish_twice([pg.create_database(), pg.create_database()], (store, "POSTGRES_UNNEST"), monkeypatch, nul=False)
 
 
 # ---------------------------------------------------------------- a batching lane keeps its concurrency busy

@@ -283,6 +283,9 @@ def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
     with write_transaction(engine) as conn:
         if conn.dialect.name == "sqlite" and _sqlite.finish(conn, owner, results, attempts):
             return  # else: SQLite before 3.33, or a NUL in a text (see delivery_sqlite)
+        if conn.dialect.name == "postgresql" and POSTGRES_UNNEST:
+            _finish_postgres(conn, owner, results, attempts)
+            return
         conn.execute(
             delivery_jobs.update()
             .where(delivery_jobs.c.id == bindparam("b_id"), delivery_jobs.c.lease_owner == owner)
@@ -309,6 +312,39 @@ def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
         )
         if attempts:
             conn.execute(delivery_attempts.insert(), attempts)
+
+
+# PostgreSQL: the batch's job updates in one statement from arrays (as queue_jobs inserts jobs),
+# instead of an executemany of one UPDATE per job: ~half of a delivered event's CPU in the
+# store's threads was that executemany (bench/deliver_profile.py --postgres --split).
+POSTGRES_UNNEST = True
+_POSTGRES_FINISH = text(
+    "UPDATE delivery_jobs AS j SET status = r.status, attempts = j.attempts + r.tries,"
+    " next_attempt_at = r.next, finished_at = r.finished, latency_ms = r.latency,"
+    " last_status = r.last_status, last_error = r.last_error, lease_until = NULL, lease_owner = NULL"
+    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS VARCHAR[]), CAST(:tries AS INTEGER[]),"
+    " CAST(:nexts AS TIMESTAMPTZ[]), CAST(:finished AS TIMESTAMPTZ[]), CAST(:latencies AS FLOAT8[]),"
+    " CAST(:last_statuses AS INTEGER[]), CAST(:last_errors AS TEXT[]))"
+    " AS r(id, status, tries, next, finished, latency, last_status, last_error)"
+    " WHERE j.id = r.id AND j.lease_owner = :owner"
+)
+
+
+def _finish_postgres(conn: Connection, owner: str, results: list[dict[str, Any]],
+                     attempts: list[dict[str, Any]]) -> None:
+    conn.execute(_POSTGRES_FINISH, {
+        "owner": owner,
+        "ids": [r["job_id"] for r in results],
+        "statuses": [r["status"] for r in results],
+        "tries": [r.get("tries", 1) for r in results],
+        "nexts": [r["next_attempt_at"] for r in results],
+        "finished": [r.get("finished_at") for r in results],
+        "latencies": [r.get("latency_ms") for r in results],
+        "last_statuses": [r.get("last_status") for r in results],
+        "last_errors": [r.get("last_error") for r in results],
+    })
+    if attempts:  # (already batched by SQLAlchemy's insertmanyvalues: arrays were no faster)
+        conn.execute(delivery_attempts.insert(), attempts)
 
 
 def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
