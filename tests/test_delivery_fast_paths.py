@@ -2,7 +2,8 @@
 
 - the sender on its own transport writes the same bytes as through httpx's request objects, and
   reads answers the same way (gzip, another charset, Retry-After, a follow-up's JSON);
-- SQLite claims return every column of the job as SQLAlchemy reads it, plus the payload;
+- claims (SQLite's plain statements, PostgreSQL's UPDATE … RETURNING) return every column of
+  the job as SQLAlchemy reads it, plus the payload;
 - results written from JSON arrays (SQLite) or arrays (PostgreSQL) leave the same rows as the
   executemany path, and a result for a lease another worker took over is still not applied;
 - a batching lane holds enough jobs to keep its concurrency busy.
@@ -117,20 +118,13 @@ def _answers(raw: bytes):
 # ---------------------------------------------------------------- SQLite claims and results
 
 
-@pytest.fixture
-def sqlite_engine(tmp_path):
-    engine = open_store(f"sqlite:///{tmp_path / 'fast.db'}")
-    yield engine
-    engine.dispose()
-
-
 def _rows(engine, table, order) -> list[dict]:
     with read_only(engine) as conn:
         return [dict(r._mapping) for r in conn.execute(select(table).order_by(order))]
 
 
-def test_sqlite_claim_returns_every_job_column_as_sqlalchemy_reads_it(sqlite_engine):
-    engine = sqlite_engine
+def test_claims_return_every_job_column_as_sqlalchemy_reads_it(engine):
+    """SQLite's plain statements and PostgreSQL's UPDATE … RETURNING give what SQLAlchemy reads."""
     source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": "http://127.0.0.1:9/x"}})
     sent = [make_event("track", event=f"E{i}") for i in range(5)]
     append(engine, source["id"], sent)
@@ -222,7 +216,7 @@ def test_sqlite_results_from_json_arrays_match_the_executemany_path(tmp_path, mo
 
 @pytest.mark.postgres
 def test_postgres_results_from_arrays_match_the_executemany_path(pg, monkeypatch):
-    _finish_twice([pg.create_database(), pg.create_database()], (store, "POSTGRES_UNNEST"), monkeypatch, nul=False)
+    _finish_twice([pg.create_database(), pg.create_database()], (store, "POSTGRES_ARRAYS"), monkeypatch, nul=False)
 
 
 # ---------------------------------------------------------------- a batching lane keeps its concurrency busy
