@@ -235,7 +235,8 @@ def _claim_postgres(conn: Connection, destination_id: int, owner: str, limit: in
     }).mappings().all()
     if not rows:
         return []
-    payloads = dict(conn.execute(_POSTGRES_PAYLOADS, {"ids": [r["event_id"] for r in rows]}).all())
+    found = conn.execute(_POSTGRES_PAYLOADS, {"ids": [r["event_id"] for r in rows]}).all()
+    payloads: dict[int, str] = {event_id: payload for event_id, payload in found}
     jobs = []
     for row in rows:
         if row["event_id"] not in payloads:
