@@ -101,13 +101,11 @@ def _timed(module, name: str) -> None:
 
 def run(db_url: str, args) -> None:
     if args.split:
-        from server.delivery import worker
         from server.store import fanout
 
         for name in ("claim", "finish", "has_due", "due_work", "release"):
             _timed(store, name)
         _timed(fanout, "fanout_pass")
-        worker.fanout = fanout
     port = free_port()
     receiver = subprocess.Popen([sys.executable, str(ROOT / "bench" / "transport.py"), "--receiver", str(port)])
     try:
