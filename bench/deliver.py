@@ -14,7 +14,13 @@ Runs a real ``switchboard serve`` (collector + delivery workers in one process, 
    1,000/s latency with webhook batching (``batch_size`` 20: one request per 20 events), and
    1,000/s latency with delivery in a separate ``switchboard worker`` process.
 
+5. delivery per worker (issue #18's targets: ≥ 5,000 events/s one request per event, ≥ 10,000
+   batched): events are ingested first, then one ``switchboard worker`` process drains them
+   against ``bench/transport.py``'s cheap receiver; printed with the worker's CPU per event (on a
+   shared machine, events/s per busy core is the steadier figure).
+
 Usage: .venv/bin/python bench/deliver.py [--postgres] [--events 2000] [--rounds 3] [--paced-seconds 5]
+       [--worker-events 10000] [--worker-only]
 """
 
 from __future__ import annotations
@@ -168,7 +174,8 @@ def wait_delivered(engine, destination_id: int, count: int, timeout: float = 300
 class Switchboard:
     """A fresh database with one source and its webhook destinations, and ``switchboard serve`` on it."""
 
-    def __init__(self, db_url: str, urls: list[str], batch_size: int = 1, worker: bool = False):
+    def __init__(self, db_url: str, urls: list[str], batch_size: int = 1, worker: bool = False,
+                 delivery: bool = True):
         self.engine = open_store(db_url)
         self.source = workspace.create_source(self.engine, "bench")
         self.destinations = [
@@ -179,7 +186,8 @@ class Switchboard:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_PORT": str(port), "SWITCHBOARD_HOST": "127.0.0.1",
-               "SWITCHBOARD_LOG_LEVEL": "ERROR", "SWITCHBOARD_DELIVERY_WORKERS": "false" if worker else "true",
+               "SWITCHBOARD_LOG_LEVEL": "ERROR",
+               "SWITCHBOARD_DELIVERY_WORKERS": "false" if worker or not delivery else "true",
                # the receiver is on 127.0.0.1, which the egress rules refuse by default
                "SWITCHBOARD_ALLOW_PRIVATE_EGRESS": "true"}
         log = open(Path(tempfile.gettempdir()) / "bench-deliver-serve.log", "a")
@@ -189,6 +197,8 @@ class Switchboard:
         wait_for_port(port, 60)
 
     def close(self) -> None:
+        if not self.processes:
+            return
         for process in self.processes:
             process.terminate()
         for process in self.processes:
@@ -196,7 +206,8 @@ class Switchboard:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        self.engine.dispose()
+        self.processes = []
+        self.engine.dispose()  # (it still opens connections on demand)
 
 
 def throughput(new_db, urls: list[str], events: int, batch_size: int = 1) -> tuple[float, float]:
@@ -209,6 +220,38 @@ def throughput(new_db, urls: list[str], events: int, batch_size: int = 1) -> tup
         return events / post_s, events / (done - began)
     finally:
         board.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_backlog(db_url: str, receiver: str, events: int, batch_size: int = 1) -> tuple[float, float]:
+    """Delivery per worker: ``events`` are ingested first (no worker running), then one
+    ``switchboard worker`` process drains them. Returns (events/s delivered, the worker's CPU µs
+    per event), counted from when the worker says it is running (its start-up excluded)."""
+    board = Switchboard(db_url, [receiver + "/ok"], batch_size, worker=False, delivery=False)
+    try:
+        asyncio.run(post_all(board.url, board.source["write_key"], events))
+    finally:
+        board.close()
+    env = {"SWITCHBOARD_DATABASE_URL": db_url, "SWITCHBOARD_LOG_LEVEL": "ERROR",
+           "SWITCHBOARD_ALLOW_PRIVATE_EGRESS": "true"}
+    worker = subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], cwd=ROOT,
+                              env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        worker.stdout.readline()  # "switchboard worker … delivering from …": started
+        began, cpu, already = time.perf_counter(), _cpu_seconds(worker.pid), delivered(board.engine,
+                                                                                         board.destinations[0]["id"])
+        done = wait_delivered(board.engine, board.destinations[0]["id"], events)
+        cpu = _cpu_seconds(worker.pid) - cpu
+        return (events - already) / (done - began), cpu / (events - already) * 1e6
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        board.engine.dispose()
 
 
 def paced_latency(new_db, receiver: str, seconds: float, rate: int = 1000, batch_size: int = 1,
@@ -226,11 +269,20 @@ def run(new_db, args) -> None:
     # Two receivers: the healthy vendor, and another vendor (its own host) that never answers.
     receiver_port, other_port = free_port(), free_port()
     receiver, hanging = f"http://127.0.0.1:{receiver_port}", f"http://127.0.0.1:{other_port}/hang"
+    fast_port = free_port()  # the per-worker phases: bench/transport.py's cheaper receiver
     processes = [start([sys.executable, "bench/deliver.py", "--receiver", str(port)])
                  for port in (receiver_port, other_port)]
+    processes.append(start([sys.executable, "bench/transport.py", "--receiver", str(fast_port)]))
     try:
         wait_for_port(receiver_port, 30)
         wait_for_port(other_port, 30)
+        wait_for_port(fast_port, 30)
+        fast = f"http://127.0.0.1:{fast_port}"
+        per_worker = {size: [worker_backlog(new_db(), fast, args.worker_events, size) for _ in range(args.rounds)]
+                      for size in (1, 20)}
+        if args.worker_only:
+            print_per_worker(per_worker, args)
+            return
         ceiling = asyncio.run(direct_ceiling(receiver, 2000))
         ours_ceiling = asyncio.run(direct_ceiling(receiver, 2000, ours=True))
         # Alone and beside alternate, each on a fresh server and database, so that both see the
@@ -278,6 +330,7 @@ def run(new_db, args) -> None:
         ("delivery in a separate `switchboard worker`, paced 1,000 events/s: p50 / p99, ms",
          f"{pct(split, 0.5):.0f} / {pct(split, 0.99):.0f}", f"p99 {pct(split, 0.99) / 250:.2f} of 250 ms"),
     ]
+    print_per_worker(per_worker, args)
     database = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\nswitchboard delivery benchmark — {database}, {os.cpu_count()} CPUs, "
           f"load average now {os.getloadavg()[0]:.1f}, {args.rounds} rounds of {args.events} events\n")
@@ -291,6 +344,21 @@ def run(new_db, args) -> None:
           f"beside a healthy one {', '.join(f'{r:,.0f}' for r in paired)} events/s")
 
 
+def print_per_worker(per_worker: dict[int, list[tuple[float, float]]], args) -> None:
+    """Delivery per worker: one `switchboard worker` draining a backlog (ingested before it started)."""
+    database = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"\none `switchboard worker` draining {args.worker_events:,} ingested events — {database}, "
+          f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.1f}, {args.rounds} rounds, medians (min–max)")
+    for size, target in ((1, 5000), (20, 10000)):
+        rates = [r for r, _ in per_worker[size]]
+        cpu = statistics.median(c for _, c in per_worker[size])
+        rate = statistics.median(rates)
+        what = "one request per event" if size == 1 else f"webhook batch_size {size}"
+        print(f"  {what}: {rate:,.0f} events/s ({min(rates):,.0f}–{max(rates):,.0f}), {rate / target:.2f} of the "
+              f"{target:,}/s target; worker CPU {cpu:.0f} µs/event = {1e6 / cpu:,.0f} events/s per busy core "
+              f"({1e6 / cpu / target:.2f} of target)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
@@ -298,6 +366,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000, help="events per throughput phase (default 2000)")
     parser.add_argument("--paced-seconds", type=float, default=5.0, help="length of each paced phase (default 5 s)")
     parser.add_argument("--rounds", type=int, default=3, help="alone/beside rounds, medians compared (default 3)")
+    parser.add_argument("--worker-events", type=int, default=10000,
+                        help="events per per-worker backlog phase (default 10000)")
+    parser.add_argument("--worker-only", action="store_true", help="run only the per-worker phases")
     parser.add_argument("--low-rate", type=int, default=200, help="a second paced rate, for context (default 200)")
     args = parser.parse_args()
     if args.receiver:

@@ -49,6 +49,10 @@ class Lane:
         self.wake = asyncio.Event()
         self.poked = False
         self.idle = False  # its last claim found nothing: it waits for a poke
+        # Jobs per request (a batching destination's batch_size, known after a claim). The share
+        # counts *requests*: held to its share in jobs, a lane with batch_size 20 could not keep
+        # its concurrency busy and waited for a claim every few requests.
+        self.per_request = 1
 
     def poke(self) -> None:
         """Jobs may be due for this destination: claim again."""
@@ -69,19 +73,21 @@ class Lane:
             while not service._stopping:
                 if self.poked:
                     self.poked, self.idle = False, False
-                share = service.share()
+                share = service.share() * self.per_request
                 room = share - len(claimed)
                 # Claim once a quarter of the share is free: one ask per many sends, and the
                 # claimer serves the asks of all lanes in one transaction.
                 if not self.idle and room > 0 and (len(claimed) <= share * 3 // 4 or not running):
                     destination, jobs = await service.claimer.claim(self.destination_id, room)
                     self.idle = not jobs
+                    if jobs:
+                        self.per_request = _batch_size(destination)
                     for job in jobs:
                         claimed[job["id"]] = job
                     waiting.extend((destination, group) for group in self._groups(destination, jobs))
                 # Sends in flight: ``concurrency``, or half the share when many lanes split the
                 # budget (their sends mostly wait for the same vendor's connections anyway).
-                slots = min(service.concurrency, max(MIN_SHARE, share // 2))
+                slots = min(service.concurrency, max(MIN_SHARE, service.share() // 2))
                 while waiting and len(running) < slots and not service._stopping:
                     destination, group = waiting.popleft()
                     task = asyncio.create_task(self._deliver(destination, group, claimed))
@@ -110,11 +116,9 @@ class Lane:
 
     def _groups(self, destination: dict[str, Any] | None, jobs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """One job per request, except for translators that batch (webhooks with batch_size > 1)."""
-        if destination is not None:
-            module = translator(destination["slug"])
-            size = int(destination["settings"].get("batch_size") or 1)
-            if module is not None and hasattr(module, "translate_batch") and size > 1:
-                return [jobs[i:i + size] for i in range(0, len(jobs), size)]
+        size = _batch_size(destination)
+        if size > 1:
+            return [jobs[i:i + size] for i in range(0, len(jobs), size)]
         return [[job] for job in jobs]
 
     async def _deliver(self, destination, jobs: list[dict[str, Any]], claimed: dict) -> None:
@@ -190,3 +194,13 @@ class Lane:
             return await self.service.sender.perform(requests, clock=store.utcnow, pool_until=pool_until), None
         except Exception as exc:
             return Outcome(DEAD), f"could not send: {type(exc).__name__}: {exc}"
+
+
+def _batch_size(destination: dict[str, Any] | None) -> int:
+    """Jobs per request: batch_size for translators that batch (webhooks), else 1."""
+    if destination is not None:
+        module = translator(destination["slug"])
+        size = int(destination["settings"].get("batch_size") or 1)
+        if module is not None and hasattr(module, "translate_batch") and size > 1:
+            return size
+    return 1

@@ -61,6 +61,14 @@ class Attempt:
     at: Any = None
 
     def row(self) -> dict[str, Any]:
+        """The attempt's record (for ``store.finish``); made once, shared by every job of a
+        batched request (treat it as read-only)."""
+        row = self.__dict__.get("_row")
+        if row is None or row["at"] is not self.at:
+            row = self.__dict__["_row"] = self._make_row()
+        return row
+
+    def _make_row(self) -> dict[str, Any]:
         request, response = self.request, self.response
         if self.outcome == DELIVERED:
             # A success needs no forensics: keep the request line, not a second copy of the event.
@@ -89,15 +97,17 @@ def _redact(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def describe(request: OutgoingRequest) -> dict[str, Any]:
-    """What we keep about a request: method, URL, headers and body, secrets replaced."""
+def describe(request: OutgoingRequest, content: bytes | None = None) -> dict[str, Any]:
+    """What we keep about a request: method, URL, headers and body, secrets replaced.
+    (``content``: the request's bytes when the caller has them already.)"""
     headers = {}
     for name, value in request.headers.items():
         if name.lower() in ("authorization", "proxy-authorization"):
             scheme = str(value).split(" ", 1)[0]
             value = f"{scheme} {REDACTED}"
         headers[name] = _redact(str(value), request.secrets)
-    content = request.content()
+    if content is None:
+        content = request.content()
     body = None
     if content is not None:
         body = _redact(content[:EXCERPT_CHARS * 2].decode("utf-8", "replace"), request.secrets)[:EXCERPT_CHARS]
@@ -115,7 +125,9 @@ class Sender:
     Requests go to ``transport.HTTP11Transport`` (keep-alive pools per vendor origin, parsed by
     httptools) rather than through ``httpx.AsyncClient`` and httpcore: we use none of the
     client's cookies, auth, redirects or event hooks, and httpcore's pure-Python HTTP costs about
-    ten times the CPU per request (see that module). Tests may hand in any httpx transport.
+    ten times the CPU per request (see that module). On our own transports a request with a
+    body in bytes skips httpx's request and response objects (``_exchange``); a transport
+    handed in (tests may hand in any httpx transport) and form bodies go through them.
 
     ``proxies`` replaces the environment (same shape as ``urllib.request.getproxies()``:
     ``{"https": url, "http": url, "all": url, "no": "host,.domain"}``); ``trust_env=False``
@@ -146,6 +158,7 @@ class Sender:
         self._routes: dict | None = None  # origin -> transport
         self._proxy_for: dict[str, httpx.AsyncBaseTransport] = {}
         self._proxy_settings: dict[str, str] = {}
+        self._urls: dict[str, httpx.URL] = {}  # parsed target URLs (a destination sends to few)
         if transport is None:
             settings = dict(proxies) if proxies is not None else getproxies_environment() if trust_env else {}
             by_url: dict[str, HTTP11Transport] = {}
@@ -227,27 +240,21 @@ class Sender:
         return outcome
 
     async def _send(self, request: OutgoingRequest, pool_until: float | None = None) -> tuple[Attempt, Any]:
-        record = describe(request)
+        content = request.content()
+        record = describe(request, content)
         started = time.perf_counter()
         url = self.target(request.url)
         problem = first_problem(request.headers)
         if problem:  # saved before the header rules existed: no retry would help
             return Attempt(DEAD, record, error=f"refused: {problem}"), None
-        headers = httpx.Headers({"User-Agent": "Switchboard/1.0"})
-        headers.update(request.headers)
-        content = request.content()
-        extensions = self._timeout
-        if pool_until is not None:
-            extensions = {"timeout": {**extensions["timeout"], "pool": max(0.0, pool_until - time.monotonic())}}
         try:
-            outgoing = httpx.Request(request.method, url, headers=headers, content=content,
-                                     data=request.form if content is None else None, extensions=extensions)
-            transport = self._transport if self._routes is None else self._route(outgoing.url)
-            response = await transport.handle_async_request(outgoing)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+            if self._own_transport and content is not None:
+                # Our transports, bytes to send: no httpx request or response objects (their
+                # URL parsing, header normalising and stream reading cost more than the exchange).
+                status, raw, body = await self._exchange(request, url, content, pool_until)
+                response = None if _plain(raw) else await _decoded(status, raw, body)
+            else:
+                response = await self._exchange_httpx(request, url, content, pool_until)
         except EgressRefused as exc:
             return Attempt(DEAD, record, error=str(exc), latency_ms=_ms(started)), None
         except httpx.LocalProtocolError as exc:  # a request we cannot write: the same next time
@@ -259,21 +266,94 @@ class Sender:
             return Attempt(RETRY, record, error=f"network error: {type(exc).__name__}: {exc}",
                            latency_ms=_ms(started)), None
         latency = _ms(started)
-        text = response.text[:EXCERPT_CHARS]
-        status = response.status_code
+        if response is not None:
+            status, body, text = response.status_code, response.content, response.text[:EXCERPT_CHARS]
+            retry_after = response.headers.get("retry-after")
+        else:
+            # utf-8 (what httpx assumes without a charset); 4 bytes per character at most
+            text = body[:EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS]
+            retry_after = next((v.decode("latin-1") for k, v in raw if k.lower() == b"retry-after"), None)
         if 200 <= status < 300:
             parsed = None
             if request.then is not None:
                 try:
-                    parsed = orjson.loads(response.content)
+                    parsed = orjson.loads(body)
                 except orjson.JSONDecodeError:
                     parsed = None
             return Attempt(DELIVERED, record, status=status, response=text, latency_ms=latency), parsed
         if is_retryable_status(status):
             return Attempt(RETRY, record, status=status, response=text, error=f"HTTP {status}", latency_ms=latency,
-                           retry_after=retry_after_seconds(response.headers.get("retry-after"))), None
+                           retry_after=retry_after_seconds(retry_after)), None
         return Attempt(DEAD, record, status=status, response=text, error=f"HTTP {status} (permanent)",
                        latency_ms=latency), None
+
+    def _timeouts(self, pool_until: float | None) -> dict[str, Any]:
+        """The sender's timeouts; a send that may wait for a connection only as long as its
+        lease allows (``pool_until``, monotonic) gets that as its pool timeout."""
+        timeouts = self._timeout["timeout"]
+        if pool_until is None:
+            return timeouts
+        return {**timeouts, "pool": max(0.0, pool_until - time.monotonic())}
+
+    async def _exchange(self, request: OutgoingRequest, url: str, content: bytes,
+                        pool_until: float | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The request on our transport: (status, raw headers, raw body). Headers as httpx
+        would send them: Host first (the transport adds it), our User-Agent unless the request
+        names one, the request's headers, Content-Length."""
+        target = self._urls.get(url)
+        if target is None:
+            target = httpx.URL(url)
+            if len(self._urls) >= MAX_ROUTES:
+                self._urls.clear()
+            self._urls[url] = target
+        headers: list[tuple[bytes, bytes]] = []
+        own_agent = True
+        for name, value in request.headers.items():
+            if own_agent and name.lower() == "user-agent":
+                own_agent = False
+            headers.append((name.encode("ascii"), value.encode("ascii") if isinstance(value, str) else value))
+        if own_agent:
+            headers.insert(0, (b"User-Agent", b"Switchboard/1.0"))
+        if content:
+            headers.append((b"Content-Length", str(len(content)).encode()))
+        transport = self._transport if self._routes is None else self._route(target)
+        status, _, raw, body, _ = await transport.send(  # type: ignore[attr-defined]  # ours: see _send
+            request.method.upper(), target, headers, content, self._timeouts(pool_until))
+        return status, raw, body
+
+    async def _exchange_httpx(self, request: OutgoingRequest, url: str, content: bytes | None,
+                              pool_until: float | None = None) -> httpx.Response:
+        """Through httpx's request and response objects: a transport handed in, or a form body."""
+        headers = httpx.Headers({"User-Agent": "Switchboard/1.0"})
+        headers.update(request.headers)
+        outgoing = httpx.Request(request.method, url, headers=headers, content=content,
+                                 data=request.form if content is None else None,
+                                 extensions={"timeout": self._timeouts(pool_until)})
+        transport = self._transport if self._routes is None else self._route(outgoing.url)
+        response = await transport.handle_async_request(outgoing)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+
+def _plain(headers: list[tuple[bytes, bytes]]) -> bool:
+    """An answer we can read as it came: not content-encoded, utf-8 (or no charset)."""
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            return False
+        if lower == b"content-type" and b"charset" in value.lower() and b"utf-8" not in value.lower():
+            return False
+    return True
+
+
+async def _decoded(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> httpx.Response:
+    """An answer that needs httpx's decoders (gzip, brotli, another charset)."""
+    response = httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
+    await response.aread()
+    return response
 
 
 def _ms(started: float) -> float:

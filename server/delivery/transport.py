@@ -8,9 +8,11 @@ an asyncio protocol and parsed by httptools (llhttp, in C, already installed wit
 ``uvicorn[standard]``) cost a few dozen calls each: measured 16k vs 0.6k requests/s against the
 same local receiver (``bench/deliver.py`` prints both).
 
-httpx stays the interface: the sender builds ``httpx.Request`` objects, gets ``httpx.Response``
-objects back (content decoding included) and sees httpx's exception classes, and tests can hand
-the sender any other httpx transport. What this transport does *not* do, because vendor APIs
+httpx stays the interface: ``handle_async_request`` takes ``httpx.Request`` objects and returns
+``httpx.Response`` objects (content decoding included), errors are httpx's exception classes,
+and tests can hand the sender any other httpx transport. The sender's hot path skips those
+objects: ``send`` takes a parsed URL, a header list and the body bytes and returns the raw
+answer (issue #18: the objects cost more CPU than the exchange; ``bench/transport.py``). What this transport does *not* do, because vendor APIs
 don't need it: HTTP/2, HEAD requests, upgrades, streaming response bodies (a response is read
 whole, capped at ``max_response_bytes``; the rest is discarded and the response marked
 ``extensions["truncated"]``).
@@ -59,7 +61,9 @@ from server.delivery.egress_guard import EgressGuard
 from server.delivery.proxy import Proxy, open_tunnel
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
-_FORBIDDEN_IN_HEADERS = (b"\r", b"\n", b"\0")
+
+# (status, reason phrase, raw headers, body, truncated): one exchange's answer.
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]], bytes, bool]
 
 
 class _Stale(Exception):
@@ -175,19 +179,26 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     async def exchange(self, data: bytes, timeout: float | None):
-        """Write one request and wait for its whole answer."""
+        """Write one request and wait for its whole answer (at most ``timeout`` seconds: a timer
+        on the loop, cheaper than a ``wait_for`` task per request)."""
         self._reset()
-        self._answer = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._answer = answer = loop.create_future()
         self.transport.write(data)  # type: ignore[union-attr]
+        timer = None if timeout is None else loop.call_later(timeout, self._time_out, answer, timeout)
         try:
-            return await asyncio.wait_for(self._answer, timeout)
-        except asyncio.TimeoutError:
-            self.close()
-            raise httpx.ReadTimeout(f"no complete answer within {timeout:g}s") from None
+            return await answer
         finally:
+            if timer is not None:
+                timer.cancel()
             self._answer = None
             self.used = True
             self.idle_since = time.monotonic()
+
+    def _time_out(self, answer: asyncio.Future, timeout: float) -> None:
+        if not answer.done():
+            self.close()
+            answer.set_exception(httpx.ReadTimeout(f"no complete answer within {timeout:g}s"))
 
 
 class _Origin:
@@ -225,40 +236,52 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         return self._ssl
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "HEAD":  # checked before reading the body, as before
+            raise httpx.UnsupportedProtocol("HEAD requests are not supported by this transport")
+        body = await request.aread()
+        status, reason, headers, content, truncated = await self.send(
+            request.method, request.url, request.headers.raw, body, request.extensions.get("timeout") or {})
+        return httpx.Response(
+            status, headers=headers, stream=httpx.ByteStream(content), request=request,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason, "truncated": truncated},
+        )
+
+    async def send(self, method: str, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
+                   timeouts: dict) -> Answer:
+        """One exchange without httpx's request and response objects: (status, reason, raw
+        headers, body, truncated). The sender's hot path: building and reading those objects
+        cost more CPU than the exchange itself (``bench/deliver_profile.py --profile``).
+        ``headers`` are sent as given (Host and Content-Length added when missing); the body
+        is not decoded (``Content-Encoding`` is the caller's)."""
         if self._closed:
             raise RuntimeError("the transport is closed")
-        url = request.url
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
-        if request.method == "HEAD":
+        if method == "HEAD":
             raise httpx.UnsupportedProtocol("HEAD requests are not supported by this transport")
-        timeouts = request.extensions.get("timeout") or {}
         # Through a proxy an http request names its whole URL (absolute form); https tunnels don't.
         forward = self._proxy if self._proxy is not None and url.scheme == "http" else None
-        data = _serialise(request, await request.aread(), forward)
+        data = _serialise(method, url, headers, body, forward)
         port = url.port or (443 if url.scheme == "https" else 80)
         key = (url.raw_scheme, url.raw_host, port)
         origin = self._origins.get(key)
         if origin is None:
             origin = self._origins[key] = _Origin(self.max_connections)
-        if origin.slots.locked():  # wait_for costs a task and a timer: only when there is a wait
+        slots = origin.slots
+        if slots.locked():  # the pool is full: wait for a slot, at most the pool timeout
             try:
-                await asyncio.wait_for(origin.slots.acquire(), timeouts.get("pool"))
+                await asyncio.wait_for(slots.acquire(), timeouts.get("pool"))
             except asyncio.TimeoutError:
                 raise httpx.PoolTimeout("no free connection in time") from None
         else:
-            await origin.slots.acquire()
+            await slots.acquire()  # free: taken at once (no wait_for task)
         try:
             answer = await self._exchange(origin, url, port, data, timeouts)
         finally:
-            origin.slots.release()
-        status, reason, headers, body, truncated = answer
-        if status == 407 and forward is not None:
+            slots.release()
+        if answer[0] == 407 and forward is not None:
             raise httpx.ProxyError(f"proxy authentication failed: the proxy {forward.label} answered 407")
-        return httpx.Response(
-            status, headers=headers, stream=httpx.ByteStream(body), request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason, "truncated": truncated},
-        )
+        return answer
 
     async def _exchange(self, origin: _Origin, url: httpx.URL, port: int, data: bytes, timeouts: dict):
         while True:
@@ -345,31 +368,36 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self._origins.clear()
 
 
-def _serialise(request: httpx.Request, body: bytes, forward: Proxy | None = None) -> bytes:
+def _serialise(method: str, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
+               forward: Proxy | None = None) -> bytes:
     """The request's bytes: request line, headers (framed by Content-Length), body.
 
+    A Host header is added when ``headers`` have none (httpx's requests always carry one).
     Through a proxy (``forward``) the target is the absolute URL and the proxy's credentials
     are added."""
-    url = request.url
     target = url.raw_path or b"/"
-    method = request.method.encode("ascii")
-    lines = [method + b" " + (target if forward is None else url.raw_scheme + b"://" + url.netloc + target)
-             + b" HTTP/1.1"]
+    lines = [method.encode("ascii") + b" "
+             + (target if forward is None else url.raw_scheme + b"://" + url.netloc + target) + b" HTTP/1.1"]
     if forward is not None and forward.authorization is not None:
         lines.append(b"Proxy-Authorization: " + forward.authorization)
-    has_length = False
-    for name, value in request.headers.raw:
+    host_at = len(lines)  # the Host line goes first among the headers, as httpx orders it
+    has_length = has_host = False
+    for name, value in headers:
         lower = name.lower()
         if lower == b"transfer-encoding":
             continue  # the body is read whole: framed by Content-Length instead
         if lower == b"content-length":
             has_length = True
-        if any(c in name or c in value for c in _FORBIDDEN_IN_HEADERS) or not name or b":" in name:
+        elif lower == b"host":
+            has_host = True
+        if b"\r" in value or b"\n" in value or b"\0" in value or not name or b":" in name \
+                or b"\r" in name or b"\n" in name or b"\0" in name:
             raise httpx.LocalProtocolError(f"illegal header {name!r}: line breaks and NULs are not allowed")
         lines.append(name + b": " + value)
-    if not has_length and (body or request.method in ("POST", "PUT", "PATCH")):
+    if not has_host:
+        lines.insert(host_at, b"Host: " + url.netloc)
+    if not has_length and (body or method in ("POST", "PUT", "PATCH")):
         lines.append(b"Content-Length: " + str(len(body)).encode())
-    if any(c in target for c in (b" ", b"\r", b"\n")):
+    if b" " in target or b"\r" in target or b"\n" in target:
         raise httpx.LocalProtocolError("illegal request target")
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
