@@ -39,10 +39,10 @@ from delivery_flow import RunningService  # noqa: E402
 from delivery_vendor import make_event  # noqa: E402
 from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
 from server.catalog import load_catalog  # noqa: E402
-from server.delivery import fanout  # noqa: E402
+from server.delivery.router import route  # noqa: E402
 from server.delivery.history import start_replay  # noqa: E402
 from server.store import delivery as store  # noqa: E402
-from server.store import events, open_store, workspace  # noqa: E402
+from server.store import events, fanout, open_store, workspace  # noqa: E402
 from server.store.engine import read_only  # noqa: E402
 
 
@@ -53,7 +53,9 @@ def seed(engine, source_id: int, count: int) -> None:
         events.append(engine, events.rows_for(source_id, when, items), dedupe_window=86400)
     fanout.ensure_cursor(engine)
     gaps = fanout.GapTracker()
-    while fanout.fanout_pass(engine, load_catalog(), gaps, limit=5000)[0]:
+    catalog = load_catalog()
+    while fanout.fanout_pass(engine, lambda event, kind, dests: route(event, kind, True, dests, catalog), gaps,
+                             limit=5000)[0]:
         pass  # no destinations yet: the cursor moves past the history, no jobs
 
 
