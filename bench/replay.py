@@ -7,14 +7,17 @@ on the same database and machine, each ``--seconds`` long, with live events appe
 ``--live-rate`` per second to destination LIVE:
 
 1. baseline: live traffic only;
-2. replay: ``start_replay`` queues the whole hour for destination NEW (at ``--replay-rate``
-   events/s, SWITCHBOARD_REPLAY_RATE's job), then the same live traffic runs beside it.
+2. replay: ``start_replay`` starts replaying the whole hour to destination NEW (released at
+   ``--replay-rate`` events/s, SWITCHBOARD_REPLAY_RATE's job; the request queues the first chunks,
+   the worker the rest as the schedule runs short), and the same live traffic runs beside it.
 
-Prints LIVE's receipt→delivery latency p50/p99 in both phases and their ratio (replay/baseline),
-how long queuing the replay took, and how many replayed events were delivered per second. The run
-is bounded: seeding plus two phases of ``--seconds`` (the replay is not waited for).
+Each round runs on a fresh database; prints, per round and as the median of ``--rounds`` (≥ 3) with
+its spread and the load average, LIVE's receipt→delivery latency p50/p99 in both phases and their
+ratio (beside the replay / without it), how fast the request answered and how many replayed events
+were delivered per second. A round is bounded: seeding plus two phases of ``--seconds`` (the
+replay is not waited for).
 
-Usage: .venv/bin/python bench/replay.py [--events 100000] [--seconds 8] [--live-rate 100] [--replay-rate 200] [--postgres]
+Usage: .venv/bin/python bench/replay.py [--events 100000] [--seconds 8] [--live-rate 100] [--replay-rate 200] [--rounds 3] [--postgres]
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import nullcontext
 from datetime import datetime, timedelta, timezone
@@ -38,11 +40,12 @@ from sqlalchemy import select  # noqa: E402
 from delivery_flow import RunningService  # noqa: E402
 from delivery_vendor import make_event  # noqa: E402
 from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
+from rounds import MIN_ROUNDS, Figure, header, load  # noqa: E402
 from server.catalog import load_catalog  # noqa: E402
 from server.delivery.router import route  # noqa: E402
 from server.delivery.history import start_replay  # noqa: E402
 from server.store import delivery as store  # noqa: E402
-from server.store import events, fanout, open_store, workspace  # noqa: E402
+from server.store import events, fanout, open_store, replays, workspace  # noqa: E402
 from server.store.engine import read_only  # noqa: E402
 
 
@@ -101,13 +104,14 @@ def delivered_replay(engine, destination_id: int) -> int:
             store.delivery_jobs.c.status == store.DELIVERED)).all())
 
 
-def run(url: str, args) -> None:
+def run(url: str, args) -> dict[str, float]:
+    """One round on a fresh database: LIVE's latencies without and with the replay running."""
     engine = open_store(url)
     catalog = load_catalog()
     source = workspace.create_source(engine, "Bench")
     t0 = time.monotonic()
     seed(engine, source["id"], args.events)
-    print(f"seeded {args.events} events in {time.monotonic() - t0:.1f}s")
+    print(f"  seeded {args.events} events in {time.monotonic() - t0:.1f}s", flush=True)
     port = free_port()
     # The receiver in its own process (bench/deliver.py's): in this one it would share the GIL.
     receiver = subprocess.Popen([sys.executable, "bench/deliver.py", "--receiver", str(port)], cwd=ROOT,
@@ -119,45 +123,31 @@ def run(url: str, args) -> None:
                                          settings={"url": url})
         new = workspace.add_destination(engine, source["id"], slug="webhooks", mode="cloud", enabled=True,
                                         settings={"url": url})
-        with RunningService(engine, catalog, poll_interval=0.05):
+        with RunningService(engine, catalog, poll_interval=0.05, replay_rate=args.replay_rate):
             base_ids = live_phase(engine, source["id"], args.seconds, args.live_rate)
             base = latencies(engine, live["id"], base_ids)
-            queued: dict = {}
-
-            def replay() -> None:
-                t = time.monotonic()
-                queued.update(start_replay(engine, catalog, new["id"], since=datetime.now(timezone.utc) - timedelta(hours=2),
-                                           until=None, rate=args.replay_rate, actor="bench"))
-                queued["seconds"] = time.monotonic() - t
-                with read_only(engine) as conn:  # live events after this one were sent beside the replay's sending
-                    queued["last_id"] = conn.execute(select(events.events.c.id).order_by(
-                        events.events.c.id.desc()).limit(1)).scalar_one()
-
-            thread = threading.Thread(target=replay)
             started = time.monotonic()
-            thread.start()
-            during_ids = [i for i in live_phase(engine, source["id"], args.seconds, args.live_rate) if i not in set(base_ids)]
-            thread.join()
-            queued_at = queued["last_id"]
-            after_ids = [i for i in live_phase(engine, source["id"], args.seconds, args.live_rate)
-                         if i not in set(base_ids) | set(during_ids)]
-            during = latencies(engine, live["id"], [i for i in during_ids if i <= queued_at])
-            sending = latencies(engine, live["id"], [i for i in during_ids if i > queued_at] + after_ids)
-            replayed = delivered_replay(engine, new["id"])
+            answer = start_replay(engine, catalog, new["id"], since=datetime.now(timezone.utc) - timedelta(hours=2),
+                                  until=None, rate=args.replay_rate, actor="bench")
+            answered = time.monotonic() - started
+            during_ids = [i for i in live_phase(engine, source["id"], args.seconds, args.live_rate)
+                          if i not in set(base_ids)]
             elapsed = time.monotonic() - started
+            replayed = delivered_replay(engine, new["id"])
+            during = latencies(engine, live["id"], during_ids)
+            queued = replays.get_replay(engine, answer["replay_id"])["queued"]
     finally:
         receiver.terminate()
         receiver.wait(10)
     engine.dispose()
-    print(f"replay queued {queued.get('queued')} events in {queued.get('seconds', 0):.1f}s; "
-          f"{replayed} delivered in {elapsed:.1f}s ({replayed / elapsed:.0f}/s, rate setting {args.replay_rate:g}/s)")
-    print(f"{'LIVE destination':<28}{'events':>8}{'p50 ms':>10}{'p99 ms':>10}")
-    print(f"{'baseline (no replay)':<28}{len(base):>8}{pct(base, .5):>10.1f}{pct(base, .99):>10.1f}")
-    print(f"{'while the replay is queued':<28}{len(during):>8}{pct(during, .5):>10.1f}{pct(during, .99):>10.1f}")
-    print(f"{'while the replay is sent':<28}{len(sending):>8}{pct(sending, .5):>10.1f}{pct(sending, .99):>10.1f}")
-    for label, values in (("queued", during), ("sent", sending)):
-        print(f"ratio replay being {label}/baseline: p50 {pct(values, .5) / pct(base, .5):.2f}x, "
-              f"p99 {pct(values, .99) / pct(base, .99):.2f}x")
+    result = {"base_p50": pct(base, .5), "base_p99": pct(base, .99), "p50": pct(during, .5), "p99": pct(during, .99),
+              "answered": answered, "first": answer["queued"], "queued": queued, "replayed_per_s": replayed / elapsed}
+    result["ratio_p50"], result["ratio_p99"] = result["p50"] / result["base_p50"], result["p99"] / result["base_p99"]
+    print(f"  LIVE p50/p99 {result['base_p50']:.1f}/{result['base_p99']:.1f} ms without the replay, "
+          f"{result['p50']:.1f}/{result['p99']:.1f} ms beside it ({result['ratio_p50']:.2f}x / {result['ratio_p99']:.2f}x); "
+          f"the request answered in {answered:.2f}s ({answer['queued']} queued), {queued} queued after "
+          f"{args.seconds:g}s, {replayed / elapsed:.0f} replayed events/s; {load()}", flush=True)
+    return result
 
 
 def main() -> None:
@@ -166,11 +156,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--live-rate", type=float, default=100.0)
     parser.add_argument("--replay-rate", type=float, default=200.0)
+    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, (postgres_server() if args.postgres else nullcontext()) as pg:
-        url = pg.create_database() if pg else f"sqlite:///{tmp}/bench.db"
-        run(url, args)
+    header(f"bench/replay.py: LIVE (100 events/s) beside a {args.events:,}-event replay at {args.replay_rate:g}/s "
+           f"({'PostgreSQL' if args.postgres else 'SQLite'}, {args.seconds:g} s phases)")
+    results = []
+    with (postgres_server() if args.postgres else nullcontext()) as pg:
+        for index in range(max(args.rounds, MIN_ROUNDS)):
+            with tempfile.TemporaryDirectory() as tmp:
+                print(f"round {index + 1}", flush=True)
+                results.append(run(pg.create_database() if pg else f"sqlite:///{tmp}/bench.db", args))
+    def figure(key: str, fmt: str) -> str:
+        return Figure([r[key] for r in results], [load()]).text(fmt)
+    print(f"LIVE p50 without the replay: {figure('base_p50', '{:.1f} ms')}")
+    print(f"LIVE p50 beside the replay:  {figure('p50', '{:.1f} ms')}")
+    print(f"LIVE p99 without the replay: {figure('base_p99', '{:.1f} ms')}")
+    print(f"LIVE p99 beside the replay:  {figure('p99', '{:.1f} ms')}")
+    print(f"ratio beside/without, p50:   {figure('ratio_p50', '{:.2f}x')}")
+    print(f"ratio beside/without, p99:   {figure('ratio_p99', '{:.2f}x')}")
+    print(f"replayed events delivered:   {figure('replayed_per_s', '{:.0f}/s')} (rate setting {args.replay_rate:g}/s)")
+    print(f"the request answered in:     {figure('answered', '{:.2f} s')}")
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ class DeliveryService:
         self.gaps = fanout.GapTracker()
         self.heartbeat_interval, self.stale_after = heartbeat_interval, stale_after
         self.replays = ReplayQueuer(engine, catalog, replay_rate)  # queues the rest of history replays
+        self._replays_looked = 0.0  # monotonic time of its last look
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._lanes: dict[int, asyncio.Task] = {}
@@ -144,12 +145,15 @@ class DeliveryService:
         self._routable = None
         self.wake()
 
-    def _jobs_queued(self, *_: Any) -> None:
-        """``notify.JOBS``: jobs were queued or released elsewhere, or a history replay started
-        (callable from any thread)."""
+    def _jobs_queued(self, destination_id: int = 0, *_: Any) -> None:
+        """``notify.JOBS``: jobs were queued or released elsewhere (callable from any thread).
+        One destination's may be a history replay's start: its queuer looks. So may an unnamed
+        one (0: the fan-out's, released leases, another SQLite process's ring), which it looks
+        at no more than once a second (the fan-out publishes one a pass)."""
         self._taken_over(0)
         loop = getattr(self, "_loop", None)
-        if loop is not None and not loop.is_closed() and hasattr(self, "_replays_told"):
+        if (destination_id or time.monotonic() - self._replays_looked >= 1.0) and loop is not None \
+                and not loop.is_closed() and hasattr(self, "_replays_told"):
             loop.call_soon_threadsafe(self._replays_told.set)
 
     def _look(self) -> None:
@@ -283,6 +287,7 @@ class DeliveryService:
         """Queue the rest of history replays, a chunk at a time as their schedule runs short
         (``replay_queuer.py``); a look at start continues those a killed process left."""
         while not self._stopping:
+            self._replays_looked = time.monotonic()
             try:
                 wait = await run_in_threadpool(self.replays.advance)
             except Exception:
