@@ -21,9 +21,10 @@ window is complete when it answers); the delivery workers queue the rest a chunk
 as their release schedule runs short (``server/delivery/replay_queuer.py``), so a 100k-event
 window costs the serving process no burst of parsing and routing beside live traffic.
 
-**Bounded rate.** The n-th job queued is due ``n / rate`` seconds after the last replay job already
-scheduled (``replays.release_until``, over every replay, in every process), so all replays
-together release at most ``rate`` events per second and live jobs, due at once, go first. A replay
+**Bounded rate.** Jobs are released in ticks of ``TICK_S``: ``rate × TICK_S`` of them due together,
+one tick after another, after the last replay job already scheduled (``replays.release_until``,
+over every replay, in every process), so all replays together release at most ``rate`` events per
+second and live jobs, due at once, go first. A replay
 job's ``created_at`` is that release time: its retry window and latency count from it.
 """
 
@@ -46,6 +47,10 @@ from server.store.schema import destinations
 
 BATCH = 500  # events considered per chunk: one short write transaction each
 SYNC_EVENTS = 2_000  # events the starting request considers itself; the workers queue the rest
+# Jobs are released in ticks: rate × TICK_S of them due together every TICK_S seconds. Due one by
+# one (every 5 ms at 200/s), the replay's lane claimed about once per job — a write transaction,
+# an fsync, the SQLite write lock — and live lanes queued behind those commits (bench/replay.py).
+TICK_S = 0.1
 
 Routes = Callable[[dict[str, Any], str], bool]
 
@@ -160,14 +165,14 @@ def _queue(conn: Connection, destination_id: int, replay_id: int, event_ids: lis
         select(delivery_jobs.c.event_id, delivery_jobs.c.status)
         .where(delivery_jobs.c.destination_id == destination_id, delivery_jobs.c.event_id.in_(event_ids))
     ).all())
-    step = 1.0 / rate
     fresh = [e for e in event_ids if e not in existing]
     again = [e for e in event_ids if existing.get(e) in (DELIVERED, SKIPPED, DEAD)]
     wanted = set(fresh) | set(again)
     order = {e: n for n, e in enumerate(e for e in event_ids if e in wanted)}
+    per_tick = max(1, round(rate * TICK_S))
 
     def due(event_id: int) -> datetime:
-        return start + timedelta(seconds=(order[event_id] + 1) * step)
+        return start + timedelta(seconds=(order[event_id] // per_tick + 1) * per_tick / rate)
 
     if fresh:
         _insert(conn, destination_id, replay_id, [(e, due(e)) for e in fresh])
@@ -179,7 +184,7 @@ def _queue(conn: Connection, destination_id: int, replay_id: int, event_ids: lis
     if order:
         notify.JOBS.publish(conn, destination_id)  # the workers sleep until the first one is due
         conn.execute(replays.update().where(replays.c.id == replay_id).values(
-            queued=replays.c.queued + len(order), release_until=start + timedelta(seconds=len(order) * step)))
+            queued=replays.c.queued + len(order), release_until=due(max(order, key=order.__getitem__))))
     return len(order)
 
 
