@@ -153,8 +153,12 @@ def one_round(engine, catalog, source_id: int, live_id: int, new_id: int, args) 
     half = args.seconds / 2
     seen: set[int] = set()
 
-    def phase(seconds: float) -> list[int]:
+    cpu: dict[str, float] = {"without": 0.0, "beside": 0.0}
+
+    def phase(seconds: float, kind: str = "without") -> list[int]:
+        began, used = time.monotonic(), time.process_time()
         ids = [i for i in live_phase(engine, source_id, seconds, args.live_rate) if i not in seen]
+        cpu[kind] += (time.process_time() - used) / (time.monotonic() - began) / (1 if kind == "beside" else 2)
         seen.update(ids)
         return ids
 
@@ -164,7 +168,7 @@ def one_round(engine, catalog, source_id: int, live_id: int, new_id: int, args) 
     answer = start_replay(engine, catalog, new_id, since=datetime.now(timezone.utc) - timedelta(hours=2),
                           until=None, rate=args.replay_rate, actor="bench")
     answered = time.monotonic() - started
-    during = phase(args.seconds)
+    during = phase(args.seconds, "beside")
     elapsed = time.monotonic() - started
     replayed = delivered_replay(engine, new_id, answer["replay_id"])
     queued = replays.get_replay(engine, answer["replay_id"])["queued"]
@@ -174,7 +178,8 @@ def one_round(engine, catalog, source_id: int, live_id: int, new_id: int, args) 
     base = latencies(engine, live_id, before + after)
     beside = latencies(engine, live_id, during)
     result = {"base_p50": pct(base, .5), "base_p99": pct(base, .99), "p50": pct(beside, .5), "p99": pct(beside, .99),
-              "answered": answered, "first": answer["queued"], "queued": queued, "replayed_per_s": replayed / elapsed}
+              "answered": answered, "first": answer["queued"], "queued": queued, "replayed_per_s": replayed / elapsed,
+              "cpu_without": cpu["without"], "cpu_beside": cpu["beside"]}
     result["ratio_p50"], result["ratio_p99"] = result["p50"] / result["base_p50"], result["p99"] / result["base_p99"]
     return result
 
@@ -183,7 +188,8 @@ def describe(result: dict[str, float], args) -> str:
     return (f"LIVE p50/p99 {result['base_p50']:.1f}/{result['base_p99']:.1f} ms without the replay, "
             f"{result['p50']:.1f}/{result['p99']:.1f} ms beside it ({result['ratio_p50']:.2f}x / {result['ratio_p99']:.2f}x); "
             f"the request answered in {result['answered']:.2f}s ({result['first']:.0f} queued), {result['queued']:.0f} "
-            f"queued after {args.seconds:g}s, {result['replayed_per_s']:.0f} replayed events/s; {load()}")
+            f"queued after {args.seconds:g}s, {result['replayed_per_s']:.0f} replayed events/s; process CPU "
+            f"{result['cpu_without']:.0%} without, {result['cpu_beside']:.0%} beside; {load()}")
 
 
 def main() -> None:
@@ -210,6 +216,7 @@ def main() -> None:
     print(f"ratio beside/without, p99:   {figure('ratio_p99', '{:.2f}x')}")
     print(f"replayed events delivered:   {figure('replayed_per_s', '{:.0f}/s')} (rate setting {args.replay_rate:g}/s)")
     print(f"the request answered in:     {figure('answered', '{:.2f} s')}")
+    print(f"process CPU without/beside:  {figure('cpu_without', '{:.0%}')} / {figure('cpu_beside', '{:.0%}')}")
 
 
 if __name__ == "__main__":

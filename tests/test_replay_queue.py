@@ -72,10 +72,10 @@ def test_a_large_window_is_queued_in_chunks_with_progress(engine, catalog, monke
     assert (row["state"], row["queued"]) == ("queued", 1_250) and _marks(engine, replay_id) == {}
     assert not replay_queue.queue_step(engine, replay_id, routes, 100).more
     due = [j["next_attempt_at"] for j in sorted(_one_job_per_event(engine, dest["id"], 1_250), key=lambda j: j["event_id"])]
-    # One release schedule across the chunks: ticks of 10 jobs (100 a second), 0.1 s apart.
-    ticks = sorted(set(due))
-    assert [due.count(t) for t in ticks] == [10] * 125
-    assert {round((b - a).total_seconds(), 6) for a, b in zip(ticks, ticks[1:])} == {0.1}
+    # One release schedule across the chunks: ticks of rate × TICK_S jobs (100 a second), TICK_S apart.
+    per_tick, ticks = round(100 * replay_queue.TICK_S), sorted(set(due))
+    assert per_tick > 1 and [due.count(t) for t in ticks] == [per_tick] * (1_250 // per_tick)
+    assert {round((b - a).total_seconds(), 6) for a, b in zip(ticks, ticks[1:])} == {replay_queue.TICK_S}
     assert row["release_until"] == due[-1]
 
 
