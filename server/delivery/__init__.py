@@ -41,7 +41,7 @@ async def startup(app: Starlette) -> None:
     options = getattr(app.state, "delivery_options", {})  # `switchboard worker`'s --concurrency etc.
     app.state.delivery = await DeliveryService(
         app.state.engine, app.state.catalog, retry_window=config.retry_window,
-        allow_private_egress=config.allow_private_egress, **options
+        allow_private_egress=config.allow_private_egress, replay_rate=config.replay_rate, **options
     ).start()
 
 

@@ -53,8 +53,9 @@ def cmd_replay(args: argparse.Namespace) -> None:
                                   types=args.types, events=args.events, rate=conf.replay_rate, actor=actor())
         except ApiError as exc:
             raise CliError(exc.message) from None
+        rest = "; the delivery workers queue the rest as it goes" if result["state"] == "queuing" else ""
         print(f"queued {result['queued']} stored event(s) for destination {destination['id']} "
-              f"({destination['slug']}) as replay {result['replay_id']}, at up to {conf.replay_rate:g} events/s")
+              f"({destination['slug']}) as replay {result['replay_id']}, at up to {conf.replay_rate:g} events/s{rest}")
         return
     if args.types or args.events:
         raise CliError("--type and --event go with --history")

@@ -3,7 +3,8 @@ again for one cloud-mode destination, with the routing rules, its filters and it
 settings applied, released at ``SWITCHBOARD_REPLAY_RATE`` events per second.
 
 - ``POST /api/v1/destinations/{id}/replay`` ``{"since", "until"?, "types"?, "events"?}`` →
-  ``{"queued": n, "replay_id": …}``
+  ``{"queued": n, "replay_id": …, "state": "queued" | "queuing"}`` (``queuing``: the window is
+  larger than the request queues itself, the delivery workers queue the rest as it is released)
 - ``GET  /api/v1/destinations/{id}/replays`` → each replay with ``queued``, ``delivered``,
   ``pending``, ``dead``, ``skipped``
 
@@ -28,6 +29,7 @@ from server.catalog import Catalog
 from server.delivery.router import route
 from server.errors import ApiError, json_response
 from server.store import governance
+from server.store import replay_queue as queue
 from server.store import replays as store
 from server.store import workspace
 
@@ -49,7 +51,8 @@ def _names(value: Any, field: str, allowed: tuple[str, ...] | None = None) -> li
 def start_replay(engine: Engine, catalog: Catalog, destination_id: int, *, since: datetime | None,
                  until: datetime | None, types: Any = None, events: Any = None, rate: float,
                  actor: str) -> dict[str, Any]:
-    """Queue the window; return ``{"queued", "replay_id"}``. ApiError for a bad request."""
+    """Start the replay and queue its first events; return ``{"queued", "replay_id", "state"}``
+    (``server/store/replay_queue.py``). ApiError for a bad request."""
     try:
         destination = workspace.get_destination(engine, destination_id)
         source = workspace.get_source(engine, destination["source_id"])
@@ -64,13 +67,27 @@ def start_replay(engine: Engine, catalog: Catalog, destination_id: int, *, since
         raise ApiError(422, "not_cloud_mode", "Only cloud-mode destinations can replay history: the browser "
                        "delivers device-mode events when they happen")
 
+    row = queue.queue_replay(engine, destination_id, since=since, until=until, types=type_list, event_names=names,
+                             routes=_routes(catalog, source, destination), rate=rate, actor=actor, decode=orjson.loads)
+    _record(engine, actor, destination_id, row)
+    return {"queued": row["queued"], "replay_id": row["id"], "state": row["state"]}
+
+
+def _routes(catalog: Catalog, source: dict[str, Any], destination: dict[str, Any]) -> queue.Routes:
     def routes(payload: dict[str, Any], event_type: str) -> bool:
         return bool(route(payload, event_type, source["enabled"], [destination], catalog))
+    return routes
 
-    row = store.queue_replay(engine, destination_id, since=since, until=until, types=type_list, event_names=names,
-                             routes=routes, rate=rate, actor=actor, decode=orjson.loads)
-    _record(engine, actor, destination_id, row)
-    return {"queued": row["queued"], "replay_id": row["id"]}
+
+def replay_routes(engine: Engine, catalog: Catalog, destination_id: int) -> queue.Routes:
+    """The routing decision for a replay continued later (the workers' queuer): with the
+    destination's settings as they are now; nothing routes once it was removed."""
+    try:
+        destination = workspace.get_destination(engine, destination_id)
+        source = workspace.get_source(engine, destination["source_id"])
+    except workspace.NotFound:
+        return lambda payload, event_type: False
+    return _routes(catalog, source, destination)
 
 
 def _record(engine: Engine, actor: str, destination_id: int, row: dict[str, Any]) -> None:

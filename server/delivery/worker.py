@@ -41,6 +41,7 @@ from server.delivery.claimer import Claimer
 from server.delivery.heartbeat import HEARTBEAT_S, STALE_AFTER_S, Heartbeat
 from server.delivery.lane import MIN_SHARE, Lane
 from server.delivery.policy import RetryPolicy
+from server.delivery.replay_queuer import ReplayQueuer
 from server.delivery.results import ResultWriter
 from server.delivery.router import route, translator
 from server.delivery.sender import Sender
@@ -77,6 +78,7 @@ class DeliveryService:
         allow_private_egress: bool = False,
         heartbeat_interval: float = HEARTBEAT_S,
         stale_after: float = STALE_AFTER_S,
+        replay_rate: float = 200.0,
     ):
         self.engine, self.catalog = engine, catalog
         self.policy = RetryPolicy(window=retry_window, base=backoff_base, cap=backoff_cap)
@@ -92,6 +94,8 @@ class DeliveryService:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.gaps = fanout.GapTracker()
         self.heartbeat_interval, self.stale_after = heartbeat_interval, stale_after
+        self.replays = ReplayQueuer(engine, catalog, replay_rate)  # queues the rest of history replays
+        self._replays_looked = 0.0  # monotonic time of its last look
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
         self._lanes: dict[int, asyncio.Task] = {}
@@ -115,6 +119,7 @@ class DeliveryService:
         self._loop = loop
         self._new_events = asyncio.Event()
         self._work = asyncio.Event()
+        self._replays_told = asyncio.Event()
         await run_in_threadpool(fanout.ensure_cursor, self.engine)
         # SQLite deletes (and fsyncs away) the WAL whenever its last connection closes, and the
         # store opens a connection per transaction: holding one idle connection open for our
@@ -131,6 +136,7 @@ class DeliveryService:
         self._tasks = [
             asyncio.create_task(self._fanout_loop(), name="delivery-fanout"),
             asyncio.create_task(self._dispatch_loop(), name="delivery-dispatch"),
+            asyncio.create_task(self._replay_loop(), name="delivery-replays"),
         ]
         log.info("delivery worker %s started", self.owner)
         return self
@@ -147,9 +153,16 @@ class DeliveryService:
         self._routable = None
         self.wake()
 
-    def _jobs_queued(self, *_: Any) -> None:
-        """``notify.JOBS``: jobs were queued or released elsewhere (callable from any thread)."""
+    def _jobs_queued(self, destination_id: int = 0, *_: Any) -> None:
+        """``notify.JOBS``: jobs were queued or released elsewhere (callable from any thread).
+        One destination's may be a history replay's start: its queuer looks. So may an unnamed
+        one (0: the fan-out's, released leases, another SQLite process's ring), which it looks
+        at no more than once a second (the fan-out publishes one a pass)."""
         self._taken_over(0)
+        loop = getattr(self, "_loop", None)
+        if (destination_id or time.monotonic() - self._replays_looked >= 1.0) and loop is not None \
+                and not loop.is_closed() and hasattr(self, "_replays_told"):
+            loop.call_soon_threadsafe(self._replays_told.set)
 
     def _look(self) -> None:
         """Ask the dispatcher to look for due jobs (on the event loop)."""
@@ -169,11 +182,12 @@ class DeliveryService:
             loop.call_soon_threadsafe(self._new_events.set)
 
     async def stop(self) -> None:
-        self._stopping = True
+        self._stopping = self.replays.stopping = True
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._new_events.set()
         self._work.set()
+        self._replays_told.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for state in list(self._lane_state.values()):
             state.wake.set()  # a lane sleeping until a send finishes or a poke sees the stop
@@ -283,6 +297,19 @@ class DeliveryService:
                 if destination_id not in self._lanes and not self._stopping:
                     self._start_lane(destination_id)
             await self._wait(self._work, max(0.0, min(next_scan, next_prune) - time.monotonic()))
+
+    async def _replay_loop(self) -> None:
+        """Queue the rest of history replays, a chunk at a time as their schedule runs short
+        (``replay_queuer.py``); a look at start continues those a killed process left."""
+        while not self._stopping:
+            self._replays_looked = time.monotonic()
+            try:
+                wait = await run_in_threadpool(self.replays.advance)
+            except Exception:
+                log.exception("queueing history replays failed; retrying")
+                wait = 1.0
+            timeout = self.safety_poll if wait is None else min(max(wait, self.poll_interval), self.safety_poll)
+            await self._wait(self._replays_told, timeout)
 
     # ---------------------------------------------------------------- lanes (lane.py)
 

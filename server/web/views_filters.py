@@ -155,7 +155,8 @@ async def history_replay(request: Request, dest: dict, manifest: Manifest, sourc
     n = result["queued"]
     return await redirect(request, f"/destinations/{dest['id']}#replay",
                           f"Replay {result['replay_id']}: queued {n} stored event{'s' if n != 1 else ''}, released at "
-                          f"up to {state.config.replay_rate:g} a second.")
+                          f"up to {state.config.replay_rate:g} a second"
+                          f"{' (the rest is queued as it goes)' if result['state'] == 'queuing' else ''}.")
 
 
 def routes() -> list[Route]:
