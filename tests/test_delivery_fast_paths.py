@@ -163,8 +163,10 @@ def _results(jobs, now) -> list[dict]:
     ]
 
 
-def _finish_twice(urls: list[str], switch, monkeypatch, nul: bool) -> list[tuple[list[dict], list[dict]]]:
-    """The same result batches on two fresh databases, the fast path on (first) and off."""
+def _finish_twice(urls: list[str], switch, monkeypatch, nul: bool) -> tuple:
+    """The same result batches on two fresh databases, the fast path on (first) and off: the
+    results' time, then for each database (its jobs without the columns that differ by creation
+    time, its attempts)."""
     tables = []
     sent = [make_event("track", event=f"E{i}") for i in range(5)]
     now = store.utcnow()
@@ -193,30 +195,39 @@ def _finish_twice(urls: list[str], switch, monkeypatch, nul: bool) -> list[tuple
                            _rows(engine, store.delivery_attempts, store.delivery_attempts.c.id)))
         finally:
             engine.dispose()
-    (jobs_fast, attempts_fast), (jobs_general, attempts_general) = tables
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("created_at", "received_at", "lease_until")}
                           for r in rows]
-    assert strip(jobs_fast) == strip(jobs_general)
-    assert attempts_fast == attempts_general
-    assert [j["status"] for j in jobs_fast] == [store.DELIVERED, store.RETRYING, store.DEAD, store.QUEUED,
-                                                store.DELIVERED]
-    assert jobs_fast[3]["lease_owner"] == "thief"
-    assert jobs_fast[1]["next_attempt_at"] == now + timedelta(seconds=30) and jobs_fast[1]["attempts"] == 1
-    assert attempts_fast[0]["response"] == "ok ü" and attempts_fast[0]["at"] == now
-    return tables
+    fast, general = ((strip(jobs), attempts) for jobs, attempts in tables)
+    return now, fast, general
+
+
+STATUSES = [store.DELIVERED, store.RETRYING, store.DEAD, store.QUEUED, store.DELIVERED]  # the 4th was stolen
 
 
 def test_sqlite_results_from_json_arrays_match_the_executemany_path(tmp_path, monkeypatch):
     """Two identical databases, the same result batches: one through the JSON statements, one
     through SQLAlchemy's executemany (SQLite before 3.33) — the same rows."""
     urls = [f"sqlite:///{tmp_path / name}.db" for name in ("json", "executemany")]
-    (_, attempts), _ = _finish_twice(urls, (delivery_sqlite, "UPDATE_FROM"), monkeypatch, nul=True)
+    now, fast, general = _finish_twice(urls, (delivery_sqlite, "UPDATE_FROM"), monkeypatch, nul=True)
+    assert fast == general
+    jobs, attempts = fast
+    assert [j["status"] for j in jobs] == STATUSES and jobs[3]["lease_owner"] == "thief"
+    assert jobs[1]["attempts"] == 1 and jobs[1]["next_attempt_at"] == now + timedelta(seconds=30)
+    assert attempts[0]["response"] == "ok ü" and attempts[0]["at"] == now
     assert attempts[-1]["response"] == "nul \x00 inside"
 
 
 @pytest.mark.postgres
 def test_postgres_results_from_arrays_match_the_executemany_path(pg, monkeypatch):
-    _finish_twice([pg.create_database(), pg.create_database()], (store, "POSTGRES_ARRAYS"), monkeypatch, nul=False)
+    """The same on PostgreSQL: one statement per batch from arrays, or SQLAlchemy's executemany."""
+    now, fast, general = _finish_twice([pg.create_database(), pg.create_database()], (store, "POSTGRES_ARRAYS"),
+                                       monkeypatch, nul=False)
+    assert fast == general
+    jobs, attempts = fast
+    assert [j["status"] for j in jobs] == STATUSES and jobs[3]["lease_owner"] == "thief"
+    assert jobs[1]["attempts"] == 1 and jobs[1]["next_attempt_at"] == now + timedelta(seconds=30)
+    assert attempts[0]["response"] == "ok ü" and attempts[0]["at"] == now
+    assert attempts[-1]["response"] == "another answer"
 
 
 # ---------------------------------------------------------------- a batching lane keeps its concurrency busy
