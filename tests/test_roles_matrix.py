@@ -13,15 +13,10 @@ here does not know), this test fails.
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
+from test_admin_api import _all_routes, _concrete, full_app  # noqa: F401  (full_app: a fixture)
 
-from server import app as app_module
-from server.app import create_app
-from server.config import Config
 from server.store import tokens
 
 RANK = {"viewer": 0, "editor": 1, "owner": 2}
@@ -34,23 +29,6 @@ def expected_role(method: str, path: str) -> str:
         return "owner"
     return "viewer" if method == "GET" else "editor"
 
-
-def _all_routes(routes, prefix=""):
-    for route in routes:
-        if isinstance(route, Mount):
-            yield from _all_routes(route.routes, prefix + route.path)
-        elif isinstance(route, Route):
-            yield prefix + route.path, route
-
-
-def _concrete(path: str) -> str:
-    return re.sub(r"{(\w+)(?::(\w+))?}", lambda m: "1" if m.group(2) in ("int", "float") else "nobody", path)
-
-
-@pytest.fixture
-def full_app(engine, catalog, sqlite_url):
-    return create_app(Config(database_url=sqlite_url, delivery_workers=False), engine=engine, catalog=catalog,
-                      planes=[plane.__name__ for plane in app_module.PLANES])
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

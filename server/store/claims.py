@@ -14,14 +14,12 @@ jobs are taken oldest first, at most as many as its lane asked for.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import Engine, case, or_, select, text
+from sqlalchemy import Engine, or_, select, text
 
-from server.store.delivery import PENDING, delivery_jobs, utcnow, write_transaction
+from server.store.delivery import PENDING, delivery_jobs, lease, utcnow, write_transaction
 from server.store.engine import read_only
-from server.store.events import events
 
 # SQLite allows 500 terms in one compound SELECT; destinations beyond a chunk get another statement.
 SQLITE_CHUNK = 200
@@ -66,21 +64,9 @@ def claim_many(engine: Engine, wants: dict[int, int], owner: str, lease_seconds:
                 ids += [row[0] for row in conn.exec_driver_sql(sql, params)]
         if not ids:
             return {}
-        conn.execute(
-            delivery_jobs.update().where(delivery_jobs.c.id.in_(ids))
-            .values(lease_until=now + timedelta(seconds=lease_seconds), lease_owner=owner,
-                    # an expired lease still names its holder: this claim takes the job over
-                    takeovers=delivery_jobs.c.takeovers + case((delivery_jobs.c.lease_owner.is_(None), 0), else_=1))
-        )
-        rows = conn.execute(
-            select(delivery_jobs, events.c.payload)
-            .join(events, events.c.id == delivery_jobs.c.event_id)
-            .where(delivery_jobs.c.id.in_(ids))
-            .order_by(delivery_jobs.c.next_attempt_at, delivery_jobs.c.id)
-        ).all()
+        jobs = lease(conn, ids, owner, lease_seconds, now)
     claimed: dict[int, list[dict[str, Any]]] = {}
-    for row in rows:
-        job = dict(row._mapping)
+    for job in jobs:
         claimed.setdefault(job["destination_id"], []).append(job)
     return claimed
 

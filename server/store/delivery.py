@@ -195,19 +195,24 @@ def claim(engine: Engine, destination_id: int, owner: str, limit: int, lease_sec
         ).scalars())
         if not ids:
             return []
-        conn.execute(
-            delivery_jobs.update().where(delivery_jobs.c.id.in_(ids))
-            .values(lease_until=now + timedelta(seconds=lease_seconds), lease_owner=owner,
-                    # an expired lease still names its holder: this claim takes the job over
-                    takeovers=delivery_jobs.c.takeovers + case((delivery_jobs.c.lease_owner.is_(None), 0), else_=1))
-        )
-        rows = conn.execute(
-            select(delivery_jobs, events.c.payload)
-            .join(events, events.c.id == delivery_jobs.c.event_id)
-            .where(delivery_jobs.c.id.in_(ids))
-            .order_by(delivery_jobs.c.next_attempt_at, delivery_jobs.c.id)
-        ).all()
-    return _dicts(rows)
+        return lease(conn, ids, owner, lease_seconds, now)
+
+
+def lease(conn: Connection, ids: list[int], owner: str, lease_seconds: float, now: datetime) -> list[dict[str, Any]]:
+    """Lease the picked jobs ``ids`` to ``owner``; return them with their event payloads, due
+    first. (The general claim path; ``server/store/claims.py`` uses it for many destinations.)"""
+    conn.execute(
+        delivery_jobs.update().where(delivery_jobs.c.id.in_(ids))
+        .values(lease_until=now + timedelta(seconds=lease_seconds), lease_owner=owner,
+                # an expired lease still names its holder: this claim takes the job over
+                takeovers=delivery_jobs.c.takeovers + case((delivery_jobs.c.lease_owner.is_(None), 0), else_=1))
+    )
+    return _dicts(conn.execute(
+        select(delivery_jobs, events.c.payload)
+        .join(events, events.c.id == delivery_jobs.c.event_id)
+        .where(delivery_jobs.c.id.in_(ids))
+        .order_by(delivery_jobs.c.next_attempt_at, delivery_jobs.c.id)
+    ))
 
 
 # PostgreSQL: the claim as one UPDATE of the picked rows returning them, then their payloads —
