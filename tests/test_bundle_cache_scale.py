@@ -75,6 +75,32 @@ def test_a_warm_request_runs_no_query_however_many_keys_are_cached(db_url):
     engine.dispose()
 
 
+def test_a_warm_snippet_request_runs_no_query_and_follows_a_settings_change(sqlite_url):
+    """The snippet's early-send data is read once per key and settings version (the bundle cache
+    keeps it), and a change that forbids the early send is served at once."""
+    engine = open_store(sqlite_url)
+    sources = make_sources(engine, 20)
+    app = create_app(Config(database_url=sqlite_url, delivery_workers=False), engine=engine, planes=["server.cdn"])
+    with TestClient(app) as client:
+        for source in sources:
+            assert client.get(f"/snippet/{source['write_key']}.js").status_code == 200
+        log = QueryLog(engine)
+        try:
+            for source in sources * 3:
+                assert client.get(f"/snippet/{source['write_key']}.js").status_code == 200
+        finally:
+            log.close()
+        serving = [t for t in log.threads if t not in ("bundle-freshness", "bundle-brotli_0", "bundle-save_0")]
+        assert serving == [], f"{len(serving)} queries while serving 60 warm snippets"
+        key = sources[0]["write_key"]
+        assert 'E = {"a": ' in client.get(f"/snippet/{key}.js").text  # early send on
+        workspace.add_destination(engine, sources[0]["id"], slug="google_analytics_4", mode="device", enabled=True,
+                                  settings={"measurement_id": "G-CONSENT1", "consent_categories": ["Analytics"]})
+        # Consent categories: calls wait for the bundle (E is 0 in the snippet), at once.
+        assert "E = null" in client.get(f"/snippet/{key}.js").text
+    engine.dispose()
+
+
 def test_unknown_keys_cost_no_query_each_and_evict_nothing(sqlite_url):
     engine = open_store(sqlite_url)
     [real] = make_sources(engine, 1)

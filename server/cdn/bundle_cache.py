@@ -37,6 +37,7 @@ from server.cdn.bundles import Built, build_bundle, build_fingerprint
 from server.catalog import Catalog
 from server.config import Config
 from server.cdn.settings_document import settings_document
+from server.cdn.snippet import early_send
 from server.store import bundle_builds, workspace
 
 log = logging.getLogger("switchboard.bundles")
@@ -65,6 +66,8 @@ class Missing:
 
 
 UNKNOWN, DISABLED = Missing("unknown"), Missing("disabled")
+EARLY_KEYS = 16384  # snippets' early-send data kept (small tuples; one store read per key and version)
+NOT_KNOWN = object()
 LOOKUPS_PER_S = 10.0  # single-key reads for keys a just-begun directory check may have missed
 
 
@@ -81,6 +84,7 @@ class BundleCache:
         self.directory = Directory(engine, interval=poll_interval)
         self._entries: LRUCache = LRUCache(self.max_bytes, getsizeof=entry_size)  # (write_key, version) -> Entry
         self._unmatched: TTLCache = TTLCache(maxsize=4096, ttl=60)  # (known write_key, 16-hex digest)
+        self._early: LRUCache = LRUCache(maxsize=EARLY_KEYS)  # (write_key, version) -> snippet early send
         self._lock = threading.Lock()  # cachetools reorders on read; loader threads write
         self._inflight: dict[str, asyncio.Future] = {}
         self._sync_pending: asyncio.Future | None = None
@@ -298,6 +302,26 @@ class BundleCache:
             if entry is not None and entry.bundle.hash == digest:
                 return entry
         return None
+
+    def known_early(self, write_key: str, version: int) -> Any:
+        """The snippet's early-send data for this settings version if already read, else
+        ``NOT_KNOWN`` (then ``snippet_early`` from a thread): a warm snippet request reads nothing."""
+        with self._lock:
+            return self._early.get((write_key, version), NOT_KNOWN)
+
+    def snippet_early(self, write_key: str, version: int) -> tuple | None:
+        """What the snippet needs to send the first events itself at this settings version
+        (``server/cdn/snippet.early_send``), read from the store once per key and version, for the
+        snippet route and the static publish alike. Reads the store: call it from a thread."""
+        known = self.known_early(write_key, version)
+        if known is not NOT_KNOWN:
+            return known
+        source = workspace.public_config(self.engine, write_key)
+        early = early_send(self.config, self.catalog, source)
+        if source is not None and source["settings_version"] == version:  # a newer one is not this version's
+            with self._lock:
+                self._early[(write_key, version)] = early
+        return early
 
     def _build(self, source: dict[str, Any]) -> Entry:
         self.builds += 1

@@ -53,8 +53,8 @@ import brotli
 from server.cdn.bundle_cache import PINNED_HISTORY, BundleCache
 from server.cdn.bundle_directory import Known
 from server.cdn.publish_webhook import PublishWebhook
-from server.cdn.snippet import early_send, render_snippet
-from server.store import bundle_builds, notify, workspace
+from server.cdn.snippet import render_snippet
+from server.store import bundle_builds, notify
 
 log = logging.getLogger("switchboard.publish")
 MARKER = ".published"
@@ -225,9 +225,8 @@ class Publisher:
         built, folder = entry.bundle, self.bundles / write_key
         write_encoded(folder / f"analytics.{built.hash}.min.js", built.body, built.gzip, built.br)
         write_encoded(self.settings_dir / write_key / "settings", entry.settings)
-        # The same snippet the web app shows: it sends the first events itself when it may (a
-        # newer settings version meanwhile is published by the next pass).
-        early = early_send(self.config, self.cache.catalog, workspace.public_config(self.engine, write_key))
+        # The same snippet the origin serves: it sends the first events itself when it may.
+        early = self.cache.snippet_early(write_key, known.version)
         write_encoded(self.snippets / f"{write_key}.js", render_snippet(self.config, write_key, early).encode())
         write_encoded(folder / "analytics.min.js", built.body, built.gzip, built.br)
         write_atomic(folder / MARKER, f"{known.version} {built.hash}\n".encode())

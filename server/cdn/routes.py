@@ -21,11 +21,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.cdn.bundle_cache import BundleCache, Entry, Missing
+from server.cdn.bundle_cache import NOT_KNOWN, BundleCache, Entry, Missing
 from server.cdn.bundles import Built, build_plugin, check_templates
 from server.config import Config
-from server.cdn.snippet import early_send, render_snippet
-from server.store import workspace
+from server.cdn.snippet import render_snippet
 
 log = logging.getLogger("switchboard.cdn")
 JS = "application/javascript; charset=utf-8"
@@ -245,8 +244,10 @@ async def snippet(request: Request) -> Response:
     if isinstance(entry, Missing):
         return not_found(entry.reason)
     config: Config = request.app.state.config
-    source = await run_in_threadpool(workspace.public_config, request.app.state.engine, write_key)
-    early = early_send(config, request.app.state.catalog, source)
+    cache, version = _cache(request), entry.bundle.version
+    early = cache.known_early(write_key, version)
+    if early is NOT_KNOWN:
+        early = await run_in_threadpool(cache.snippet_early, write_key, version)
     return Response(render_snippet(config, write_key, early), media_type=JS,
                     headers={"Cache-Control": f"public, max-age={config.bundle_max_age}",
                              "Access-Control-Allow-Origin": "*"})
