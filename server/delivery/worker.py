@@ -43,7 +43,7 @@ from server.delivery.lane import MIN_SHARE, Lane
 from server.delivery.policy import RetryPolicy
 from server.delivery.replay_queuer import ReplayQueuer
 from server.delivery.results import ResultWriter
-from server.delivery.router import route, translator
+from server.delivery.router import route
 from server.delivery.sender import Sender
 from server.store import delivery as store
 from server.store import claims, fanout, notify
@@ -222,8 +222,7 @@ class DeliveryService:
         appended while none could (they owe nobody anything)."""
         if self._routable is None:
             seen = self._settings_seen
-            found = [d for d in await run_in_threadpool(fanout.routable_destinations, self.engine)
-                     if translator(d["slug"]) is not None]
+            found = await run_in_threadpool(fanout.routable_destinations, self.engine)
             if found and self._skipping:
                 since = min(d["updated_at"] for d in found)
                 await run_in_threadpool(fanout.skip_unrouted, self.engine, since)

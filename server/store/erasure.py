@@ -27,8 +27,8 @@ from sqlalchemy import Connection, Engine, delete, func, or_, select, text
 from server.store.delivery import DEAD, FANOUT_CURSOR, QUEUED, RETRYING, delivery_attempts, delivery_cursors, delivery_jobs
 from server.store.engine import read_only
 from server.store.events import events
-from server.destinations import has_cloud_translator
-from server.store.schema import destinations, sources
+from server.store.fanout import routable_in
+from server.store.schema import destinations
 from server.store.warehouse import warehouse_cursors
 
 KEEPING = (QUEUED, RETRYING, DEAD)  # an event with such a job stays in the log
@@ -95,16 +95,6 @@ def erase_users_batch(
 # ---------------------------------------------------------------- retention
 
 
-def _routable(conn: Connection) -> bool:
-    """Whether any destination can get delivery jobs (enabled, cloud mode, on an enabled source,
-    with a cloud translator): the delivery service's own test (server/store/fanout.py)."""
-    rows = conn.execute(
-        select(destinations.c.slug).distinct().join(sources, sources.c.id == destinations.c.source_id)
-        .where(destinations.c.mode == "cloud", destinations.c.enabled.is_(True), sources.c.enabled.is_(True))
-    ).scalars()
-    return any(has_cloud_translator(slug) for slug in rows)
-
-
 def _safe_ceiling(conn: Connection) -> dict[int | None, int]:
     """Per source (None: any source), the highest event id every reader has passed.
 
@@ -114,7 +104,7 @@ def _safe_ceiling(conn: Connection) -> dict[int | None, int]:
     fan-out cursor does not hold them back. (Retention only takes events days old, long before
     any destination that could appear meanwhile.)"""
     fanout = conn.execute(select(delivery_cursors.c.event_id).where(delivery_cursors.c.name == FANOUT_CURSOR)).scalar()
-    if not _routable(conn):
+    if not routable_in(conn):
         fanout = conn.execute(select(func.max(events.c.id))).scalar()
     ceilings: dict[int | None, int] = {None: fanout or 0}
     rows = conn.execute(

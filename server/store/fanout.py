@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import orjson
 from sqlalchemy import Connection, Engine, func, select, text
 
+from server.destinations import has_cloud_translator
 from server.store import notify
 from server.store.engine import read_only
 from server.store.delivery import (
@@ -162,15 +163,21 @@ def _jobs_for(conn: Connection, rows: Sequence, route: Route) -> list[tuple[int,
 # ---------------------------------------------------------------- nothing to route
 
 
+def routable_in(conn: Connection) -> list[dict[str, Any]]:
+    """Enabled cloud-mode destinations of enabled sources with a cloud translator (id, source_id,
+    slug, updated_at): the only ones a pass can give jobs. None at all lets the delivery service
+    skip passes, and retention stop waiting for the fan-out cursor (server/store/erasure.py)."""
+    rows = conn.execute(
+        select(destinations.c.id, destinations.c.source_id, destinations.c.slug, destinations.c.updated_at)
+        .join(sources, sources.c.id == destinations.c.source_id)
+        .where(destinations.c.mode == "cloud", destinations.c.enabled.is_(True), sources.c.enabled.is_(True))
+    )
+    return [dict(r._mapping) for r in rows if has_cloud_translator(r.slug)]
+
+
 def routable_destinations(engine: Engine) -> list[dict[str, Any]]:
-    """Enabled cloud-mode destinations of enabled sources (id, source_id, slug, updated_at): the
-    only ones a pass can give jobs. None at all lets the delivery service skip passes."""
     with read_only(engine) as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            select(destinations.c.id, destinations.c.source_id, destinations.c.slug, destinations.c.updated_at)
-            .join(sources, sources.c.id == destinations.c.source_id)
-            .where(destinations.c.mode == "cloud", destinations.c.enabled.is_(True), sources.c.enabled.is_(True))
-        )]
+        return routable_in(conn)
 
 
 def skip_unrouted(engine: Engine, since: Any) -> int:
