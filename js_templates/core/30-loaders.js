@@ -17,12 +17,6 @@ function specH(def, name) {
   }
   return null;
 }
-// Does a call with integrations option `I` go to a destination answering to `names`?
-function routed(names, I) {
-  I = I || {};
-  for (var i = 0; i < names.length; i++) if (typeof I[names[i]] == "boolean") return I[names[i]];
-  return I.All !== false;
-}
 
 // cfg: {id, slug, name, names, settings, mw}; env: {user(), log(), done(dest), timeout}
 function Dest(cfg, env) {

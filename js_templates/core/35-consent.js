@@ -15,19 +15,11 @@ function consent() {
   CATS.forEach(function (c) { p[c] = false; });
   return extend(p, objGet(CK));
 }
-function granted(d, p) { return (d.s.consent_categories || []).every(function (c) { return isObj(p) && p[c] === true; }); }
-// Destinations waiting for consent have w = 1 (ready() does not wait for them); those granted
-// now start loading. A started destination stays started: withdrawal is applied per event.
-function applyC() {
-  var p = consent();
-  DESTS.filter(function (d) { return d.w !== 0 && !(d.w = granted(d, p) ? 0 : 1); })
-    .forEach(function (d) { d.start(); });
-}
 function setConsent(p) {
   var c = objGet(CK), was = JSON.stringify(consent());
   if (isObj(p)) for (var k in p) if (has(p, k)) c[k] = p[k] === true;
   objSet(CK, c);
-  applyC();
+  if (DEVICE) applyC();                              // core/32-device.js
   if (JSON.stringify(consent()) != was) track("Segment Consent Preference Updated", {}, { integrations: { All: false, Warehouse: true } });
   return A;
 }

@@ -38,7 +38,7 @@ function parse(args) {
   if (isObj(last) && last.__t == "bpc") bpc = a.pop();
   return { a: a, bpc: bpc, cb: a.filter(isFn)[0] };
 }
-var EK = ["integrations", "context", "userId", "anonymousId", "timestamp", "messageId"];
+var EK = "integrations context userId anonymousId timestamp messageId".split(" ");
 // options: integrations merge over the load options' (as booleans); userId, anonymousId, timestamp
 // and messageId go on the event; context is the base of the event's context, with context.page
 // merged over the page as it is (and, for page(), its url/path/search/title/referrer properties);
@@ -81,18 +81,10 @@ function make(type, fields, opts, bpc) {
 // --- the pipeline: before plugins (source middleware among them) → enrichment → destinations
 // (device-mode loaders, destination plugins, the collector) → after plugins. A before or
 // enrichment step that throws or cancels drops the event: it is never sent unmodified.
-var TIMEOUT = 300, UAD, UAP = Promise.resolve(), SENT = {};
-function stage(ctx, type, strict) {
-  var P = Promise.resolve(), e = ctx.event;
-  PLUGINS.forEach(function (p) {
-    if (p.type != type || !isFn(p[e.type]) || type == "destination" && !routed([p.name].concat(p.alternativeNames || []), e.integrations)) return;
-    P = P.then(function () { return p[ctx.event.type](ctx); }).then(null, function (x) {
-      ctx.log(x instanceof Cancel ? "warn" : "error", "plugin Error", { plugin: p.name, error: x });
-      if (strict) throw x;
-    });
-  });
-  return P;
-}
+// Plugins exist only once the extras chunk has run (register, middleware): it sets STAGE, the
+// function that runs a stage's plugins (js_templates/extras/20-api.js); until then a stage is empty.
+var TIMEOUT = 300, UAD, UAP = Promise.resolve(), SENT = {}, STAGE;
+function stage(ctx, type, strict) { return STAGE ? STAGE(ctx, type, strict) : Promise.resolve(); }
 function dispatch(e, cb, initial) {
   var ctx = new Ctx(e), t0 = Date.now();
   // Offline without a retry queue, analytics-next drops the event; so do we.
@@ -117,12 +109,9 @@ function dispatch(e, cb, initial) {
   });
 }
 function deliver(ctx, initial) {
-  var e = ctx.event, p = ((e.context || {}).consent || {}).categoryPreferences, bundled = [];
-  var to = DESTS.filter(function (d) { return !d.w && granted(d, p) && d.takes(e, initial); });
-  // Destinations served here are switched off for the server's delivery (CONTRACT.md §9).
-  var wire = clone(e), all = [stage(ctx, "destination")], WI = wire.integrations = wire.integrations || {};
-  to.forEach(function (d) { WI[d.cfg.name] = false; bundled.push(d.cfg.name); });
-  if (bundled.length) wire._metadata = { bundled: bundled.sort() };
+  var e = ctx.event, wire = clone(e), all = [stage(ctx, "destination")], to;
+  wire.integrations = wire.integrations || {};
+  if (DEVICE) to = routeTo(e, wire, initial);       // core/32-device.js
   // integrations {"Segment.io": false}: the event stays in the browser (a call's All: false doesn't
   // count; at load, All: false without "Segment.io": true keeps every event here, as analytics-next).
   var L = LO.integrations || {}, on = L["Segment.io"];
@@ -130,7 +119,7 @@ function deliver(ctx, initial) {
     enqueue(wire, function (err) { if (err) ctx.setFailedDelivery({ reason: err }); r(); });
     if (navigator.onLine === false) r();             // queued for when the browser is back
   }));
-  to.forEach(function (d) { d.send(e); });
+  if (DEVICE) to.forEach(function (d) { d.send(e); });
   log(e.type, e);
   return Promise.all(all).then(function () { return stage(ctx, "after"); });
 }

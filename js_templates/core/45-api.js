@@ -53,12 +53,10 @@ function alias() {
   return dispatch(make("alias", { userId: s[0], previousId: s[1] || userId() || anonymousId() },
     a.filter(isObj)[0], p.bpc), p.cb);
 }
+// Getter-setters taking one argument at most (as analytics-next's User and Group).
 function acc(get) { return function (v) { return get(v); }; }
-var userApi = {
-  id: acc(userId), anonymousId: acc(anonymousId),
-  traits: function (v) { return uTraits(v === undefined ? undefined : v); }
-};
-var groupApi = { id: acc(groupId), traits: function (v) { return gTraits(v === undefined ? undefined : v); } };
+var userApi = { id: acc(userId), anonymousId: acc(anonymousId), traits: acc(uTraits) };
+var groupApi = { id: acc(groupId), traits: acc(gTraits) };
 
 // ready(cb): after the destinations loaded (or failed, or wait for consent); cb and the promise
 // get one entry per plugin, as analytics-next's.
@@ -69,7 +67,7 @@ function ready(cb) {
   });
 }
 function readyChk() {
-  if (!READY || DESTS.some(function (d) { return !d.st && !d.w; })) return;
+  if (!READY || DEVICE && DESTS.some(function (d) { return !d.st && !d.w; })) return;
   var r = READY; READY = null;
   r.forEach(function (f) { try { f(); } catch (x) { log(x); } });
   emit("ready");
@@ -84,7 +82,7 @@ function extras() {
     var n = "__sb" + uuid().slice(0, 8), el = D.createElement("script");
     W[n] = function (api) {
       delete W[n];
-      ok(api({ A: A, plugins: PLUGINS, dests: DESTS, Ctx: Ctx, Cancel: Cancel, opts: LO, mw: function (f) { MWRUN = f; } }));
+      ok(api(A, PLUGINS, DESTS, Ctx, Cancel, LO, function (run, mw) { STAGE = run; if (DEVICE) MWRUN = mw; }));
     };
     el.src = C.extras; el.setAttribute("data-sb", n); el.onerror = no;
     (D.head || D.documentElement).appendChild(el);

@@ -20,16 +20,8 @@ function start() {
   A._writeKey = C.writeKey; A._loadOptions = LO;
   W[key] = A;
   if (stub) stub.initialized = true;                  // old references forward to A (snippet factory)
-  var env = {
-    user: function () { return { userId: userId(), anonymousId: anonymousId(), traits: uTraits() }; },
-    log: log, done: readyChk, timeout: LO.destinationTimeout
-  };
-  C.destinations.forEach(function (cfg) {
-    (cfg.settings.consent_categories || []).forEach(function (c) { if (CATS.indexOf(c) < 0) CATS.push(c); });
-    if (routed(cfg.names, LO.integrations)) DESTS.push(new Dest(cfg, env));
-  });
   // Listeners, identity overrides and middleware first (as analytics-next), then the calls.
-  var first = ["on", "once", "off", "debug", "setAnonymousId", "addSourceMiddleware", "addDestinationMiddleware", "register", "setConsent"], initial = true;
+  var first = "on once off debug setAnonymousId addSourceMiddleware addDestinationMiddleware register setConsent".split(" "), initial = true;
   var run = function (c) {
     var m = c[0], args = c.slice(1);
     try {
@@ -38,7 +30,7 @@ function start() {
     } catch (x) { log(x); }
   };
   var pick = function (early) { return queue.filter(function (c) { return c && first.indexOf(c[0]) >= 0 == early; }); };
-  applyC();                                     // destinations waiting for consent wait
+  if (DEVICE) devices();                      // core/32-device.js; those waiting for consent wait
   startT();                                   // earlier pages' unsent events go first
   pick(true).forEach(run);
   emit("initialize", { writeKey: C.writeKey }, LO);

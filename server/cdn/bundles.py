@@ -35,7 +35,10 @@ from server.rules import compiled_filters
 # The installed package's templates (js_templates/ of the repository, shipped as
 # server.js_templates: see setup.py), never a path relative to a source checkout.
 JS_DIR = Path(str(resources.files("server.js_templates")))
-REQUIRED = ("bundle.js.j2", "plugin.js.j2", "snippet.js.j2", "filters.js")
+REQUIRED = (
+    "bundle.js.j2", "plugin.js.j2", "snippet.js.j2", "filters.js", "extras.js.j2",
+    "dist/core.js", "dist/core-device.js", "dist/core-device-filters.js",
+)
 
 
 class TemplateMissing(RuntimeError):
@@ -69,10 +72,17 @@ def js_env() -> jinja2.Environment:
     return env
 
 
-@lru_cache(maxsize=1)
-def core_source() -> str:
-    """The browser core: js_templates/core/*.js in name order (they share one function scope)."""
-    return "\n".join(p.read_text() for p in sorted((JS_DIR / "core").glob("*.js")))
+# The core as served, one variant per kind of source (tools/build_js.py explains them).
+CORE_VARIANTS = {(False, False): "core.js", (True, False): "core-device.js", (True, True): "core-device-filters.js"}
+
+
+@lru_cache(maxsize=None)
+def core_source(device: bool = False, filters: bool = False) -> str:
+    """The browser core as a bundle serves it: ``js_templates/dist/<variant>``, the function
+    ``function(C, L) {...}`` that esbuild made of js_templates/core/*.js at development time
+    (``make js``). ``device``: with the device-mode loader runtime; ``filters``: with the filter
+    interpreter too (only with ``device``)."""
+    return (JS_DIR / "dist" / CORE_VARIANTS[device or filters, filters]).read_text().strip()
 
 
 def loader_slugs() -> list[str]:
@@ -89,6 +99,12 @@ def loader_source(slug: str) -> str | None:
 
 def minify(js: str) -> str:
     return rjsmin.jsmin(js, keep_bang_comments=True)
+
+
+@lru_cache(maxsize=None)
+def minified_loader(slug: str) -> str:
+    """A loader as bundles carry it (rjsmin: whitespace and comments only; loaders keep their names)."""
+    return minify(loader_source(slug) or "")
 
 
 @dataclass(frozen=True)
@@ -208,9 +224,8 @@ def destination_config(manifest: Manifest, row: dict[str, Any]) -> dict[str, Any
     return data
 
 
-@lru_cache(maxsize=1)
 def filters_source() -> str:
-    """The filter interpreter, added only to bundles whose device-mode destinations have filters."""
+    """The filter interpreter as a source file (in the core variant with filters, and in plugins)."""
     return (JS_DIR / "filters.js").read_text()
 
 
@@ -226,21 +241,21 @@ def bundle_config(config: Config, catalog: Catalog, source: dict[str, Any]) -> d
 
 
 def render_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> str:
-    """The unminified bundle for ``source`` (a ``workspace.public_config`` dict)."""
+    """The bundle for ``source`` (a ``workspace.public_config`` dict), as served: the core variant
+    the source needs, called with the config object (its only server values, through ``tojson``)
+    and, when it has device-mode destinations, with a function registering their loaders."""
     data = bundle_config(config, catalog, source)
     slugs = sorted({d["slug"] for d in data["destinations"]})
     filtered = any("filters" in d for d in data["destinations"])
     return js_env().get_template("bundle.js.j2").render(
-        version=CORE_VERSION, config=data, core=core_source(), loaders=[loader_source(s) for s in slugs],
-        filters=filters_source() if filtered else "",
+        version=CORE_VERSION, config=data, core=core_source(bool(slugs), filtered),
+        loaders=[minified_loader(s) for s in slugs],
     )
 
 
 def build_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> Built:
     data_slugs = tuple(m.slug for m, _ in device_destinations(catalog, source["destinations"]))
-    return compress(
-        minify(render_bundle(config, catalog, source)), version=source["settings_version"], loaders=data_slugs,
-    )
+    return compress(render_bundle(config, catalog, source), version=source["settings_version"], loaders=data_slugs)
 
 
 # ---------------------------------------------------------------- analytics-next remote plugins
