@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 JS = ROOT / "js_templates"
 ESBUILD = ROOT / "e2e" / "node_modules" / ".bin" / "esbuild"
 COMMAND = "make js"  # what regenerates js_templates/dist (named by the staleness test)
-DEVICE_ONLY = ("30-loaders.js", "32-device.js")
+DEVICE_ONLY = ("05-routed.js", "30-loaders.js", "32-device.js")
 VARIANTS = {  # file name -> (device?, filters?)
     "core.js": (False, False),
     "core-device.js": (True, False),

@@ -27,13 +27,6 @@ function uuid() {
 // localStorage as JSON; every failure (quota, privacy mode, bad JSON) reads as "nothing there".
 function lsGet(k) { try { var v = LS && LS.getItem(k); return v == null ? null : JSON.parse(v); } catch (x) { return null; } }
 function lsSet(k, v) { try { if (LS) v == null ? LS.removeItem(k) : LS.setItem(k, JSON.stringify(v)); } catch (x) {} }
-// Does a call with integrations option `I` go to a destination answering to `names`?
-// (CONTRACT.md §8; for device-mode loaders and destination plugins alike)
-function routed(names, I) {
-  I = I || {};
-  for (var i = 0; i < names.length; i++) if (typeof I[names[i]] == "boolean") return I[names[i]];
-  return I.All !== false;
-}
 // Set a dotted path ("context.page.url"), creating objects on the way (analytics-core's dset).
 function dset(o, path, v) {
   var p = String(path).split("."), k;

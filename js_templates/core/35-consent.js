@@ -12,7 +12,7 @@ var CK = "sb_consent", CATS = [];
 
 function consent() {
   var p = {};
-  CATS.forEach(function (c) { p[c] = false; });
+  if (DEVICE) CATS.forEach(function (c) { p[c] = false; });   // categories exist only with destinations
   return extend(p, objGet(CK));
 }
 function setConsent(p) {

@@ -52,7 +52,7 @@ function make(type, fields, opts, bpc) {
   var page = pCtx(bpc), o = opts.context || {}, k, LI = LO.integrations || {}, I = {};
   var c = { library: { name: C.libraryName || "switchboard.js", version: VERSION }, locale: navigator.language,
     screen: { width: screen.width, height: screen.height, density: W.devicePixelRatio } };
-  if (CATS.length || lsGet(CK) || MEM[CK]) c.consent = { categoryPreferences: consent() };
+  if (DEVICE && CATS.length || lsGet(CK) || MEM[CK]) c.consent = { categoryPreferences: consent() };
   extend(c, o);
   for (k in opts) if (has(opts, k) && EK.indexOf(k) < 0) dset(c, k, opts[k]);
   var props = type == "page" && fields.properties || {}, picked = {};

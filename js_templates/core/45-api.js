@@ -62,7 +62,7 @@ var groupApi = { id: acc(groupId), traits: acc(gTraits) };
 // get one entry per plugin, as analytics-next's.
 function ready(cb) {
   return new Promise(function (done) {
-    var f = function () { var r = PLUGINS.concat(DESTS).map(function () {}); if (isFn(cb)) cb(r); done(r); };
+    var f = function () { var r = (DEVICE ? PLUGINS.concat(DESTS) : PLUGINS).map(function () {}); if (isFn(cb)) cb(r); done(r); };
     if (READY) READY.push(f); else setTimeout(f, 0);
   });
 }

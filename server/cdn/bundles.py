@@ -271,6 +271,11 @@ def plugin_library(slug: str) -> str:
 EXTRAS = "core_extras"
 
 
+def core_part(*names: str) -> str:
+    """Source files of js_templates/core/ that the extras chunk and the plugins share with the core."""
+    return "\n".join((JS_DIR / "core" / name).read_text() for name in names)
+
+
 def extras_source(name: str) -> str:
     return "\n".join(p.read_text() for p in sorted((JS_DIR / "extras").glob(name)))
 
@@ -278,7 +283,7 @@ def extras_source(name: str) -> str:
 @lru_cache(maxsize=1)
 def build_extras() -> Built:
     js = js_env().get_template("extras.js.j2").render(
-        version=CORE_VERSION, util=(JS_DIR / "core" / "00-util.js").read_text(), extras=extras_source("*.js"),
+        version=CORE_VERSION, util=core_part("00-util.js", "05-routed.js"), extras=extras_source("*.js"),
     )
     return with_best_brotli(compress(minify(js)))
 
@@ -296,10 +301,9 @@ def build_plugin(slug: str) -> Built | None:
     loader = loader_source(slug)
     if loader is None:
         return None
-    core = {p.name: p.read_text() for p in (JS_DIR / "core").glob("*.js")}
     js = js_env().get_template("plugin.js.j2").render(
         version=CORE_VERSION, slug=slug, library=plugin_library(slug), loader=loader,
-        util=core["00-util.js"], runtime=core["30-loaders.js"], facade=extras_source("10-facade.js"),
+        util=core_part("00-util.js"), runtime=core_part("05-routed.js", "30-loaders.js"), facade=extras_source("10-facade.js"),
         filters=filters_source(),  # for filters the settings document cannot give analytics-next as routing rules
     )
     return with_best_brotli(compress(minify(js)))
