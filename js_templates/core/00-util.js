@@ -1,11 +1,12 @@
 // Small helpers shared by the core and by the analytics-next plugin wrapper.
 // Written for size: rjsmin only strips whitespace and comments, it renames nothing.
 var W = window, D = document, LS = null;
-try { LS = W.localStorage; LS.setItem("sb.t", "1"); LS.removeItem("sb.t"); } catch (x) { LS = null; }
+// Reading window.localStorage throws where storage is blocked; lsGet/lsSet catch every other failure.
+try { LS = W.localStorage; } catch (x) {}
 
 function isObj(v) { return v !== null && typeof v === "object" && !Array.isArray(v); }
 function isFn(v) { return typeof v === "function"; }
-function has(o, k) { return Object.prototype.hasOwnProperty.call(o, k); }
+function has(o, k) { return {}.hasOwnProperty.call(o, k); }
 function extend(t) {
   for (var i = 1; i < arguments.length; i++) {
     var s = arguments[i];

@@ -53,10 +53,9 @@ function alias() {
   return dispatch(make("alias", { userId: s[0], previousId: s[1] || userId() || anonymousId() },
     a.filter(isObj)[0], p.bpc), p.cb);
 }
-// Getter-setters taking one argument at most (as analytics-next's User and Group).
-function acc(get) { return function (v) { return get(v); }; }
-var userApi = { id: acc(userId), anonymousId: acc(anonymousId), traits: acc(uTraits) };
-var groupApi = { id: acc(groupId), traits: acc(gTraits) };
+// Getter-setters (as analytics-next's User and Group): no argument reads, one sets.
+var userApi = { id: userId, anonymousId: anonymousId, traits: uTraits };
+var groupApi = { id: groupId, traits: gTraits };
 
 // ready(cb): after the destinations loaded (or failed, or wait for consent); cb and the promise
 // get one entry per plugin, as analytics-next's.
@@ -102,16 +101,15 @@ extend(A, {
   setAnonymousId: function (id) { return anonymousId(id == null ? undefined : String(id)); },
   reset: function () { clearId(); emit("reset"); },
   debug: function (v) { DEBUG = v !== false; lsSet("sb_debug", DEBUG || null); return A; },
-  trackLink: lazy("link"), trackForm: lazy("form"),
   setConsent: setConsent, getConsent: consent,
-  addSourceMiddleware: lazy("middleware", 1), addDestinationMiddleware: lazy("destMiddleware", 1),
   addIntegrationMiddleware: function () {},
-  register: lazy("register", 1), deregister: lazy("deregister"), queryString: lazy("queryString"),
-  timeout: function (ms) { TIMEOUT = ms; }
+  timeout: function (ms) { TIMEOUT = ms; },
+  // A snippet pasted after the bundle sees `initialize` and leaves the real instance alone;
+  // analytics.js's push([method, ...args]) and a second load() keep working.
+  initialize: function () { return A; }
 });
-A.trackClick = A.trackLink; A.trackSubmit = A.trackForm;
-A.pageview = function (url) { return page({ path: url }).then(function () { return A; }); };
-// A snippet pasted after the bundle sees `initialize` and leaves the real instance alone;
-// analytics.js's push([method, ...args]) and a second load() keep working.
-A.initialize = A.load = function () { return A; };
+A.load = A.initialize;
+// The methods of the extras chunk; those that change what later events go through hold them back.
+"trackLink trackClick trackForm trackSubmit deregister queryString".split(" ").forEach(function (n) { A[n] = lazy(n); });
+"addSourceMiddleware addDestinationMiddleware register pageview".split(" ").forEach(function (n) { A[n] = lazy(n, 1); });
 A.push = function (c) { if (c && isFn(A[c[0]])) A[c[0]].apply(A, c.slice(1)); return A; };

@@ -99,7 +99,12 @@ function extrasApi(A, plugins, dests, Ctx, Cancel, opts, hook) {
     });
     return A;
   }
-  return { link: function (els, ev, props) { return bind(els, "click", ev, props); },
-    form: function (els, ev, props) { return bind(els, "submit", ev, props); },
-    register: register, deregister: deregister, middleware: middleware, destMiddleware: destMiddleware, queryString: queryString };
+  function link(els, ev, props) { return bind(els, "click", ev, props); }
+  function form(els, ev, props) { return bind(els, "submit", ev, props); }
+  // Keyed by the analytics method each one is (core/45-api.js makes them lazy under these names).
+  return { trackLink: link, trackClick: link, trackForm: form, trackSubmit: form,
+    // analytics.js classic's pageview(url): a page call with that path, resolving to the instance.
+    pageview: function (url) { return A.page({ path: url }).then(function () { return A; }); },
+    register: register, deregister: deregister, addSourceMiddleware: middleware, addDestinationMiddleware: destMiddleware,
+    queryString: queryString };
 }

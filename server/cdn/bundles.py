@@ -101,12 +101,6 @@ def minify(js: str) -> str:
     return rjsmin.jsmin(js, keep_bang_comments=True)
 
 
-@lru_cache(maxsize=None)
-def minified_loader(slug: str) -> str:
-    """A loader as bundles carry it (rjsmin: whitespace and comments only; loaders keep their names)."""
-    return minify(loader_source(slug) or "")
-
-
 @dataclass(frozen=True)
 class Built:
     """One version of a file in every encoding we serve, with its validators.
@@ -230,32 +224,43 @@ def filters_source() -> str:
 
 
 def bundle_config(config: Config, catalog: Catalog, source: dict[str, Any]) -> dict[str, Any]:
-    return {
+    """The config object (``C`` in the core). Left out when the core needs nothing: ``destinations``
+    when there are none (the core without device-mode destinations never reads it) and
+    ``libraryName`` when it is the default (the core falls back to it): bytes every visitor pays."""
+    data = {
         "writeKey": source["write_key"],
         "version": source["settings_version"],
         "api": collector_url(config),
-        "libraryName": library_name.effective(source.get("library_name")),  # context.library.name
         "extras": extras_url(config),
-        "destinations": [destination_config(m, r) for m, r in device_destinations(catalog, source["destinations"])],
     }
+    name = library_name.effective(source.get("library_name"))  # context.library.name
+    if name != library_name.DEFAULT:
+        data["libraryName"] = name
+    destinations = [destination_config(m, r) for m, r in device_destinations(catalog, source["destinations"])]
+    if destinations:
+        data["destinations"] = destinations
+    return data
 
 
 def render_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> str:
-    """The bundle for ``source`` (a ``workspace.public_config`` dict), as served: the core variant
+    """The bundle for ``source`` (a ``workspace.public_config`` dict), before rjsmin: the core variant
     the source needs, called with the config object (its only server values, through ``tojson``)
     and, when it has device-mode destinations, with a function registering their loaders."""
     data = bundle_config(config, catalog, source)
-    slugs = sorted({d["slug"] for d in data["destinations"]})
-    filtered = any("filters" in d for d in data["destinations"])
+    slugs = sorted({d["slug"] for d in data.get("destinations", ())})
+    filtered = any("filters" in d for d in data.get("destinations", ()))
     return js_env().get_template("bundle.js.j2").render(
         version=CORE_VERSION, config=data, core=core_source(bool(slugs), filtered),
-        loaders=[minified_loader(s) for s in slugs],
+        loaders=[loader_source(s) for s in slugs],
     )
 
 
 def build_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> Built:
     data_slugs = tuple(m.slug for m, _ in device_destinations(catalog, source["destinations"]))
-    return compress(render_bundle(config, catalog, source), version=source["settings_version"], loaders=data_slugs)
+    # rjsmin minifies the loaders and the config literal; it leaves the core (already minified) as it is.
+    return compress(
+        minify(render_bundle(config, catalog, source)), version=source["settings_version"], loaders=data_slugs,
+    )
 
 
 # ---------------------------------------------------------------- analytics-next remote plugins
