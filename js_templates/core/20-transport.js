@@ -7,8 +7,8 @@
 // promise a call returns resolves then (as analytics-next's does after its fetch).
 var OUT = [], FLY = [], BUSY = 0, TRIES = 0, TIMER = 0, CHUNK = 64000, KEEP = 200, WAIT = {};
 
-function outboxKey() { return "sb_outbox_" + C.writeKey; }
-function persist() { if (!LO.disableClientPersistence) lsSet(outboxKey(), FLY.concat(OUT).slice(-KEEP)); }
+var OUTBOX = "sb_outbox_" + C.writeKey;
+function persist() { if (!LO.disableClientPersistence) lsSet(OUTBOX, FLY.concat(OUT).slice(-KEEP)); }
 function settle(list, err) {
   list.forEach(function (e) { var f = WAIT[e.messageId]; delete WAIT[e.messageId]; if (f) f(err); });
 }
@@ -19,12 +19,12 @@ function enqueue(e, done) {
   persist();
   if (!BUSY && !TIMER) flush();
 }
-// Take events from the head of OUT up to `limit` bytes of JSON (at least one event).
-function take(limit) {
+// Take events from the head of OUT up to CHUNK bytes of JSON (at least one event).
+function take() {
   var list = [], size = 0;
   while (OUT.length) {
     var n = JSON.stringify(OUT[0]).length + 1;
-    if (list.length && size + n > limit) break;
+    if (list.length && size + n > CHUNK) break;
     size += n; list.push(OUT.shift());
   }
   return list;
@@ -70,7 +70,7 @@ function send(list) {
 }
 function flush() {
   TIMER = 0;
-  if (!BUSY && OUT.length) send(take(CHUNK));
+  if (!BUSY && OUT.length) send(take());
 }
 // The page is going away. Everything not acknowledged (queued or in flight) leaves as beacons:
 // the browser delivers those after the page is gone, while a fetch started now, or one still in
@@ -85,11 +85,11 @@ function beacon(list) {
 function flushAll(e) {
   var keep = OUT;
   OUT = e.type == "pagehide" ? FLY.concat(OUT) : OUT.slice();
-  while (OUT.length) beacon(take(CHUNK));
+  while (OUT.length) beacon(take());
   OUT = keep;
 }
 function startT() {
-  var saved = lsGet(outboxKey());
+  var saved = lsGet(OUTBOX);
   if (Array.isArray(saved) && saved.length) { OUT = saved.concat(OUT); persist(); flush(); }
   W.addEventListener("pagehide", flushAll);
   // Hidden is the last moment a mobile browser guarantees: what waits in the queue goes too.

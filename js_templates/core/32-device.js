@@ -25,7 +25,8 @@ function applyC() {
 function routeTo(e, wire, initial) {
   var p = ((e.context || {}).consent || {}).categoryPreferences, bundled = [];
   var to = DESTS.filter(function (d) { return !d.w && granted(d, p) && d.takes(e, initial); });
-  to.forEach(function (d) { wire.integrations[d.cfg.name] = false; bundled.push(d.cfg.name); });
+  var WI = wire.integrations = wire.integrations || {};
+  to.forEach(function (d) { WI[d.cfg.name] = false; bundled.push(d.cfg.name); });
   if (bundled.length) wire._metadata = { bundled: bundled.sort() };
   return to;
 }

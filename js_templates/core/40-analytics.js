@@ -110,7 +110,6 @@ function dispatch(e, cb, initial) {
 }
 function deliver(ctx, initial) {
   var e = ctx.event, wire = clone(e), all = [stage(ctx, "destination")], to;
-  wire.integrations = wire.integrations || {};
   if (DEVICE) to = routeTo(e, wire, initial);       // core/32-device.js
   // integrations {"Segment.io": false}: the event stays in the browser (a call's All: false doesn't
   // count; at load, All: false without "Segment.io": true keeps every event here, as analytics-next).
