@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 APT := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast bench install install-test system-deps node-deps clean
+.PHONY: run test test-fast bench install install-test system-deps node-deps js clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ system-deps:
 # npm packages the browser tests load (Segment's analytics-next, built for a test page).
 node-deps:
 	@if [ -f e2e/package.json ] && [ ! -d e2e/node_modules ]; then cd e2e && npm install --no-audit --no-fund --silent; fi
+
+# The browser core as served (js_templates/dist/*.js): minified with the esbuild pinned in
+# e2e/package.json from js_templates/core/*.js and filters.js. Run after changing those and commit
+# the result; tests/test_js_dist.py fails while the committed files are stale (tools/build_js.py).
+js: node-deps
+	$(PY) tools/build_js.py
 
 # Every test (type check and import rules included), with a coverage floor: 91% was the figure on
 # 2026-12-06 (tests/ + e2e/, rounded down); raise it as coverage grows.

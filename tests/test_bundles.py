@@ -21,6 +21,7 @@ from server.cdn.snippet import render_snippet
 
 CATALOG = load_catalog()
 CORE_BUDGET = 8 * 1024
+CORE_TARGET = 6 * 1024  # issue 18: the served bundle of a source without destinations (bench/bundle.py)
 LOADER_BUDGET = 1024
 NODE = shutil.which("node") or "node"  # Node 20 is part of the test toolchain (make node-deps)
 
@@ -81,14 +82,26 @@ def test_every_manifest_secret_stays_out_of_bundle_settings_document_and_snippet
     assert "public-measurement_id" in bundle and "public-pixel_id" in bundle
 
 
-def test_core_is_within_its_size_budget():
-    size = gz(minify(core_source()))
-    assert size <= CORE_BUDGET, f"core is {size} bytes gzip, budget {CORE_BUDGET}"
+@pytest.mark.parametrize("device, filters", [(False, False), (True, False), (True, True)])
+def test_core_is_within_its_size_budget(device, filters):
+    size = gz(minify(core_source(device, filters)))
+    assert size <= CORE_BUDGET, f"core (device={device}, filters={filters}) is {size} bytes gzip, budget {CORE_BUDGET}"
+
+
+def test_what_a_visitor_of_a_source_without_destinations_downloads_is_at_most_6kb_gzip():
+    # Issue 18's target, measured on the served bytes (header, core, config object) of a source
+    # as a deployment has it: a generated write key, an https public URL, no destinations.
+    source = {"write_key": "Xb4kQz9LmN2pR7sT1vW3yA5cE8gJ0hK6", "settings_version": 3, "enabled": True,
+              "library_name": None, "destinations": []}
+    built = build_bundle(Config(public_url="https://analytics.example.com"), CATALOG, source)
+    assert built.loaders == () and core_source() in built.body.decode()
+    assert len(built.gzip) <= CORE_TARGET, f"the bundle without destinations is {len(built.gzip)} bytes gzip, target {CORE_TARGET}"
 
 
 @pytest.mark.parametrize("slug", loader_slugs())
 def test_each_loader_adds_at_most_1kb_gzip(slug):
-    core = minify(core_source())
+    # Against the core a bundle with loaders has: the one with the loader runtime (core-device).
+    core = minify(core_source(device=True))
     added = gz(core + "\n" + minify(loader_source(slug))) - gz(core)
     assert added <= LOADER_BUDGET, f"{slug} adds {added} bytes gzip to a bundle, budget {LOADER_BUDGET}"
 
@@ -147,7 +160,7 @@ def test_bundle_plugins_and_snippet_parse_as_javascript(tmp_path):
 
 def test_no_eval_in_the_browser_code():
     # The bundle must run under a CSP without 'unsafe-eval'.
-    text = minify(core_source()) + "".join(minify(loader_source(s)) for s in loader_slugs())
+    text = minify(core_source(True, True)) + "".join(minify(loader_source(s)) for s in loader_slugs())
     for construct in ("eval(", "new Function", "Function(", "setTimeout(\"", "setInterval(\""):
         assert construct not in text
 
@@ -161,10 +174,12 @@ def test_the_filter_interpreter_ships_only_with_device_mode_filters():
          "filters": rule},
     ]}
     without = render_bundle(config, CATALOG, plain)
-    assert "applyFilters(fs, e)" not in without and "Secret plan" not in without  # cloud filters stay on the server
+    # The core variant without the interpreter (tools/build_js.py); cloud filters stay on the server.
+    assert core_source(device=True) in without and "Secret plan" not in without
+    assert core_source(device=True, filters=True) not in without
     plain["destinations"][0]["filters"] = rule
     with_filters = render_bundle(config, CATALOG, plain)
-    assert "function applyFilters(fs, e)" in with_filters
+    assert core_source(device=True, filters=True) in with_filters
     assert '"filters": [{"action": "drop", "if": ["cmp", "=", ["path", ["event"]], ["lit", "Secret plan"]]}]' in with_filters
     minified = build_bundle(config, CATALOG, plain).body.decode()
     subprocess.run([NODE, "--check", "-"], input=minified.encode(), check=True)
