@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from pgserver import free_port, wait_for_port  # noqa: E402
 
 from server.cdn.bundle_cache import BundleCache  # noqa: E402
-from server.cdn.bundles import build_bundle, core_source, loader_slugs, loader_source, minify  # noqa: E402
+from server.cdn.bundles import build_bundle, build_extras, core_source, loader_slugs, loader_source, minify  # noqa: E402
 from server.catalog import load_catalog  # noqa: E402
 from server.config import Config  # noqa: E402
 from server.store import open_store, workspace  # noqa: E402
@@ -60,7 +60,7 @@ from server.store.bundle_builds import bump_sequence  # noqa: E402
 
 ANALYTICS_NEXT = ROOT / "e2e" / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd" / "standalone.js"
 ROUNDS = 5
-CORE_TARGET = 6 * 1024  # issue 18: the core at most 6 KB gzip (the budget test stays at 8 KB)
+CORE_TARGET = 6 * 1024  # issue 18: a source without destinations serves at most 6 KB gzip (budget test: 8 KB)
 UVICORN = dict(host="127.0.0.1", log_level="warning", access_log=False)  # both servers, same settings
 
 
@@ -69,22 +69,39 @@ def sizes(js: str) -> tuple[int, int, int]:
     return len(data), len(gzip.compress(data, 9)), len(brotli.compress(data, quality=11))
 
 
+def served(source: dict) -> bytes:
+    """The gzip bytes a visitor downloads for ``source`` (as the bundle route serves them)."""
+    return build_bundle(Config(public_url="https://analytics.example.com"), load_catalog(), source).gzip
+
+
 def print_sizes() -> None:
     print("== Sizes (bytes; gzip -9, brotli q11)")
-    core = minify(core_source())
-    core_gz = sizes(core)[1]
+    base = {"write_key": "Xb4kQz9LmN2pR7sT1vW3yA5cE8gJ0hK6", "settings_version": 3, "enabled": True,
+            "library_name": None, "destinations": []}
+    ga4 = dict(base, destinations=[{"id": 1, "slug": "google_analytics_4", "mode": "device", "enabled": True,
+                                    "settings": {"measurement_id": "G-BENCH1234"}}])
     print(f"{'file':32} {'minified':>9} {'gzip':>7} {'brotli':>7} {'adds (gzip)':>12}")
-    print(f"{'core':32} {sizes(core)[0]:9} {sizes(core)[1]:7} {sizes(core)[2]:7} {'':>12}   budget 8192 gzip")
+    for label, device, filters in (("core", False, False), ("core + loader runtime", True, False),
+                                   ("core + runtime + filters", True, True)):
+        raw, gz, br = sizes(minify(core_source(device, filters)))
+        print(f"{label:32} {raw:9} {gz:7} {br:7} {'':>12}   budget 8192 gzip")
+    # Loaders come with the loader runtime: what each adds is measured against that core.
+    core = minify(core_source(device=True))
+    core_gz = sizes(core)[1]
     for slug in loader_slugs():
         js = minify(loader_source(slug))
         raw, gz, br = sizes(js)
         added = sizes(core + "\n" + js)[1] - core_gz
         print(f"{'  ' + slug:32} {raw:9} {gz:7} {br:7} {added:12}   budget 1024 added")
-    print(f"{'core target':32} {'':9} {CORE_TARGET:7} {'':7}   core/target gzip {core_gz / CORE_TARGET:.2f}"
-          f" ({'met' if core_gz <= CORE_TARGET else 'not met'})")
+    extras = build_extras()
+    print(f"{'extras chunk (lazy)':32} {extras.size:9} {len(extras.gzip):7} {len(extras.br):7}")
+    plain, with_ga4 = len(served(base)), len(served(ga4))
+    print(f"{'served: no destinations':32} {'':9} {plain:7} {'':7}   target {CORE_TARGET}: served/target"
+          f" {plain / CORE_TARGET:.2f} ({'met' if plain <= CORE_TARGET else 'not met'})")
+    print(f"{'served: with GA4':32} {'':9} {with_ga4:7}")
     if ANALYTICS_NEXT.exists():
         raw, gz, br = sizes(ANALYTICS_NEXT.read_text())
-        print(f"{'analytics-next standalone.js':32} {raw:9} {gz:7} {br:7}   (npm; ratio core/it gzip {core_gz / gz:.2f})")
+        print(f"{'analytics-next standalone.js':32} {raw:9} {gz:7} {br:7}   (npm; ratio served/it gzip {plain / gz:.2f})")
     else:
         print("analytics-next standalone.js: not installed (make node-deps)")
 

@@ -41,16 +41,17 @@ function post(list, done) {
     }).then(ok, bad);
   } catch (x) { setTimeout(bad, 0); }
 }
-function retryable(s) { return !s || s == 408 || s == 410 || s == 429 || s == 460 || s >= 500 && s != 501 && s != 505 && s != 511; }
-// One request; its outcome decides: success forgets the events, a retryable failure puts them
-// back at the head of the queue and backs off (Retry-After on 429), other 4xx drop them.
+// One request; its outcome decides: success forgets the events, a retryable failure (network
+// error, 408, 410, 429, 460, 5xx but 501/505/511) puts them back at the head of the queue and
+// backs off (Retry-After on 429), other 4xx drop them.
 function send(list) {
   BUSY++; FLY = FLY.concat(list);
   post(list, function (status, after) {
     BUSY--;
     FLY = FLY.filter(function (e) { return list.indexOf(e) < 0; });
     if (status && status < 400) { TRIES = 0; settle(list); }
-    else if (retryable(status) && LO.retryQueue !== false) {
+    else if ((!status || status == 408 || status == 410 || status == 429 || status == 460 ||
+        status >= 500 && status != 501 && status != 505 && status != 511) && LO.retryQueue !== false) {
       settle(list);
       OUT = list.concat(OUT);
       persist();
@@ -77,15 +78,14 @@ function flush() {
 // flight, may be cancelled with the document even with keepalive. The events stay in localStorage
 // until acknowledged, so a page restored from the back/forward cache, or the next page, sends them
 // again; the collector dedupes on messageId.
-function beacon(list) {
-  var body = JSON.stringify({ batch: list, writeKey: C.writeKey, sentAt: iso() });
-  try { if (navigator.sendBeacon(C.api + "/b", body)) return; } catch (x) {}
-  post(list, function () {});
-}
 function flushAll(e) {
-  var keep = OUT;
+  var keep = OUT, list;
   OUT = e.type == "pagehide" ? FLY.concat(OUT) : OUT.slice();
-  while (OUT.length) beacon(take());
+  while (OUT.length) {
+    list = take();
+    try { if (navigator.sendBeacon(C.api + "/b", JSON.stringify({ batch: list, writeKey: C.writeKey, sentAt: iso() }))) continue; } catch (x) {}
+    post(list, function () {});                       // no beacon (blocked, too big): a keepalive fetch
+  }
   OUT = keep;
 }
 function startT() {

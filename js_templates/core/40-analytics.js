@@ -12,23 +12,13 @@ function emit(n) {
 }
 
 // --- context -------------------------------------------------------------------------------
-function canon() { var c = D.querySelector("link[rel='canonical']"); return c ? c.getAttribute("href") : undefined; }
 // The page as the snippet's buffered page context ({__t:"bpc"}) saw it, or as it is now.
 function pCtx(b) {
-  b = b || { c: canon(), p: location.pathname, u: location.href, s: location.search, t: D.title, r: D.referrer };
+  var l = D.querySelector("link[rel='canonical']");
+  b = b || { c: l && l.getAttribute("href"), p: location.pathname, u: location.href, s: location.search, t: D.title, r: D.referrer };
   var url = b.u.split("#")[0], path = b.p;
   if (b.c) { try { var c = new URL(b.c, b.u); url = c.href.indexOf("?") < 0 ? c.href + b.s : c.href; path = c.pathname; } catch (x) {} }
   return { path: path, referrer: b.r, search: b.s, title: b.t, url: url };
-}
-function campaign(search) {
-  var out = {}, any = 0;
-  (search || "").replace(/^\?/, "").split("&").forEach(function (kv) {
-    var p = kv.split("="), k = decodeURIComponent(p[0] || "");
-    if (k.indexOf("utm_") == 0 && k.length > 4) {
-      try { out[k == "utm_campaign" ? "name" : k.slice(4)] = decodeURIComponent((p[1] || "").replace(/\+/g, " ")); any = 1; } catch (x) {}
-    }
-  });
-  return any ? out : undefined;
 }
 // context.library.name: the source's library_name setting (C.libraryName) when the bundle has one.
 // --- building events (as analytics-next's EventFactory and its page/environment enrichment) ---
@@ -60,7 +50,18 @@ function make(type, fields, opts, bpc) {
   c.page = extend({}, page, picked, o.page);
   c.userAgent = navigator.userAgent;
   try { c.timezone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (x) {}
-  if (!c.campaign) { var utm = campaign(c.page.search); if (utm) c.campaign = utm; }
+  // context.campaign from the page's utm_* parameters (utm_campaign is its name), unless given.
+  if (!c.campaign) {
+    var utm = {}, any;
+    (c.page.search || "").replace(/^\?/, "").split("&").forEach(function (kv) {
+      var p = kv.split("="), n;
+      try {
+        n = decodeURIComponent(p[0]);
+        if (n.indexOf("utm_") == 0 && n.length > 4) { utm[n == "utm_campaign" ? "name" : n.slice(4)] = decodeURIComponent((p[1] || "").replace(/\+/g, " ")); any = 1; }
+      } catch (x) {}
+    });
+    if (any) c.campaign = utm;
+  }
   for (k in LI) I[k] = !!LI[k];
   // analytics-next stores an anonymousId given as an option (it becomes the visitor's id).
   if (opts.anonymousId) anonymousId(String(opts.anonymousId));

@@ -1,7 +1,6 @@
 // The calls a site makes, with analytics-next's argument rules and return values: the event
 // calls return a promise of the Context (after delivery, and after the callback if one was
 // given); on/once/off/debug return the instance.
-function idish(v) { return typeof v == "string" || typeof v == "number"; }
 function str(v) { return typeof v == "string"; }
 // track(name | {event, properties}, properties?, options?, callback?)
 function track() {
@@ -27,7 +26,7 @@ function userArgs(a) {
   var v = {}, order = ["callback", "options", "traits", "id"];
   for (var i = 0; i < a.length; i++) {
     var x = a[i], c = order.pop();
-    if (c == "id") { if (idish(x)) { v.id = String(x); continue; } if (x == null) continue; c = order.pop(); }
+    if (c == "id") { if (str(x) || typeof x == "number") { v.id = String(x); continue; } if (x == null) continue; c = order.pop(); }
     if ((c == "traits" || c == "options") && (x == null || isObj(x))) v[c] = x;
     if (isFn(x)) break;
   }
