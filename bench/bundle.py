@@ -3,9 +3,11 @@
     .venv/bin/python bench/bundle.py [--seconds 5] [--connections 50]
 
 Prints side-by-side figures from one run on this machine:
-1. sizes of the core and every js_templates/destinations/*.js.j2 loader (minified, gzip, brotli,
-   and what each loader adds to a gzip'd bundle), beside @segment/analytics-next's standalone
-   bundle from its npm package (e2e/node_modules, installed by `make node-deps`) when present;
+1. sizes of the three core variants (js_templates/dist), every js_templates/destinations/*.js.j2
+   loader (minified, gzip, brotli, and what each adds to a gzip'd bundle with the loader runtime),
+   the extras chunk, and the served bundle of a source without destinations (target <= 6 KB gzip)
+   and of one with GA4, beside @segment/analytics-next's standalone bundle from its npm package
+   (e2e/node_modules, installed by `make node-deps`) when present;
 2. warm bundle requests/s from `switchboard`'s app vs a bare Starlette route returning the same
    bytes and headers, both under uvicorn with the same settings, ``server.api.edge.uvicorn_options``
    included (target ratio ≥ 0.9), and that route on uvicorn's stock protocol, the same for

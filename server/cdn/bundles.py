@@ -1,9 +1,23 @@
 """Building per-write-key bundles: render (Jinja), minify (rjsmin), compress (gzip, brotli).
 
-A bundle is the browser core (``js_templates/core/*.js``, plain JS), the device-mode loaders of the
-source's enabled destinations (``js_templates/destinations/<slug>.js.j2``) and one config object.
-``bundle.js.j2`` is the only place where server values meet JavaScript, and they do so only
-through ``tojson`` over ``public_settings(...)`` — secrets cannot reach the template.
+A bundle is the browser core, the device-mode loaders of the source's enabled destinations
+(``js_templates/destinations/<slug>.js.j2``) and one config object. ``bundle.js.j2`` is the only
+place where server values meet JavaScript, and they do so only through ``tojson`` over
+``public_settings(...)`` — secrets cannot reach the template.
+
+The core is served already minified: ``js_templates/dist/*.js``, made from the readable sources
+(``js_templates/core/*.js``, ``filters.js``) by esbuild at development time (``make js``,
+``tools/build_js.py``; the version is pinned in e2e/package.json) and committed, so it ships in the
+wheel and a server never needs Node. Identifier mangling is what brings the core of a source
+without destinations under 6 KB gzip (issue 18); rjsmin, which only strips whitespace and
+comments, left it at 8.2 KB. Why not a renaming minifier in Python at request time: it would
+parse the whole core (~50 KB of source) on every cold build, which must stay a few ms
+(``tests/test_bundle_cache_scale.py``, ``bench/cost.py``), and the core is the same for every
+source, so that work would only repeat itself. Each source gets one of three variants, so it pays only for what it uses:
+without device-mode destinations (no loader runtime), with them, with them and the filter
+interpreter. rjsmin still minifies the rest (loaders, the config literal) per build, and leaves
+the committed core unchanged (tests/test_js_dist.py checks both that and that the committed files
+are what ``make js`` makes of today's sources).
 
 Everything here is synchronous and pure (no store, no cache): ``server/cdn/bundle_cache.py`` decides
 when to build, ``server/cdn/routes.py`` serves the result.
