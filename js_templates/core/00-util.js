@@ -1,5 +1,8 @@
-// Small helpers shared by the core and by the analytics-next plugin wrapper.
-// Written for size: rjsmin only strips whitespace and comments, it renames nothing.
+// Small helpers shared by the core, the extras chunk and the analytics-next plugin wrapper.
+// The core is minified by esbuild at development time (`make js`: tools/build_js.py renames its
+// local names); the chunk and the plugins by rjsmin at build time, which renames nothing, so
+// short names still pay there. `DEVICE` (core only) is esbuild's build-time constant: true in the
+// variants with device-mode destinations.
 var W = window, D = document, LS = null;
 // Reading window.localStorage throws where storage is blocked; lsGet/lsSet catch every other failure.
 try { LS = W.localStorage; } catch (x) {}
