@@ -238,18 +238,15 @@ def filters_source() -> str:
 
 
 def bundle_config(config: Config, catalog: Catalog, source: dict[str, Any]) -> dict[str, Any]:
-    """The config object (``C`` in the core). Left out when the core needs nothing: ``destinations``
-    when there are none (the core without device-mode destinations never reads it) and
-    ``libraryName`` when it is the default (the core falls back to it): bytes every visitor pays."""
-    data = {
+    """The config object (``C`` in the core). ``destinations`` is left out when there are none: the
+    core without device-mode destinations never reads it, and every visitor pays for its bytes."""
+    data: dict[str, Any] = {
         "writeKey": source["write_key"],
         "version": source["settings_version"],
         "api": collector_url(config),
+        "libraryName": library_name.effective(source.get("library_name")),  # context.library.name
         "extras": extras_url(config),
     }
-    name = library_name.effective(source.get("library_name"))  # context.library.name
-    if name != library_name.DEFAULT:
-        data["libraryName"] = name
     destinations = [destination_config(m, r) for m, r in device_destinations(catalog, source["destinations"])]
     if destinations:
         data["destinations"] = destinations
