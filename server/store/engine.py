@@ -8,6 +8,9 @@ a file another process keeps locked costs a request a quick 503, not a 30 s hang
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import QueuePool
 
@@ -47,15 +50,73 @@ def _sqlite_engine(url: str, busy_ms: int) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
 
+    turns = engine.dialect.writer_turns = WriterTurns(busy_ms / 1000)  # type: ignore[attr-defined]
+    engine.dialect.do_commit = turns.after(engine.dialect.do_commit)  # type: ignore[method-assign]
+    engine.dialect.do_rollback = turns.after(engine.dialect.do_rollback)  # type: ignore[method-assign]
+
     @event.listens_for(engine, "begin")
     def _begin(conn):  # pragma: no cover - exercised by every test
         # Readers (``read_only(engine)``) take no lock: WAL lets them run beside a writer.
         if conn.get_execution_options().get("read_only"):
             conn.exec_driver_sql("BEGIN")
-        else:
+            return
+        held = turns.take(conn.connection)
+        try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            turns.give_back(conn.connection, held)
+            raise
 
     return engine
+
+
+def writer_turns(engine: Engine) -> "WriterTurns | None":
+    """The turns this process's writers take on ``engine`` (SQLite), None for PostgreSQL."""
+    return getattr(engine.dialect, "writer_turns", None)
+
+
+class WriterTurns:
+    """This process's writers to one SQLite file take turns on a lock of their own before
+    ``BEGIN IMMEDIATE``, so that the next one starts the moment the last one commits.
+
+    Left to SQLite, a writer that finds the file locked sleeps in its busy handler, in steps of
+    1, 2, 5, 10, 15, 20, 25 ms…, and looks again only when a step ends: a collision with a 4 ms
+    commit cost the waiter 8 ms, one with a 9 ms commit 18 ms. Beside a history replay, whose
+    claims and results add writers, that put live delivery's p99 at twice its usual
+    (bench/replay.py). Writers of other processes still meet SQLite's busy handler; the lock
+    covers the transactions that SQLAlchemy begins (the ``begin`` hook above) and ends (the
+    dialect's commit and rollback, wrapped). A writer that waits longer than the busy timeout
+    goes on to ``BEGIN IMMEDIATE`` without its turn, so this never fails where SQLite would not.
+    """
+
+    def __init__(self, timeout: float):
+        self.lock, self.timeout = threading.Lock(), timeout
+        self.holders: set[int] = set()  # ids of the DBAPI connections that hold the turn
+
+    @staticmethod
+    def _key(connection: Any) -> int:
+        return id(getattr(connection, "driver_connection", None) or connection)
+
+    def take(self, connection: Any) -> bool:
+        if not self.lock.acquire(timeout=self.timeout):
+            return False
+        self.holders.add(self._key(connection))
+        return True
+
+    def give_back(self, connection: Any, held: bool = True) -> None:
+        key = self._key(connection)
+        if held and key in self.holders:
+            self.holders.discard(key)
+            self.lock.release()
+
+    def after(self, finish):
+        """``finish`` (the dialect's commit or rollback), then the turn passes on."""
+        def wrapped(dbapi_connection: Any) -> None:
+            try:
+                finish(dbapi_connection)
+            finally:
+                self.give_back(dbapi_connection)
+        return wrapped
 
 
 def read_only(engine: Engine):
