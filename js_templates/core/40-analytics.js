@@ -43,11 +43,13 @@ var EK = ["integrations", "context", "userId", "anonymousId", "timestamp", "mess
 // and messageId go on the event; context is the base of the event's context, with context.page
 // merged over the page as it is (and, for page(), its url/path/search/title/referrer properties);
 // any other option is written into context.
-// An event the snippet already sent (bpc.e, js_templates/snippet.js.j2) is taken as it is: it
-// goes through the pipeline but not to the collector again (SENT); its anonymous id is stored
-// unless the visitor has one by now (a queued setAnonymousId runs first).
+// A call the snippet already sent (bpc.e = {i: messageId, t: time, a: anonymousId, u: userId};
+// js_templates/snippet.js.j2, server/ingest/early.py) is rebuilt with those ids: it goes through
+// the pipeline but not to the collector again (SENT); its anonymous id is stored unless the
+// visitor has one by now (a queued setAnonymousId runs first). A call with options never was.
 function make(type, fields, opts, bpc) {
-  if (bpc && bpc.e) return SENT[bpc.e.messageId] = idGet("ajs_anonymous_id") || anonymousId(bpc.e.anonymousId), bpc.e;
+  var s = !opts && bpc && bpc.e;
+  if (s) SENT[s.i] = idGet("ajs_anonymous_id") || anonymousId(s.a), opts = { messageId: s.i, timestamp: s.t };
   opts = opts || {};
   var page = pCtx(bpc), o = opts.context || {}, k, LI = LO.integrations || {}, I = {};
   var c = { library: { name: C.libraryName || "switchboard.js", version: VERSION }, locale: navigator.language,
@@ -70,6 +72,7 @@ function make(type, fields, opts, bpc) {
     context: c, integrations: extend(I, opts.integrations)
   });
   if (!("userId" in e)) e.userId = userId() || opts.userId || null;
+  if (s) e.anonymousId = s.a, e.userId = s.u;
   if (type == "page" || type == "screen") {
     e.properties = extend({}, type == "page" ? page : {}, e.properties);
     if (e.name != null) e.properties.name = e.name;

@@ -17,7 +17,7 @@ from typing import Any
 
 from server.api import library_name
 from server.catalog import Catalog
-from server.cdn.bundles import CORE_VERSION, collector_url, device_destinations, js_env
+from server.cdn.bundles import CORE_VERSION, collector_url, device_destinations, js_env, minify
 from server.config import Config
 
 
@@ -43,9 +43,18 @@ def early_send(config: Config, catalog: Catalog, source: dict[str, Any] | None) 
             tuple(names), tuple(initial))
 
 
+EDITABLE = "// SITE-EDITABLE:"
+
+
 @lru_cache(maxsize=1024)
 def render_snippet(config: Config, write_key: str, early: tuple | None = None) -> str:
-    data = None if early is None else {"a": early[0], "l": [early[1], early[2]], "n": list(early[3]), "i": list(early[4])}
-    return js_env().get_template("snippet.js.j2").render(
-        origin=config.origin, write_key=write_key, bundle_url=bundle_url(config, write_key), early=data,
-    ).strip()
+    """The snippet as served and printed: minified (rjsmin; the template is written small), with
+    the two lines a site may edit (``analytics.load(...)``, ``analytics.page()``) on lines of
+    their own, as in the official snippet. tests/test_snippet.py holds it under 1.5 KB."""
+    data = None if early is None else [early[0], early[1], early[2], list(early[3]), list(early[4])]
+    text = js_env().get_template("snippet.js.j2").render(
+        origin=config.origin, write_key=write_key, bundle_path=config.bundle_path + "/", early=data,
+    )
+    head, _, tail = text.partition(EDITABLE)
+    lines = [line.strip() for line in tail.splitlines()[1:] if line.strip()]
+    return minify(head).strip() + "\n" + "\n".join(lines)

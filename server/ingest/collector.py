@@ -5,6 +5,8 @@ Routes (under ``/v1`` and, when it differs, under ``config.collector_prefix``):
 - ``POST identify|track|page|screen|group|alias`` and the browser's ``i|t|p|s|g|a``: one event;
 - ``POST batch|import`` and ``b``: ``{"batch": [...], "context"?, "integrations"?, "sentAt"?}``;
 - ``POST m``: analytics-next's client metrics — counted, never stored as events;
+- ``POST e``: the snippet's early send, expanded into one event (server/ingest/early.py) and then
+  stored as ``p``/``t`` are;
 - ``OPTIONS`` on all of them: the CORS preflight.
 
 A request goes: body within its size limit (gzip ok) → JSON object → write key (body
@@ -36,7 +38,8 @@ from server.config import Config
 from server.errors import ApiError
 from server.ingest import client_metrics, cors, events_api, rejected, stats
 from server.ingest.asgi import Answer, Call, encode_headers, error_answer
-from server.ingest.body import BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_object, read_body
+from server.ingest.body import BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_json, parse_object, read_body
+from server.ingest.early import expand
 from server.ingest.keys import WriteKeyCache
 from server.ingest.normalise import BatchDefaults, iso, normalise
 from server.ingest.ratelimit import RateLimiter
@@ -264,7 +267,7 @@ class TrackingEndpoint:
 class _CallConvertor(Convertor):
     """``{call:tracking_call}``: exactly the Tracking API's path names, nothing else."""
 
-    regex = "|".join(sorted([*SINGLE, *BATCH, "m"], key=len, reverse=True))
+    regex = "|".join(sorted([*SINGLE, *BATCH, "m", "e"], key=len, reverse=True))
 
     def convert(self, value: str) -> str:
         return value
@@ -315,6 +318,13 @@ async def _batch(call: Call, collector: Collector) -> Answer:
     return await _store(call, collector, _rows(call, collector, source_id, body, None, len(data)), len(data))
 
 
+async def _early(call: Call, collector: Collector) -> Answer:
+    data = await read_body(call, EVENT_LIMIT, "event_too_large", "event")
+    body = expand(parse_json(data, "the snippet's early-send array"))
+    source_id = await _source_id(collector, call, body)
+    return await _store(call, collector, _rows(call, collector, source_id, body, body["type"]), len(data))
+
+
 async def _metrics(call: Call, collector: Collector) -> Answer:
     body = parse_object(await read_body(call, METRICS_LIMIT, "batch_too_large", "metrics body"))
     client_metrics.record(body)
@@ -325,6 +335,7 @@ def routes(config: Config) -> list[Route]:
     handlers: dict[str, Handler] = {name: _single(kind) for name, kind in SINGLE.items()}
     handlers.update({name: _batch for name in BATCH})
     handlers["m"] = _metrics
+    handlers["e"] = _early
     endpoint = TrackingEndpoint(handlers)
     prefixes = list(dict.fromkeys(["/v1", config.collector_prefix]))
     found = []
