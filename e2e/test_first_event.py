@@ -62,7 +62,7 @@ class Held:
         if request.method == "POST" and re.search(r"/v1/[a-z]$", request.url):
             body = json.loads(request.post_data or "{}")
             if request.url.endswith("/e"):  # the snippet's compact early send (server/ingest/early.py)
-                body = {"type": body[1], "args": body[2], "messageId": body[4]["i"], "anonymousId": body[4]["a"]}
+                body = {"type": body[1], "args": body[2], "messageId": body[4]["messageId"], "anonymousId": body[3]["a"]}
             self.posts.append(body)
             self.log.append("post")
 

@@ -15,8 +15,9 @@ from server.ingest.early import expand
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
-BPC = {"__t": "bpc", "c": None, "p": "/shop", "u": "https://shop.example/shop?x=1#top", "s": "?x=1", "t": "Shop", "r": ""}
-IDS = {"i": "sb-1767225600123-0b4f3c0e-1111-4222-8333-944445555666", "t": 1767225600123, "a": "anon-1", "u": None}
+BPC = {"__t": "bpc", "c": None, "p": "/shop", "u": "https://shop.example/shop?x=1#top", "s": "?x=1", "t": "Shop", "r": "",
+       "a": "anon-1"}
+IDS = {"messageId": "sb-1767225600123-0b4f3c0e-1111-4222-8333-944445555666", "timestamp": 1767225600123, "userId": None}
 E = ["https://c.example/v1", "switchboard.js", "1.0.0", ["Google Analytics 4", "Hotjar"], ["Hotjar"]]
 UAD = {"brands": [{"brand": "Chromium", "version": "131"}], "mobile": False, "platform": "Linux"}
 
@@ -44,7 +45,7 @@ def test_a_page_is_stored_as_the_bundle_would_have_sent_it(tracking):
     assert context["library"] == {"name": "switchboard.js", "version": "1.0.0"} and context["locale"] == "fr-FR"
     assert context["screen"] == {"width": 1280, "height": 720, "density": 2} and context["userAgent"] == "UA/1"
     assert context["timezone"] == "Europe/Paris" and context["userAgentData"] == UAD and context["ip"]
-    assert event["messageId"] == IDS["i"] and event["anonymousId"] == "anon-1" and event["userId"] is None
+    assert event["messageId"] == IDS["messageId"] and event["anonymousId"] == "anon-1" and event["userId"] is None
     assert event["originalTimestamp"] == "2026-01-01T00:00:00.123Z" and event["sentAt"] == event["originalTimestamp"]
     # The initial page: only destinations that take it are marked as served in the browser.
     assert event["integrations"] == {"Hotjar": False} and event["_metadata"] == {"bundled": ["Hotjar"]}
@@ -53,9 +54,9 @@ def test_a_page_is_stored_as_the_bundle_would_have_sent_it(tracking):
 
 @SQLITE
 def test_a_track_and_a_later_page_are_marked_for_every_device_mode_destination(tracking):
-    ids = {**IDS, "i": "sb-2-x", "u": "user-7"}
+    ids = {**IDS, "messageId": "sb-2-x", "userId": "user-7"}
     assert_ok(tracking.post("/v1/e", compact(tracking.key, "track", ["Bought", {"n": 1}], ids=ids, initial=False)))
-    page_ids = {**IDS, "i": "sb-3-y"}
+    page_ids = {**IDS, "messageId": "sb-3-y"}
     canonical = "https://shop.example/c/1"
     bpc = {**BPC, "c": "/c/1"}
     assert_ok(tracking.post("/v1/e", compact(tracking.key, "page", [], bpc=bpc, ids=page_ids, initial=False, canonical=canonical)))
@@ -99,15 +100,15 @@ def test_malformed_bodies_get_a_4xx_with_a_code_never_a_500(tracking):
     good = compact(tracking.key, "track", ["Ok", {"a": 1}])
     broken = [None, {}, [], "x", 1, good[:-1], good + [1]]
     for index in range(len(good)):
-        for value in (None, "s", 1, 1.5, [], {}, True, [1, "a"], {"i": 1}):
+        for value in (None, "s", 1, 1.5, [], {}, True, [1, "a"], {"messageId": 1}):
             body = copy.deepcopy(good)
             body[index] = value
             broken.append(body)
-    for key in "iatu":
+    for key in IDS:
         broken.append([*good[:4], {**IDS, key: [1]}, *good[5:]])
-    for key in "cpusrt":
+    for key in "cpusrta":
         broken.append([*good[:3], {**BPC, key: 5}, *good[4:]])
-    broken.append([*good[:4], {**IDS, "t": 10**15}, *good[5:]])
+    broken.append([*good[:4], {**IDS, "timestamp": 10**15}, *good[5:]])
     for body in broken:
         response = tracking.post("/v1/e", None, raw=orjson.dumps(body))
         assert response.status_code != 500, (body, response.text)

@@ -155,10 +155,10 @@ def test_snippet_early_send_runs_in_node_and_the_collector_expands_it_into_the_b
     assert event["context"]["page"] == page and event["properties"] == page
     page_call, track_call = out["queue"]
     ids = page_call[-1]["e"]
-    assert event["messageId"] == ids["i"] and event["anonymousId"] == ids["a"] and event["userId"] is None
-    assert event["messageId"].startswith(f"sb-{ids['t']}-")
+    assert event["messageId"] == ids["messageId"] and event["anonymousId"] == page_call[-1]["a"] and event["userId"] is None
+    assert event["messageId"].startswith(f"sb-{ids['timestamp']}-") and ids["userId"] is None
     track = expand(json.loads(second[1]["body"]))
-    assert track["event"] == "Clicked" and track["properties"] == {"a": 1} and track_call[-1]["e"]["i"] == track["messageId"]
+    assert track["event"] == "Clicked" and track["properties"] == {"a": 1} and track_call[-1]["e"]["messageId"] == track["messageId"]
     assert track["anonymousId"] == event["anonymousId"]
 
 

@@ -9,9 +9,10 @@ array of what only the browser knows, and this module builds from it exactly the
      screenWidth, screenHeight, devicePixelRatio, userAgentData]
 
 - ``method``: "page" or "track"; ``args``: the call's arguments (JSON; a callback becomes null);
-- ``bpc``: the snippet's buffered page context ``{c, p, u, s, t, r}`` (the bundle gets the same);
-- ``ids``: ``{i: messageId, t: time in ms, a: anonymousId, u: userId}`` (the bundle rebuilds the
-  event from the same ids, ``bpc.e``);
+- ``bpc``: the snippet's buffered page context ``{c, p, u, s, t, r}`` and ``a``, the anonymousId
+  (the bundle gets the same);
+- ``ids``: ``{messageId, timestamp (ms), userId}`` (the bundle rebuilds the event from the same
+  ids, ``bpc.e``, as the call's options);
 - ``initial``: the page's first page call (destinations with ``track_initial_page: false`` skip it);
 - ``E``: what the server rendered into the snippet: ``[collector, library name, version,
   device-mode names, those taking the initial page]``;
@@ -112,13 +113,15 @@ def expand(body: Any) -> dict[str, Any]:
     if type(early) is not list or len(early) != 5 or not all(_str(v) for v in early[1:3]) \
             or not all(type(v) is list and all(_str(n) for n in v) for v in early[3:]):
         raise _bad("E must be the snippet's [collector, library, version, names, initial names]")
-    message_id, moment, anonymous_id, user_id = ids.get("i"), ids.get("t"), ids.get("a"), ids.get("u")
-    if not _str(message_id) or not _str(anonymous_id) or not (user_id is None or _str(user_id)) or type(moment) is not int:
-        raise _bad("ids must be {i: messageId, t: time in ms, a: anonymousId, u: userId or null}")
+    message_id, moment, user_id, anonymous_id = ids.get("messageId"), ids.get("timestamp"), ids.get("userId"), bpc.get("a")
+    if not _str(message_id) or not (user_id is None or _str(user_id)) or type(moment) is not int:
+        raise _bad("ids must be {messageId, timestamp: time in ms, userId: a string or null}")
+    if not _str(anonymous_id):
+        raise _bad("bpc.a must be the anonymousId")
     try:
         timestamp = iso(EPOCH + timedelta(milliseconds=moment))
     except OverflowError:
-        raise _bad("ids.t is out of range") from None
+        raise _bad("ids.timestamp is out of range") from None
     page = page_context(bpc, canonical)
     if any(k.startswith("utm_") and len(k) > 4 for k, _ in parse_qsl(page["search"].lstrip("?"), keep_blank_values=True)):
         raise _bad("A page with utm_ parameters is sent by the bundle (context.campaign)")
