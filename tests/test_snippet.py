@@ -84,7 +84,7 @@ CATALOG = load_catalog()
 # What GET /snippet/{writeKey}.js serves (and the CLI and web app print), in bytes, for a 32-character
 # write key and an early send naming two destinations. The target is 1.5 KB (1,536 bytes);
 # docs/bundle.md ("First event") says where the bytes go and why the snippet is still above it.
-SNIPPET_BUDGET = 2200
+SNIPPET_BUDGET = 2150
 EARLY = ("https://analytics.example.com/v1", "switchboard.js", "1.0.0", ("Google Analytics 4", "Hotjar"), ("Hotjar",))
 
 
