@@ -76,18 +76,19 @@ def page_context(bpc: dict[str, Any], canonical: Any) -> dict[str, Any]:
 def fields_of(method: str, args: list) -> dict[str, Any]:
     """The event's own fields from the call's arguments, by the bundle's rules (track(),
     pageLike()); a call with options is refused."""
+    fields: dict[str, Any] = {}
     if method == "track":
-        o = _obj(_at(args, 0))
-        name = args[0].get("event") if o else _at(args, 0)
+        whole = _obj(_at(args, 0))
+        name = args[0].get("event") if whole else _at(args, 0)
         if not name or not _str(name):
             raise _bad("track needs an event name")
-        props = (args[0].get("properties") if o else _at(args, 1) if _obj(_at(args, 1)) else None) or {}
-        opts = _at(args, 1) if o else _at(args, 2)
-        fields: dict[str, Any] = {"event": name, "properties": props}
+        props = (args[0].get("properties") if whole else _at(args, 1) if _obj(_at(args, 1)) else None) or {}
+        opts = _at(args, 1) if whole else _at(args, 2)
+        fields.update(event=name, properties=props)
     else:
         a = args[:5]
         s, o = [v for v in a if _str(v)], [v for v in a if _obj(v)]
-        fields, props, opts = {}, o[0] if o else None, o[1] if len(o) > 1 else None
+        props, opts = o[0] if o else None, o[1] if len(o) > 1 else None
         if len(s) == 1:
             fields["name"] = _at(a, 1) if _str(_at(a, 1)) else s[0]
         elif len(s) == 2:
