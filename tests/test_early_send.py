@@ -12,25 +12,32 @@ from starlette.testclient import TestClient
 from test_collector import ORIGIN, Tracking, _tracking, assert_ok, assert_refused
 
 from server.ingest.early import expand
+from server.store import workspace
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 BPC = {"__t": "bpc", "c": None, "p": "/shop", "u": "https://shop.example/shop?x=1#top", "s": "?x=1", "t": "Shop", "r": "",
        "a": "anon-1"}
 IDS = {"messageId": "sb-1767225600123-0b4f3c0e-1111-4222-8333-944445555666", "timestamp": 1767225600123, "userId": None}
-E = ["https://c.example/v1", "switchboard.js", "1.0.0", ["Google Analytics 4", "Hotjar"], ["Hotjar"]]
+FACTS = ("switchboard.js", "1.0.0", ("Google Analytics 4", "Hotjar"), ("Hotjar",))
 UAD = {"brands": [{"brand": "Chromium", "version": "131"}], "mobile": False, "platform": "Linux"}
 
 
 def compact(key, method="page", args=(), bpc=BPC, ids=IDS, initial=True, canonical=None):
-    return [key, method, list(args), bpc, ids, initial, E, canonical, "fr-FR", "UA/1", "Europe/Paris", 1280, 720, 2, UAD]
+    return [key, method, list(args), bpc, ids, initial, canonical, "fr-FR", "UA/1", "Europe/Paris", 1280, 720, 2, UAD]
 
 
 @pytest.fixture
 def tracking(engine, catalog):
+    """A source with two device-mode destinations, GA4 not taking the initial page."""
     app, source = _tracking(engine, catalog)
+    workspace.add_destination(engine, source["id"], slug="hotjar", mode="device", enabled=True, settings={"site_id": "1"})
+    ga4 = workspace.add_destination(engine, source["id"], slug="google_analytics_4", mode="device", enabled=True,
+                                    settings={"measurement_id": "G-1", "track_initial_page": False})
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield Tracking(client, engine, source)
+        t = Tracking(client, engine, source)
+        t.ga4 = ga4
+        yield t
 
 
 @SQLITE
@@ -96,6 +103,19 @@ def test_an_unknown_write_key_is_a_401(tracking):
 
 
 @SQLITE
+def test_a_snippet_pasted_before_consent_categories_were_added_is_refused(tracking):
+    """The collector decides from the source as it is now (the change reaches its cache at once),
+    not as the pasted snippet was rendered."""
+    assert_ok(tracking.post("/v1/e", compact(tracking.key)))
+    workspace.update_destination(tracking.engine, tracking.ga4["id"],
+                                 settings={"measurement_id": "G-1", "consent_categories": ["Analytics"]})
+    response = tracking.post("/v1/e", compact(tracking.key, ids={**IDS, "messageId": "sb-later"}))
+    assert response.status_code == 409 and response.json()["code"] == "early_send_refused", response.text
+    assert "consent categories" in response.json()["message"]
+    assert [e["messageId"] for e in tracking.stored()] == [IDS["messageId"]]
+
+
+@SQLITE
 def test_malformed_bodies_get_a_4xx_with_a_code_never_a_500(tracking):
     good = compact(tracking.key, "track", ["Ok", {"a": 1}])
     broken = [None, {}, [], "x", 1, good[:-1], good + [1]]
@@ -119,12 +139,12 @@ def test_malformed_bodies_get_a_4xx_with_a_code_never_a_500(tracking):
 
 
 def test_expand_is_the_bundles_argument_rules():
-    page = lambda *args: expand(compact("k", "page", args))  # noqa: E731
+    page = lambda *args: expand(compact("k", "page", args), FACTS)  # noqa: E731
     assert page("Home")["name"] == "Home" and "category" not in page("Home")
     assert page("Home", {"a": 1})["properties"]["a"] == 1
     assert page({"a": 1})["properties"]["a"] == 1 and "name" not in page({"a": 1})
     assert page("", {})["properties"]["name"] == ""
     with_callback = page("Cat", "Home", {"a": 1}, None)
     assert (with_callback["category"], with_callback["name"]) == ("Cat", "Home")
-    track = expand(compact("k", "track", [{"event": "Obj", "properties": {"b": 2}}]))
+    track = expand(compact("k", "track", [{"event": "Obj", "properties": {"b": 2}}]), FACTS)
     assert track["event"] == "Obj" and track["properties"] == {"b": 2}

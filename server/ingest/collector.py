@@ -34,12 +34,14 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
 from server.api.client_address import client_address
+from server.catalog import Catalog, load_catalog
 from server.config import Config
 from server.errors import ApiError
 from server.ingest import client_metrics, cors, events_api, rejected, stats
 from server.ingest.asgi import Answer, Call, encode_headers, error_answer
 from server.ingest.body import BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_json, parse_object, read_body
-from server.ingest.early import expand
+from server.ingest.early import expand, write_key_of
+from server.ingest.early_sources import EarlySources
 from server.ingest.keys import WriteKeyCache
 from server.ingest.normalise import BatchDefaults, iso, normalise
 from server.ingest.ratelimit import RateLimiter
@@ -67,10 +69,12 @@ _heap_frozen = False
 class Collector:
     """What the routes share in one app: the writer, the key cache, the rate limiter."""
 
-    def __init__(self, config: Config, engine):
+    def __init__(self, config: Config, engine, catalog: Catalog | None = None):
         self.config = config
         self.engine = engine
         self.keys = WriteKeyCache(engine)
+        # The snippet's early sends (/e) only: the source's device-mode marks, read once per change.
+        self.early = EarlySources(engine, catalog if catalog is not None else load_catalog())
         # Users under a suppress regulation: their events are acknowledged, never stored.
         self.suppressions = regulations.SuppressionList(engine)
         self.limiter = RateLimiter(config.rate_limit)
@@ -80,12 +84,14 @@ class Collector:
 
     def start(self) -> "Collector":
         self.keys.subscribe()
+        self.early.subscribe()
         self.suppressions.start()
         self.writer.start()
         return self
 
     def stop(self) -> None:
         self.keys.close()
+        self.early.close()
         self.suppressions.stop()
         self.writer.stop()
 
@@ -93,7 +99,8 @@ class Collector:
 def _collector(app: Starlette) -> Collector:
     collector = getattr(app.state, "collector", None)
     if collector is None:  # an app used without its lifespan (some tests): start on first use
-        collector = app.state.collector = Collector(app.state.config, app.state.engine).start()
+        collector = app.state.collector = Collector(app.state.config, app.state.engine,
+                                                    getattr(app.state, "catalog", None)).start()
     return collector
 
 
@@ -102,7 +109,7 @@ def _endpoints(app: Starlette) -> list["TrackingEndpoint"]:
 
 
 async def startup(app: Starlette) -> None:
-    app.state.collector = Collector(app.state.config, app.state.engine).start()
+    app.state.collector = Collector(app.state.config, app.state.engine, getattr(app.state, "catalog", None)).start()
     # /metrics (server/delivery/metrics.py) registers these: refused events, read from the database.
     app.state.metrics_collectors = [*getattr(app.state, "metrics_collectors", []),
                                     rejected.RejectedEventsCollector(app.state.engine)]
@@ -320,8 +327,9 @@ async def _batch(call: Call, collector: Collector) -> Answer:
 
 async def _early(call: Call, collector: Collector) -> Answer:
     data = await read_body(call, EVENT_LIMIT, "event_too_large", "event")
-    body = expand(parse_json(data, "the snippet's early-send array"))
-    source_id = await _source_id(collector, call, body)
+    compact = parse_json(data, "the snippet's early-send array")
+    source_id = await _source_id(collector, call, {"writeKey": write_key_of(compact)})
+    body = expand(compact, await collector.early.facts(write_key_of(compact)))
     return await _store(call, collector, _rows(call, collector, source_id, body, body["type"]), len(data))
 
 

@@ -1,11 +1,13 @@
 """The snippet's early send (``POST {collector}/e``), expanded into the event the bundle would build.
 
 The snippet (js_templates/snippet.js.j2) sends a page or track call made before the bundle arrives
-without building the Segment event itself (that code would not fit its 1.5 KB): it posts a JSON
-array of what only the browser knows, and this module builds from it exactly the event the bundle's
-``make()``/``deliver()`` (js_templates/core/40-analytics.js, 45-api.js) would have posted::
+without building the Segment event itself (that code would not fit a small snippet): it posts a
+JSON array of what only the browser knows, and this module builds from it, with what the server
+knows (the source's library name, the core version, its device-mode destinations:
+``server.api.early_send.early_facts``, the rule the snippet was rendered by), exactly the event the
+bundle's ``make()``/``deliver()`` (js_templates/core/40-analytics.js, 45-api.js) would have posted::
 
-    [writeKey, method, args, bpc, ids, initial, E, canonical, locale, userAgent, timezone,
+    [writeKey, method, args, bpc, ids, initial, canonical, locale, userAgent, timezone,
      screenWidth, screenHeight, devicePixelRatio, userAgentData]
 
 - ``method``: "page" or "track"; ``args``: the call's arguments (JSON; a callback becomes null);
@@ -14,14 +16,13 @@ array of what only the browser knows, and this module builds from it exactly the
 - ``ids``: ``{messageId, timestamp (ms), userId}`` (the bundle rebuilds the event from the same
   ids, ``bpc.e``, as the call's options);
 - ``initial``: the page's first page call (destinations with ``track_initial_page: false`` skip it);
-- ``E``: what the server rendered into the snippet: ``[collector, library name, version,
-  device-mode names, those taking the initial page]``;
 - ``canonical``: the canonical link resolved by the browser (``new URL(c, u).href``), or null.
 
 The result is a normal Segment event; it then takes the collector's ordinary path (validation,
-dedupe on messageId, the group-commit writer, the same 200). A call with options is refused
-(``early_send_refused``): the bundle sends it itself (it does not take such a call as sent). Any
-other malformed body is ``invalid_early_event``. Segment's own libraries never use this path.
+dedupe on messageId, the group-commit writer, the same 200). ``early_send_refused`` (409): a call
+with options (the bundle sends it itself: it does not take such a call as sent), or a source that
+now has consent categories or filters (a snippet pasted before they were added: privacy first).
+Any other malformed body is ``invalid_early_event``. Segment's own libraries never use this path.
 """
 
 from __future__ import annotations
@@ -30,11 +31,16 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from server.api.early_send import Facts
 from server.errors import ApiError
 from server.ingest.normalise import iso
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-FIELDS = 15
+FIELDS = 14
+
+
+def write_key_of(body: Any) -> str | None:
+    return body[0] if type(body) is list and body and _str(body[0]) else None
 
 
 def _bad(message: str) -> ApiError:
@@ -104,16 +110,18 @@ def fields_of(method: str, args: list) -> dict[str, Any]:
     return fields
 
 
-def expand(body: Any) -> dict[str, Any]:
-    """The snippet's compact array → the Segment event the bundle would have posted."""
+def expand(body: Any, facts: Facts | None) -> dict[str, Any]:
+    """The snippet's compact array → the Segment event the bundle would have posted, with the
+    source's early-send facts (None: the source's events must wait for the bundle)."""
     if type(body) is not list or len(body) != FIELDS:
         raise _bad(f"Send the snippet's {FIELDS}-item array")
-    key, method, args, bpc, ids, initial, early, canonical, locale, agent, zone, width, height, density, uad = body
+    key, method, args, bpc, ids, initial, canonical, locale, agent, zone, width, height, density, uad = body
     if method not in ("page", "track") or type(args) is not list or not _obj(bpc) or not _obj(ids):
         raise _bad("Send a page or track call with its arguments, page context and ids")
-    if type(early) is not list or len(early) != 5 or not all(_str(v) for v in early[1:3]) \
-            or not all(type(v) is list and all(_str(n) for n in v) for v in early[3:]):
-        raise _bad("E must be the snippet's [collector, library, version, names, initial names]")
+    if facts is None:
+        raise ApiError(409, "early_send_refused", "This source's events wait for the bundle (a destination has "
+                       "consent categories or filters); copy the snippet again")
+    library, version, device, initial_names = facts
     message_id, moment, user_id, anonymous_id = ids.get("messageId"), ids.get("timestamp"), ids.get("userId"), bpc.get("a")
     if not _str(message_id) or not (user_id is None or _str(user_id)) or type(moment) is not int:
         raise _bad("ids must be {messageId, timestamp: time in ms, userId: a string or null}")
@@ -128,7 +136,7 @@ def expand(body: Any) -> dict[str, Any]:
         raise _bad("A page with utm_ parameters is sent by the bundle (context.campaign)")
     fields = fields_of(method, args)
     context: dict[str, Any] = {
-        "library": {"name": early[1], "version": early[2]}, "locale": locale,
+        "library": {"name": library, "version": version}, "locale": locale,
         "screen": {"width": _number(width, "screen width"), "height": _number(height, "screen height"),
                    "density": _number(density, "devicePixelRatio")},
     }
@@ -146,7 +154,7 @@ def expand(body: Any) -> dict[str, Any]:
         for name in ("name", "category"):
             if event.get(name) is not None:
                 event["properties"][name] = event[name]
-    names = early[4] if method == "page" and initial is True else early[3]
+    names = initial_names if method == "page" and initial is True else device
     event["integrations"] = {name: False for name in names}
     if names:
         event["_metadata"] = {"bundled": sorted(names)}
