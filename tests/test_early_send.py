@@ -129,6 +129,8 @@ def test_malformed_bodies_get_a_4xx_with_a_code_never_a_500(tracking):
     for key in "cpusrta":
         broken.append([*good[:3], {**BPC, key: 5}, *good[4:]])
     broken.append([*good[:4], {**IDS, "timestamp": 10**15}, *good[5:]])
+    broken.append([*good[:3], {**BPC, "c": "x"}, *good[4:6], "http://[::1", *good[7:]])
+    broken.append([*good[:2], [{"event": "E", "properties": "not an object"}], *good[3:]])
     for body in broken:
         response = tracking.post("/v1/e", None, raw=orjson.dumps(body))
         assert response.status_code != 500, (body, response.text)

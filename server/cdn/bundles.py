@@ -52,6 +52,8 @@ def check_templates(catalog: Catalog) -> None:
             raise TemplateMissing(f"js_templates/{name} is missing (looked in {JS_DIR})")
     if not any((JS_DIR / "core").glob("*.js")):
         raise TemplateMissing(f"js_templates/core/*.js is missing (looked in {JS_DIR})")
+
+
 # Brotli: quality 5 keeps a cold build within a few ms (quality 11 takes ~100 ms on 30 KB and
 # saves ~7%); the cache swaps in the quality-11 variant in the background.
 BR_FAST, BR_BEST = 5, 11

@@ -75,7 +75,10 @@ def page_context(bpc: dict[str, Any], canonical: Any) -> dict[str, Any]:
         if not _str(canonical):
             raise _bad("a page with a canonical link needs its resolved URL")
         url = canonical if "?" in canonical else canonical + bpc["s"]
-        path = urlsplit(canonical).path or "/"
+        try:
+            path = urlsplit(canonical).path or "/"
+        except ValueError:  # e.g. "http://[::1": the browser's URL parser would have thrown
+            raise _bad("the canonical URL does not parse") from None
     return {"path": path, "referrer": bpc["r"], "search": bpc["s"], "title": bpc["t"], "url": url}
 
 
