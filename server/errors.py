@@ -129,6 +129,8 @@ CODES: dict[str, str] = {
     "incomplete_body": "the request body ended early",
     "internal_error": "a bug on our side (logged); never expected",
     "invalid_batch": "a Tracking API batch that is not a list of events",
+    "early_send_refused": "the snippet's early send of a call with options, or for a source with consent categories or filters (409): the bundle sends it",
+    "invalid_early_event": "a body posted to the collector's /e that is not the snippet's early-send array",
     "invalid_event": "an event nested too deep, with a number no double holds, or an id that lost precision",
     "invalid_filter": "a destination filter that does not parse or fit the rules (docs/filters.md); with position",
     "invalid_gzip": "a gzip body that does not decompress",

@@ -234,10 +234,12 @@ def test_snippet_bundle_and_collector_follow_renamed_paths_and_our_scheme(tmp_pa
         r = client.get(f"/snippet/{source['write_key']}.js")
         assert r.status_code == 200 and r.headers["content-type"].startswith("application/javascript")
         text = r.text
-        assert f'"http://analytics.example.test:8080/t/js/{source["write_key"]}/analytics.min.js"' in text
-        assert 'SNIPPET_VERSION = "5.2.0"' in text and '__t: "bpc"' in text and "analytics.page();" in text
+        # The bundle's URL: a._cdn + the bundle path + the key given to load() (as the official snippet).
+        assert 'a._cdn="http://analytics.example.test:8080"' in text and 'a._cdn+"/t/js/"+K+"/analytics.min.js"' in text
+        assert f'analytics.load("{source["write_key"]}");' in text
+        assert 'SNIPPET_VERSION="5.2.0"' in text and '__t:"bpc"' in text and "analytics.page();" in text
         # The snippet sends the first events itself to the renamed collector path (early send).
-        assert '"a": "http://analytics.example.test:8080/c"' in text
+        assert 'E="/c"' in text and 'fetch(a._cdn+E+"/e"' in text
         bundle = client.get(f"/t/js/{source['write_key']}/analytics.min.js", headers={"Accept-Encoding": "identity"})
         assert bundle.status_code == 200
         # Renamed paths: the bundle posts to {origin}{collector_prefix}/t, analytics-next too.

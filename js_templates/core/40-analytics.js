@@ -33,11 +33,13 @@ var EK = "integrations context userId anonymousId timestamp messageId".split(" "
 // and messageId go on the event; context is the base of the event's context, with context.page
 // merged over the page as it is (and, for page(), its url/path/search/title/referrer properties);
 // any other option is written into context.
-// An event the snippet already sent (bpc.e, js_templates/snippet.js.j2) is taken as it is: it
+// A call the snippet already sent (bpc.e = {messageId, timestamp, userId} and bpc.a, the
+// anonymousId; js_templates/snippet.js.j2, server/ingest/early.py) is rebuilt with those ids: it
 // goes through the pipeline but not to the collector again (SENT); its anonymous id is stored
-// unless the visitor has one by now (a queued setAnonymousId runs first).
+// unless the visitor has one by now (a queued setAnonymousId runs first). A call with options never was.
 function make(type, fields, opts, bpc) {
-  if (bpc && bpc.e) return SENT[bpc.e.messageId] = idGet("ajs_anonymous_id") || anonymousId(bpc.e.anonymousId), bpc.e;
+  var s = !opts && bpc && bpc.e;
+  if (s) SENT[(opts = s).messageId] = anonymousId(idGet("ajs_anonymous_id") || bpc.a);
   opts = opts || {};
   var page = pCtx(bpc), o = opts.context || {}, k, LI = LO.integrations || {}, I = {};
   var c = { library: { name: C.libraryName || "switchboard.js", version: VERSION }, locale: navigator.language,
@@ -67,7 +69,7 @@ function make(type, fields, opts, bpc) {
   if (opts.anonymousId) anonymousId(String(opts.anonymousId));
   var e = extend({ type: type }, fields, {
     messageId: opts.messageId || "sb-" + Date.now() + "-" + uuid(),
-    timestamp: iso(opts.timestamp), anonymousId: anonymousId(),
+    timestamp: iso(opts.timestamp), anonymousId: s ? bpc.a : anonymousId(),
     context: c, integrations: extend(I, opts.integrations)
   });
   if (!("userId" in e)) e.userId = userId() || opts.userId || null;

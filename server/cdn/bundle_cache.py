@@ -66,7 +66,7 @@ class Missing:
 
 
 UNKNOWN, DISABLED = Missing("unknown"), Missing("disabled")
-EARLY_KEYS = 16384  # snippets' early-send data kept (small tuples; one store read per key and version)
+EARLY_KEYS = 16384  # snippets' early-send data kept (a URL or None; one store read per key and version)
 NOT_KNOWN = object()
 LOOKUPS_PER_S = 10.0  # single-key reads for keys a just-begun directory check may have missed
 
@@ -309,7 +309,7 @@ class BundleCache:
         with self._lock:
             return self._early.get((write_key, version), NOT_KNOWN)
 
-    def snippet_early(self, write_key: str, version: int) -> tuple | None:
+    def snippet_early(self, write_key: str, version: int) -> str | None:
         """What the snippet needs to send the first events itself at this settings version
         (``server/cdn/snippet.early_send``), read from the store once per key and version, for the
         snippet route and the static publish alike. Reads the store: call it from a thread."""

@@ -42,6 +42,7 @@ import jinja2
 import rjsmin
 
 from server.api import library_name
+from server.api.early_send import CORE_VERSION  # the browser core's version; the collector needs it too
 from server.catalog import Catalog, Manifest, public_settings
 from server.config import Config
 from server.rules import compiled_filters
@@ -68,7 +69,8 @@ def check_templates(catalog: Catalog) -> None:
             raise TemplateMissing(f"js_templates/{name} is missing (looked in {JS_DIR})")
     if not any((JS_DIR / "core").glob("*.js")):
         raise TemplateMissing(f"js_templates/core/*.js is missing (looked in {JS_DIR})")
-CORE_VERSION = "1.0.0"
+
+
 # Brotli: quality 5 keeps a cold build within a few ms (quality 11 takes ~100 ms on 30 KB and
 # saves ~7%); the cache swaps in the quality-11 variant in the background.
 BR_FAST, BR_BEST = 5, 11

@@ -15,9 +15,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from server.api import library_name
+from server.api.early_send import early_facts
 from server.catalog import Catalog
-from server.cdn.bundles import CORE_VERSION, collector_url, device_destinations, js_env
+from server.cdn.bundles import js_env, minify
 from server.config import Config
 
 
@@ -25,27 +25,25 @@ def bundle_url(config: Config, write_key: str) -> str:
     return f"{config.origin}{config.bundle_path}/{write_key}/analytics.min.js"
 
 
-def early_send(config: Config, catalog: Catalog, source: dict[str, Any] | None) -> tuple | None:
-    """What the snippet needs to build the bundle's event itself, or None when it must not:
-    (collector URL, library name, core version, every device-mode destination's name, those
-    that take the initial page). The names are what the bundle writes into ``integrations`` and
-    ``_metadata.bundled`` for destinations it serves in the browser."""
-    if not source or not source.get("enabled", True):
-        return None
-    rows = source.get("destinations") or []
-    for row in rows:
-        if row.get("enabled") and (row.get("filters") or (row.get("settings") or {}).get("consent_categories")):
-            return None
-    device = device_destinations(catalog, rows)
-    names = sorted({m.name for m, _ in device})
-    initial = sorted({m.name for m, r in device if (r.get("settings") or {}).get("track_initial_page") is not False})
-    return (collector_url(config), library_name.effective(source.get("library_name")), CORE_VERSION,
-            tuple(names), tuple(initial))
+def early_send(config: Config, catalog: Catalog, source: dict[str, Any] | None) -> str | None:
+    """The collector's path (under the snippet's ``_cdn``, the public origin) that the snippet sends
+    the first events to, or None when it must not (server/api/early_send.py decides; the collector
+    expands the snippet's compact early send with the same facts)."""
+    return None if early_facts(catalog, source) is None else config.collector_prefix
+
+
+EDITABLE = "// SITE-EDITABLE:"
 
 
 @lru_cache(maxsize=1024)
-def render_snippet(config: Config, write_key: str, early: tuple | None = None) -> str:
-    data = None if early is None else {"a": early[0], "l": [early[1], early[2]], "n": list(early[3]), "i": list(early[4])}
-    return js_env().get_template("snippet.js.j2").render(
-        origin=config.origin, write_key=write_key, bundle_url=bundle_url(config, write_key), early=data,
-    ).strip()
+def render_snippet(config: Config, write_key: str, early: str | None = None) -> str:
+    """The snippet as served and printed: minified (rjsmin; the template is written small), with
+    the two lines a site may edit (``analytics.load(...)``, ``analytics.page()``) on lines of
+    their own, as in the official snippet. tests/test_snippet.py holds it under 2,050 bytes (the
+    issue's 1.5 KB is not reached: docs/bundle.md, "First event", says where the bytes go)."""
+    text = js_env().get_template("snippet.js.j2").render(
+        origin=config.origin, write_key=write_key, bundle_path=config.bundle_path + "/", early=early,
+    )
+    head, _, tail = text.partition(EDITABLE)
+    lines = [line.strip() for line in tail.splitlines()[1:] if line.strip()]
+    return minify(head).strip() + "\n" + "\n".join(lines)

@@ -10,6 +10,7 @@
 - ``writer``: the group-commit writer (one transaction for everything pending).
 - ``asgi``: the request and answer objects of the hot path (raw headers, prepared bytes).
 - ``client_metrics``: counts what browsers post to ``/v1/m``.
+- ``early``: expands the snippet's early send (``/v1/e``) into the event the bundle would build.
 - ``stats``: Prometheus counters for accepted, duplicate and refused events.
 - ``events_api``: the admin read API over stored events.
 - ``depth``: refuses bodies nested deeper than 64 levels, checked cheaply.

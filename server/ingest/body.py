@@ -82,8 +82,16 @@ def gunzip(data: bytes, limit: int, code: str, what: str) -> bytes:
 
 def parse_object(data: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400 ``malformed_json`` saying what is wrong."""
+    parsed = parse_json(data, "a JSON object")
+    if not isinstance(parsed, dict):
+        raise ApiError(400, "malformed_json", f"The body must be a JSON object, not {json_type(parsed)}")
+    return parsed
+
+
+def parse_json(data: bytes, expected: str) -> Any:
+    """The body as JSON (within the depth limit), or a 400 saying what is wrong."""
     if not data.strip():
-        raise ApiError(400, "malformed_json", "The body is empty; send a JSON object")
+        raise ApiError(400, "malformed_json", f"The body is empty; send {expected}")
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -94,8 +102,6 @@ def parse_object(data: bytes) -> dict[str, Any]:
             raise ApiError(400, "invalid_event", f"A number in the body is too large to store ({reason}); "
                            "send it as a string") from None
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise ApiError(400, "malformed_json", f"The body must be a JSON object, not {json_type(parsed)}")
     check_depth(data, parsed)
     return parsed
 

@@ -5,6 +5,8 @@ Routes (under ``/v1`` and, when it differs, under ``config.collector_prefix``):
 - ``POST identify|track|page|screen|group|alias`` and the browser's ``i|t|p|s|g|a``: one event;
 - ``POST batch|import`` and ``b``: ``{"batch": [...], "context"?, "integrations"?, "sentAt"?}``;
 - ``POST m``: analytics-next's client metrics — counted, never stored as events;
+- ``POST e``: the snippet's early send, expanded into one event (server/ingest/early.py) and then
+  stored as ``p``/``t`` are;
 - ``OPTIONS`` on all of them: the CORS preflight.
 
 A request goes: body within its size limit (gzip ok) → JSON object → write key (body
@@ -32,11 +34,14 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
 from server.api.client_address import client_address
+from server.catalog import Catalog, load_catalog
 from server.config import Config
 from server.errors import ApiError
 from server.ingest import client_metrics, cors, events_api, rejected, stats
 from server.ingest.asgi import Answer, Call, encode_headers, error_answer
-from server.ingest.body import BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_object, read_body
+from server.ingest.body import BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_json, parse_object, read_body
+from server.ingest.early import expand, write_key_of
+from server.ingest.early_sources import EarlySources
 from server.ingest.keys import WriteKeyCache
 from server.ingest.normalise import BatchDefaults, iso, normalise
 from server.ingest.ratelimit import RateLimiter
@@ -64,10 +69,12 @@ _heap_frozen = False
 class Collector:
     """What the routes share in one app: the writer, the key cache, the rate limiter."""
 
-    def __init__(self, config: Config, engine):
+    def __init__(self, config: Config, engine, catalog: Catalog | None = None):
         self.config = config
         self.engine = engine
         self.keys = WriteKeyCache(engine)
+        # The snippet's early sends (/e) only: the source's device-mode marks, read once per change.
+        self.early = EarlySources(engine, catalog if catalog is not None else load_catalog())
         # Users under a suppress regulation: their events are acknowledged, never stored.
         self.suppressions = regulations.SuppressionList(engine)
         self.limiter = RateLimiter(config.rate_limit)
@@ -77,12 +84,14 @@ class Collector:
 
     def start(self) -> "Collector":
         self.keys.subscribe()
+        self.early.subscribe()
         self.suppressions.start()
         self.writer.start()
         return self
 
     def stop(self) -> None:
         self.keys.close()
+        self.early.close()
         self.suppressions.stop()
         self.writer.stop()
 
@@ -90,7 +99,8 @@ class Collector:
 def _collector(app: Starlette) -> Collector:
     collector = getattr(app.state, "collector", None)
     if collector is None:  # an app used without its lifespan (some tests): start on first use
-        collector = app.state.collector = Collector(app.state.config, app.state.engine).start()
+        collector = app.state.collector = Collector(app.state.config, app.state.engine,
+                                                    getattr(app.state, "catalog", None)).start()
     return collector
 
 
@@ -99,7 +109,7 @@ def _endpoints(app: Starlette) -> list["TrackingEndpoint"]:
 
 
 async def startup(app: Starlette) -> None:
-    app.state.collector = Collector(app.state.config, app.state.engine).start()
+    app.state.collector = Collector(app.state.config, app.state.engine, getattr(app.state, "catalog", None)).start()
     # /metrics (server/delivery/metrics.py) registers these: refused events, read from the database.
     app.state.metrics_collectors = [*getattr(app.state, "metrics_collectors", []),
                                     rejected.RejectedEventsCollector(app.state.engine)]
@@ -264,7 +274,7 @@ class TrackingEndpoint:
 class _CallConvertor(Convertor):
     """``{call:tracking_call}``: exactly the Tracking API's path names, nothing else."""
 
-    regex = "|".join(sorted([*SINGLE, *BATCH, "m"], key=len, reverse=True))
+    regex = "|".join(sorted([*SINGLE, *BATCH, "m", "e"], key=len, reverse=True))
 
     def convert(self, value: str) -> str:
         return value
@@ -315,6 +325,14 @@ async def _batch(call: Call, collector: Collector) -> Answer:
     return await _store(call, collector, _rows(call, collector, source_id, body, None, len(data)), len(data))
 
 
+async def _early(call: Call, collector: Collector) -> Answer:
+    data = await read_body(call, EVENT_LIMIT, "event_too_large", "event")
+    compact = parse_json(data, "the snippet's early-send array")
+    source_id = await _source_id(collector, call, {"writeKey": write_key_of(compact)})
+    body = expand(compact, await collector.early.facts(write_key_of(compact)))
+    return await _store(call, collector, _rows(call, collector, source_id, body, body["type"]), len(data))
+
+
 async def _metrics(call: Call, collector: Collector) -> Answer:
     body = parse_object(await read_body(call, METRICS_LIMIT, "batch_too_large", "metrics body"))
     client_metrics.record(body)
@@ -325,6 +343,7 @@ def routes(config: Config) -> list[Route]:
     handlers: dict[str, Handler] = {name: _single(kind) for name, kind in SINGLE.items()}
     handlers.update({name: _batch for name in BATCH})
     handlers["m"] = _metrics
+    handlers["e"] = _early
     endpoint = TrackingEndpoint(handlers)
     prefixes = list(dict.fromkeys(["/v1", config.collector_prefix]))
     found = []
