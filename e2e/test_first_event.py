@@ -24,6 +24,15 @@ OWN = {"messageId", "timestamp", "sentAt", "receivedAt", "originalTimestamp", "i
 
 
 @pytest.fixture(scope="module")
+def changed_site(tmp_path_factory):
+    """A third source, given consent categories by the test after its snippet was copied."""
+    s = LoaderSite(tmp_path_factory.mktemp("first_event_changed"), LiveServer)
+    s.add("hotjar", {"site_id": "1234567"})
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
 def consent_site(tmp_path_factory):
     """A second source whose only destination has consent categories: no early send."""
     s = LoaderSite(tmp_path_factory.mktemp("first_event_consent"), LiveServer)
@@ -36,7 +45,7 @@ class Held:
     """A site page whose bundle request is held until ``release()``; ``posts`` are the bodies of
     the collector requests in order, ``log`` the order of posts and the release."""
 
-    def __init__(self, browser, site: LoaderSite, edit=None, init_script: str | None = None):
+    def __init__(self, browser, site: LoaderSite, edit=None, init_script: str | None = None, hold_early: bool = False):
         self.context = browser.new_context()
         if init_script:
             self.context.add_init_script(init_script)
@@ -55,6 +64,9 @@ class Held:
         page.route(re.compile("^" + re.escape(base + SITE_PATH) + "/"), lambda r: r.fulfill(
             status=200, content_type="text/html", body=html))
         page.route(re.compile(r".*/analytics\.min\.js$"), lambda r: self.held.append(r))
+        self.held_early: list = []  # the snippet's early posts, held when hold_early
+        if hold_early:
+            page.route(re.compile(r".*/v1/e$"), lambda r: self.held_early.append(r))
         page.on("request", self._seen)
         page.goto(base + SITE_PATH + "/landing?x=1", wait_until="domcontentloaded")
 
@@ -213,5 +225,34 @@ def test_a_set_anonymous_id_queued_after_the_early_page_wins(site, browser):
         h.page.evaluate("() => analytics.ready()")
         assert sent_id != "fixed-id"
         assert h.page.evaluate("() => analytics.user().anonymousId()") == "fixed-id"
+    finally:
+        h.close()
+
+
+def test_a_copied_snippet_refused_after_the_bundle_replayed_its_call_is_sent_by_the_bundle(changed_site, browser):
+    """A snippet copied before the source had consent categories still sends early; the collector
+    refuses it now (409). When that answer comes after the bundle has replayed the call, the
+    bundle sends the event itself: stored once, with the consent context, nothing lost."""
+    copied = changed_site.workspace.snippet(changed_site.write_key)
+    assert 'E="/v1"' in copied
+    hotjar = changed_site.destinations["hotjar"]
+    changed_site.workspace.update(hotjar["id"], {"site_id": "1234567", "consent_categories": ["Analytics"]})
+    assert "E=null" in changed_site.workspace.snippet(changed_site.write_key)
+    h = Held(browser, changed_site, edit=lambda _: copied, hold_early=True)
+    try:
+        h.wait(300)
+        assert [p["type"] for p in h.posts] == ["page"]  # left early, its answer held
+        early_id = h.posts[0]["messageId"]
+        h.release()
+        h.page.evaluate("() => analytics.ready()")
+        h.wait(300)
+        assert h.message_ids() == [early_id]  # the bundle took the call as sent
+        for r in h.held_early:
+            r.continue_()  # the collector answers 409 early_send_refused
+        pages = stored_pages(changed_site, 1, h.page)
+        assert [p["messageId"] for p in pages] == [early_id]
+        assert pages[0]["context"]["consent"]["categoryPreferences"] == {"Analytics": False}
+        h.wait(300)
+        assert h.message_ids() == [early_id, early_id]  # the refused early post, then the bundle's
     finally:
         h.close()

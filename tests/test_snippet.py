@@ -86,7 +86,7 @@ CATALOG = load_catalog()
 # What GET /snippet/{writeKey}.js serves (and the CLI and web app print), in bytes, for a 32-character
 # write key, with and without early send. The target is 1.5 KB (1,536 bytes);
 # docs/bundle.md ("First event") says where the bytes go and why the snippet is still above it.
-SNIPPET_BUDGET = 2050
+SNIPPET_BUDGET = 2060
 EARLY = "/v1"
 FACTS = ("switchboard.js", "1.0.0", ("Hotjar",), ("Hotjar",))
 

@@ -35,11 +35,12 @@ var EK = "integrations context userId anonymousId timestamp messageId".split(" "
 // any other option is written into context.
 // A call the snippet already sent (bpc.e = {messageId, timestamp, userId} and bpc.a, the
 // anonymousId; js_templates/snippet.js.j2, server/ingest/early.py) is rebuilt with those ids: it
-// goes through the pipeline but not to the collector again (SENT); its anonymous id is stored
-// unless the visitor has one by now (a queued setAnonymousId runs first). A call with options never was.
+// goes through the pipeline but not to the collector again (SENT keeps its bpc, see deliver);
+// its anonymous id is stored unless the visitor has one by now (a queued setAnonymousId runs
+// first). A call with options never was.
 function make(type, fields, opts, bpc) {
   var s = !opts && bpc && bpc.e;
-  if (s) SENT[(opts = s).messageId] = anonymousId(idGet("ajs_anonymous_id") || bpc.a);
+  if (s) anonymousId(idGet("ajs_anonymous_id") || bpc.a), SENT[(opts = s).messageId] = bpc;
   opts = opts || {};
   var page = pCtx(bpc), o = opts.context || {}, k, LI = LO.integrations || {}, I = {};
   var c = { library: { name: C.libraryName || "switchboard.js", version: VERSION }, locale: navigator.language,
@@ -116,8 +117,12 @@ function deliver(ctx, initial) {
   if (DEVICE) to = routeTo(e, wire, initial);       // core/32-device.js
   // integrations {"Segment.io": false}: the event stays in the browser (a call's All: false doesn't
   // count; at load, All: false without "Segment.io": true keeps every event here, as analytics-next).
-  var L = LO.integrations || {}, on = L["Segment.io"];
-  if (!SENT[e.messageId] && (e.integrations || {})["Segment.io"] !== false && on !== false && (on || L.All !== false)) all.push(new Promise(function (r) {
+  // A call the snippet sent early: unless its answer says the collector refused it (the source
+  // gained consent categories or filters since the snippet was pasted), the snippet calls bpc.f
+  // when that answer comes, and the event leaves from here after all.
+  var L = LO.integrations || {}, on = L["Segment.io"], b = SENT[e.messageId];
+  if (b && b.e) b.f = function () { enqueue(wire); };
+  else if ((e.integrations || {})["Segment.io"] !== false && on !== false && (on || L.All !== false)) all.push(new Promise(function (r) {
     enqueue(wire, function (err) { if (err) ctx.setFailedDelivery({ reason: err }); r(); });
     if (navigator.onLine === false) r();             // queued for when the browser is back
   }));
