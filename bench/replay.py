@@ -15,7 +15,9 @@ Each round, on the same database and machine:
 
 Prints per round, and as the median of ``--rounds`` (≥ 3) with its spread and the load average,
 LIVE's receipt→delivery latency p50/p99 without and beside the replay and their ratio, how fast
-the request answered and how many replayed events were delivered per second.
+the request answered and how many replayed events were delivered per second. Target (issue 16):
+the median round's LIVE p50 and p99 beside the replay lie within their normal range, the
+min–max the rounds without the replay measured on the same machine in the same run.
 
 Usage: .venv/bin/python bench/replay.py [--events 100000] [--seconds 8] [--live-rate 100] [--replay-rate 200] [--rounds 3] [--postgres]
 """
@@ -23,6 +25,7 @@ Usage: .venv/bin/python bench/replay.py [--events 100000] [--seconds 8] [--live-
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -214,6 +217,14 @@ def main() -> None:
     print(f"LIVE p99 beside the replay:  {figure('p99', '{:.1f} ms')}")
     print(f"ratio beside/without, p50:   {figure('ratio_p50', '{:.2f}x')}")
     print(f"ratio beside/without, p99:   {figure('ratio_p99', '{:.2f}x')}")
+    # The target (issue 16): LIVE's latency beside the replay stays within its normal range, i.e.
+    # within what the rounds without the replay measured (their min–max), for the median round.
+    for key, base in (("p50", "base_p50"), ("p99", "base_p99")):
+        low, high = min(r[base] for r in results), max(r[base] for r in results)
+        beside = statistics.median(r[key] for r in results)
+        verdict = "within" if beside <= high else "ABOVE"
+        print(f"target: LIVE {key} beside the replay within its normal range: median {beside:.1f} ms, normal range "
+              f"{low:.1f}–{high:.1f} ms (the rounds without it): {verdict}")
     print(f"replayed events delivered:   {figure('replayed_per_s', '{:.0f}/s')} (rate setting {args.replay_rate:g}/s)")
     print(f"the request answered in:     {figure('answered', '{:.2f} s')}")
     print(f"process CPU without/beside:  {figure('cpu_without', '{:.0%}')} / {figure('cpu_beside', '{:.0%}')}")
