@@ -115,7 +115,7 @@ class GroupCommitWriter:
         if self._thread.is_alive():
             self._thread.join(timeout)
         # A request that slipped in as the thread ended: tell it, rather than leave it waiting.
-        leftovers = []
+        leftovers: list[tuple[_Pending, None, Exception]] = []
         while True:
             try:
                 item = self._queue.get_nowait()
