@@ -22,12 +22,24 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 from sqlalchemy import Column, Connection, Engine, Index, String, Table, Text, func, select
+from sqlalchemy.types import TypeDecorator
 
 from server.store import notify
 from server.store.engine import read_only
 from server.store.schema import Id, UTCDateTime, metadata
 
 log = logging.getLogger("switchboard.events")
+
+class PayloadText(TypeDecorator):
+    """TEXT in the database. Binds ``rows_for``'s UTF-8 bytes as text too, so that its rows can
+    also be inserted through SQLAlchemy (tests, tools); ``append`` sends the bytes itself."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return value.decode() if isinstance(value, (bytes, bytearray)) else value
+
 
 events = Table(
     "events",
@@ -37,7 +49,7 @@ events = Table(
     Column("message_id", String(100), nullable=False),
     Column("type", String(10), nullable=False),
     Column("received_at", UTCDateTime(), nullable=False),
-    Column("payload", Text, nullable=False),
+    Column("payload", PayloadText(), nullable=False),
     # Never reuse an id, even of a deleted newest row: delivery's cursor reads "after id N".
     sqlite_autoincrement=True,
 )
