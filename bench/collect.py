@@ -17,6 +17,10 @@ validation, normalisation, dedupe, group commit with fsync before the 200.
 2. batches of 100 on ``/v1/batch``: max requests/s × 100 = durable events/s (checked against
    the rows actually in the database; target ≥ 30,000);
 3. the same batches at half that rate (wrk with a per-connection delay): p50 / p99 latency.
+
+The whole measurement runs ``--rounds`` times (default 3, on the same database); each round
+prints its table, and the last lines give every ratio and CPU figure as the median of the
+rounds with its spread (min–max) and the load average (bench/rounds.py).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 UVICORN = dict(host="127.0.0.1", log_level="warning", access_log=False, loop="auto", http="auto")
 
@@ -207,6 +212,7 @@ def main() -> None:
                         help="wrk connections for single events, comma-separated (default 64,256)")
     parser.add_argument("--batch-connections", type=int, default=32, help="wrk connections for batches (default 32)")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--rounds", type=int, default=3, help="whole measurements, for medians (default 3)")
     parser.add_argument("--serve", choices=["bare", "ours", "stock"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
@@ -217,50 +223,82 @@ def main() -> None:
 
     import contextlib
 
-    from server.store import events, open_store, workspace
+    from server.store import open_store, workspace
 
     connections = [int(c) for c in args.connections.split(",")]
     bc = args.batch_connections
+    from rounds import Figure, header, load
+
+    figures: dict[str, Figure] = {}
+
+    def note(name: str, value: float) -> None:
+        figures.setdefault(name, Figure([])).values.append(value)
+
     with tempfile.TemporaryDirectory(prefix="bench-collect-") as tmp, contextlib.ExitStack() as stack:
         url = database(args.database, Path(tmp), stack)
         engine = open_store(url)
         key = workspace.create_source(engine, "Bench")["write_key"]
-        warm = min(3.0, args.duration)
-        print(f"wrk -t1, {args.duration:g} s per run, {os.cpu_count()} CPUs, database: {args.database}", flush=True)
-
-        # Both servers stay up (an idle server costs nothing) so that each pair of runs is back
-        # to back: the machine's state drifts less between the two halves of a ratio.
-        bare, ours, stock = Server("bare", url), Server("ours", url), Server("stock", url)
-        try:
-            singles = []
-            for c in connections:
-                wrk(stock.port, key, batch=0, duration=warm, connections=c)
-                stock_run = stock.measure(key, batch=0, duration=args.duration, connections=c)
-                wrk(bare.port, key, batch=0, duration=warm, connections=c)
-                base = bare.measure(key, batch=0, duration=args.duration, connections=c)
-                base["stock"] = stock_run
-                wrk(ours.port, key, batch=0, duration=warm, connections=c)
-                before = events.count_events(engine)
-                single = ours.measure(key, batch=0, duration=args.duration, connections=c)
-                single["stored"] = events.count_events(engine) - before
-                singles.append((c, base, single))
-            bare.stop()
-            stock.stop()
-
-            wrk(ours.port, key, batch=100, duration=warm, connections=bc)
-            before = events.count_events(engine)
-            batch = ours.measure(key, batch=100, duration=args.duration, connections=bc)
-            batch_stored = events.count_events(engine) - before
-
-            half_rate = batch["rps"] / 2
-            # Each connection waits so that together they send half the maximum rate.
-            delay = max(0.0, bc / half_rate * 1000 - batch["p50"] / 2)
-            paced = ours.measure(key, batch=100, duration=args.duration, connections=bc, delay_ms=delay)
-        finally:
-            bare.stop()
-            stock.stop()
-            ours.stop()
+        header(f"bench/collect.py, {args.database}, {args.rounds} rounds")
+        for number in range(1, max(1, args.rounds) + 1):
+            print(f"\n-- round {number}", flush=True)
+            singles, batch, batch_stored, paced = one_round(args, engine, url, key, connections, bc)
+            for c, base, single in singles:
+                note(f"single event, {c} conns: ratio ours / bare (target >= 0.6)", single["rps"] / base["rps"])
+                note(f"single event, {c} conns: CPU ratio bare / ours", base["cpu_us"] / single["cpu_us"])
+                note(f"single event, {c} conns: our CPU per request (us)", single["cpu_us"])
+            note("batches of 100: CPU per event (us, target <= 20)", batch["cpu_us"] / 100)
+            note("batches of 100: durable events/s", batch["rps"] * 100)
+            note("batches of 100 at half rate: CPU per event (us)", paced["cpu_us"] / 100)
+            for figure in figures.values():
+                figure.loads.append(load())
         engine.dispose()
+
+    print(f"\nmedian of {max(1, args.rounds)} rounds (min–max), {args.database}:")
+    width = max(len(name) for name in figures)
+    for name, figure in figures.items():
+        fmt = "{:,.0f}" if "events/s" in name else "{:.2f}" if "ratio" in name else "{:.1f}"
+        print(f"  {name:<{width}}  {figure.text(fmt)}")
+
+
+def one_round(args, engine, url: str, key: str, connections: list[int], bc: int):
+    """One whole measurement (fresh servers on the same database): prints its table."""
+    from server.store import events
+
+    warm = min(3.0, args.duration)
+    print(f"wrk -t1, {args.duration:g} s per run, {os.cpu_count()} CPUs, database: {args.database}", flush=True)
+
+    # Both servers stay up (an idle server costs nothing) so that each pair of runs is back
+    # to back: the machine's state drifts less between the two halves of a ratio.
+    bare, ours, stock = Server("bare", url), Server("ours", url), Server("stock", url)
+    try:
+        singles = []
+        for c in connections:
+            wrk(stock.port, key, batch=0, duration=warm, connections=c)
+            stock_run = stock.measure(key, batch=0, duration=args.duration, connections=c)
+            wrk(bare.port, key, batch=0, duration=warm, connections=c)
+            base = bare.measure(key, batch=0, duration=args.duration, connections=c)
+            base["stock"] = stock_run
+            wrk(ours.port, key, batch=0, duration=warm, connections=c)
+            before = events.count_events(engine)
+            single = ours.measure(key, batch=0, duration=args.duration, connections=c)
+            single["stored"] = events.count_events(engine) - before
+            singles.append((c, base, single))
+        bare.stop()
+        stock.stop()
+
+        wrk(ours.port, key, batch=100, duration=warm, connections=bc)
+        before = events.count_events(engine)
+        batch = ours.measure(key, batch=100, duration=args.duration, connections=bc)
+        batch_stored = events.count_events(engine) - before
+
+        half_rate = batch["rps"] / 2
+        # Each connection waits so that together they send half the maximum rate.
+        delay = max(0.0, bc / half_rate * 1000 - batch["p50"] / 2)
+        paced = ours.measure(key, batch=100, duration=args.duration, connections=bc, delay_ms=delay)
+    finally:
+        bare.stop()
+        stock.stop()
+        ours.stop()
 
     runs = [(f"c{c} {name}", run) for c, base, single in singles for name, run in (("bare", base), ("ours", single))]
     for name, run in runs + [("batch", batch), ("paced", paced)]:
@@ -301,6 +339,7 @@ def main() -> None:
     if load > (os.cpu_count() or 1):
         print(f"\nnote: load average {load:.1f} on {os.cpu_count()} CPUs during the run — other work competed "
               "for the CPUs; the CPU-per-request figures are the steadier comparison")
+    return singles, batch, batch_stored, paced
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import psycopg
 import pytest
 from sqlalchemy import func, select
@@ -50,6 +51,24 @@ def test_sqlite_times_are_written_as_sqlalchemy_writes_them(engine):
     for moment in (datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), datetime(999, 12, 31, 23, 59, 59, 1),
                    datetime(2026, 6, 1, 12, 0, 0, 500_000, tzinfo=timezone.utc)):
         assert events._sqlite_time(moment) == processor(moment)
+
+
+def test_the_stored_payload_is_exactly_the_serialised_event(engine):
+    """Payloads travel as raw bytes (SQLite: one blob sliced per row; PostgreSQL: bytea read as
+    UTF-8): the column must hold the very text orjson wrote, whatever characters it holds, and
+    each row its own slice — including after a duplicate is left out of the middle."""
+    source = workspace.create_source(engine, "web")
+    odd = {"q": 'quote " backslash \\ newline \n tab \t nul \x00 \u2028', "accents": "é — 漢字 😀",
+           "n": [1, -0.5, 1e300, 2**53], "empty": {}, "nested": [[], [{}]]}
+    events.append(engine, _rows(source["id"], ["seen"]), dedupe_window=DAY)
+    rows = _rows(source["id"], ["a", "seen", "b", "a", "c"], properties=odd)
+    rows[2]["payload"] = orjson.dumps({"messageId": "b", "type": "track", "event": "E", "x": "y" * 5000})
+    assert events.append(engine, rows, dedupe_window=DAY) == [True, False, True, False, True]
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(events.events.c.message_id, events.events.c.payload)).all())
+    assert stored["a"] == rows[0]["payload"].decode() and stored["c"] == rows[4]["payload"].decode()
+    assert stored["b"] == rows[2]["payload"].decode()
+    assert orjson.loads(stored["a"])["properties"] == odd
 
 
 def test_duplicates_within_one_append_and_across_appends_are_stored_once(engine):

@@ -308,12 +308,21 @@ async def _store(call: Call, collector: Collector, prepared: tuple[list[dict[str
     return Answer(200, SUCCESS, cors.cors_headers(call))  # stored or duplicate: both acknowledged
 
 
+# The parsed body is dropped before the commit is awaited: only the rows (strings, bytes and
+# numbers, which the cyclic GC does not track) wait for it. A batch's parsed events are over a
+# thousand dicts and lists; kept alive across the commit, every request in flight would be
+# walked by each garbage collection meanwhile, and promoted to older generations to be walked
+# again — over a microsecond per event at 32 connections.
+
+
 def _single(route_type: str) -> Handler:
     async def handle(call: Call, collector: Collector) -> Answer:
         data = await read_body(call, EVENT_LIMIT, "event_too_large", "event")
         body = parse_object(data)
         source_id = await _source_id(collector, call, body)
-        return await _store(call, collector, _rows(call, collector, source_id, body, route_type), len(data))
+        prepared = _rows(call, collector, source_id, body, route_type)
+        del body
+        return await _store(call, collector, prepared, len(data))
 
     return handle
 
@@ -322,7 +331,10 @@ async def _batch(call: Call, collector: Collector) -> Answer:
     data = await read_body(call, BATCH_LIMIT, "batch_too_large", "batch")
     body = parse_object(data)
     source_id = await _source_id(collector, call, body)
-    return await _store(call, collector, _rows(call, collector, source_id, body, None, len(data)), len(data))
+    size = len(data)
+    prepared = _rows(call, collector, source_id, body, None, size)
+    del body, data
+    return await _store(call, collector, prepared, size)
 
 
 async def _early(call: Call, collector: Collector) -> Answer:

@@ -1,6 +1,7 @@
 """Group commit: one writer thread stores every pending request's events in ONE transaction.
 
-A request hands its rows to ``GroupCommitWriter.append`` and awaits a future. The writer thread
+A request hands its rows to ``GroupCommitWriter.append`` and awaits a future (the requests of
+one event-loop iteration go on the queue together, in one put). The writer thread
 takes everything that is pending, calls ``events.append`` once (one transaction, one fsync on
 SQLite with synchronous=FULL, one WAL flush on PostgreSQL), then resolves all those futures
 with a single hop back to the event loop. While one commit is flushing, the next requests
@@ -78,7 +79,9 @@ class GroupCommitWriter:
         self.prune_every = prune_every
         # SimpleQueue: put() is one C call that also wakes the writer (no Python-level lock dance
         # on the request path).
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()  # lists of _Pending, or _STOP
+        # Per event loop, the requests appended during its current iteration (see _hand_over).
+        self._outboxes: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._stopping = False
         self._last_prune = 0.0
         self._conn: Connection | None = None
@@ -112,14 +115,14 @@ class GroupCommitWriter:
         if self._thread.is_alive():
             self._thread.join(timeout)
         # A request that slipped in as the thread ended: tell it, rather than leave it waiting.
-        leftovers = []
+        leftovers: list[tuple[_Pending, None, Exception]] = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is not _STOP:
-                leftovers.append((item, None, WriterStopped("the server is shutting down")))
+                leftovers.extend((pending, None, WriterStopped("the server is shutting down")) for pending in item)
         self._finish(leftovers)
 
     async def append(self, rows: Rows, refused: Rows | None = None, size: int = 0) -> list[bool]:
@@ -143,8 +146,23 @@ class GroupCommitWriter:
             self.pending_bytes += size
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((rows, future, loop, refused, size))
+        outbox = self._outboxes.get(loop)
+        if outbox is None:  # the first request of this loop iteration: hand over at its end
+            outbox = self._outboxes[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        outbox.append((rows, future, loop, refused, size))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Put every request this loop iteration appended on the queue at once: one put (and at
+        most one wake-up of the writer) per iteration instead of one per request."""
+        items = self._outboxes.pop(loop, None)
+        if not items:
+            return
+        if self._stopping:  # stop() may have drained the queue already: nothing would take them
+            self._finish([(item, None, WriterStopped("the server is shutting down")) for item in items])
+            return
+        self._queue.put(items)
 
     def _finish(self, results: Sequence[tuple[_Pending, list[bool] | None, Exception | None]]) -> None:
         """Release the requests' share of the bound, then hand them their results (in that order:
@@ -186,8 +204,8 @@ class GroupCommitWriter:
                 if item is _STOP:
                     stopping = True  # commit what is here, then end
                 else:
-                    group.append(item)
-                    size += len(item[0])
+                    group.extend(item)
+                    size += sum(len(pending[0]) for pending in item)
                 if size >= self.max_group_rows:
                     break
                 try:
