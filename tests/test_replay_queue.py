@@ -143,3 +143,31 @@ def test_steps_racing_for_the_same_chunk_commit_it_once(engine, catalog):
     row = replays.get_replay(engine, replay_id)
     assert (row["state"], row["queued"]) == ("queued", 1_000)
     _one_job_per_event(engine, dest["id"], 1_000)
+
+
+def test_replaying_a_window_again_requeues_every_job_on_the_release_schedule(engine, catalog):
+    """A second replay of the same window to the same destination sends every event again: the
+    finished jobs are queued anew (one statement per release tick), due in ticks at the rate."""
+    with Vendor() as vendor:
+        _, dest, items = _history(engine, 120, vendor.url + "/new")
+        with RunningService(engine, catalog, replay_rate=1000):
+            first = start_replay(engine, catalog, dest["id"], since=SINCE, until=None, rate=1000, actor="t")
+            vendor.wait_for(120)
+            wait_until(lambda: replays.get_replay(engine, first["replay_id"])["delivered"] == 120, what="first replay")
+        before = datetime.now(timezone.utc)
+        second = replay_queue.queue_replay(engine, dest["id"], since=SINCE, until=None, types=None, event_names=None,
+                                           routes=replay_routes(engine, catalog, dest["id"]), rate=200, actor="t")
+        assert second["queued"] == 120
+        queued = jobs(engine, dest["id"])
+        assert {j["status"] for j in queued} == {store.QUEUED}
+        assert {j["replay_id"] for j in queued} == {second["id"]}
+        due = sorted({j["next_attempt_at"] for j in queued})
+        # 10 jobs due together every 50 ms at 200/s, from now on: twelve ticks over 0.6 s.
+        assert len(due) == 12 and before < due[0] and (due[-1] - due[0]).total_seconds() == pytest.approx(0.55, abs=0.01)
+        assert all(sum(j["next_attempt_at"] == d for j in queued) == 10 for d in due)
+        with RunningService(engine, catalog, replay_rate=200):
+            got = vendor.wait_for(240)
+            wait_until(lambda: replays.get_replay(engine, second["id"])["delivered"] == 120, what="second replay")
+        sent = sorted(r.json()["messageId"] for r in got)
+        assert sent == sorted(i["messageId"] for i in items * 2)  # each event once per replay
+    _one_job_per_event(engine, dest["id"], 120)
