@@ -71,7 +71,7 @@ def test_an_installed_server_serves_bundle_snippet_web_app_and_static(installed,
             assert bundle.status_code == 200, bundle.text
             assert write_key in bundle.text and "analytics" in bundle.text
             snippet = client.get(f"/snippet/{write_key}.js")
-            assert snippet.status_code == 200 and f"{base}/analytics.js/v1/" in snippet.text
+            assert snippet.status_code == 200 and f'a._cdn="{base}"' in snippet.text and '"/analytics.js/v1/"' in snippet.text
             sign_in = client.get("/sign-in")
             assert sign_in.status_code == 200 and "/static/app.css" in sign_in.text
             css = client.get("/static/app.css")
