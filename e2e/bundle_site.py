@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
+
 from server.config import Config
 from server.cdn.snippet import render_snippet
 from server.store import events, workspace
@@ -82,7 +84,30 @@ def make_source(engine, name: str, destinations: list[dict[str, Any]]) -> dict:
     source = workspace.create_source(engine, name)
     for d in destinations:
         workspace.add_destination(engine, source["id"], mode="device", enabled=True, **d)
+    if destinations:
+        served(engine, source)
     return source
+
+
+def served(engine, source: dict[str, Any], timeout: float = 10.0) -> None:
+    """Wait until the live server on ``engine``'s database serves the source's current version.
+
+    These helpers write the store from the test process: another process, to the server. Its
+    bundle directory may have seen the source a moment after it was created, before the
+    destinations came (version 1), and another process's change reaches it at its next look
+    (every 0.5 s, server/cdn/bundle_directory.py). A page opened meanwhile got a bundle without
+    its destinations, and its device-mode checks failed now and then."""
+    from tests_conftest import LiveServer
+
+    live = LiveServer.serving.get(str(engine.url))
+    if live is None:
+        return
+    version = workspace.get_source(engine, source["id"])["settings_version"]
+    url = f"{live.url}/analytics.js/v1/{source['write_key']}/analytics.min.js"
+    deadline = time.monotonic() + timeout
+    while f'"version":{version}' not in httpx.get(url).text:
+        assert time.monotonic() < deadline, f"the server never served version {version} of {source['write_key']}"
+        time.sleep(0.05)
 
 
 GA4 = {"slug": "google_analytics_4", "settings": {"measurement_id": "G-TEST123", "api_secret": "ga-secret"}}

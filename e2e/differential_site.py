@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from bundle_site import GTAG_STUB
+from bundle_site import GTAG_STUB, served
 from server.store import events, workspace
 
 E2E = Path(__file__).resolve().parent
@@ -128,6 +128,7 @@ class DiffSite:
         source = workspace.create_source(self.engine, f"{scenario.name} {lib}")
         if scenario.device:
             workspace.add_destination(self.engine, source["id"], mode="device", enabled=True, **GA4)
+            served(self.engine, source)  # the server may have seen the source before its destination
         if lib == "ours" and scenario.library_name:
             workspace.update_source(self.engine, source["id"], library_name=scenario.library_name)
             # This process is not the server's: the server learns of the change by its freshness

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from bundle_site import PIXEL, make_source, serve_site
+from bundle_site import PIXEL, make_source, serve_site, served
 from differential_site import GA4, SITE, DiffSite, page_html
 from fql_cases import CASES, EVENT
 from test_analytics_next import analytics_next_js  # noqa: F401  (the module fixture that builds it)
@@ -124,6 +124,7 @@ def test_analytics_next_from_the_cdn_sends_a_device_mode_destination_only_what_i
             {"if": 'type = "track"', "action": "only"},
             {"if": "true", "action": "drop_properties", "fields": ["properties.email"]},
         ]))
+        served(engine, source)  # written from this process: wait until the server has seen it
         doc = json.loads(urllib.request.urlopen(f"{live.url}/v1/projects/{source['write_key']}/settings").read())  # noqa: S310
         assert len(doc["middlewareSettings"]["routingRules"]) == 3  # tsub runs them, not our plugin:
         assert "filters" not in doc["remotePlugins"][0]["settings"]["__switchboard"]
@@ -177,6 +178,7 @@ def test_filters_with_no_tsub_form_are_applied_by_our_plugin_file_under_analytic
             {"if": "true", "action": "sample", "percent": 50},              # tsub samples by its own hash
             {"if": 'type = "track"', "action": "only"},
         ]))
+        served(engine, source)  # written from this process: wait until the server has seen it
         doc = json.loads(urllib.request.urlopen(f"{live.url}/v1/projects/{source['write_key']}/settings").read())  # noqa: S310
         assert doc["middlewareSettings"] == {} and len(doc["remotePlugins"][0]["settings"]["__switchboard"]["filters"]) == 3
         html = f"""<!doctype html><html><head><title>Next page</title>

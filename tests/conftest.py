@@ -89,7 +89,11 @@ def client(app, admin_token) -> Iterator[TestClient]:
 
 
 class LiveServer:
-    """``switchboard serve`` in a subprocess on a free port, with its own environment."""
+    """``switchboard serve`` in a subprocess on a free port, with its own environment.
+    ``serving`` maps each running server's database URL to it (e2e helpers that write the store
+    directly use it to wait until the server has seen their change)."""
+
+    serving: dict[str, "LiveServer"] = {}
 
     def __init__(self, database_url: str, **env: str):
         self.port = free_port()
@@ -115,6 +119,7 @@ class LiveServer:
         except TimeoutError:
             self.stop()
             raise
+        LiveServer.serving[self.env["SWITCHBOARD_DATABASE_URL"]] = self
         return self
 
     def kill(self) -> None:
@@ -123,6 +128,8 @@ class LiveServer:
             self.process.wait(10)
 
     def stop(self) -> None:
+        if LiveServer.serving.get(self.env["SWITCHBOARD_DATABASE_URL"]) is self:
+            del LiveServer.serving[self.env["SWITCHBOARD_DATABASE_URL"]]
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
