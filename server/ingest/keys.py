@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Callable, NamedTuple
+from typing import Callable, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from server.store import notify, workspace
+
+V = TypeVar("V")
 
 # Write keys we issue are 32 characters; anything much longer is not worth a database read.
 MAX_KEY_LENGTH = 200
@@ -28,17 +30,20 @@ class Source(NamedTuple):
     enabled: bool
 
 
-class WriteKeyCache:
+class SettingsKeyed(Generic[V]):
+    """Per-write-key values read from the store, kept ``ttl`` seconds (at most ``max_entries``) and
+    dropped at once by a settings change in this process (``notify.SETTINGS``). Shared by the
+    write-key lookup below and the early-send facts (server/ingest/early_sources.py)."""
+
     def __init__(self, engine: Engine, *, ttl: float = 2.0, max_entries: int = 10_000):
         self.engine = engine
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, Source | None]] = {}
-        # Bumped by every invalidation: a lookup that raced with one does not cache its result.
+        self._entries: dict[str, tuple[float, V]] = {}
+        # Bumped by every invalidation: a read that raced with one does not keep its result.
         self._generation = 0
         self._lock = threading.Lock()
         self._unsubscribe: Callable[[], None] | None = None
-        self._inflight: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task]] = {}
 
     def subscribe(self) -> None:
         self._unsubscribe = notify.SETTINGS.subscribe(self.invalidate)
@@ -54,12 +59,27 @@ class WriteKeyCache:
             self._generation += 1
             self._entries.pop(write_key, None)
 
-    def cached(self, write_key: str) -> tuple[bool, Source | None]:
-        """(hit, source) without touching the database: the request path's fast case."""
+    def cached(self, write_key: str) -> tuple[bool, V | None]:
+        """(hit, value) without touching the database: the request path's fast case."""
         entry = self._entries.get(write_key)
         if entry is not None and entry[0] > time.monotonic():
             return True, entry[1]
         return False, None
+
+    def _keep(self, write_key: str, generation: int, value: V) -> V:
+        """Keep ``value``, read when the generation was ``generation``, unless a change came since."""
+        with self._lock:
+            if generation == self._generation:
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()  # crude, but bounded; hot keys return within a request
+                self._entries[write_key] = (time.monotonic() + self.ttl, value)
+        return value
+
+
+class WriteKeyCache(SettingsKeyed[Source | None]):
+    def __init__(self, engine: Engine, *, ttl: float = 2.0, max_entries: int = 10_000):
+        super().__init__(engine, ttl=ttl, max_entries=max_entries)
+        self._inflight: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task]] = {}
 
     async def lookup(self, write_key: str) -> Source | None:
         if len(write_key) > MAX_KEY_LENGTH:
@@ -84,10 +104,4 @@ class WriteKeyCache:
     def _load(self, write_key: str) -> Source | None:
         generation = self._generation
         row = workspace.source_by_write_key(self.engine, write_key)
-        source = None if row is None else Source(row["id"], row["enabled"])
-        with self._lock:
-            if generation == self._generation:
-                if len(self._entries) >= self.max_entries:
-                    self._entries.clear()  # crude, but bounded; hot keys return within a request
-                self._entries[write_key] = (time.monotonic() + self.ttl, source)
-        return source
+        return self._keep(write_key, generation, None if row is None else Source(row["id"], row["enabled"]))
