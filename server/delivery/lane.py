@@ -138,6 +138,13 @@ class Lane:
             except Exception:
                 log.exception("releasing leases failed; they expire on their own")
             return
+        # Live work first (live_first.py): a replay's send waits for a quiet moment; a live one
+        # is counted while it runs.
+        replayed = all(job.get("replay_id") is not None for job in jobs)
+        if replayed:
+            await service.live_first.quiet()
+        else:
+            service.live_first.begin()
         try:
             outcome, reason = await self._attempt(destination, jobs, self._pool_until(jobs))
             now = store.utcnow()
@@ -145,6 +152,9 @@ class Lane:
         except Exception:  # a bug here must not strand the jobs: their leases are released
             log.exception("delivering jobs %s failed", [job["id"] for job in jobs])
             return
+        finally:
+            if not replayed:
+                service.live_first.end()
         for job, result in zip(jobs, results):
             service._results.put(result)
             claimed.pop(job["id"], None)

@@ -41,6 +41,7 @@ from server.delivery.claimer import Claimer
 from server.delivery.heartbeat import HEARTBEAT_S, STALE_AFTER_S, Heartbeat
 from server.delivery.lane import MIN_SHARE, Lane
 from server.delivery.policy import RetryPolicy
+from server.delivery.live_first import LiveFirst
 from server.delivery.replay_queuer import ReplayQueuer
 from server.delivery.results import ResultWriter
 from server.delivery.router import route
@@ -94,7 +95,8 @@ class DeliveryService:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.gaps = fanout.GapTracker()
         self.heartbeat_interval, self.stale_after = heartbeat_interval, stale_after
-        self.replays = ReplayQueuer(engine, catalog, replay_rate)  # queues the rest of history replays
+        self.live_first = LiveFirst()  # a replay's sends and queueing wait for a quiet moment
+        self.replays = ReplayQueuer(engine, catalog, replay_rate, live_first=self.live_first)  # the rest of history replays
         self._replays_looked = 0.0  # monotonic time of its last look
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
@@ -244,9 +246,13 @@ class DeliveryService:
                     if not await self._wait(self._new_events, self.safety_poll):
                         self._routable = None
                     continue
-                _, created, more = await run_in_threadpool(
-                    fanout.fanout_pass, self.engine, self._route, self.gaps, touched=touched
-                )
+                self.live_first.begin()
+                try:
+                    _, created, more = await run_in_threadpool(
+                        fanout.fanout_pass, self.engine, self._route, self.gaps, touched=touched
+                    )
+                finally:
+                    self.live_first.end()
             except Exception:
                 log.exception("fan-out pass failed; retrying")
                 created, more = 0, False

@@ -48,7 +48,7 @@ def claim_many(engine: Engine, wants: dict[int, int], owner: str, lease_seconds:
     if not wants:
         return {}
     now = utcnow()
-    with write_transaction(engine) as conn:
+    with write_transaction(engine, durable=False) as conn:
         if conn.dialect.name == "postgresql":
             ids = list(conn.execute(_POSTGRES_DUE, {
                 "destinations": list(wants), "limits": list(wants.values()), "now": now}).scalars())

@@ -25,7 +25,7 @@ import orjson
 
 from server.store import notify
 from server.store.delivery_sqlite import SqliteDelivery
-from server.store.engine import read_only
+from server.store.engine import bookkeeping, read_only
 from server.store.events import events
 from server.store.schema import Id, UTCDateTime, destinations, metadata
 
@@ -107,15 +107,23 @@ _sqlite_write_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, *, durable: bool = True) -> Iterator[Connection]:
     """One write transaction; what it published on the change bus reaches this process's
-    subscribers once it has committed (other processes hear it through NOTIFY)."""
-    lock = _sqlite_write_lock if engine.dialect.name == "sqlite" else contextlib.nullcontext()
-    with lock, engine.begin() as conn:
-        try:
-            yield conn
-        finally:
-            published = notify.take_published(conn)  # before the connection goes back to the pool
+    subscribers once it has committed (other processes hear it through NOTIFY). ``durable=False``
+    is for the delivery plane's bookkeeping, which commits without waiting for the disk
+    (``server/store/engine.py``, ``bookkeeping``: safe, and why)."""
+    sqlite = engine.dialect.name == "sqlite"
+    lock = _sqlite_write_lock if sqlite else contextlib.nullcontext()
+    with lock, engine.connect() as conn:
+        if not durable:
+            bookkeeping(conn)
+        with conn.begin():
+            if not durable and not sqlite:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            try:
+                yield conn
+            finally:
+                published = notify.take_published(conn)  # before the connection goes back to the pool
     notify.deliver_committed(published)
 
 
@@ -175,12 +183,12 @@ def claim(engine: Engine, destination_id: int, owner: str, limit: int, lease_sec
     """
     now = utcnow()
     if engine.dialect.name == "sqlite":
-        with write_transaction(engine) as conn:
+        with write_transaction(engine, durable=False) as conn:
             return _sqlite.claim(conn, destination_id, owner, limit, lease_seconds, now)
     if engine.dialect.name == "postgresql" and POSTGRES_ARRAYS:
-        with write_transaction(engine) as conn:
+        with write_transaction(engine, durable=False) as conn:
             return _claim_postgres(conn, destination_id, owner, limit, lease_seconds, now)
-    with write_transaction(engine) as conn:
+    with write_transaction(engine, durable=False) as conn:
         ids = list(conn.execute(
             select(delivery_jobs.c.id)
             .where(
@@ -337,7 +345,7 @@ def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
         {**a, "job_id": r["job_id"], "destination_id": r["destination_id"]}
         for r in results for a in r.get("attempts", ())
     ]
-    with write_transaction(engine) as conn:
+    with write_transaction(engine, durable=False) as conn:
         if conn.dialect.name == "sqlite" and _sqlite.finish(conn, owner, results, attempts):
             return  # else: SQLite before 3.33, or a NUL in a text (see delivery_sqlite)
         if conn.dialect.name == "postgresql" and POSTGRES_ARRAYS:
@@ -408,7 +416,7 @@ def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
     """Give back leases of jobs we claimed but will not send (graceful shutdown)."""
     if not job_ids:
         return
-    with write_transaction(engine) as conn:
+    with write_transaction(engine, durable=False) as conn:
         conn.execute(
             delivery_jobs.update()
             .where(delivery_jobs.c.id.in_(job_ids), delivery_jobs.c.lease_owner == owner)

@@ -57,9 +57,11 @@ def _sqlite_engine(url: str, busy_ms: int) -> Engine:
     @event.listens_for(engine, "begin")
     def _begin(conn):  # pragma: no cover - exercised by every test
         # Readers (``read_only(engine)``) take no lock: WAL lets them run beside a writer.
-        if conn.get_execution_options().get("read_only"):
+        options = conn.get_execution_options()
+        if options.get("read_only"):
             conn.exec_driver_sql("BEGIN")
             return
+        _sqlite_synchronous(conn, "NORMAL" if options.get("bookkeeping") else "FULL")
         held = turns.take(conn.connection)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -68,6 +70,35 @@ def _sqlite_engine(url: str, busy_ms: int) -> Engine:
             raise
 
     return engine
+
+
+def _sqlite_synchronous(conn: Any, level: str) -> None:
+    """Set the connection's ``synchronous`` for the transaction about to begin (a pragma SQLite
+    takes only outside a transaction), issuing it only when it changes."""
+    info = conn.connection.info
+    if info.get("synchronous", "FULL") != level:
+        conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+        info["synchronous"] = level
+
+
+def bookkeeping(conn: Any) -> Any:
+    """Mark ``conn`` (not yet begun) for a *bookkeeping* transaction: the delivery plane's own
+    state, which no client was told about — leases, results, fan-out, heartbeats, a replay's
+    queueing by the workers. It commits without waiting for the disk: ``synchronous=NORMAL`` on
+    SQLite's WAL, ``synchronous_commit=off`` on PostgreSQL.
+
+    Why that is safe: both databases then lose, on an operating-system crash or power cut (never
+    on a process crash: kill -9 loses nothing), only the *last* transactions, in commit order —
+    never one from the middle — and any later durable commit (an event's append) makes every
+    earlier one durable too. What such a loss undoes is re-done: a fan-out's jobs and its cursor
+    go together, so the events are fanned out again; a lost result sends its event again, which
+    delivery at least once allows (``messageId`` dedupes). What a client was told (the
+    collector's 200, a setting saved, a regulation or replay accepted) stays ``FULL``.
+
+    Why it matters: a commit that waits for an ``fsync`` holds SQLite's one write lock for it
+    (0.2–5 ms on the development machine's disk), and live events waited behind the claims and
+    results of a history replay (bench/replay.py)."""
+    return conn.execution_options(bookkeeping=True)
 
 
 def writer_turns(engine: Engine) -> "WriterTurns | None":

@@ -94,7 +94,7 @@ def fanout_pass(engine: Engine, route: Route, gaps: GapTracker, limit: int = 100
     gaps.blocked = False
     if not _anything_new(engine):
         return 0, 0, False
-    with write_transaction(engine) as conn:
+    with write_transaction(engine, durable=False) as conn:
         postgres = conn.dialect.name == "postgresql"
         if postgres:
             # Taken before reading the events: every transaction below xmin has ended, so its

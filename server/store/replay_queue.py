@@ -89,9 +89,11 @@ def queuing_replays(engine: Engine) -> list[dict[str, Any]]:
 
 
 def queue_step(engine: Engine, replay_id: int, routes: Routes, rate: float, *,
-               decode: Callable[[str], Any] = orjson.loads, batch: int = BATCH) -> Step:
+               decode: Callable[[str], Any] = orjson.loads, batch: int = BATCH, durable: bool = True) -> Step:
     """Consider the replay's next ``batch`` events and queue their jobs; the last chunk marks the
-    replay ``queued``. Safe to call from several processes at once (each chunk commits once)."""
+    replay ``queued``. Safe to call from several processes at once (each chunk commits once).
+    The workers' steps pass ``durable=False`` (``server/store/engine.py``, ``bookkeeping``): a
+    chunk lost to a power cut leaves the progress mark where it was, and is queued again."""
     at, end = _marks(replay_id)
     with read_only(engine) as conn:
         replay = conn.execute(select(replays).where(replays.c.id == replay_id)).one_or_none()
@@ -121,7 +123,7 @@ def queue_step(engine: Engine, replay_id: int, routes: Routes, rate: float, *,
         if routes(payload, row.type):
             chosen.append(row.id)
     done = len(rows) < batch
-    with write_transaction(engine) as conn:
+    with write_transaction(engine, durable=durable) as conn:
         moved = conn.execute(delivery_cursors.update().where(
             delivery_cursors.c.name == at, delivery_cursors.c.event_id == after,
         ).values(event_id=rows[-1].id if rows else after)).rowcount
