@@ -89,3 +89,18 @@ def test_a_history_replay_sends_nothing_while_a_live_send_is_in_flight(engine, c
             wait_until(lambda: len(replayed()) == 6, what="the replay delivered")
     assert min(r.at for r in replayed()) >= answered["live"]
     assert sorted(r.json()["event"] for r in replayed()) == ["Live", *[f"Old {i}" for i in range(5)]]
+
+
+def test_a_history_replays_sends_start_one_at_a_time_at_its_rate():
+    async def scenario():
+        gate = LiveFirst(rate=100.0, hold_off=0.0, max_wait=10.0)  # 10 ms per job
+        starts: list[float] = []
+
+        async def send(jobs: int) -> None:
+            await gate.turn(jobs)
+            starts.append(time.monotonic())
+        await asyncio.gather(*(send(1) for _ in range(5)), send(3), send(1))
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
+        # Started together, they leave one by one: 10 ms after a one-job send, 30 ms after three.
+        assert all(gap >= 0.009 for gap in gaps[:5]) and gaps[5] >= 0.029
+    asyncio.run(scenario())

@@ -11,6 +11,11 @@ jobs)``. Asks that arrive while a claim runs wait for the next one (at most one 
 time, and at most one per ``min_interval`` seconds, so that a burst of finished sends across
 many lanes becomes one claim). Jobs claimed for a lane that stopped waiting (cancelled at
 shutdown) are released at once rather than left to their lease.
+
+An *urgent* ask — from a lane with nothing claimed and nothing in flight, so new work, such as a
+live event's job the fan-out just queued — does not wait out ``min_interval``: it is there to
+gather the asks of busy lanes, and a live event should not wait 5 ms because another lane (a
+history replay's, twenty times a second) claimed just before it (bench/replay.py).
 """
 
 from __future__ import annotations
@@ -37,10 +42,15 @@ class Claimer:
         self.min_interval = min_interval
         self._wants: dict[int, tuple[int, asyncio.Future]] = {}
         self._task: asyncio.Task | None = None
+        self._urgent: asyncio.Event | None = None
         self.claims = 0  # transactions run (tests and benchmarks read it)
 
-    async def claim(self, destination_id: int, limit: int) -> Claimed:
+    async def claim(self, destination_id: int, limit: int, *, urgent: bool = False) -> Claimed:
         future = asyncio.get_running_loop().create_future()
+        if self._urgent is None:
+            self._urgent = asyncio.Event()
+        if urgent:
+            self._urgent.set()
         previous = self._wants.get(destination_id)
         if previous is not None and not previous[1].done():  # one ask per lane; never happens twice
             previous[1].set_result((None, []))
@@ -54,7 +64,14 @@ class Claimer:
         try:
             while self._wants:
                 # Let every lane woken by the same finished sends ask before claiming.
-                await asyncio.sleep(max(0.0, last + self.min_interval - time.monotonic()))
+                pause = last + self.min_interval - time.monotonic()
+                if pause > 0 and self._urgent is not None and not self._urgent.is_set():
+                    try:
+                        await asyncio.wait_for(self._urgent.wait(), pause)
+                    except asyncio.TimeoutError:
+                        pass
+                if self._urgent is not None:
+                    self._urgent.clear()
                 wants, self._wants = self._wants, {}
                 last = time.monotonic()
                 try:

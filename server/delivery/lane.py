@@ -78,7 +78,8 @@ class Lane:
                 # Claim once a quarter of the share is free: one ask per many sends, and the
                 # claimer serves the asks of all lanes in one transaction.
                 if not self.idle and room > 0 and (len(claimed) <= share * 3 // 4 or not running):
-                    destination, jobs = await service.claimer.claim(self.destination_id, room)
+                    destination, jobs = await service.claimer.claim(self.destination_id, room,
+                                                                    urgent=not claimed and not running)
                     self.idle = not jobs
                     if jobs:
                         self.per_request = _batch_size(destination)
@@ -141,7 +142,9 @@ class Lane:
         # Live work first (live_first.py): a replay's send waits for a quiet moment; a live one
         # is counted while it runs.
         replayed = all(job.get("replay_id") is not None for job in jobs)
-        if replayed:
+        if replayed and all(job["replay_id"] != store.DEAD_LETTER_REPLAY for job in jobs):
+            await service.live_first.turn(len(jobs))  # a history replay's: spaced out too
+        elif replayed:
             await service.live_first.quiet()
         else:
             service.live_first.begin()

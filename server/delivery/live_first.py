@@ -15,6 +15,12 @@ live stream or a hanging live destination slows a replay by that much per step a
 stops it; replay sends already started are not interrupted. The replay's pace is unchanged: its
 sends wait together and start together.
 
+A history replay's sends also start one at a time, ``jobs / rate`` seconds apart (``turn``):
+its jobs come due ten at a time (``replay_queue.TICK_S``), and ten sends started together — or,
+after a wait for quiet, the sends of several ticks — kept the event loop busy for milliseconds,
+and a live event that arrived then waited behind all of them. Spaced out, a live event meets at
+most one. (Dead letters queued again are not a history replay: they wait for quiet, unspaced.)
+
 All counting happens on the event loop; threads (the queuer's) wait on a ``threading.Event``.
 """
 
@@ -29,8 +35,10 @@ MAX_WAIT_S = 0.05  # a replay step waits at most this for a quiet moment
 
 
 class LiveFirst:
-    def __init__(self, *, hold_off: float = HOLD_OFF_S, max_wait: float = MAX_WAIT_S):
-        self.hold_off, self.max_wait = hold_off, max_wait
+    def __init__(self, *, rate: float = 200.0, hold_off: float = HOLD_OFF_S, max_wait: float = MAX_WAIT_S):
+        self.rate, self.hold_off, self.max_wait = rate, hold_off, max_wait
+        self._next = 0.0  # monotonic time the next history-replay send may start
+        self._turns: asyncio.Lock | None = None
         self._live = 0
         self._ended = 0.0  # monotonic time the last live work ended
         self._idle = asyncio.Event()
@@ -73,6 +81,20 @@ class LiveFirst:
                     return
             else:
                 await asyncio.sleep(min(left, self._ended + self.hold_off - time.monotonic()))
+
+    async def turn(self, jobs: int) -> None:
+        """A history replay's send of ``jobs`` jobs starts: after the previous one's spacing,
+        then at a quiet moment."""
+        if self._turns is None:
+            self._turns = asyncio.Lock()
+        async with self._turns:
+            wait = self._next - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self.quiet()
+            # Spaced from this start, not from the schedule: a replay that waited for quiet does
+            # not catch up (catching up at twice the pace put live p50 and p99 at 1.2× and 1.4×).
+            self._next = time.monotonic() + jobs / self.rate
 
     def quiet_blocking(self) -> None:
         """``quiet`` for a thread (the replay queuer's)."""

@@ -95,7 +95,7 @@ class DeliveryService:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.gaps = fanout.GapTracker()
         self.heartbeat_interval, self.stale_after = heartbeat_interval, stale_after
-        self.live_first = LiveFirst()  # a replay's sends and queueing wait for a quiet moment
+        self.live_first = LiveFirst(rate=replay_rate)  # a replay's sends and queueing wait for a quiet moment
         self.replays = ReplayQueuer(engine, catalog, replay_rate, live_first=self.live_first)  # the rest of history replays
         self._replays_looked = 0.0  # monotonic time of its last look
         self._stopping = False
