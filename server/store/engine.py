@@ -1,7 +1,8 @@
 """Engines for the two supported databases, tuned for durability.
 
 SQLite: WAL journal, ``synchronous=FULL`` (a commit is fsynced before it returns, so the
-collector's 200 really means "on disk"), foreign keys on, and a busy timeout so concurrent
+collector's 200 really means "on disk"; only the delivery plane's bookkeeping transactions relax
+it, see ``bookkeeping``), foreign keys on, and a busy timeout so concurrent
 writers wait instead of failing — a short one (``SWITCHBOARD_SQLITE_BUSY_TIMEOUT``, 5 s), so that
 a file another process keeps locked costs a request a quick 503, not a 30 s hang. PostgreSQL: psycopg 3 with a small pool and pre-ping.
 """
