@@ -163,11 +163,11 @@ async def bench(runs: int, delay: float) -> None:
         numbers = sorted({n for n, _ in values})
         figure = Figure([ms for _, ms in values], [load()])
         medians[lib] = figure.median
-        print(f"{lib:16} first event is request #{'/#'.join(map(str, numbers)):6} time {figure.text('{:.0f} ms')}"
+        print(f"{lib:16} first event is request #{'/#'.join(map(str, numbers)):6} time {figure.spread('{:.0f}')} ms"
               f"   (runs: {', '.join(f'{ms:.0f}' for _, ms in values)})")
     paired = Figure([o[1] / a[1] for o, a in zip(results["ours"], results["analytics-next"])], [load()])
     ratio = medians["ours"] / medians["analytics-next"]
-    print(f"ratio ours/analytics-next: {ratio:.2f} of the medians, {paired.text('{:.2f}')} run by run   "
+    print(f"ratio ours/analytics-next: {ratio:.2f} of the medians, {paired.spread('{:.2f}')} run by run   "
           f"(target: request #2 and <= 0.50)")
 
 
