@@ -360,7 +360,8 @@ def main() -> None:
             bundle_cache(args)
     if args.fanout:
         print("\n== 4. Delivery with 100 destinations on one source: bench/fanout.py (docs/delivery.md)", flush=True)
-        command = [sys.executable, str(ROOT / "bench" / "fanout.py")] + (["--postgres"] if args.postgres else [])
+        command = [sys.executable, str(ROOT / "bench" / "fanout.py"), "--rounds", str(args.rounds)]
+        command += (["--postgres"] if args.postgres else []) + (["--jobs", "1000"] if args.quick else [])
         subprocess.run(command, check=True)
     else:
         print("\n4. Delivery with 100 destinations on one source: `bench/cost.py --fanout` runs bench/fanout.py "
