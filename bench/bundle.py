@@ -103,9 +103,20 @@ def print_sizes() -> None:
     print(f"{'served: no destinations':32} {'':9} {plain:7} {'':7}   target {CORE_TARGET}: served/target"
           f" {plain / CORE_TARGET:.2f} ({'met' if plain <= CORE_TARGET else 'not met'})")
     print(f"{'served: with GA4':32} {'':9} {with_ga4:7}")
+    every = dict(base, destinations=[{"id": n, "slug": slug, "mode": "device", "enabled": True, "settings": {}}
+                                     for n, slug in enumerate(loader_slugs(), 1)])
+    everything = build_bundle(Config(public_url="https://analytics.example.com"), load_catalog(), every)
+    all_br = sizes(gzip.decompress(everything.gzip).decode())[2]  # q11, as the other rows (builds use q5)
+    print(f"{f'served: all {len(loader_slugs())} loaders':32} {everything.size:9} {len(everything.gzip):7} {all_br:7}")
     if ANALYTICS_NEXT.exists():
         raw, gz, br = sizes(ANALYTICS_NEXT.read_text())
         print(f"{'analytics-next standalone.js':32} {raw:9} {gz:7} {br:7}   (npm; ratio served/it gzip {plain / gz:.2f})")
+        # What analytics-next loads before any vendor code once a device-mode destination is on.
+        chunk = next(ANALYTICS_NEXT.parent.glob("ajs-destination.bundle.*.js"), None)
+        if chunk is not None:
+            both = gz + sizes(chunk.read_text())[1]
+            print(f"{'  + ajs-destination chunk':32} {'':9} {both:7} {'':7}   (ratio all loaders/it gzip "
+                  f"{len(everything.gzip) / both:.2f})")
     else:
         print("analytics-next standalone.js: not installed (make node-deps)")
 
