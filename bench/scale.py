@@ -315,7 +315,8 @@ def bundle_rps(workers: int, seconds: int = 3, rounds: int = 3) -> list[float]:
 
 
 def row(label: str, one: Figure, two: Figure, ratio: bool) -> str:
-    cells = [one.spread("{:,.0f}"), two.spread("{:,.0f}")]
+    fmt = "{:,.0f}" if ratio else "{:,.1f}"  # rates whole; CPU per 1,000 events and % with a decimal
+    cells = [one.spread(fmt), two.spread(fmt)]
     return f"| {label} | {cells[0]} | {cells[1]} | {f'{two.median / one.median:.2f}' if ratio else ''} |"
 
 
