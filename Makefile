@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 APT := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast bench install install-test system-deps node-deps js clean
+.PHONY: run test test-fast bench bench-quick install install-test system-deps node-deps js clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,8 +60,14 @@ test: install-test
 test-fast: install-test
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# Every command bench/README.md lists, i.e. every table the docs quote (about an hour: run it on a
+# quiet machine). bench-quick: the same commands, one short round each (a smoke run, not figures).
+# BENCH_ARGS="--only collect" runs a subset.
 bench: install-test
-	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	$(PY) bench/suite.py $(BENCH_ARGS)
+
+bench-quick: install-test
+	$(PY) bench/suite.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) switchboard.db switchboard.db-wal switchboard.db-shm

@@ -50,8 +50,10 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from pgserver import free_port, wait_for_port  # noqa: E402
+from rounds import Figure, count as round_count, header, load  # noqa: E402
 
 from server.cdn.bundle_cache import BundleCache  # noqa: E402
 from server.cdn.bundles import build_bundle, build_extras, core_source, loader_slugs, loader_source, minify  # noqa: E402
@@ -61,7 +63,7 @@ from server.store import open_store, workspace  # noqa: E402
 from server.store.bundle_builds import bump_sequence  # noqa: E402
 
 ANALYTICS_NEXT = ROOT / "e2e" / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd" / "standalone.js"
-ROUNDS = 5
+ROUNDS = 5  # alternating wrk runs per server in part 2 (--rounds)
 CORE_TARGET = 6 * 1024  # issue 18: a source without destinations serves at most 6 KB gzip (budget test: 8 KB)
 UVICORN = dict(host="127.0.0.1", log_level="warning", access_log=False)  # both servers, same settings
 
@@ -101,9 +103,20 @@ def print_sizes() -> None:
     print(f"{'served: no destinations':32} {'':9} {plain:7} {'':7}   target {CORE_TARGET}: served/target"
           f" {plain / CORE_TARGET:.2f} ({'met' if plain <= CORE_TARGET else 'not met'})")
     print(f"{'served: with GA4':32} {'':9} {with_ga4:7}")
+    every = dict(base, destinations=[{"id": n, "slug": slug, "mode": "device", "enabled": True, "settings": {}}
+                                     for n, slug in enumerate(loader_slugs(), 1)])
+    everything = build_bundle(Config(public_url="https://analytics.example.com"), load_catalog(), every)
+    all_br = sizes(gzip.decompress(everything.gzip).decode())[2]  # q11, as the other rows (builds use q5)
+    print(f"{f'served: all {len(loader_slugs())} loaders':32} {everything.size:9} {len(everything.gzip):7} {all_br:7}")
     if ANALYTICS_NEXT.exists():
         raw, gz, br = sizes(ANALYTICS_NEXT.read_text())
         print(f"{'analytics-next standalone.js':32} {raw:9} {gz:7} {br:7}   (npm; ratio served/it gzip {plain / gz:.2f})")
+        # What analytics-next loads before any vendor code once a device-mode destination is on.
+        chunk = next(ANALYTICS_NEXT.parent.glob("ajs-destination.bundle.*.js"), None)
+        if chunk is not None:
+            both = gz + sizes(chunk.read_text())[1]
+            print(f"{'  + ajs-destination chunk':32} {'':9} {both:7} {'':7}   (ratio all loaders/it gzip "
+                  f"{len(everything.gzip) / both:.2f})")
     else:
         print("analytics-next standalone.js: not installed (make node-deps)")
 
@@ -146,9 +159,9 @@ def bench_cold(engine, catalog, config) -> None:
         cache._load(source["write_key"])
         read_back.append((time.perf_counter() - start) * 1000)
     cache.close()
-    print(f"render+minify+gzip+brotli(q5): median {statistics.median(times):.1f} ms, max {max(times):.1f} ms")
-    print(f"store query + build (a first miss; saved after the answer): median {statistics.median(with_query):.1f} ms")
-    print(f"read of the kept build (a miss after eviction or restart): median {statistics.median(read_back):.2f} ms")
+    print(f"render+minify+gzip+brotli(q5): {Figure(times).spread('{:.1f}')} ms (median (min–max) of {len(times)})")
+    print(f"store query + build (a first miss; saved after the answer): {Figure(with_query).spread('{:.1f}')} ms")
+    print(f"read of the kept build (a miss after eviction or restart): {Figure(read_back).spread('{:.2f}')} ms")
 
 
 BARE_APP = textwrap.dedent("""
@@ -202,7 +215,7 @@ def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subp
     return proc
 
 
-def nginx_ceiling(directory: Path, file_gz: Path, seconds: int, connections: int) -> float | None:
+def nginx_ceiling(directory: Path, file_gz: Path, seconds: int, connections: int) -> Figure | None:
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if nginx is None:
         return None
@@ -222,14 +235,16 @@ def nginx_ceiling(directory: Path, file_gz: Path, seconds: int, connections: int
     proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(directory)], stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, 10)
-        return wrk(f"http://127.0.0.1:{port}/bundle.js", seconds, connections, {"Accept-Encoding": "gzip"})
+        return Figure([wrk(f"http://127.0.0.1:{port}/bundle.js", seconds, connections, {"Accept-Encoding": "gzip"})
+                       for _ in range(ROUNDS)])
     finally:
         proc.terminate()
         proc.wait(10)
 
 
 def bench_throughput(db_url: str, engine, seconds: int, connections: int, directory: Path) -> None:
-    print(f"== Warm throughput (wrk -t2 -c{connections} -d{seconds}s, Accept-Encoding: gzip; uvicorn {UVICORN})")
+    print(f"== Warm throughput (wrk -t2 -c{connections} -d{seconds}s, Accept-Encoding: gzip; uvicorn {UVICORN}); "
+          f"req/s median (min–max) of {ROUNDS} alternating runs, {load()}")
     if shutil.which("wrk") is None:
         print("wrk is not installed: skipped")
         return
@@ -263,13 +278,21 @@ def bench_throughput(db_url: str, engine, seconds: int, connections: int, direct
             for _ in range(ROUNDS):
                 for name, url in urls.items():
                     runs[name].append(wrk(url, seconds, connections, headers))
-            rps = {name: statistics.median(r) for name, r in runs.items()}
+            figures = {name: Figure(r) for name, r in runs.items()}
+            rps = {name: figure.median for name, figure in figures.items()}
             bare = rps["bare Starlette"]
-            print(f"{label}: switchboard {rps['switchboard']:8.0f} req/s (ratio {rps['switchboard'] / bare:.2f})   "
-                  f"cdn plane alone {rps['cdn plane']:8.0f} (ratio {rps['cdn plane'] / bare:.2f})   "
-                  f"bare Starlette {bare:8.0f}   target ratio >= 0.9, medians of {ROUNDS} alternating runs")
-            print(f"     bare Starlette on uvicorn's stock protocol {rps['stock']:8.0f} req/s "
-                  f"(edge checks: bare / stock {bare / rps['stock']:.2f})")
+
+            def paired(name: str, base: str = "bare Starlette") -> str:
+                """The ratio run by run (each pair ran back to back), median (min–max)."""
+                return Figure([a / b for a, b in zip(runs[name], runs[base])]).spread("{:.2f}")
+
+            print(f"{label}: switchboard {figures['switchboard'].spread('{:,.0f}')} req/s "
+                  f"(ratio {rps['switchboard'] / bare:.2f}; run by run {paired('switchboard')})   "
+                  f"cdn plane alone {figures['cdn plane'].spread('{:,.0f}')} "
+                  f"(ratio {rps['cdn plane'] / bare:.2f}; run by run {paired('cdn plane')})   "
+                  f"bare Starlette {figures['bare Starlette'].spread('{:,.0f}')}   target ratio >= 0.9")
+            print(f"     bare Starlette on uvicorn's stock protocol {figures['stock'].spread('{:,.0f}')} req/s "
+                  f"(edge checks: bare / stock {bare / rps['stock']:.2f}; run by run {paired('bare Starlette', 'stock')})")
     finally:
         for proc in procs:
             proc.terminate()
@@ -278,7 +301,7 @@ def bench_throughput(db_url: str, engine, seconds: int, connections: int, direct
     if ceiling is None:
         print("nginx: not installed")
     else:
-        print(f"nginx serving the same file (ceiling): {ceiling:9.0f} req/s")
+        print(f"nginx serving the same file (ceiling): {ceiling.spread('{:,.0f}')} req/s ({ROUNDS} runs, {load()})")
 
 
 def bench_in_process(db_url: str, engine) -> None:
@@ -291,7 +314,7 @@ def bench_in_process(db_url: str, engine) -> None:
 
     from server.app import create_app
 
-    print("== In-process ASGI calls (no sockets; best of 5 x 3000 calls)")
+    print(f"== In-process ASGI calls (no sockets; 5 x 3000 calls: best, and median (min–max) of the 5; {load()})")
     source = source_with(engine, "InProcess", 2)
     app = create_app(Config(database_url=db_url, delivery_workers=False), engine=engine)
     path = f"/analytics.js/v1/{source['write_key']}/analytics.min.js"
@@ -309,13 +332,13 @@ def bench_in_process(db_url: str, engine) -> None:
 
         for _ in range(300):
             await target(dict(scope), receive, send)
-        best = float("inf")
+        figure = Figure([])
         for _ in range(5):
             start = time.perf_counter()
             for _ in range(3000):
                 await target(dict(scope), receive, send)
-            best = min(best, (time.perf_counter() - start) / 3000 * 1e6)
-        return best
+            figure.values.append((time.perf_counter() - start) / 3000 * 1e6)
+        return figure
 
     async def run() -> None:
         async with app.router.lifespan_context(app):
@@ -335,8 +358,11 @@ def bench_in_process(db_url: str, engine) -> None:
                                    ("304", [(b"accept-encoding", b"gzip"), (b"if-none-match", etag.encode())])):
                 ours = await measure(app, path, headers)
                 theirs = await measure(bare, "/bundle.js", headers)
-                print(f"{label}: switchboard {ours:6.1f} us/call   bare Starlette {theirs:6.1f} us/call   "
-                      f"ratio (bare/ours) {theirs / ours:.2f} (target >= 0.9)")
+                best, their_best = min(ours.values), min(theirs.values)
+                print(f"{label}: switchboard {best:6.1f} us/call (median {ours.spread('{:.1f}')})   "
+                      f"bare Starlette {their_best:6.1f} us/call (median {theirs.spread('{:.1f}')})   "
+                      f"ratio (bare/ours) of the bests {their_best / best:.2f}, of the medians "
+                      f"{theirs.median / ours.median:.2f} (target >= 0.9)")
 
     asyncio.run(run())
 
@@ -454,7 +480,7 @@ def timed_pass(proc: subprocess.Popen, port: int, keys: list[str], idle: float) 
 
 def bench_many_keys(db_url: str, engine, directory: Path, count: int, seconds: int, connections: int) -> None:
     print(f"== Many write keys ({count:,} sources; wrk -t2 -c{connections} -d{seconds}s per run, "
-          f"default SWITCHBOARD_BUNDLE_CACHE_MB; load average {os.getloadavg()[0]:.1f})")
+          f"default SWITCHBOARD_BUNDLE_CACHE_MB; {load()})")
     if shutil.which("wrk") is None:
         print("wrk is not installed: skipped")
         return
@@ -468,6 +494,7 @@ def bench_many_keys(db_url: str, engine, directory: Path, count: int, seconds: i
     proc = start([sys.executable, "-c", OUR_APP], port, {**env, "SWITCHBOARD_PORT": str(port)})
     try:
         idle = idle_cpu(proc)
+        print("The passes and RSS below are single measurements: a cold pass happens once per run.")
         print(f"RSS at start: {rss_mb(proc.pid)[0]:.0f} MB; idle server CPU {idle * 1000:.0f} ms/s "
               "(subtracted from the per-key figures of the passes below, which are slow on a busy machine)")
         took, cpu = timed_pass(proc, port, keys, idle)
@@ -485,7 +512,7 @@ def bench_many_keys(db_url: str, engine, directory: Path, count: int, seconds: i
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in patterns}
         for url, script in patterns.values():
             wrk_run(url, 1, connections, script)  # warm-up (round-robin keys evicted by the pass come back)
-        for _ in range(3):  # alternate: other load on the machine hits every pattern alike
+        for _ in range(round_count(min(ROUNDS, 3))):  # alternate: other load on the machine hits every pattern alike
             for name, (url, script) in patterns.items():
                 before = cpu_seconds(proc.pid)
                 rps, total, bad = wrk_run(url, seconds, connections, script)
@@ -493,11 +520,12 @@ def bench_many_keys(db_url: str, engine, directory: Path, count: int, seconds: i
                     raise SystemExit(f"{name}: {bad}")
                 results[name].append((rps, (cpu_seconds(proc.pid) - before) / total * 1e6))
         one_cpu = statistics.median(c for _, c in results["one key"])
-        print(f"{'pattern':20} {'req/s':>8} {'server CPU/request':>19} {'vs one key':>11}")
+        print(f"median (min–max) of {len(results['one key'])} alternating runs, {load()}")
+        print(f"{'pattern':20} {'req/s':>24} {'server CPU/request, µs':>24} {'vs one key':>11}")
         for name, runs in results.items():
-            rps, cpu = statistics.median(r for r, _ in runs), statistics.median(c for _, c in runs)
-            print(f"{name:20} {rps:8.0f} {cpu:16.0f} us {cpu / one_cpu:10.2f}x")
-        print("target: round-robin 1,000 <= 2.00x one key's CPU per request (medians of 3 alternating runs)")
+            rps, cpu = Figure([r for r, _ in runs]), Figure([c for _, c in runs])
+            print(f"{name:20} {rps.spread('{:,.0f}'):>24} {cpu.spread('{:,.0f}'):>24} {cpu.median / one_cpu:10.2f}x")
+        print("target: round-robin 1,000 <= 2.00x one key's CPU per request (of the medians)")
         rss, peak = rss_mb(proc.pid)
         print(f"RSS after serving {count:,} keys: {rss:.0f} MB (peak {peak:.0f}; target <= 250 MB)")
     finally:
@@ -516,16 +544,21 @@ def bench_many_keys(db_url: str, engine, directory: Path, count: int, seconds: i
 
 
 def main() -> None:
+    global ROUNDS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=2, help="per wrk run (5 alternating runs each)")
+    parser.add_argument("--seconds", type=int, default=2, help="per wrk run (default 2)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help=f"alternating wrk runs per server for warm throughput (default {ROUNDS}, at least 3)")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--keys", type=int, default=10_000, help="sources for the many-keys part (0: skip it)")
     parser.add_argument("--only", choices=["keys", "publish"], help="run only that part")
     args = parser.parse_args()
+    ROUNDS = round_count(args.rounds)
+    header(f"bench/bundle.py{' --only ' + args.only if args.only else ''}: bundle sizes and speed")
     if args.only == "publish":
         from static_publish import bench_publish  # bench/, beside this script
 
-        bench_publish(args.seconds, args.connections)
+        bench_publish(args.seconds, args.connections, ROUNDS)
         return
     if not args.only:
         print_sizes()
@@ -544,7 +577,7 @@ def main() -> None:
     if not args.only:
         from static_publish import bench_publish
 
-        bench_publish(args.seconds, args.connections)
+        bench_publish(args.seconds, args.connections, ROUNDS)
 
 
 if __name__ == "__main__":

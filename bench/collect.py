@@ -227,7 +227,7 @@ def main() -> None:
 
     connections = [int(c) for c in args.connections.split(",")]
     bc = args.batch_connections
-    from rounds import Figure, header, load
+    from rounds import Figure, count as round_count, header, load
 
     figures: dict[str, Figure] = {}
 
@@ -238,8 +238,9 @@ def main() -> None:
         url = database(args.database, Path(tmp), stack)
         engine = open_store(url)
         key = workspace.create_source(engine, "Bench")["write_key"]
+        args.rounds = round_count(args.rounds)
         header(f"bench/collect.py, {args.database}, {args.rounds} rounds")
-        for number in range(1, max(1, args.rounds) + 1):
+        for number in range(1, args.rounds + 1):
             print(f"\n-- round {number}", flush=True)
             singles, batch, batch_stored, paced = one_round(args, engine, url, key, connections, bc)
             for c, base, single in singles:
@@ -253,7 +254,7 @@ def main() -> None:
                 figure.loads.append(load())
         engine.dispose()
 
-    print(f"\nmedian of {max(1, args.rounds)} rounds (min–max), {args.database}:")
+    print(f"\nmedian of {args.rounds} rounds (min–max), {args.database}:")
     width = max(len(name) for name in figures)
     for name, figure in figures.items():
         fmt = "{:,.0f}" if "events/s" in name else "{:.2f}" if "ratio" in name else "{:.1f}"

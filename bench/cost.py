@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import orjson  # noqa: E402
 
-from rounds import Figure, header, load  # noqa: E402
+from rounds import Figure, count as round_count, header, load  # noqa: E402
 from server.store import events, open_store, workspace  # noqa: E402
 
 FILL_BATCH = 10_000
@@ -226,7 +226,7 @@ def collector(args, db_url_factory, store: str) -> None:
         for name, side in sides.items():  # warm-up: connections, caches, the writer thread
             wrk(servers[name].port, side["key"], batch=0, duration=min(2.0, args.duration),
                 connections=args.connections)
-        for _ in range(max(3, args.rounds)):
+        for _ in range(round_count(args.rounds)):
             for name, side in sides.items():
                 if name == "empty":
                     empty_out(side["engine"])  # what the last round stored: each round starts empty
@@ -360,7 +360,8 @@ def main() -> None:
             bundle_cache(args)
     if args.fanout:
         print("\n== 4. Delivery with 100 destinations on one source: bench/fanout.py (docs/delivery.md)", flush=True)
-        command = [sys.executable, str(ROOT / "bench" / "fanout.py")] + (["--postgres"] if args.postgres else [])
+        command = [sys.executable, str(ROOT / "bench" / "fanout.py"), "--rounds", str(args.rounds)]
+        command += (["--postgres"] if args.postgres else []) + (["--jobs", "1000"] if args.quick else [])
         subprocess.run(command, check=True)
     else:
         print("\n4. Delivery with 100 destinations on one source: `bench/cost.py --fanout` runs bench/fanout.py "

@@ -9,7 +9,7 @@ Runs a real ``switchboard serve`` (collector + delivery workers in one process, 
    transport, and on ours: ``server/delivery/transport.py``);
 2. receipt→delivery latency p50/p99 at a paced 1,000 events/s (target p99 ≤ 250 ms);
 3. isolation: a healthy destination's delivered events/s alone vs. beside a hanging one
-   (target: within 10 %), alternating rounds on fresh servers so both see the same machine load;
+   (target: within 10 %), alternating on fresh servers so both see the same machine load;
 4. for context: latency at a lower paced rate (``--low-rate``, 200/s), and throughput and
    1,000/s latency with webhook batching (``batch_size`` 20: one request per 20 events), and
    1,000/s latency with delivery in a separate ``switchboard worker`` process.
@@ -18,6 +18,9 @@ Runs a real ``switchboard serve`` (collector + delivery workers in one process, 
    batched): events are ingested first, then one ``switchboard worker`` process drains them
    against ``bench/transport.py``'s cheap receiver; printed with the worker's CPU per event (on a
    shared machine, events/s per busy core is the steadier figure).
+
+Every phase runs ``--rounds`` times (≥ 3); each row is the median with its spread (min–max) and
+the load average (bench/rounds.py).
 
 Usage: .venv/bin/python bench/deliver.py [--postgres] [--events 2000] [--rounds 3] [--paced-seconds 5]
        [--worker-events 10000] [--worker-only]
@@ -28,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,11 +41,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
+from rounds import Figure, count as round_count, header, load  # noqa: E402
 from server.delivery.transport import HTTP11Transport  # noqa: E402
 from server.store import delivery as store  # noqa: E402
 from server.store import open_store, workspace  # noqa: E402
@@ -283,80 +287,101 @@ def run(new_db, args) -> None:
         if args.worker_only:
             print_per_worker(per_worker, args)
             return
-        ceiling = asyncio.run(direct_ceiling(receiver, 2000))
-        ours_ceiling = asyncio.run(direct_ceiling(receiver, 2000, ours=True))
-        # Alone and beside alternate, each on a fresh server and database, so that both see the
-        # same machine load; the medians are compared.
-        alone, beside, paired, ingest = [], [], [], []
+        # Every phase runs once per round. Alone and beside alternate, each on a fresh server and
+        # database, so that both see the same machine load; each row is the median of the rounds.
+        names = ("ceiling", "ours_ceiling", "ingest", "alone", "beside", "paired", "lat50", "lat99", "latmax",
+                 "slow50", "slow99", "batched_rate", "batched50", "batched99", "split50", "split99")
+        f = {name: Figure([]) for name in names}
+
+        def note(**values: float) -> None:
+            for name, value in values.items():
+                f[name].values.append(value)
+                f[name].loads.append(load())
+
         other_ok = hanging.replace("/hang", "/ok")
-        for _ in range(args.rounds):
+        for number in range(args.rounds):
+            note(ceiling=asyncio.run(direct_ceiling(receiver, 2000)),
+                 ours_ceiling=asyncio.run(direct_ceiling(receiver, 2000, ours=True)))
             rate_in, rate = throughput(new_db, [receiver + "/ok"], args.events)
-            alone.append(rate)
-            ingest.append(rate_in)
-            beside.append(throughput(new_db, [receiver + "/ok", hanging], args.events)[1])
-            paired.append(throughput(new_db, [receiver + "/ok", other_ok], args.events)[1])
-        lat = paced_latency(new_db, receiver, args.paced_seconds)
-        slow = paced_latency(new_db, receiver, args.paced_seconds, rate=args.low_rate)
-        batched_rate = throughput(new_db, [receiver + "/ok"], args.events, batch_size=20)[1]
-        batched = paced_latency(new_db, receiver, args.paced_seconds, batch_size=20)
-        split = paced_latency(new_db, receiver, args.paced_seconds, worker=True)
+            note(ingest=rate_in, alone=rate,
+                 beside=throughput(new_db, [receiver + "/ok", hanging], args.events)[1],
+                 paired=throughput(new_db, [receiver + "/ok", other_ok], args.events)[1])
+            lat = paced_latency(new_db, receiver, args.paced_seconds)
+            slow = paced_latency(new_db, receiver, args.paced_seconds, rate=args.low_rate)
+            batched = paced_latency(new_db, receiver, args.paced_seconds, batch_size=20)
+            split = paced_latency(new_db, receiver, args.paced_seconds, worker=True)
+            note(lat50=pct(lat, 0.5), lat99=pct(lat, 0.99), latmax=max(lat),
+                 slow50=pct(slow, 0.5), slow99=pct(slow, 0.99),
+                 batched_rate=throughput(new_db, [receiver + "/ok"], args.events, batch_size=20)[1],
+                 batched50=pct(batched, 0.5), batched99=pct(batched, 0.99),
+                 split50=pct(split, 0.5), split99=pct(split, 0.99))
+            print(f"  round {number + 1}: delivered {rate:,.0f} events/s alone, "
+                  f"{f['beside'].values[-1]:,.0f} beside a hanging one; paced p99 {f['lat99'].values[-1]:.0f} ms "
+                  f"({load()})", flush=True)
     finally:
         for process in processes:
             process.kill()  # the hanging requests are still open: no graceful stop
             process.wait(15)
-    alone_rate, beside_rate, paired_rate, ingest_rate = (
-        statistics.median(v) for v in (alone, beside, paired, ingest))
+    m = {name: figure.median for name, figure in f.items()}
+    rate_fmt, ms_fmt = "{:,.0f}", "{:.0f}"
+
+    def pair(low: str, high: str) -> str:
+        return f"{f[low].spread(ms_fmt)} / {f[high].spread(ms_fmt)}"
+
     rows = [
-        ("receiver hit directly by an httpx AsyncClient, 16 in flight (baseline), events/s", f"{ceiling:,.0f}", "1.00"),
-        ("the same client on our delivery transport (transport.py), events/s", f"{ours_ceiling:,.0f}",
-         f"{ours_ceiling / ceiling:.2f} of baseline"),
-        ("collector ingest (/v1/batch, 100 per batch), events/s", f"{ingest_rate:,.0f}",
-         f"{ingest_rate / ceiling:.2f} of baseline"),
-        ("collector → webhook delivered, events/s", f"{alone_rate:,.0f}", f"{alone_rate / ceiling:.2f} of baseline"),
-        ("healthy beside a hanging destination, events/s", f"{beside_rate:,.0f}",
-         f"{beside_rate / alone_rate:.2f} of alone (target ≥ 0.90)"),
-        ("healthy beside another healthy destination, events/s", f"{paired_rate:,.0f}",
-         f"{paired_rate / alone_rate:.2f} of alone; hanging vs healthy neighbour {beside_rate / paired_rate:.2f}"),
-        (f"paced 1,000 events/s × {args.paced_seconds:g}s: p50 receipt→delivery, ms", f"{pct(lat, 0.5):.1f}", ""),
-        (f"paced 1,000 events/s × {args.paced_seconds:g}s: p99 receipt→delivery, ms", f"{pct(lat, 0.99):.1f}",
-         f"{pct(lat, 0.99) / 250:.2f} of the 250 ms target"),
-        ("paced: max receipt→delivery, ms", f"{max(lat):.1f}", f"{len(lat)} events"),
-        (f"paced {args.low_rate:,} events/s: p50 / p99 receipt→delivery, ms",
-         f"{pct(slow, 0.5):.0f} / {pct(slow, 0.99):.0f}", f"p99 {pct(slow, 0.99) / 250:.2f} of 250 ms"),
-        ("webhook batch_size 20: delivered, events/s", f"{batched_rate:,.0f}",
-         f"{batched_rate / alone_rate:.2f} of unbatched"),
-        ("webhook batch_size 20, paced 1,000 events/s: p50 / p99, ms",
-         f"{pct(batched, 0.5):.0f} / {pct(batched, 0.99):.0f}", f"p99 {pct(batched, 0.99) / 250:.2f} of 250 ms"),
-        ("delivery in a separate `switchboard worker`, paced 1,000 events/s: p50 / p99, ms",
-         f"{pct(split, 0.5):.0f} / {pct(split, 0.99):.0f}", f"p99 {pct(split, 0.99) / 250:.2f} of 250 ms"),
+        ("receiver hit directly by an httpx AsyncClient, 16 in flight (baseline), events/s",
+         f["ceiling"].spread(rate_fmt), "1.00"),
+        ("the same client on our delivery transport (transport.py), events/s", f["ours_ceiling"].spread(rate_fmt),
+         f"{m['ours_ceiling'] / m['ceiling']:.2f} of baseline"),
+        ("collector ingest (/v1/batch, 100 per batch), events/s", f["ingest"].spread(rate_fmt),
+         f"{m['ingest'] / m['ceiling']:.2f} of baseline"),
+        ("collector → webhook delivered, events/s", f["alone"].spread(rate_fmt),
+         f"{m['alone'] / m['ceiling']:.2f} of baseline"),
+        ("healthy beside a hanging destination, events/s", f["beside"].spread(rate_fmt),
+         f"{m['beside'] / m['alone']:.2f} of alone (target ≥ 0.90)"),
+        ("healthy beside another healthy destination, events/s", f["paired"].spread(rate_fmt),
+         f"{m['paired'] / m['alone']:.2f} of alone; hanging vs healthy neighbour {m['beside'] / m['paired']:.2f}"),
+        (f"paced 1,000 events/s × {args.paced_seconds:g}s: p50 receipt→delivery, ms", f["lat50"].spread("{:.1f}"), ""),
+        (f"paced 1,000 events/s × {args.paced_seconds:g}s: p99 receipt→delivery, ms", f["lat99"].spread("{:.1f}"),
+         f"{m['lat99'] / 250:.2f} of the 250 ms target"),
+        ("paced: max receipt→delivery, ms", f["latmax"].spread("{:.1f}"), ""),
+        (f"paced {args.low_rate:,} events/s: p50 / p99 receipt→delivery, ms", pair("slow50", "slow99"),
+         f"p99 {m['slow99'] / 250:.2f} of 250 ms"),
+        ("webhook batch_size 20: delivered, events/s", f["batched_rate"].spread(rate_fmt),
+         f"{m['batched_rate'] / m['alone']:.2f} of unbatched"),
+        ("webhook batch_size 20, paced 1,000 events/s: p50 / p99, ms", pair("batched50", "batched99"),
+         f"p99 {m['batched99'] / 250:.2f} of 250 ms"),
+        ("delivery in a separate `switchboard worker`, paced 1,000 events/s: p50 / p99, ms", pair("split50", "split99"),
+         f"p99 {m['split99'] / 250:.2f} of 250 ms"),
     ]
     print_per_worker(per_worker, args)
     database = "PostgreSQL" if args.postgres else "SQLite"
-    print(f"\nswitchboard delivery benchmark — {database}, {os.cpu_count()} CPUs, "
-          f"load average now {os.getloadavg()[0]:.1f}, {args.rounds} rounds of {args.events} events\n")
+    print(f"\nswitchboard delivery benchmark — {database}, {os.cpu_count()} CPUs, {load()} after the rounds, "
+          f"median (min–max) of {args.rounds} rounds of {args.events} events\n")
     width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'value':>10}  ratio")
-    print("-" * (width + 44))
+    value_width = max(len(r[1]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>{value_width}}  ratio (of the medians)")
+    print("-" * (width + value_width + 44))
     for name, value, ratio in rows:
-        print(f"{name:<{width}}  {value:>10}  {ratio}")
-    print(f"\nper round: alone {', '.join(f'{r:,.0f}' for r in alone)}; "
-          f"beside a hanging one {', '.join(f'{r:,.0f}' for r in beside)}; "
-          f"beside a healthy one {', '.join(f'{r:,.0f}' for r in paired)} events/s")
+        print(f"{name:<{width}}  {value:>{value_width}}  {ratio}")
+    print(f"\nper round: alone {', '.join(f'{r:,.0f}' for r in f['alone'].values)}; "
+          f"beside a hanging one {', '.join(f'{r:,.0f}' for r in f['beside'].values)}; "
+          f"beside a healthy one {', '.join(f'{r:,.0f}' for r in f['paired'].values)} events/s")
 
 
 def print_per_worker(per_worker: dict[int, list[tuple[float, float]]], args) -> None:
     """Delivery per worker: one `switchboard worker` draining a backlog (ingested before it started)."""
     database = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\none `switchboard worker` draining {args.worker_events:,} ingested events — {database}, "
-          f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.1f}, {args.rounds} rounds, medians (min–max)")
+          f"{os.cpu_count()} CPUs, {load()}, {args.rounds} rounds, medians (min–max)")
     for size, target in ((1, 5000), (20, 10000)):
-        rates = [r for r, _ in per_worker[size]]
-        cpu = statistics.median(c for _, c in per_worker[size])
-        rate = statistics.median(rates)
+        rates = Figure([r for r, _ in per_worker[size]])
+        cpus = Figure([c for _, c in per_worker[size]])
+        rate, cpu = rates.median, cpus.median
         what = "one request per event" if size == 1 else f"webhook batch_size {size}"
-        print(f"  {what}: {rate:,.0f} events/s ({min(rates):,.0f}–{max(rates):,.0f}), {rate / target:.2f} of the "
-              f"{target:,}/s target; worker CPU {cpu:.0f} µs/event = {1e6 / cpu:,.0f} events/s per busy core "
-              f"({1e6 / cpu / target:.2f} of target)")
+        print(f"  {what}: {rates.spread('{:,.0f}')} events/s, {rate / target:.2f} of the "
+              f"{target:,}/s target; worker CPU {cpus.spread('{:.0f}')} µs/event = {1e6 / cpu:,.0f} events/s per "
+              f"busy core ({1e6 / cpu / target:.2f} of target)")
 
 
 def main() -> None:
@@ -365,7 +390,8 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="use a throwaway PostgreSQL instead of SQLite")
     parser.add_argument("--events", type=int, default=2000, help="events per throughput phase (default 2000)")
     parser.add_argument("--paced-seconds", type=float, default=5.0, help="length of each paced phase (default 5 s)")
-    parser.add_argument("--rounds", type=int, default=3, help="alone/beside rounds, medians compared (default 3)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of every phase, medians (min–max) printed (default 3, at least 3)")
     parser.add_argument("--worker-events", type=int, default=10000,
                         help="events per per-worker backlog phase (default 10000)")
     parser.add_argument("--worker-only", action="store_true", help="run only the per-worker phases")
@@ -374,6 +400,9 @@ def main() -> None:
     if args.receiver:
         run_receiver(args.receiver)
         return
+    args.rounds = round_count(args.rounds)
+    header(f"bench/deliver.py: cloud-mode delivery, {'PostgreSQL' if args.postgres else 'SQLite'}, "
+           f"{args.rounds} rounds")
     if args.postgres:
         with postgres_server() as pg:
             run(pg.create_database, args)

@@ -6,7 +6,8 @@ No sockets: both protocols get the same bytes through a stand-in transport on on
 and a trivial ASGI app answers, so only the protocols' own work differs. Reports the best of
 alternating rounds (CPU time of this process), per request, for a bundle-like GET with the
 headers a browser sends, a single-event POST, and the GET arriving in three pieces (which arms
-and cancels a header deadline). The ratio stock / edge should be within noise of 1.
+and cancels a header deadline). The ratio stock / edge should be within noise of 1. Each figure
+is also printed as the median of the rounds with its spread and the load average (bench/rounds.py).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import uvicorn  # noqa: E402
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: E402
 from uvicorn.server import ServerState  # noqa: E402
+from rounds import Figure, count as round_count, header, load  # noqa: E402
 
 from server.config import Config  # noqa: E402
 from server.api.edge import edge_limits, protocol_class  # noqa: E402
@@ -89,21 +92,28 @@ async def run(protocol_type, pieces: list[bytes], requests: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=10, help="alternating rounds (default 10, at least 3)")
     args = parser.parse_args()
+    args.rounds = round_count(args.rounds)
     edge = protocol_class(edge_limits(Config()))
     cases = {"GET (bundle-like, 11 headers)": [GET], "POST single event": [POST],
              "GET in 3 pieces": [GET[:40], GET[40:200], GET[200:]]}
-    print(f"== Per-request CPU of the protocol (best of {args.rounds} alternating rounds x {args.requests})")
+    header(f"bench/edge.py: per-request CPU of the protocol, {args.rounds} alternating rounds x {args.requests}")
+    print("best of the rounds, then median (min–max) of the rounds, µs per request")
     for name, pieces in cases.items():
-        best = {"stock": float("inf"), "edge": float("inf")}
+        times = {"stock": Figure([]), "edge": Figure([])}
         kinds = [("stock", HttpToolsProtocol), ("edge", edge)]
         for round_ in range(args.rounds):
             for label, kind in kinds if round_ % 2 else kinds[::-1]:  # alternate who goes first
-                best[label] = min(best[label], asyncio.run(run(kind, pieces, args.requests)))
-        print(f"{name:32} stock {best['stock']:6.2f} us   edge {best['edge']:6.2f} us   "
+                times[label].values.append(asyncio.run(run(kind, pieces, args.requests)))
+                times[label].loads.append(load())
+        best = {label: min(figure.values) for label, figure in times.items()}
+        paired = Figure([s / e for s, e in zip(times["stock"].values, times["edge"].values)], times["edge"].loads)
+        print(f"{name:32} best: stock {best['stock']:6.2f} us   edge {best['edge']:6.2f} us   "
               f"ratio stock/edge {best['stock'] / best['edge']:.2f}")
-
+        print(f"{'':32} median: stock {times['stock'].spread('{:.2f}')}   edge {times['edge'].spread('{:.2f}')}   "
+              f"ratio stock/edge round by round {paired.spread('{:.2f}')}")
+    print(f"after the rounds: {load()}")
 
 if __name__ == "__main__":
     main()

@@ -42,7 +42,7 @@ import httpx  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
-from rounds import Figure, header, load  # noqa: E402
+from rounds import Figure, count as round_count, header, load  # noqa: E402
 from server.store import delivery as store  # noqa: E402
 from server.store import open_store, workspace  # noqa: E402
 from server.store.engine import read_only  # noqa: E402
@@ -152,7 +152,7 @@ def run(new_db, args) -> None:
         counts = [int(c) for c in args.counts.split(",")]
         rates = {c: Figure([]) for c in counts}
         cpus = {c: Figure([]) for c in counts}
-        for _ in range(max(3, args.rounds)):
+        for _ in range(round_count(args.rounds)):
             for count in counts:
                 board = Round(new_db(), receiver, count)
                 try:

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,8 +35,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from pgserver import free_port, wait_for_port  # noqa: E402
+from rounds import Figure, count as round_count, header, load  # noqa: E402
 
 from server.store import open_store, workspace  # noqa: E402
 
@@ -155,23 +156,28 @@ async def bench(runs: int, delay: float) -> None:
             proc.wait(15)
             engine.dispose()
 
-    print(f"== First event, every request delayed {delay * 1000:.0f} ms (in parallel), median of {runs} runs")
+    print(f"== First event, every request delayed {delay * 1000:.0f} ms (in parallel), median of {runs} runs "
+          f"(min–max), {load()}")
     medians = {}
     for lib, values in results.items():
         numbers = sorted({n for n, _ in values})
-        medians[lib] = statistics.median(ms for _, ms in values)
-        print(f"{lib:16} first event is request #{'/#'.join(map(str, numbers)):6} time {medians[lib]:7.0f} ms"
+        figure = Figure([ms for _, ms in values], [load()])
+        medians[lib] = figure.median
+        print(f"{lib:16} first event is request #{'/#'.join(map(str, numbers)):6} time {figure.spread('{:.0f}')} ms"
               f"   (runs: {', '.join(f'{ms:.0f}' for _, ms in values)})")
+    paired = Figure([o[1] / a[1] for o, a in zip(results["ours"], results["analytics-next"])], [load()])
     ratio = medians["ours"] / medians["analytics-next"]
-    print(f"ratio ours/analytics-next: {ratio:.2f}   (target: request #2 and <= 0.50)")
+    print(f"ratio ours/analytics-next: {ratio:.2f} of the medians, {paired.spread('{:.2f}')} run by run   "
+          f"(target: request #2 and <= 0.50)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="alternating runs of each page (default 5, at least 3)")
     parser.add_argument("--delay-ms", type=float, default=100)
     args = parser.parse_args()
-    asyncio.run(bench(args.runs, args.delay_ms / 1000))
+    header(f"bench/first_event.py: first event, our snippet vs analytics-next, {args.delay_ms:g} ms per request")
+    asyncio.run(bench(round_count(args.runs), args.delay_ms / 1000))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from sqlalchemy import select  # noqa: E402
 from delivery_flow import RunningService  # noqa: E402
 from delivery_vendor import make_event  # noqa: E402
 from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
-from rounds import MIN_ROUNDS, Figure, header, load  # noqa: E402
+from rounds import MIN_ROUNDS, Figure, count as round_count, header, load  # noqa: E402
 from server.catalog import load_catalog  # noqa: E402
 from server.delivery.router import route  # noqa: E402
 from server.delivery.history import start_replay  # noqa: E402
@@ -142,7 +142,7 @@ def run(url: str, args) -> list[dict[str, float]]:
                                         settings={"url": url})
         with RunningService(engine, catalog, poll_interval=0.05, replay_rate=args.replay_rate):
             live_phase(engine, source["id"], 2, args.live_rate)  # warm up
-            for index in range(max(args.rounds, MIN_ROUNDS)):
+            for index in range(round_count(args.rounds)):
                 results.append(one_round(engine, catalog, source["id"], live["id"], new["id"], args))
                 print(f"round {index + 1}: {describe(results[-1], args)}", flush=True)
     finally:

@@ -5,6 +5,10 @@ what it rests on and whether a later run reproduces it.
     from rounds import Figure, rounds
     figure = rounds(measure, n=3)        # measure() -> float, called n times
     print(figure.text("{:,.0f} events/s"))
+
+``BENCH_QUICK=1`` in the environment (``make bench-quick``) makes a smoke run: one round is
+allowed, and the header says that what follows is not a figure. It proves that a script still
+prints its table, nothing more.
 """
 
 from __future__ import annotations
@@ -16,6 +20,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 MIN_ROUNDS = 3
+
+
+def quick() -> bool:
+    """A smoke run (``BENCH_QUICK=1``): tables are printed, but from one short round."""
+    return os.environ.get("BENCH_QUICK", "") not in ("", "0")
+
+
+def count(requested: int) -> int:
+    """How many rounds a script runs when asked for ``requested``: at least MIN_ROUNDS (1 in a smoke run)."""
+    return max(requested, 1 if quick() else MIN_ROUNDS)
 
 
 def load() -> str:
@@ -36,6 +50,10 @@ class Figure:
     def median(self) -> float:
         return statistics.median(self.values)
 
+    def spread(self, fmt: str = "{:.3g}") -> str:
+        """'median (min–max)': for a table whose header gives the rounds and the load."""
+        return f"{fmt.format(self.median)} ({fmt.format(min(self.values))}–{fmt.format(max(self.values))})"
+
     def text(self, fmt: str = "{:.3g}") -> str:
         """'median (min–max, n rounds, load …)'."""
         low, high = min(self.values), max(self.values)
@@ -46,7 +64,7 @@ class Figure:
 def rounds(measure: Callable[[], float], n: int = MIN_ROUNDS, pause: float = 0.0) -> Figure:
     """Call ``measure`` ``n`` (≥ 3) times; the load average is read after each round."""
     figure = Figure([])
-    for index in range(max(n, MIN_ROUNDS)):
+    for index in range(count(n)):
         if index and pause:
             time.sleep(pause)
         figure.values.append(float(measure()))
@@ -55,4 +73,7 @@ def rounds(measure: Callable[[], float], n: int = MIN_ROUNDS, pause: float = 0.0
 
 
 def header(title: str) -> None:
+    """The first line of a bench's output: what ran, when (UTC) and how busy the machine was."""
     print(f"{title} — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {load()}", flush=True)
+    if quick():
+        print("QUICK smoke run (BENCH_QUICK=1): one short round; these numbers are not figures", flush=True)

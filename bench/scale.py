@@ -13,12 +13,16 @@
 Each row starts from a fresh database on a PostgreSQL this script starts (tests/pgserver.py)
 and checks that every event was stored / delivered. The receiver is nginx answering 200 when
 nginx is installed (so the receiver is not the bottleneck), else a Python HTTP server.
-Run: .venv/bin/python bench/scale.py   (about 1.5 minutes; SCALE_SECONDS, SCALE_DELIVERY_EVENTS
-change the sizes)
+Each row runs ``--rounds`` times (≥ 3; one process and two alternate, so both see the same load)
+and is printed as the median with its spread (min–max) and the load average (bench/rounds.py).
+
+Run: .venv/bin/python bench/scale.py [--rounds 3] [--seconds 15] [--delivery-events 10000] [--bundles]
+(about 4 minutes with 3 rounds; SCALE_SECONDS, SCALE_EVENTS and SCALE_DELIVERY_EVENTS set the defaults)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shutil
@@ -34,8 +38,10 @@ from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
+from rounds import Figure, count as round_count, header, load  # noqa: E402
 from scaleout_cluster import Receiver, add_destination, create_source, make_batch, server, worker  # noqa: E402
 
 from server.store import open_store  # noqa: E402
@@ -243,14 +249,16 @@ def ingest(pg, n_servers: int) -> float:
 def delivery(pg, n_workers: int, hook_url: str) -> float:
     url = pg.create_database()
     engine = open_store(url)
-    edge = server(url, "edge").start()
+    # The receiver is on 127.0.0.1: internal addresses must be allowed (the egress rules refuse them).
+    edge = server(url, "edge", SWITCHBOARD_ALLOW_PRIVATE_EGRESS="true").start()
     workers = []
     try:
         source = create_source(edge.url, "bench")
         destination = add_destination(edge.url, source["id"], "webhooks", {"url": hook_url})
         asyncio.run(_post_all([edge.url], source["write_key"], bodies_for(DELIVERY_EVENTS, f"d{n_workers}-")))
         edge.stop()  # nothing else touches the database while the workers run
-        workers = [worker(url).start() for _ in range(n_workers)]  # each prints a line once delivering
+        # each prints a line once delivering
+        workers = [worker(url, SWITCHBOARD_ALLOW_PRIVATE_EGRESS="true").start() for _ in range(n_workers)]
         with Meter([w.pid for w in workers], engine.url.database) as meter:
             delivered = 0
             deadline = time.monotonic() + 600
@@ -276,8 +284,8 @@ class Result:
         self.busy = meter.busy * 100
 
 
-def bundle_rps(workers: int, seconds: int = 3, rounds: int = 3) -> float:
-    """Median req/s of `serve --workers N` (role edge) for one warm bundle."""
+def bundle_rps(workers: int, seconds: int = 3, rounds: int = 3) -> list[float]:
+    """Req/s of `serve --workers N` (role edge) for one warm bundle, one per wrk run."""
     from server.store import workspace
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -300,53 +308,83 @@ def bundle_rps(workers: int, seconds: int = 3, rounds: int = 3) -> float:
                 out = subprocess.run(["wrk", "-t2", "-c50", f"-d{seconds}s", "-H", "Accept-Encoding: gzip", link],
                                      capture_output=True, text=True, check=True).stdout
                 runs.append(float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1]))
-            return sorted(runs)[len(runs) // 2]
+            return runs
         finally:
             proc.terminate()
             proc.wait(30)
 
 
-def bundles() -> tuple[float, float]:
-    one, two = bundle_rps(1), bundle_rps(2)
-    print(f"{'bundle (serve --workers N), req/s':<38}{one:>12,.0f}{two:>13,.0f}{two / one:>8.2f}"
-          f"   ({os.cpu_count()} cores shared with wrk; target: 2 processes > 1)")
-    return one, two
+def row(label: str, one: Figure, two: Figure, ratio: bool) -> str:
+    fmt = "{:,.0f}" if ratio else "{:,.1f}"  # rates whole; CPU per 1,000 events and % with a decimal
+    cells = [one.spread(fmt), two.spread(fmt)]
+    return f"| {label} | {cells[0]} | {cells[1]} | {f'{two.median / one.median:.2f}' if ratio else ''} |"
+
+
+def bundles(rounds: int) -> None:
+    one, two = Figure(bundle_rps(1, rounds=rounds)), Figure(bundle_rps(2, rounds=rounds))
+    print(row("bundle (serve --workers N), req/s", one, two, True)
+          + f"   ({os.cpu_count()} cores shared with wrk; target: 2 processes > 1; {load()})")
 
 
 def main() -> None:
-    if WRK and "--bundles" in sys.argv:
-        print(f"{'':<38}{'1 process':>12}{'2 processes':>13}{'ratio':>8}")
-        bundles()
+    global INGEST_EVENTS, INGEST_SECONDS, DELIVERY_EVENTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each side, alternating (default 3, at least 3)")
+    parser.add_argument("--seconds", type=int, default=INGEST_SECONDS, help=f"wrk seconds per ingest run "
+                        f"(default {INGEST_SECONDS}, SCALE_SECONDS)")
+    parser.add_argument("--events", type=int, default=INGEST_EVENTS, help="events per ingest run without wrk "
+                        f"(default {INGEST_EVENTS:,}, SCALE_EVENTS)")
+    parser.add_argument("--delivery-events", type=int, default=DELIVERY_EVENTS, help="stored events per delivery run "
+                        f"(default {DELIVERY_EVENTS:,}, SCALE_DELIVERY_EVENTS)")
+    parser.add_argument("--bundles", action="store_true", help="only the bundle part (1 vs 2 `serve --workers`)")
+    args = parser.parse_args()
+    INGEST_EVENTS, INGEST_SECONDS, DELIVERY_EVENTS = args.events, args.seconds, args.delivery_events
+    rounds = round_count(args.rounds)
+    header(f"bench/scale.py: 1 vs 2 processes on one PostgreSQL, {rounds} rounds; {os.cpu_count()} CPU core(s), "
+           "load generator, servers, workers and PostgreSQL all share them")
+    table_head = "| | 1 process | 2 processes | ratio (of the medians) |\n|---|---|---|---|"
+    if WRK and args.bundles:
+        print(table_head)
+        bundles(rounds)
         return
-    print(f"bench/scale.py — {os.cpu_count()} CPU core(s); load generator, servers, workers and PostgreSQL "
-          f"all share them")
     hook, hook_name = receiver()
+    sides: dict[str, dict[int, list[Result]]] = {"ingest": {1: [], 2: []}, "delivery": {1: [], 2: []}}
     try:
         with postgres_server() as pg:
             how = f"wrk for {INGEST_SECONDS} s" if WRK else f"{INGEST_EVENTS:,} events from Python (httpx)"
             print(f"ingest: {how}, batches of {BATCH} events, {CONCURRENCY} requests in flight")
-            one, two = ingest(pg, 1), ingest(pg, 2)
             print(f"delivery: {DELIVERY_EVENTS:,} stored events → webhooks → {hook_name}")
-            w1, w2 = delivery(pg, 1, hook.url), delivery(pg, 2, hook.url)
+            for number in range(rounds):
+                for n in (1, 2) if number % 2 == 0 else (2, 1):  # alternate who goes first
+                    sides["ingest"][n].append(ingest(pg, n))
+                for n in (1, 2) if number % 2 == 0 else (2, 1):
+                    sides["delivery"][n].append(delivery(pg, n, hook.url))
+                print(f"  round {number + 1}: ingest {sides['ingest'][1][-1].rate:,.0f} / "
+                      f"{sides['ingest'][2][-1].rate:,.0f} ev/s, delivery {sides['delivery'][1][-1].rate:,.0f} / "
+                      f"{sides['delivery'][2][-1].rate:,.0f} ev/s ({load()})", flush=True)
     finally:
         hook.close()
-    print()
+
+    def figure(part: str, n: int, attr: str) -> Figure:
+        return Figure([getattr(result, attr) for result in sides[part][n]])
+
     rows = [
-        ("ingest (serve --role edge), ev/s", one.rate, two.rate, True),
-        ("  server CPU, ms per 1,000 ev", one.cpu_ms, two.cpu_ms, False),
-        ("  PostgreSQL CPU, ms per 1,000 ev", one.pg_ms, two.pg_ms, False),
-        ("  load generator CPU, ms per 1,000 ev", one.client_ms, two.client_ms, False),
-        ("  machine CPU busy, %", one.busy, two.busy, False),
-        ("delivery (switchboard worker), ev/s", w1.rate, w2.rate, True),
-        ("  worker CPU, ms per 1,000 ev", w1.cpu_ms, w2.cpu_ms, False),
-        ("  PostgreSQL CPU, ms per 1,000 ev", w1.pg_ms, w2.pg_ms, False),
-        ("  machine CPU busy, %", w1.busy, w2.busy, False),
+        ("ingest (serve --role edge), ev/s", "ingest", "rate", True),
+        ("  server CPU, ms per 1,000 ev", "ingest", "cpu_ms", False),
+        ("  PostgreSQL CPU, ms per 1,000 ev", "ingest", "pg_ms", False),
+        ("  load generator CPU, ms per 1,000 ev", "ingest", "client_ms", False),
+        ("  machine CPU busy, %", "ingest", "busy", False),
+        ("delivery (switchboard worker), ev/s", "delivery", "rate", True),
+        ("  worker CPU, ms per 1,000 ev", "delivery", "cpu_ms", False),
+        ("  PostgreSQL CPU, ms per 1,000 ev", "delivery", "pg_ms", False),
+        ("  machine CPU busy, %", "delivery", "busy", False),
     ]
-    print(f"{'':<38}{'1 process':>12}{'2 processes':>13}{'ratio':>8}")
-    for label, a, b, rate in rows:
-        print(f"{label:<38}{a:>12,.0f}{b:>13,.0f}{b / a:>8.2f}")
+    print(f"\nmedian (min–max) of {rounds} rounds, {load()}")
+    print(table_head)
+    for label, part, attr, rate in rows:
+        print(row(label, figure(part, 1, attr), figure(part, 2, attr), rate))
     if WRK:
-        bundles()
+        bundles(rounds)
     cores = os.cpu_count() or 1
     print(f"""
 {cores} CPU core(s) are shared by the load generator, every server or worker process and PostgreSQL

@@ -23,7 +23,6 @@ import gzip
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,8 +36,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from pgserver import free_port, wait_for_port  # noqa: E402
+from rounds import Figure, count as round_count, header, load  # noqa: E402
 
 from server.store import open_store, workspace  # noqa: E402
 
@@ -120,8 +121,10 @@ def compare_headers(origin: str, nginx: str, key: str, digest: str) -> int:
     return differences
 
 
-def bench_publish(seconds: int, connections: int) -> None:
-    print(f"== Static publish under nginx (wrk -t2 -c{connections} -d{seconds}s, medians of {ROUNDS} alternating runs)")
+def bench_publish(seconds: int, connections: int, rounds: int = ROUNDS) -> None:
+    rounds = round_count(rounds)
+    print(f"== Static publish under nginx (wrk -t2 -c{connections} -d{seconds}s, req/s median (min–max) of {rounds} "
+          f"alternating runs, {load()})")
     if not preflight():
         print("nginx or wrk is not installed (and apt is not there): skipped")
         return
@@ -176,13 +179,14 @@ def bench_publish(seconds: int, connections: int) -> None:
                 runs: dict[str, list[float]] = {name: [] for name in urls}
                 for link in urls.values():
                     wrk(link, 1, connections, encoding)  # warm-up
-                for i in range(ROUNDS):  # alternate, and alternate who goes first: the machine's other load hits both
+                for i in range(rounds):  # alternate, and alternate who goes first: the machine's other load hits both
                     for name in (("published", "plain") if i % 2 else ("plain", "published")):
                         runs[name].append(wrk(urls[name], seconds, connections, encoding))
-                rps = {name: statistics.median(r) for name, r in runs.items()}
-                print(f"Accept-Encoding {encoding}: published (docs config) {rps['published']:9.0f} req/s   "
-                      f"plain file, same bytes {rps['plain']:9.0f} req/s   ratio {rps['published'] / rps['plain']:.2f} "
-                      f"(target >= 0.9)")
+                rps = {name: Figure(r) for name, r in runs.items()}
+                paired = Figure([a / b for a, b in zip(runs["published"], runs["plain"])]).spread("{:.2f}")
+                print(f"Accept-Encoding {encoding}: published (docs config) {rps['published'].spread('{:,.0f}')} req/s   "
+                      f"plain file, same bytes {rps['plain'].spread('{:,.0f}')} req/s   "
+                      f"ratio {rps['published'].median / rps['plain'].median:.2f}, run by run {paired} (target >= 0.9)")
             print("Headers and bodies, nginx vs the origin (4 files x identity/gzip/br; ignoring "
                   f"{', '.join(sorted(IGNORED - {'etag'}))}):")
             count = compare_headers(f"http://127.0.0.1:{origin_port}", f"http://127.0.0.1:{nginx_port}", key, digest)
@@ -199,8 +203,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"alternating runs (default {ROUNDS}, at least 3)")
     args = parser.parse_args()
-    bench_publish(args.seconds, args.connections)
+    header("bench/static_publish.py: the published bundle under nginx vs a plain file")
+    bench_publish(args.seconds, args.connections, args.rounds)
 
 
 if __name__ == "__main__":

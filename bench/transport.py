@@ -37,12 +37,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import httptools  # noqa: E402
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 
 from pgserver import free_port, wait_for_port  # noqa: E402
+from rounds import Figure, count as round_count, header, load  # noqa: E402
 from server.delivery.transport import HTTP11Transport  # noqa: E402
 
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\nok"
@@ -211,6 +213,8 @@ def main() -> None:
     if args.receiver:
         run_receiver(args.receiver)
         return
+    args.rounds = round_count(args.rounds)
+    header(f"bench/transport.py: our transport vs aiohttp and httpx, {args.rounds} rounds")
     port = free_port()
     receiver = subprocess.Popen([sys.executable, __file__, "--receiver", str(port)], cwd=ROOT)
     try:
@@ -235,16 +239,16 @@ def main() -> None:
     names = list(CLIENTS)
     ours, direct, raw, aio, plain = names
     loop = "asyncio" if args.asyncio else "uvloop"
-    print(f"\nHTTP client benchmark — {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, {loop}, "
+    print(f"\nHTTP client benchmark — {os.cpu_count()} CPUs, {load()} after the rounds, {loop}, "
           f"{args.rounds} rounds × {args.requests} POSTs of {len(bodies[0])} B JSON, {args.inflight} in flight, "
           "receiver in its own process\n")
     width = max(map(len, names))
-    print(f"{'client':<{width}}  {'requests/s median (min–max)':>28}  {'client CPU µs/request':>22}")
-    print("-" * (width + 54))
+    print(f"{'client':<{width}}  {'requests/s median (min–max)':>28}  {'client CPU µs/request, median (min–max)':>40}")
+    print("-" * (width + 72))
     for name in names:
-        rates = [r[0] for r in results[name]]
-        span = f"{median(name, 0):,.0f} ({min(rates):,.0f}–{max(rates):,.0f})"
-        print(f"{name:<{width}}  {span:>28}  {median(name, 1):>22,.0f}")
+        rates = Figure([r[0] for r in results[name]]).spread("{:,.0f}")
+        cpu = Figure([r[1] for r in results[name]]).spread("{:,.0f}")
+        print(f"{name:<{width}}  {rates:>28}  {cpu:>40}")
     print()
     for label, mine in (("ours (client)", ours), ("ours (httpx.Request)", direct), ("ours (sender's path)", raw)):
         print(f"{label} / aiohttp: {median(mine, 0) / median(aio, 0):.2f}× requests/s, "

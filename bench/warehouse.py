@@ -7,7 +7,10 @@ same warehouse rows into one table (id, table name, received_at, JSON text) in o
 transaction, on the same database with the same settings. A second sync after resetting the
 cursor measures a full replay (every row a duplicate).
 
-    .venv/bin/python bench/warehouse.py [--events 50000]
+Each round loads fresh databases; every figure is the median of ``--rounds`` (≥ 3) with its
+spread (min–max) and the load average (bench/rounds.py).
+
+    .venv/bin/python bench/warehouse.py [--events 50000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import orjson  # noqa: E402
 import psycopg  # noqa: E402
 from pgserver import postgres_server  # noqa: E402
+from rounds import Figure, count as round_count, header, load  # noqa: E402
 
 from server.catalog import load_catalog  # noqa: E402
 from server.config import Config  # noqa: E402
@@ -87,7 +92,8 @@ def our_sync(store_url: str, settings: dict, items: list[dict]) -> tuple[float, 
                                      settings={**settings, "batch_rows": 5000})
     with engine.begin() as conn:
         conn.execute(events_table.insert(), rows_for(source["id"], datetime.now(timezone.utc), items))
-    catalog, config = load_catalog(), Config(database_url=store_url, delivery_workers=False)
+    # The PostgreSQL warehouse is a loopback cluster: internal addresses must be allowed (egress rules).
+    catalog, config = load_catalog(), Config(database_url=store_url, delivery_workers=False, allow_private_egress=True)
     t0, c0 = time.perf_counter(), time.process_time()
     sync = sync_destination(engine, catalog, config, dest["id"])
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -143,29 +149,45 @@ def plain_postgres(url: str, rows: list[tuple]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3, help="fresh loads of each target (default 3, at least 3)")
     args = parser.parse_args()
+    args.rounds = round_count(args.rounds)
+    header(f"bench/warehouse.py: warehouse load, {args.events:,} events, {args.rounds} rounds")
     items = make_events(args.events)
     rows = plain_rows(items)
     print(f"{args.events} events → {len(rows)} warehouse rows "
-          f"(30% page, 50% track over {len(EVENT_NAMES)} names, 20% identify); "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
-    results = []
+          f"(30% page, 50% track over {len(EVENT_NAMES)} names, 20% identify)\n")
+    names = ("SQLite", "PostgreSQL")
+    columns = ("sync s", "cpu s", "events/s", "rows/s", "replay s", "executemany rows/s", "ours/ceiling")
+    figures = {name: {column: Figure([]) for column in columns} for name in names}
+
+    def note(name: str, elapsed: float, cpu: float, loaded: int, replay: float, plain: float) -> None:
+        ours, ceiling = loaded / elapsed, len(rows) / plain
+        values = (elapsed, cpu, args.events / elapsed, ours, replay, ceiling, ours / ceiling)
+        for column, value in zip(columns, values):
+            figures[name][column].values.append(value)
+            figures[name][column].loads.append(load())
+
     with tempfile.TemporaryDirectory() as tmp, postgres_server() as pg:
         tmp = Path(tmp)
-        ours = our_sync(f"sqlite:///{tmp / 'store.db'}", {"target": "sqlite", "sqlite_path": str(tmp / "wh.db")}, items)
-        results.append(("SQLite", *ours, plain_sqlite(tmp / "plain.db", rows)))
-        ours = our_sync(pg.create_database(), {"target": "postgresql", "database_url": pg.create_database()}, items)
-        results.append(("PostgreSQL", *ours, plain_postgres(pg.create_database(), rows)))
+        for number in range(args.rounds):
+            ours = our_sync(f"sqlite:///{tmp / f'store{number}.db'}",
+                            {"target": "sqlite", "sqlite_path": str(tmp / f"wh{number}.db")}, items)
+            note("SQLite", *ours, plain_sqlite(tmp / f"plain{number}.db", rows))
+            ours = our_sync(pg.create_database(), {"target": "postgresql", "database_url": pg.create_database()},
+                            items)
+            note("PostgreSQL", *ours, plain_postgres(pg.create_database(), rows))
+            print(f"  round {number + 1}: " + ", ".join(
+                f"{name} {figures[name]['rows/s'].values[-1]:,.0f} rows/s" for name in names) + f" ({load()})",
+                flush=True)
 
-    header = f"{'target':<11} {'sync s':>7} {'cpu s':>6} {'events/s':>9} {'rows/s':>9} {'replay s':>9} " \
-             f"{'executemany rows/s':>19} {'ours/ceiling':>13}"
-    print(header)
-    print("-" * len(header))
-    for name, elapsed, cpu, loaded, replay, plain in results:
-        ours = loaded / elapsed
-        ceiling = len(rows) / plain
-        print(f"{name:<11} {elapsed:>7.2f} {cpu:>6.2f} {args.events / elapsed:>9.0f} {ours:>9.0f} {replay:>9.2f} "
-              f"{ceiling:>19.0f} {ours / ceiling:>12.2f}x")
+    formats = ("{:.2f}", "{:.2f}", "{:,.0f}", "{:,.0f}", "{:.2f}", "{:,.0f}", "{:.2f}")
+    print(f"\nmedian of {args.rounds} rounds (min–max); {load()}")
+    print("| target | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name in names:
+        cells = [figures[name][column].spread(fmt) for column, fmt in zip(columns, formats)]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     print("\nsync: read the log, build Segment tables (schema evolution, types, dedupe on id, users upsert), "
           "commit per table, move the cursor.\nexecutemany: the same rows as (id, table, received_at, JSON) "
           "into one table, one transaction, no transformation. replay: the same sync again, every row a duplicate.\n"
