@@ -155,7 +155,7 @@ def bench_publish(seconds: int, connections: int, rounds: int = ROUNDS) -> None:
             shutil.copy(bundle.with_name("analytics.min.js.br"), plain["br"])
             conf = directory / "nginx.conf"
             conf.write_text(textwrap.dedent(f"""\
-                worker_processes 1; daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log;
+                worker_processes 1; daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log; pcre_jit on;
                 events {{ worker_connections 1024; }}
                 http {{
                   access_log off; sendfile on; tcp_nopush on;
