@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from pgserver import free_port, postgres_server, wait_for_port  # noqa: E402
 from rounds import Figure, count as round_count, header, load  # noqa: E402
-from scaleout_cluster import Receiver, add_destination, create_source, make_batch, server, worker  # noqa: E402
+from scaleout_cluster import Process, Receiver, add_destination, create_source, make_batch, server, worker  # noqa: E402
 
 from server.store import open_store  # noqa: E402
 from server.store.delivery import DELIVERED, delivery_jobs  # noqa: E402
@@ -225,7 +225,10 @@ def count(engine, table, *where) -> int:
 def ingest(pg, n_servers: int) -> float:
     url = pg.create_database()
     engine = open_store(url)
-    servers = [server(url, "edge").start() for _ in range(n_servers)]
+    # One uvicorn process each (`--workers 1`): with role edge, `serve` would otherwise start one per
+    # core under a supervisor, so "1 process" was two, and the supervisor's CPU (nil) was metered.
+    servers = [Process(["serve", "--workers", "1"], url, {"SWITCHBOARD_ROLE": "edge"}, port=free_port()).start()
+               for _ in range(n_servers)]
     try:
         source = create_source(servers[0].url, "bench")
         asyncio.run(_post_all([s.url for s in servers], source["write_key"], bodies_for(2_000, "warm")))
