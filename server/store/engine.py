@@ -39,7 +39,7 @@ def _sqlite_engine(url: str, busy_ms: int) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record):  # pragma: no cover - exercised by every test
+    def _pragmas(dbapi_connection, record):  # pragma: no cover - exercised by every test
         # pysqlite's own transaction handling defers BEGIN; take control so that
         # BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlocks).
         dbapi_connection.isolation_level = None
@@ -47,6 +47,7 @@ def _sqlite_engine(url: str, busy_ms: int) -> Engine:
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
+        record.info["synchronous"] = "FULL"  # a record that reconnects starts over (_sqlite_synchronous)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
