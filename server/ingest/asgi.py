@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from server.api.edge.one_write import answer_writer
 from server.errors import error_body
 
 Headers = dict[bytes, bytes]
@@ -42,7 +43,8 @@ class Call:
 
 
 class Answer:
-    """A complete response: status, raw header pairs and body, sent in two ASGI messages."""
+    """A complete response: status, raw header pairs and body, sent in two ASGI messages, or in
+    one write when the server is our own edge (``server/api/edge/one_write.py``)."""
 
     __slots__ = ("status", "headers", "body")
 
@@ -52,6 +54,9 @@ class Answer:
         self.headers = [JSON, (b"content-length", str(len(body)).encode()), *headers] if body else headers
 
     async def __call__(self, scope, receive, send) -> None:
+        write = answer_writer(send)  # one write under our own protocol (server/api/edge/one_write.py)
+        if write is not None and write(self.status, self.headers, self.body):
+            return
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         await send({"type": "http.response.body", "body": self.body})
 

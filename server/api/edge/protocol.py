@@ -43,6 +43,8 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from server.api.edge.one_write import attach
+
 log = logging.getLogger("switchboard.edge")
 
 IDLE, HEADERS, BODY = 0, 1, 2
@@ -162,6 +164,8 @@ class EdgeProtocol(HttpToolsProtocol):
             self._refuse(503, "too_many_connections",
                          "The server has too many open connections; retry shortly")
         HttpToolsProtocol.on_headers_complete(self)
+        if self.cycle is not None and not self._refused:
+            attach(self.cycle)  # its ASGI task has not run yet: one_write.py
 
     def on_message_complete(self) -> None:
         self._phase = IDLE
