@@ -42,13 +42,11 @@ class Claimer:
         self.min_interval = min_interval
         self._wants: dict[int, tuple[int, asyncio.Future]] = {}
         self._task: asyncio.Task | None = None
-        self._urgent: asyncio.Event | None = None
+        self._urgent = asyncio.Event()  # an urgent ask came (bound to the loop at its first wait)
         self.claims = 0  # transactions run (tests and benchmarks read it)
 
     async def claim(self, destination_id: int, limit: int, *, urgent: bool = False) -> Claimed:
         future = asyncio.get_running_loop().create_future()
-        if self._urgent is None:
-            self._urgent = asyncio.Event()
         if urgent:
             self._urgent.set()
         previous = self._wants.get(destination_id)
@@ -65,13 +63,12 @@ class Claimer:
             while self._wants:
                 # Let every lane woken by the same finished sends ask before claiming.
                 pause = last + self.min_interval - time.monotonic()
-                if pause > 0 and self._urgent is not None and not self._urgent.is_set():
+                if pause > 0 and not self._urgent.is_set():
                     try:
                         await asyncio.wait_for(self._urgent.wait(), pause)
                     except asyncio.TimeoutError:
                         pass
-                if self._urgent is not None:
-                    self._urgent.clear()
+                self._urgent.clear()
                 wants, self._wants = self._wants, {}
                 last = time.monotonic()
                 try:

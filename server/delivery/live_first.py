@@ -12,8 +12,8 @@ replay's — and a replay's send (``Lane._deliver``) or queueing chunk (``Replay
 only when none is in flight and none has ended within ``HOLD_OFF_S`` (the fan-out's jobs reach
 their lane's claim a moment after the pass ends). It waits at most ``MAX_WAIT_S``, so a steady
 live stream or a hanging live destination slows a replay by that much per step and never
-stops it; replay sends already started are not interrupted. The replay's pace is unchanged: its
-sends wait together and start together.
+stops it; replay sends already started are not interrupted. So the replay's rate is a ceiling:
+beside steady live traffic it goes slower (docs/delivery.md, "Live traffic first").
 
 A history replay's sends also start one at a time, ``jobs / rate`` seconds apart (``turn``):
 its jobs come due ten at a time (``replay_queue.TICK_S``), and ten sends started together — or,

@@ -60,7 +60,8 @@ class ReplayQueuer:
                 if self.live_first is not None:
                     self.live_first.quiet_blocking()
                 began = time.monotonic()
-                step = replay_queue.queue_step(self.engine, replay["id"], routes, self.rate, batch=CHUNK, durable=False)
+                step = replay_queue.queue_step(self.engine, replay["id"], routes, self.rate, batch=CHUNK,
+                                               durable=False)  # bookkeeping: server/store/engine.py
                 if not step.more:
                     break
                 release_until = step.release_until

@@ -40,8 +40,8 @@ from server.catalog import Catalog
 from server.delivery.claimer import Claimer
 from server.delivery.heartbeat import HEARTBEAT_S, STALE_AFTER_S, Heartbeat
 from server.delivery.lane import MIN_SHARE, Lane
-from server.delivery.policy import RetryPolicy
 from server.delivery.live_first import LiveFirst
+from server.delivery.policy import RetryPolicy
 from server.delivery.replay_queuer import ReplayQueuer
 from server.delivery.results import ResultWriter
 from server.delivery.router import route

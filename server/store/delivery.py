@@ -112,14 +112,9 @@ def write_transaction(engine: Engine, *, durable: bool = True) -> Iterator[Conne
     subscribers once it has committed (other processes hear it through NOTIFY). ``durable=False``
     is for the delivery plane's bookkeeping, which commits without waiting for the disk
     (``server/store/engine.py``, ``bookkeeping``: safe, and why)."""
-    sqlite = engine.dialect.name == "sqlite"
-    lock = _sqlite_write_lock if sqlite else contextlib.nullcontext()
+    lock = _sqlite_write_lock if engine.dialect.name == "sqlite" else contextlib.nullcontext()
     with lock, engine.connect() as conn:
-        if not durable:
-            bookkeeping(conn)
-        with conn.begin():
-            if not durable and not sqlite:
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        with (conn if durable else bookkeeping(conn)).begin():
             try:
                 yield conn
             finally:

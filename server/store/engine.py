@@ -24,7 +24,14 @@ def make_engine(url: str, *, pool_size: int = 10, busy_timeout: float | None = N
     if url.startswith("postgresql://"):
         # Plain postgresql:// would pick psycopg2, which we do not ship.
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):  # pragma: no cover - exercised by every PostgreSQL test
+        if conn.get_execution_options().get("bookkeeping"):
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")  # this transaction only
+
+    return engine
 
 
 def _sqlite_engine(url: str, busy_ms: int) -> Engine:

@@ -10,8 +10,9 @@ JSON body, thousands a second — that was about a third of the event loop's tim
 ``answer_writer(send)`` and falls back to the two ASGI messages when it gets None: under another
 server, behind a middleware that wraps ``send`` (its wrapper has no ``send_answer``, so nothing
 it would add is bypassed), and in every case this does not cover (flow control paused, a HEAD
-request, an answer without a body, a ``connection`` header). The access log gets uvicorn's line. The bytes are
-those uvicorn writes for the same answer (``tests/test_edge_one_write.py`` compares them).
+request, an answer without a body, a ``connection`` header). The access log gets uvicorn's line.
+The bytes are those uvicorn writes for the same answer (``tests/test_edge_one_write.py``
+compares them).
 """
 
 from __future__ import annotations
