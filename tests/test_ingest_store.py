@@ -184,3 +184,61 @@ def test_concurrent_appends_of_the_same_ids_store_each_once(engine):
     assert _stored_ids(engine, source["id"]) == sorted(ids)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(message_ids)).scalar_one() == 200
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_postgres_append_is_one_round_trip_with_no_begin_or_commit(engine, tmp_path):
+    """The append is one statement in autocommit: psycopg sends neither BEGIN nor COMMIT, so a
+    group costs one round trip (the wire trace of the writer's connection shows it)."""
+    source = workspace.create_source(engine, "web")
+    with engine.connect() as conn:
+        events.append(conn, _rows(source["id"], ["warm"]), dedupe_window=DAY)
+        trace = tmp_path / "wire.txt"
+        pgconn = conn.connection.dbapi_connection.pgconn
+        with trace.open("w") as handle:
+            pgconn.trace(handle.fileno())
+            assert events.append(conn, _rows(source["id"], ["a", "b"]), dedupe_window=DAY) == [True, True]
+            pgconn.untrace()
+        sent = [line for line in trace.read_text().splitlines() if "\tF\t" in line]
+    assert any("INSERT INTO message_ids" in line for line in sent)
+    assert not [line for line in sent if "BEGIN" in line or "COMMIT" in line]
+    assert sum(1 for line in sent if "\tSync" in line or "\tQuery\t" in line) == 1  # one round trip
+    assert _stored_ids(engine, source["id"]) == ["a", "b", "warm"]
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_postgres_connection_leaves_the_append_transactional_again(engine):
+    """After an append (autocommit for its one statement) the writer's connection runs
+    transactions as before: what a rolled-back transaction wrote is gone."""
+    source = workspace.create_source(engine, "web")
+    with engine.connect() as conn:
+        events.append(conn, _rows(source["id"], ["a"]), dedupe_window=DAY)
+        with pytest.raises(RuntimeError), conn.begin():
+            conn.execute(message_ids.delete())
+            raise RuntimeError("roll back")
+        assert conn.execute(select(func.count()).select_from(message_ids)).scalar_one() == 1
+        conn.rollback()
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_postgres_failed_append_stores_nothing_and_the_connection_goes_on(engine):
+    """A statement that fails (a payload PostgreSQL cannot read as UTF-8) stores none of its
+    rows, claims none of its ids, and the same connection takes the next append."""
+    source = workspace.create_source(engine, "web")
+    bad = _rows(source["id"], ["ok-1", "broken"])
+    bad[1]["payload"] = b'{"text":"\xff"}'
+    with engine.connect() as conn:
+        with pytest.raises(psycopg.Error):
+            events.append(conn, bad, dedupe_window=DAY)
+        assert events.append(conn, _rows(source["id"], ["ok-1", "ok-2"]), dedupe_window=DAY) == [True, True]
+    assert _stored_ids(engine, source["id"]) == ["ok-1", "ok-2"]
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_postgres_append_refuses_a_connection_inside_a_transaction(engine):
+    """A caller's open transaction is never committed behind its back by the autocommit append."""
+    source = workspace.create_source(engine, "web")
+    with engine.connect() as conn, conn.begin():
+        conn.execute(select(1))
+        with pytest.raises(psycopg.ProgrammingError):
+            events.append(conn, _rows(source["id"], ["a"]), dedupe_window=DAY)

@@ -16,7 +16,7 @@ process's subscribers right after the commit (server/store/notify.py).
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator
 
@@ -146,11 +146,12 @@ def append(bind: Engine | Connection, rows: list[dict[str, Any]], *, dedupe_wind
     for index, row in enumerate(rows):
         first.setdefault((row["source_id"], row["message_id"]), index)
     window = timedelta(seconds=dedupe_window)
-    with _transaction(bind) as conn:
-        if conn.dialect.name == "sqlite":
+    if bind.dialect.name == "sqlite":
+        with _transaction(bind) as conn:
             stored, max_id = _append_sqlite(conn, rows, first, window)
-        else:
-            stored, max_id = _append_postgresql(conn, rows, first, window)
+    else:  # one statement, which is its own transaction
+        with _single_statement(bind) as cursor:
+            stored, max_id = _append_postgresql(cursor, rows, first, window)
     if stored:
         notify.EVENTS.committed(max_id)  # other processes: the NOTIFY sent inside, or SQLite's bell
     flags = [False] * len(rows)
@@ -167,6 +168,28 @@ def _transaction(bind: Engine | Connection) -> Iterator[Connection]:
     else:
         with bind.begin():
             yield bind
+
+
+@contextmanager
+def _single_statement(bind: Engine | Connection) -> Iterator[Any]:
+    """A DBAPI cursor in autocommit mode, for ONE statement that is its own transaction.
+
+    PostgreSQL's append is a single statement, atomic by itself; run inside BEGIN … COMMIT it
+    would cost two more round trips (psycopg sends BEGIN on its own, then COMMIT), and under load
+    each round trip's return also waits for the GIL. In autocommit the statement commits (and
+    waits for its WAL flush) as it ends: one round trip a group. A Connection handed in must not
+    be in a transaction (psycopg refuses to switch then)."""
+    with bind.connect() if isinstance(bind, Engine) else nullcontext(bind) as conn:
+        raw = conn.connection.dbapi_connection
+        raw.autocommit = True
+        try:
+            with raw.cursor() as cursor:
+                yield cursor
+        finally:
+            try:
+                raw.autocommit = False
+            except Exception:  # the connection broke mid-statement: never hand it out again
+                conn.invalidate()
 
 
 # SQLite: the whole group in three statements, whatever its size. Rows travel as one JSON
@@ -243,9 +266,10 @@ def _append_sqlite(conn, rows, first, window) -> tuple[list[int], int | None]:
 # PostgreSQL: the group travels as arrays, one parameter per column, in binary (%b: the text
 # format would escape every quote of every JSON payload, in Python; the payloads go as the
 # bytes they are, bytea, and the server reads them as UTF-8 text), and the whole append is
-# ONE statement — claim the ids, insert the events claimed, NOTIFY — so a commit costs two
-# round trips (this and COMMIT) instead of five: at 64 connections a single-event request waits
-# for about one and a half commits, so round trips are most of its latency. Racing processes
+# ONE statement — claim the ids, insert the events claimed, NOTIFY — run in autocommit
+# (``_single_statement``), so a commit is one round trip instead of five (three with BEGIN and
+# COMMIT around it): at 64 connections a single-event request waits for about one and a half
+# commits, so round trips are most of its latency. Racing processes
 # serialise on the message_ids key; the claim's RETURNING gives exactly the rows this
 # transaction claimed (new, or expired and taken over), and only those are inserted (the join),
 # in row order (``ORDER BY n``: ids follow the order requests arrived in).
@@ -269,22 +293,18 @@ _PG_APPEND = (
 )
 
 
-def _append_postgresql(conn, rows, first, window) -> tuple[list[int], int | None]:
+def _append_postgresql(cursor, rows, first, window) -> tuple[list[int], int | None]:
     # Sorted: concurrent writers with overlapping ids then lock them in the same order, so they
     # wait for each other instead of deadlocking.
     keys = sorted(first)
     chosen = [rows[i] for i in first.values()]  # each id's first row, in row order
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.execute(_PG_APPEND, (
-            [k[0] for k in keys], [k[1] for k in keys], [rows[first[k]]["received_at"] for k in keys], window,
-            *([r[c] for r in chosen] for c in ("source_id", "message_id", "type", "received_at", "payload")),
-            # notify.EVENTS.publish's NOTIFY (payload: the highest id stored), in the same statement.
-            notify.EVENTS.channel,
-        ))
-        max_id, sources, claimed_ids, _notified = cursor.fetchone()
-    finally:
-        cursor.close()
+    cursor.execute(_PG_APPEND, (
+        [k[0] for k in keys], [k[1] for k in keys], [rows[first[k]]["received_at"] for k in keys], window,
+        *([r[c] for r in chosen] for c in ("source_id", "message_id", "type", "received_at", "payload")),
+        # notify.EVENTS.publish's NOTIFY (payload: the highest id stored), in the same statement.
+        notify.EVENTS.channel,
+    ))
+    max_id, sources, claimed_ids, _notified = cursor.fetchone()
     new = set(zip(sources, claimed_ids))
     return [i for key, i in first.items() if key in new], max_id
 
