@@ -101,10 +101,11 @@ def _timed(module, name: str) -> None:
 
 def run(db_url: str, args) -> None:
     if args.split:
-        from server.store import fanout
+        from server.store import claims, fanout
 
-        for name in ("claim", "finish", "has_due", "due_work", "release"):
+        for name in ("finish", "due_work", "release"):
             _timed(store, name)
+        _timed(claims, "claim_many")
         _timed(fanout, "fanout_pass")
     port = free_port()
     receiver = subprocess.Popen([sys.executable, str(ROOT / "bench" / "transport.py"), "--receiver", str(port)])

@@ -26,6 +26,7 @@ from delivery_vendor import Vendor, make_event
 from server.delivery.sender import DELIVERED, RETRY, Sender
 from server.delivery.transport import HTTP11Transport
 from server.destinations.request import OutgoingRequest
+from server.store import claims
 from server.store import delivery as store
 from server.store import delivery_sqlite, open_store
 from server.store.engine import read_only
@@ -144,6 +145,31 @@ def test_claims_return_every_job_column_as_sqlalchemy_reads_it(engine):
     # the rest, then nothing: leased jobs are not claimed again
     assert len(store.claim(engine, dest["id"], "other", 10, 60)) == 2
     assert store.claim(engine, dest["id"], "other", 10, 60) == []
+
+
+def test_claims_of_many_destinations_return_every_job_column_as_sqlalchemy_reads_it(engine):
+    """claim_many (PostgreSQL: one statement that picks, leases and reads) gives each destination's
+    jobs as SQLAlchemy reads the table, with the payload, oldest first, and at most as many as
+    asked; what is leased is not claimed again."""
+    source, dests = source_with(engine, *({"slug": "webhooks", "settings": {"url": f"http://127.0.0.1:9/{n}"}}
+                                          for n in range(2)))
+    append(engine, source["id"], [make_event("track", event=f"E{i}") for i in range(4)])
+    with store.write_transaction(engine) as conn:
+        ids = [r.id for r in conn.execute(select(store.events.c.id).order_by(store.events.c.id))]
+        store.queue_jobs(conn, [(d["id"], i) for d in dests for i in ids], store.utcnow() - timedelta(seconds=1))
+    claimed = claims.claim_many(engine, {dests[0]["id"]: 3, dests[1]["id"]: 10}, "me", 60)
+    assert {d: len(jobs) for d, jobs in claimed.items()} == {dests[0]["id"]: 3, dests[1]["id"]: 4}
+    table = _rows(engine, store.delivery_jobs, store.delivery_jobs.c.id)
+    with read_only(engine) as conn:
+        payloads = dict(conn.execute(select(store.events.c.id, store.events.c.payload)).all())
+    for jobs in claimed.values():
+        assert [j["id"] for j in jobs] == sorted(j["id"] for j in jobs)  # oldest first
+        for job in jobs:
+            row = next(r for r in table if r["id"] == job["id"])
+            assert job == {**row, "payload": payloads[row["event_id"]]}
+            assert job["lease_owner"] == "me" and job["lease_until"].tzinfo is not None
+    again = claims.claim_many(engine, {dests[0]["id"]: 10, dests[1]["id"]: 10}, "other", 60)
+    assert {d: len(jobs) for d, jobs in again.items()} == {dests[0]["id"]: 1}
 
 
 def _results(jobs, now) -> list[dict]:

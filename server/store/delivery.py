@@ -245,15 +245,19 @@ def _claim_postgres(conn: Connection, destination_id: int, owner: str, limit: in
         return []
     found = conn.execute(_POSTGRES_PAYLOADS, {"ids": [r["event_id"] for r in rows]}).all()
     payloads: dict[int, str] = {event_id: payload for event_id, payload in found}
+    # leased but not returned if its event is gone, as the join of the general path does
+    return postgres_jobs({**row, "payload": payloads[row["event_id"]]} for row in rows if row["event_id"] in payloads)
+
+
+def postgres_jobs(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """Claimed job rows read by plain SQL on PostgreSQL (every ``delivery_jobs`` column and the
+    payload) as SQLAlchemy's table would read them (times in UTC), due first."""
     jobs = []
     for row in rows:
-        if row["event_id"] not in payloads:
-            continue  # leased but not returned, as the join of the general path does
         job = dict(row)
         for name in _JOB_TIMES:
             if job[name] is not None:
                 job[name] = job[name].astimezone(timezone.utc)
-        job["payload"] = payloads[row["event_id"]]
         jobs.append(job)
     jobs.sort(key=lambda job: (job["next_attempt_at"], job["id"]))
     return jobs
@@ -374,19 +378,27 @@ def finish(engine: Engine, owner: str, results: list[dict[str, Any]]) -> None:
             conn.execute(delivery_attempts.insert(), attempts)
 
 
-# PostgreSQL: the batch's job updates in one statement from arrays (as queue_jobs inserts jobs),
-# instead of an executemany of one UPDATE per job: ~half of a delivered event's CPU in the
-# store's threads was that executemany (bench/deliver_profile.py --postgres --split).
+# PostgreSQL: the batch's job updates and its attempts in ONE statement, the rows travelling as
+# two JSON documents (orjson writes them in C; PostgreSQL's json_to_recordset reads them) instead
+# of an executemany of one UPDATE per job and another of one INSERT per attempt, or of one array
+# per column (psycopg dumps array elements one by one in Python: ~35 µs of the store thread's
+# CPU per delivered event either way; bench/deliver_profile.py --postgres --split). A
+# data-modifying WITH runs whether or not the rest reads it: the attempts are recorded even for
+# a job whose lease another worker took, as on the other paths.
 POSTGRES_ARRAYS = True  # (off: the SQLAlchemy statements above, as tests compare)
 _POSTGRES_FINISH = text(
-    "UPDATE delivery_jobs AS j SET status = r.status, attempts = j.attempts + r.tries,"
-    " next_attempt_at = r.next, finished_at = r.finished, latency_ms = r.latency,"
+    "WITH updated AS (UPDATE delivery_jobs AS j SET status = r.status, attempts = j.attempts + coalesce(r.tries, 1),"
+    " next_attempt_at = r.next_attempt_at, finished_at = r.finished_at, latency_ms = r.latency_ms,"
     " last_status = r.last_status, last_error = r.last_error, lease_until = NULL, lease_owner = NULL"
-    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:statuses AS VARCHAR[]), CAST(:tries AS INTEGER[]),"
-    " CAST(:nexts AS TIMESTAMPTZ[]), CAST(:finished AS TIMESTAMPTZ[]), CAST(:latencies AS FLOAT8[]),"
-    " CAST(:last_statuses AS INTEGER[]), CAST(:last_errors AS TEXT[]))"
-    " AS r(id, status, tries, next, finished, latency, last_status, last_error)"
-    " WHERE j.id = r.id AND j.lease_owner = :owner"
+    " FROM json_to_recordset(CAST(:results AS JSON)) AS r(job_id BIGINT, status VARCHAR, tries INTEGER,"
+    " next_attempt_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, latency_ms FLOAT8, last_status INTEGER,"
+    " last_error TEXT) WHERE j.id = r.job_id AND j.lease_owner = :owner RETURNING j.id)"
+    " INSERT INTO delivery_attempts (job_id, destination_id, at, outcome, request, status, response, error,"
+    " latency_ms) SELECT a.job_id, a.destination_id, a.at, a.outcome, a.request, a.status, a.response, a.error,"
+    " a.latency_ms FROM ROWS FROM (json_to_recordset(CAST(:attempts AS JSON)) AS (job_id BIGINT,"
+    " destination_id BIGINT, at TIMESTAMPTZ, outcome VARCHAR, request TEXT, status INTEGER, response TEXT,"
+    " error TEXT, latency_ms FLOAT8)) WITH ORDINALITY"
+    " AS a(job_id, destination_id, at, outcome, request, status, response, error, latency_ms, n) ORDER BY a.n"
 )
 
 
@@ -394,17 +406,10 @@ def _finish_postgres(conn: Connection, owner: str, results: list[dict[str, Any]]
                      attempts: list[dict[str, Any]]) -> None:
     conn.execute(_POSTGRES_FINISH, {
         "owner": owner,
-        "ids": [r["job_id"] for r in results],
-        "statuses": [r["status"] for r in results],
-        "tries": [r.get("tries", 1) for r in results],
-        "nexts": [r["next_attempt_at"] for r in results],
-        "finished": [r.get("finished_at") for r in results],
-        "latencies": [r.get("latency_ms") for r in results],
-        "last_statuses": [r.get("last_status") for r in results],
-        "last_errors": [r.get("last_error") for r in results],
+        # each result's own "attempts" list travels in the second document, not in this one
+        "results": orjson.dumps([{k: v for k, v in r.items() if k != "attempts"} for r in results]).decode(),
+        "attempts": orjson.dumps(attempts).decode(),
     })
-    if attempts:  # (already batched by SQLAlchemy's insertmanyvalues: arrays were no faster)
-        conn.execute(delivery_attempts.insert(), attempts)
 
 
 def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
