@@ -172,6 +172,29 @@ def test_claims_of_many_destinations_return_every_job_column_as_sqlalchemy_reads
     assert {d: len(jobs) for d, jobs in again.items()} == {dests[0]["id"]: 1}
 
 
+def test_claim_many_takes_the_oldest_due_jobs_across_queued_and_retrying(engine):
+    """Due retries and queued jobs are one queue, oldest first (PostgreSQL reads them per status
+    and merges); jobs not yet due or leased to another worker are left alone."""
+    source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": "http://127.0.0.1:9/x"}})
+    append(engine, source["id"], [make_event("track", event=f"E{i}") for i in range(5)])
+    now = store.utcnow()
+    with store.write_transaction(engine) as conn:
+        ids = [r.id for r in conn.execute(select(store.events.c.id).order_by(store.events.c.id))]
+        store.queue_jobs(conn, [(dest["id"], i) for i in ids], now - timedelta(seconds=10))
+        jobs = [r.id for r in conn.execute(select(store.delivery_jobs.c.id).order_by(store.delivery_jobs.c.id))]
+        table = store.delivery_jobs
+        conn.execute(table.update().where(table.c.id == jobs[4])  # a retry due before them all
+                     .values(status=store.RETRYING, next_attempt_at=now - timedelta(seconds=20)))
+        conn.execute(table.update().where(table.c.id == jobs[3])  # a retry not due yet
+                     .values(status=store.RETRYING, next_attempt_at=now + timedelta(seconds=60)))
+        conn.execute(table.update().where(table.c.id == jobs[0])  # held by another worker
+                     .values(lease_owner="other", lease_until=now + timedelta(seconds=60)))
+    claimed = claims.claim_many(engine, {dest["id"]: 2}, "me", 60)
+    assert [j["id"] for j in claimed[dest["id"]]] == [jobs[4], jobs[1]]
+    rest = claims.claim_many(engine, {dest["id"]: 10}, "me", 60)
+    assert [j["id"] for j in rest[dest["id"]]] == [jobs[2]]
+
+
 def _results(jobs, now) -> list[dict]:
     attempt = {"at": now, "outcome": "delivered", "request": '{"method": "POST", "url": "http://x/\\"q\\""}',
                "status": 200, "response": "ok ü", "error": None, "latency_ms": 1.25}

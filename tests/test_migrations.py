@@ -69,3 +69,21 @@ def test_a_database_from_before_web_sessions_gets_the_table(db_url):
         assert migrations.migrate(engine) == []
     finally:
         engine.dispose()
+
+
+def test_delivery_jobs_leave_room_for_lease_updates_on_postgres(db_url):
+    """Migration 12: on PostgreSQL delivery_jobs pages keep 30 % free, so that a claim's lease is
+    a HOT update (no index entries); SQLite has no such setting and is left as it was."""
+    from sqlalchemy import text
+
+    engine = make_engine(db_url)
+    try:
+        migrations.migrate(engine)
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'delivery_jobs'")).scalar()
+                assert options == ["fillfactor=70"]
+            else:
+                assert "delivery_jobs" in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
