@@ -182,10 +182,11 @@ def _single_statement(bind: Engine | Connection) -> Iterator[Any]:
     with bind.connect() if isinstance(bind, Engine) else nullcontext(bind) as conn:
         raw = conn.connection.dbapi_connection
         raw.autocommit = True
+        cursor = raw.cursor()
         try:
-            with raw.cursor() as cursor:
-                yield cursor
+            yield cursor
         finally:
+            cursor.close()
             try:
                 raw.autocommit = False
             except Exception:  # the connection broke mid-statement: never hand it out again
