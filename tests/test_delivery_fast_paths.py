@@ -279,6 +279,32 @@ def test_postgres_results_from_arrays_match_the_executemany_path(pg, monkeypatch
     assert attempts[-1]["response"] == "another answer"
 
 
+@pytest.mark.postgres
+def test_postgres_records_a_vendor_answer_holding_a_nul(pg):
+    """PostgreSQL's text cannot hold NUL: the answer is recorded with U+FFFD in its place, and the
+    rest of the batch with it (refused, the batch failed and was retried forever)."""
+    engine = open_store(pg.create_database())
+    try:
+        source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": "http://127.0.0.1:9/x"}})
+        append(engine, source["id"], [make_event("track", event=f"E{i}") for i in range(3)])
+        now = store.utcnow()
+        with store.write_transaction(engine) as conn:
+            ids = [r.id for r in conn.execute(select(store.events.c.id).order_by(store.events.c.id))]
+            store.queue_jobs(conn, [(dest["id"], i) for i in ids], now - timedelta(seconds=1))
+        jobs = store.claim(engine, dest["id"], "me", 3, 60)
+        results = _results(jobs, now)
+        results[1]["last_error"] = "HTTP 503 \x00 nul"
+        results[1]["attempts"][0]["response"] = "body \x00 with a nul"
+        store.finish(engine, "me", results)
+        rows = _rows(engine, store.delivery_jobs, store.delivery_jobs.c.id)
+        attempts = _rows(engine, store.delivery_attempts, store.delivery_attempts.c.id)
+    finally:
+        engine.dispose()
+    assert [r["status"] for r in rows] == [store.DELIVERED, store.RETRYING, store.DEAD]
+    assert rows[1]["last_error"] == "HTTP 503 \ufffd nul"
+    assert [a["response"] for a in attempts] == ["ok ü", "body \ufffd with a nul"]
+
+
 # ---------------------------------------------------------------- a batching lane keeps its concurrency busy
 
 

@@ -407,9 +407,16 @@ def _finish_postgres(conn: Connection, owner: str, results: list[dict[str, Any]]
     conn.execute(_POSTGRES_FINISH, {
         "owner": owner,
         # each result's own "attempts" list travels in the second document, not in this one
-        "results": orjson.dumps([{k: v for k, v in r.items() if k != "attempts"} for r in results]).decode(),
-        "attempts": orjson.dumps(attempts).decode(),
+        "results": orjson.dumps([{k: _text(v) for k, v in r.items() if k != "attempts"} for r in results]).decode(),
+        "attempts": orjson.dumps([{k: _text(v) for k, v in a.items()} for a in attempts]).decode(),
     })
+
+
+def _text(value: Any) -> Any:
+    """PostgreSQL's text cannot hold a NUL character: a vendor's answer (or an error) with one is
+    recorded with U+FFFD in its place. Refused, the whole batch of results failed, and the
+    result writer retried it forever, recording nothing else."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
 
 
 def release(engine: Engine, owner: str, job_ids: list[int]) -> None:
