@@ -147,16 +147,23 @@ def test_claims_return_every_job_column_as_sqlalchemy_reads_it(engine):
     assert store.claim(engine, dest["id"], "other", 10, 60) == []
 
 
+def _with_jobs(engine, events: int, destinations: int = 1, due=None) -> list[dict]:
+    """Webhook destinations on one source, and a job per event for each, due at ``due`` (a second
+    ago by default); returns the destinations."""
+    _, dests = source_with(engine, *({"slug": "webhooks", "settings": {"url": f"http://127.0.0.1:9/{n}"}}
+                                     for n in range(destinations)))
+    append(engine, dests[0]["source_id"], [make_event("track", event=f"E{i}") for i in range(events)])
+    with store.write_transaction(engine) as conn:
+        ids = [r.id for r in conn.execute(select(store.events.c.id).order_by(store.events.c.id))]
+        store.queue_jobs(conn, [(d["id"], i) for d in dests for i in ids], due or store.utcnow() - timedelta(seconds=1))
+    return dests
+
+
 def test_claims_of_many_destinations_return_every_job_column_as_sqlalchemy_reads_it(engine):
     """claim_many (PostgreSQL: one statement that picks, leases and reads) gives each destination's
     jobs as SQLAlchemy reads the table, with the payload, oldest first, and at most as many as
     asked; what is leased is not claimed again."""
-    source, dests = source_with(engine, *({"slug": "webhooks", "settings": {"url": f"http://127.0.0.1:9/{n}"}}
-                                          for n in range(2)))
-    append(engine, source["id"], [make_event("track", event=f"E{i}") for i in range(4)])
-    with store.write_transaction(engine) as conn:
-        ids = [r.id for r in conn.execute(select(store.events.c.id).order_by(store.events.c.id))]
-        store.queue_jobs(conn, [(d["id"], i) for d in dests for i in ids], store.utcnow() - timedelta(seconds=1))
+    dests = _with_jobs(engine, 4, destinations=2)
     claimed = claims.claim_many(engine, {dests[0]["id"]: 3, dests[1]["id"]: 10}, "me", 60)
     assert {d: len(jobs) for d, jobs in claimed.items()} == {dests[0]["id"]: 3, dests[1]["id"]: 4}
     table = _rows(engine, store.delivery_jobs, store.delivery_jobs.c.id)
@@ -175,12 +182,9 @@ def test_claims_of_many_destinations_return_every_job_column_as_sqlalchemy_reads
 def test_claim_many_takes_the_oldest_due_jobs_across_queued_and_retrying(engine):
     """Due retries and queued jobs are one queue, oldest first (PostgreSQL reads them per status
     and merges); jobs not yet due or leased to another worker are left alone."""
-    source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": "http://127.0.0.1:9/x"}})
-    append(engine, source["id"], [make_event("track", event=f"E{i}") for i in range(5)])
     now = store.utcnow()
+    (dest,) = _with_jobs(engine, 5, due=now - timedelta(seconds=10))
     with store.write_transaction(engine) as conn:
-        ids = [r.id for r in conn.execute(select(store.events.c.id).order_by(store.events.c.id))]
-        store.queue_jobs(conn, [(dest["id"], i) for i in ids], now - timedelta(seconds=10))
         jobs = [r.id for r in conn.execute(select(store.delivery_jobs.c.id).order_by(store.delivery_jobs.c.id))]
         table = store.delivery_jobs
         conn.execute(table.update().where(table.c.id == jobs[4])  # a retry due before them all
@@ -285,12 +289,8 @@ def test_postgres_records_a_vendor_answer_holding_a_nul(pg):
     rest of the batch with it (refused, the batch failed and was retried forever)."""
     engine = open_store(pg.create_database())
     try:
-        source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {"url": "http://127.0.0.1:9/x"}})
-        append(engine, source["id"], [make_event("track", event=f"E{i}") for i in range(3)])
         now = store.utcnow()
-        with store.write_transaction(engine) as conn:
-            ids = [r.id for r in conn.execute(select(store.events.c.id).order_by(store.events.c.id))]
-            store.queue_jobs(conn, [(dest["id"], i) for i in ids], now - timedelta(seconds=1))
+        (dest,) = _with_jobs(engine, 3, due=now - timedelta(seconds=1))
         jobs = store.claim(engine, dest["id"], "me", 3, 60)
         results = _results(jobs, now)
         results[1]["last_error"] = "HTTP 503 \x00 nul"
