@@ -14,13 +14,14 @@ jobs are taken oldest first, at most as many as its lane asked for.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 from typing import Any, Iterable
 
 from sqlalchemy import Engine, or_, select, text
 
-from server.store.delivery import PENDING, delivery_jobs, lease, postgres_jobs, utcnow, write_transaction
+from server.store.delivery import PENDING, delivery_jobs, lease, utcnow, write_transaction
 from server.store.engine import read_only
+from server.store.schema import UTCDateTime
 
 # SQLite allows 500 terms in one compound SELECT; destinations beyond a chunk get another statement.
 SQLITE_CHUNK = 200
@@ -61,6 +62,23 @@ _SQLITE_DUE = (
 )
 
 
+_JOB_TIMES = [c.name for c in delivery_jobs.c if isinstance(c.type, UTCDateTime)]
+
+
+def _jobs_as_read(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    """Claimed job rows read by plain SQL on PostgreSQL (every ``delivery_jobs`` column and the
+    payload) as SQLAlchemy's table would read them (times in UTC), due first."""
+    jobs = []
+    for row in rows:
+        job = dict(row)
+        for name in _JOB_TIMES:
+            if job[name] is not None:
+                job[name] = job[name].astimezone(timezone.utc)
+        jobs.append(job)
+    jobs.sort(key=lambda job: (job["next_attempt_at"], job["id"]))
+    return jobs
+
+
 def claim_many(engine: Engine, wants: dict[int, int], owner: str, lease_seconds: float) -> dict[int, list[dict[str, Any]]]:
     """Lease up to ``wants[d]`` due jobs of each destination ``d``; return each destination's
     jobs (with their event payloads) oldest first. Destinations with nothing due are left out."""
@@ -70,7 +88,7 @@ def claim_many(engine: Engine, wants: dict[int, int], owner: str, lease_seconds:
     now = utcnow()
     with write_transaction(engine, durable=False) as conn:
         if conn.dialect.name == "postgresql":
-            jobs = postgres_jobs(conn.execute(_POSTGRES_CLAIM_MANY, {
+            jobs = _jobs_as_read(conn.execute(_POSTGRES_CLAIM_MANY, {
                 "destinations": list(wants), "limits": list(wants.values()), "now": now,
                 "until": now + timedelta(seconds=lease_seconds), "owner": owner,
             }).mappings())

@@ -181,8 +181,9 @@ def claim(engine: Engine, destination_id: int, owner: str, limit: int, lease_sec
         with write_transaction(engine, durable=False) as conn:
             return _sqlite.claim(conn, destination_id, owner, limit, lease_seconds, now)
     if engine.dialect.name == "postgresql" and POSTGRES_ARRAYS:
-        with write_transaction(engine, durable=False) as conn:
-            return _claim_postgres(conn, destination_id, owner, limit, lease_seconds, now)
+        from server.store.claims import claim_many  # (that module builds on this one)
+
+        return claim_many(engine, {destination_id: limit}, owner, lease_seconds).get(destination_id, [])
     with write_transaction(engine, durable=False) as conn:
         ids = list(conn.execute(
             select(delivery_jobs.c.id)
@@ -216,51 +217,6 @@ def lease(conn: Connection, ids: list[int], owner: str, lease_seconds: float, no
         .where(delivery_jobs.c.id.in_(ids))
         .order_by(delivery_jobs.c.next_attempt_at, delivery_jobs.c.id)
     ))
-
-
-# PostgreSQL: the claim as one UPDATE of the picked rows returning them, then their payloads —
-# two statements instead of three, without SQLAlchemy's expanding IN lists of up to a few hundred
-# ids and per-row result processors (~36 µs an event in the store's thread before).
-_POSTGRES_CLAIM = text(
-    "WITH picked AS (SELECT id FROM delivery_jobs WHERE destination_id = :destination"
-    " AND status IN (:queued, :retrying) AND next_attempt_at <= :now"
-    " AND (lease_until IS NULL OR lease_until < :now)"
-    " ORDER BY next_attempt_at, id LIMIT :limit FOR UPDATE SKIP LOCKED)"
-    " UPDATE delivery_jobs AS j SET lease_until = :until, lease_owner = :owner,"
-    # an expired lease still names its holder: this claim takes the job over
-    " takeovers = j.takeovers + CASE WHEN j.lease_owner IS NULL THEN 0 ELSE 1 END"
-    " FROM picked WHERE j.id = picked.id RETURNING j.*"
-)
-_POSTGRES_PAYLOADS = text("SELECT id, payload FROM events WHERE id = ANY(CAST(:ids AS BIGINT[]))")
-_JOB_TIMES = [c.name for c in delivery_jobs.c if isinstance(c.type, UTCDateTime)]
-
-
-def _claim_postgres(conn: Connection, destination_id: int, owner: str, limit: int, lease_seconds: float,
-                    now: datetime) -> list[dict[str, Any]]:
-    rows = conn.execute(_POSTGRES_CLAIM, {
-        "destination": destination_id, "queued": QUEUED, "retrying": RETRYING, "now": now, "limit": limit,
-        "until": now + timedelta(seconds=lease_seconds), "owner": owner,
-    }).mappings().all()
-    if not rows:
-        return []
-    found = conn.execute(_POSTGRES_PAYLOADS, {"ids": [r["event_id"] for r in rows]}).all()
-    payloads: dict[int, str] = {event_id: payload for event_id, payload in found}
-    # leased but not returned if its event is gone, as the join of the general path does
-    return postgres_jobs({**row, "payload": payloads[row["event_id"]]} for row in rows if row["event_id"] in payloads)
-
-
-def postgres_jobs(rows: Iterable[Any]) -> list[dict[str, Any]]:
-    """Claimed job rows read by plain SQL on PostgreSQL (every ``delivery_jobs`` column and the
-    payload) as SQLAlchemy's table would read them (times in UTC), due first."""
-    jobs = []
-    for row in rows:
-        job = dict(row)
-        for name in _JOB_TIMES:
-            if job[name] is not None:
-                job[name] = job[name].astimezone(timezone.utc)
-        jobs.append(job)
-    jobs.sort(key=lambda job: (job["next_attempt_at"], job["id"]))
-    return jobs
 
 
 def ready_destinations(engine: Engine, exclude: Iterable[int] = (), now: datetime | None = None) -> list[int]:
