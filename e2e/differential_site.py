@@ -113,6 +113,12 @@ def _fetch(url: str) -> tuple[int, bytes, str]:
         return e.code, e.read(), e.headers.get("Content-Type", "text/plain")
 
 
+# Every run's browser context has this time zone, whatever the host's. Ours reads it from Temporal
+# where Chromium has it, analytics-next from Intl; on a host set to "GMT" they name it differently
+# ("UTC" against "+00:00"), for any IANA zone alike (docs/bundle-differential.md).
+ZONE = "Europe/Berlin"
+
+
 def is_loopback(url: str) -> bool:
     return url.startswith(("http://127.0.0.1:", "http://localhost:"))
 
@@ -186,7 +192,7 @@ class DiffSite:
         try:
             for lib in libs:
                 source = self.source(scenario, lib)
-                context = self.browser.new_context()
+                context = self.browser.new_context(timezone_id=ZONE)
                 opened.append((source, context))
                 context.grant_permissions(["local-network-access"])
                 self.routes(context, lib, page_html(source["write_key"], scenario.js))

@@ -3,6 +3,7 @@ identity, GA4 and Meta Pixel, blocked vendors, navigation, and a collector that 
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -408,3 +409,23 @@ def test_custom_global_key_from_the_script_tag(page, server):
     assert page.evaluate("typeof window.analytics") == "undefined"
     stored = wait_for_events(engine, source["id"], 1, page=page)
     assert stored[0]["event"] == "Under Another Name" and stored[0]["properties"] == {"k": 1}
+
+
+V4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+@pytest.mark.parametrize("remove", ["randomUUID", "randomUUID getRandomValues"])
+def test_ids_are_random_v4_uuids_where_the_browser_lacks_random_uuid(page, server, remove):
+    """Older browsers (and http pages, where randomUUID is missing) get the core's fallback:
+    getRandomValues where there is one, else Math.random; either way a well-formed v4 UUID."""
+    live, engine = server
+    source = make_source(engine, f"No randomUUID {remove}", [])
+    page.add_init_script("".join(f"delete Crypto.prototype.{name};" for name in remove.split()))
+    calls = 'analytics.track("One"); analytics.track("Two"); analytics.track("Three");'
+    serve_site(page, live.url, {"/ids.html": site_page(live.url, source["write_key"], calls)})
+    page.goto(f"{SITE}/ids.html")
+    assert page.evaluate("() => typeof crypto.randomUUID") == "undefined"
+    stored = wait_for_events(engine, source["id"], 4, page=page)
+    ids = [e["messageId"].split("-", 2)[2] for e in stored] + [stored[0]["anonymousId"]]
+    assert all(V4.match(i) for i in ids), ids
+    assert len(set(ids)) == 5 and len({e["anonymousId"] for e in stored}) == 1

@@ -45,8 +45,9 @@ class Held:
     """A site page whose bundle request is held until ``release()``; ``posts`` are the bodies of
     the collector requests in order, ``log`` the order of posts and the release."""
 
-    def __init__(self, browser, site: LoaderSite, edit=None, init_script: str | None = None, hold_early: bool = False):
-        self.context = browser.new_context()
+    def __init__(self, browser, site: LoaderSite, edit=None, init_script: str | None = None, hold_early: bool = False,
+                 timezone: str | None = None):
+        self.context = browser.new_context(**({"timezone_id": timezone} if timezone else {}))
         if init_script:
             self.context.add_init_script(init_script)
         VendorRoutes().install(self.context)
@@ -254,5 +255,37 @@ def test_a_copied_snippet_refused_after_the_bundle_replayed_its_call_is_sent_by_
         assert pages[0]["context"]["consent"]["categoryPreferences"] == {"Analytics": False}
         h.wait(300)
         assert h.message_ids() == [early_id, early_id]  # the refused early post, then the bundle's
+    finally:
+        h.close()
+
+
+# Counts the page's calls to Intl.DateTimeFormat (Chromium's first one costs 10-20 ms).
+COUNT_INTL = """window.__intl = 0; (function (F) {
+  Intl.DateTimeFormat = function () { window.__intl++; return F.apply(this, arguments); };
+})(Intl.DateTimeFormat);"""
+
+
+@pytest.mark.parametrize("temporal", [True, False], ids=["temporal", "intl-only"])
+def test_snippet_and_bundle_take_the_visitors_time_zone_from_the_same_place(site, browser, temporal):
+    """Where the browser has Temporal, neither the snippet nor the bundle calls Intl for the time
+    zone; where it doesn't, both fall back to Intl. Either way the early page and a later one carry
+    the visitor's zone."""
+    script = COUNT_INTL + ("" if temporal else "delete window.Temporal;")
+    h = Held(browser, site, init_script=script, timezone="Pacific/Auckland")
+    try:
+        assert h.page.evaluate("() => typeof Temporal") == ("object" if temporal else "undefined")
+        h.wait(300)
+        assert [p["type"] for p in h.posts] == ["page"]
+        first_id = h.posts[0]["messageId"]
+        h.release()
+        h.page.evaluate("() => analytics.page()")
+        visitor = h.posts[0]["anonymousId"]
+        rows = stored_rows(site.db_url, site.source["id"], lambda rows: sum(
+            r["event"]["type"] == "page" and r["event"]["anonymousId"] == visitor for r in rows) >= 2, page=h.page)
+        pages = [r["event"] for r in rows if r["event"]["type"] == "page" and r["event"]["anonymousId"] == visitor]
+        assert sorted(e["messageId"] == first_id for e in pages) == [False, True]
+        assert [e["context"]["timezone"] for e in pages] == ["Pacific/Auckland"] * 2
+        intl = h.page.evaluate("() => window.__intl")
+        assert (intl == 0) if temporal else (intl >= 2), intl
     finally:
         h.close()

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from server.cli import snippet_text
 from server.config import Config
@@ -61,7 +64,7 @@ def test_methods_match_the_official_snippet_plus_the_consent_calls():
 
 def test_https_origin_keeps_https_and_values_are_script_safe():
     text = render_snippet(Config(public_url="https://a.example.com"), "k</script>")
-    assert 'a._writeKey="k\\u003c/script\\u003e"' in text and 'a._cdn="https://a.example.com"' in text
+    assert 'analytics.load("k\\u003c/script\\u003e")' in text and 'a._cdn="https://a.example.com"' in text
     assert "</script" not in text
     out = run(text)
     assert out["src"] == ["https://a.example.com/analytics.js/v1/k</script>/analytics.min.js"]
@@ -71,7 +74,7 @@ def test_cli_prints_the_snippet_inline_with_the_two_editable_lines_on_their_own(
     text = snippet_text(Config(public_url="https://a.example.com"), "KEY9")
     assert text.startswith("<script>\n(function(){") and text.endswith("</script>")
     assert text.splitlines()[-4:] == ['analytics.load("KEY9");', "analytics.page();", "})();", "</script>"]
-    assert 'a._cdn="https://a.example.com"' in text and 'a._writeKey="KEY9"' in text
+    assert 'a._cdn="https://a.example.com"' in text
 
 
 # ---------------------------------------------------------------- early send (docs/bundle.md, "First event")
@@ -134,12 +137,24 @@ global.screen = {width: 1, height: 2}; global.devicePixelRatio = 2; global.local
 """
 
 
-def run_early(js: str, calls: str = "") -> dict:
-    harness = HARNESS.replace("global.window = global;", NODE_EARLY).replace(
+def run_early(js: str, calls: str = "", prelude: str = "", tz: str = "UTC") -> dict:
+    harness = HARNESS.replace("global.window = global;", NODE_EARLY + prelude).replace(
         'analytics.track("Clicked", {a: 1});', 'analytics.track("Clicked", {a: 1});' + calls).replace(
         "writeKey: analytics._writeKey", "posts: __posts, writeKey: analytics._writeKey")
-    result = subprocess.run(["node", "-e", harness], input=js, capture_output=True, text=True, timeout=30, check=True)
+    env = {**os.environ, "TZ": tz}
+    result = subprocess.run(["node", "-e", harness], input=js, capture_output=True, text=True, timeout=30, check=True, env=env)
     return json.loads(result.stdout)
+
+
+# Chromium 156 has Temporal (its first Intl call costs 10-20 ms, Temporal's none); older browsers don't.
+@pytest.mark.parametrize("prelude, expected", [
+    ('global.Temporal = {Now: {timeZoneId: () => "Asia/Kolkata"}};', "Asia/Kolkata"),
+    ("", "America/Denver"),
+], ids=["temporal", "intl-only"])
+def test_early_send_reads_the_time_zone_from_temporal_where_the_browser_has_it(prelude, expected):
+    out = run_early(render_snippet(Config(), "K", "/v1"), prelude=prelude, tz="America/Denver")
+    event = expand(json.loads(out["posts"][0][1]["body"]), FACTS)
+    assert event["context"]["timezone"] == expected
 
 
 def test_snippet_early_send_runs_in_node_and_the_collector_expands_it_into_the_bundles_event():

@@ -22,11 +22,11 @@ function iso(d) { return (d ? new Date(d) : new Date()).toISOString(); }
 function uuid() {
   var c = W.crypto;
   if (c && c.randomUUID) return c.randomUUID();
-  var b = new Uint8Array(16), h = "";
-  if (c && c.getRandomValues) c.getRandomValues(b); else for (var i = 0; i < 16; i++) b[i] = Math.random() * 256;
-  b[6] = b[6] & 15 | 64; b[8] = b[8] & 63 | 128;
-  for (i = 0; i < 16; i++) h += (b[i] + 256).toString(16).slice(1) + (i == 3 || i == 5 || i == 7 || i == 9 ? "-" : "");
-  return h;
+  // A v4 template: each 0 becomes a random hex digit, the 8 (the variant) one of 8, 9, a, b.
+  return "00000000-0000-4000-8000-000000000000".replace(/[08]/g, function (x) {
+    var r = c && c.getRandomValues ? c.getRandomValues(new Uint8Array(1))[0] : Math.random() * 256;
+    return (x ^ r & (x == 8 ? 3 : 15)).toString(16);
+  });
 }
 // localStorage as JSON; every failure (quota, privacy mode, bad JSON) reads as "nothing there".
 function lsGet(k) { try { var v = LS && LS.getItem(k); return v == null ? null : JSON.parse(v); } catch (x) { return null; } }

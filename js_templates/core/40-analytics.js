@@ -52,7 +52,8 @@ function make(type, fields, opts, bpc) {
   for (k in page) if (has(props, k)) picked[k] = props[k];
   c.page = extend({}, page, picked, o.page);
   c.userAgent = navigator.userAgent;
-  try { c.timezone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (x) {}
+  // Temporal first, as the snippet reads it (Chromium's first Intl call costs 10-20 ms).
+  try { c.timezone = W.Temporal ? Temporal.Now.timeZoneId() : Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (x) {}
   // context.campaign from the page's utm_* parameters (utm_campaign is its name), unless given.
   if (!c.campaign) {
     var utm = {}, any;
