@@ -29,12 +29,14 @@ install-test: $(VENV)/.installed-test system-deps node-deps
 run: install
 	$(VENV)/bin/switchboard serve --demo
 
-# Chromium and PostgreSQL from Debian when apt is there; elsewhere Playwright's own Chromium
-# (PostgreSQL then has to be installed by hand: its initdb/pg_ctl must be on PATH).
+# Chromium, PostgreSQL and nginx (tests/test_publish_nginx.py runs the documented config) from
+# Debian when apt is there; elsewhere Playwright's own Chromium (PostgreSQL and nginx then have to
+# be installed by hand: initdb/pg_ctl and nginx on PATH or in /usr/sbin).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ] && [ -n "$(APT)" ]; then \
 	  echo "Installing$$missing with apt-get"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \

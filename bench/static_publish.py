@@ -1,16 +1,20 @@
 """Static publish under real nginx: the published bundle vs a plain file, and headers vs the origin.
 
-    .venv/bin/python bench/static_publish.py [--seconds 2] [--connections 50]
+    .venv/bin/python bench/static_publish.py [--seconds 2] [--connections 50] [--rounds 10]
     (also `bench/bundle.py --only publish`)
 
 1. Starts `switchboard serve` with SWITCHBOARD_PUBLISH_DIR, waits for the published files.
 2. Starts one nginx (worker_processes 1) with two servers: the config of docs/deployment.md
-   ("nginx serving the published files", read from the page, so the documented config is what
-   is measured) over that directory, and a plain `location` serving the same gzip file with
-   fixed headers and the same open_file_cache (the anchor). wrk alternates between them; target: published ≥ 0.9× plain.
+   ("nginx serving the published files", read from the page by tests/nginx_support.py, so the
+   documented config is what is measured) over that directory, and a plain `location` serving the
+   same precompressed file with fixed headers and the same open_file_cache (the anchor). wrk
+   alternates between them, for the Accept-Encoding values of ENCODINGS; each run gives req/s and
+   the nginx worker's CPU time per request (from /proc), which the other load on the machine
+   moves less than req/s. Target: published >= 0.9x plain.
 3. Compares, for the bundle, the hashed bundle, the settings document and the snippet in every
    encoding, nginx's response headers and decoded body with the origin's, and prints each
-   difference (ETag values are nginx's own; checked to give a 304).
+   difference (ETag values are nginx's own; checked to give a 304). tests/test_publish_nginx.py
+   checks the same in `make test`.
 
 nginx and wrk come from apt (`apt-get install -y nginx wrk`); the script installs them when apt is
 there and they are missing (never at import).
@@ -19,18 +23,15 @@ there and they are missing (never at import).
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
-import brotli
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,13 +39,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from nginx_support import IGNORED, differences, documented_config, find, published_paths, start_nginx  # noqa: E402
 from pgserver import free_port, wait_for_port  # noqa: E402
 from rounds import Figure, count as round_count, header, load  # noqa: E402
 
 from server.store import open_store, workspace  # noqa: E402
 
-ROUNDS = 6
-IGNORED = {"date", "server", "connection", "keep-alive", "last-modified", "accept-ranges", "content-length", "etag"}
+ROUNDS = 10
+# Accept-Encoding values wrk sends: the two encodings alone, what Chromium and Firefox send (an
+# exact entry of the config's map), and a value with q-values (the map's regular expression).
+ENCODINGS = {"gzip": "gzip", "br": "br", "gzip, deflate, br, zstd": "br", "br;q=1.0, gzip;q=0.8": "br"}
+# What the header comparison asks with (tests/test_publish_nginx.py asks with more).
+COMPARED = ["identity", "gzip", "br", "gzip, deflate, br, zstd", "br;q=0, gzip", "br;q=1.0, gzip;q=0.8"]
 
 
 def preflight() -> bool:
@@ -58,67 +64,36 @@ def preflight() -> bool:
     return bool(find("nginx") and find("wrk"))
 
 
-def find(cmd: str) -> str | None:
-    return shutil.which(cmd) or (f"/usr/sbin/{cmd}" if Path(f"/usr/sbin/{cmd}").exists() else None)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def documented_config(www: Path, port: int, origin_port: int) -> str:
-    page = (ROOT / "docs" / "deployment.md").read_text()
-    section = page[page.index("### nginx serving the published files"):]
-    block = section[section.index("```nginx\n") + 9:]
-    block = block[:block.index("```")]
-    block = block.replace("listen 80;", f"listen 127.0.0.1:{port};").replace("/var/lib/switchboard/www", str(www))
-    block = block.replace("127.0.0.1:8000", f"127.0.0.1:{origin_port}")
-    return block
+def worker_of(master: int) -> int:
+    """The pid of nginx's one worker process (the master's child)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == master:
+                return int(entry.name)
+    raise RuntimeError("nginx has no worker process")
 
 
-def wrk(url: str, seconds: int, connections: int, encoding: str) -> float:
+def wrk(url: str, seconds: int, connections: int, encoding: str, worker: int) -> tuple[float, float]:
+    """req/s, and µs of the nginx worker's CPU per request, over one wrk run."""
+    before = cpu_seconds(worker)
     out = subprocess.run([find("wrk"), "-t2", f"-c{connections}", f"-d{seconds}s", "-H", f"Accept-Encoding: {encoding}",
                           url], capture_output=True, text=True, check=True).stdout
+    used = cpu_seconds(worker) - before
     if "Non-2xx" in out:
         raise SystemExit(f"{url}: non-2xx answers\n{out}")
-    return float(next(line for line in out.splitlines() if line.startswith("Requests/sec")).split()[1])
-
-
-def decode(response: httpx.Response) -> bytes:
-    raw = response.content  # httpx is asked not to decode (see fetch)
-    encoding = response.headers.get("content-encoding")
-    return gzip.decompress(raw) if encoding == "gzip" else brotli.decompress(raw) if encoding == "br" else raw
-
-
-def fetch(client: httpx.Client, url: str, encoding: str) -> httpx.Response:
-    with client.stream("GET", url, headers={"Accept-Encoding": encoding}) as response:
-        response._content = b"".join(response.iter_raw())
-    return response
-
-
-def compare_headers(origin: str, nginx: str, key: str, digest: str) -> int:
-    differences = 0
-    paths = [f"/analytics.js/v1/{key}/analytics.min.js", f"/analytics.js/v1/{key}/analytics.{digest}.min.js",
-             f"/v1/projects/{key}/settings", f"/snippet/{key}.js"]
-    with httpx.Client() as client:
-        for path in paths:
-            for encoding in ("identity", "gzip", "br"):
-                ours, theirs = fetch(client, origin + path, encoding), fetch(client, nginx + path, encoding)
-                if decode(ours) != decode(theirs):
-                    print(f"  BODY differs: {path} ({encoding})")
-                    differences += 1
-                a = {k: v for k, v in ours.headers.items() if k not in IGNORED}
-                b = {k: v for k, v in theirs.headers.items() if k not in IGNORED}
-                for name in sorted(a.keys() | b.keys()):
-                    if a.get(name) != b.get(name):
-                        print(f"  {path.replace(key, '{key}').replace(digest, '{hash}')} ({encoding}): "
-                              f"{name}: origin {a.get(name)!r}, nginx {b.get(name)!r}")
-                        differences += 1
-                tag = theirs.headers.get("etag")
-                again = client.get(nginx + path, headers={"Accept-Encoding": encoding, "If-None-Match": tag or ""})
-                if again.status_code != 304:
-                    print(f"  {path} ({encoding}): nginx answered {again.status_code} to its own ETag")
-                    differences += 1
-        unknown = client.get(nginx + "/analytics.js/v1/no-such-key/analytics.min.js")
-        print(f"  unknown key through nginx: {unknown.status_code} from the origin "
-              f"({unknown.content.decode().strip()})")
-    return differences
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = float(next(line for line in out.splitlines() if line.startswith("Requests/sec")).split()[1])
+    return rps, used / max(requests, 1) * 1e6
 
 
 def bench_publish(seconds: int, connections: int, rounds: int = ROUNDS) -> None:
@@ -153,44 +128,43 @@ def bench_publish(seconds: int, connections: int, rounds: int = ROUNDS) -> None:
             plain = {enc: directory / f"plain.js.{enc}" for enc in ("gzip", "br")}
             shutil.copy(bundle.with_name("analytics.min.js.gz"), plain["gzip"])
             shutil.copy(bundle.with_name("analytics.min.js.br"), plain["br"])
-            conf = directory / "nginx.conf"
-            conf.write_text(textwrap.dedent(f"""\
-                worker_processes 1; daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log; pcre_jit on;
-                events {{ worker_connections 1024; }}
-                http {{
-                  access_log off; sendfile on; tcp_nopush on;
-                  client_body_temp_path {directory}; proxy_temp_path {directory};
-                  fastcgi_temp_path {directory}; uwsgi_temp_path {directory}; scgi_temp_path {directory};
-                  server {{ listen 127.0.0.1:{plain_port};   # the anchor, with the same file cache as ours
-                    open_file_cache max=10000 inactive=60s; open_file_cache_valid 1s;
-                    location = /bundle.gzip.js {{ alias {plain["gzip"]}; default_type application/javascript;
-                      add_header Content-Encoding gzip; add_header Vary Accept-Encoding;
-                      add_header Cache-Control "public, max-age=60"; }}
-                    location = /bundle.br.js {{ alias {plain["br"]}; default_type application/javascript;
-                      add_header Content-Encoding br; add_header Vary Accept-Encoding;
-                      add_header Cache-Control "public, max-age=60"; }} }}
-                """) + documented_config(www, nginx_port, origin_port) + "}\n")
-            nginx = subprocess.Popen([find("nginx"), "-c", str(conf), "-p", str(directory)])
+            anchor = "".join(f"""
+                location = /bundle.{enc}.js {{ alias {plain[enc]}; default_type application/javascript;
+                  add_header Content-Encoding {enc}; add_header Vary Accept-Encoding;
+                  add_header Cache-Control "public, max-age=60"; }}""" for enc in plain)
+            nginx = start_nginx(directory, f"""
+              server {{ listen 127.0.0.1:{plain_port};   # the anchor, with the same file cache as ours
+                open_file_cache max=10000 inactive=60s; open_file_cache_valid 1s;{anchor} }}
+            """ + documented_config(www, nginx_port, origin_port))
             wait_for_port(nginx_port, 10)
             wait_for_port(plain_port, 10)
-            for encoding in ("gzip", "br"):
+            worker = worker_of(nginx.pid)
+            for encoding, served in ENCODINGS.items():
                 urls = {"published": f"http://127.0.0.1:{nginx_port}/analytics.js/v1/{key}/analytics.min.js",
-                        "plain": f"http://127.0.0.1:{plain_port}/bundle.{encoding}.js"}
-                runs: dict[str, list[float]] = {name: [] for name in urls}
+                        "plain": f"http://127.0.0.1:{plain_port}/bundle.{served}.js"}
+                runs: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
                 for link in urls.values():
-                    wrk(link, 1, connections, encoding)  # warm-up
+                    wrk(link, 1, connections, encoding, worker)  # warm-up
                 for i in range(rounds):  # alternate, and alternate who goes first: the machine's other load hits both
                     for name in (("published", "plain") if i % 2 else ("plain", "published")):
-                        runs[name].append(wrk(urls[name], seconds, connections, encoding))
-                rps = {name: Figure(r) for name, r in runs.items()}
-                paired = Figure([a / b for a, b in zip(runs["published"], runs["plain"])]).spread("{:.2f}")
-                print(f"Accept-Encoding {encoding}: published (docs config) {rps['published'].spread('{:,.0f}')} req/s   "
-                      f"plain file, same bytes {rps['plain'].spread('{:,.0f}')} req/s   "
-                      f"ratio {rps['published'].median / rps['plain'].median:.2f}, run by run {paired} (target >= 0.9)")
-            print("Headers and bodies, nginx vs the origin (4 files x identity/gzip/br; ignoring "
+                        runs[name].append(wrk(urls[name], seconds, connections, encoding, worker))
+                rps = {name: Figure([r for r, _ in values]) for name, values in runs.items()}
+                cpu = {name: Figure([c for _, c in values]) for name, values in runs.items()}
+                paired = Figure([a[0] / b[0] for a, b in zip(runs["published"], runs["plain"])]).spread("{:.2f}")
+                print(f"Accept-Encoding {encoding!r} ({served}): published (docs config) {rps['published'].spread('{:,.0f}')} "
+                      f"req/s, {cpu['published'].spread('{:.1f}')} µs CPU/request   plain file, same bytes "
+                      f"{rps['plain'].spread('{:,.0f}')} req/s, {cpu['plain'].spread('{:.1f}')} µs   ratio req/s "
+                      f"{rps['published'].median / rps['plain'].median:.2f} (run by run {paired}), "
+                      f"CPU plain/published {cpu['plain'].median / cpu['published'].median:.2f} (target >= 0.9)")
+            print(f"Headers and bodies, nginx vs the origin (4 files x {len(COMPARED)} Accept-Encoding values; ignoring "
                   f"{', '.join(sorted(IGNORED - {'etag'}))}):")
-            count = compare_headers(f"http://127.0.0.1:{origin_port}", f"http://127.0.0.1:{nginx_port}", key, digest)
-            print(f"  {count} difference(s)" + ("" if count else ": identical"))
+            found = differences(f"http://127.0.0.1:{origin_port}", f"http://127.0.0.1:{nginx_port}",
+                                published_paths(key, digest), COMPARED)
+            for line in found:
+                print("  " + line.replace(key, "{key}").replace(digest, "{hash}"))
+            unknown = httpx.get(f"http://127.0.0.1:{nginx_port}/analytics.js/v1/no-such-key/analytics.min.js")
+            print(f"  unknown key through nginx: {unknown.status_code} from the origin ({unknown.text.strip()})")
+            print(f"  {len(found)} difference(s)" + ("" if found else ": identical"))
         finally:
             for proc in (nginx, server):
                 if proc is not None:

@@ -211,7 +211,7 @@ def test_the_documented_nginx_config_sends_the_origins_headers():
     config = Config()
     locations = {loc.split(" {\n")[0].strip(): loc for loc in block.split("location ")[1:]}
     by_kind = {kind: next(body for head, body in locations.items() if marker in head) for kind, marker in (
-        ("bundle", r"analytics\.min\.js$"), ("hashed", "{16}"), ("settings", "settings$"), ("snippet", "snippet"))}
+        ("bundle", r"analytics\.min\.js)$"), ("hashed", "{16}"), ("settings", "settings$"), ("snippet", "snippet"))}
     assert f'add_header Cache-Control "{bundle_cache_control(config)}" always;' in by_kind["bundle"]
     assert f'add_header Cache-Control "{IMMUTABLE}" always;' in by_kind["hashed"]
     assert f'add_header Cache-Control "{bundle_cache_control(config)}" always;' in by_kind["settings"]
