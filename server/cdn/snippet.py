@@ -39,7 +39,7 @@ EDITABLE = "// SITE-EDITABLE:"
 def render_snippet(config: Config, write_key: str, early: str | None = None) -> str:
     """The snippet as served and printed: minified (rjsmin; the template is written small), with
     the two lines a site may edit (``analytics.load(...)``, ``analytics.page()``) on lines of
-    their own, as in the official snippet. tests/test_snippet.py holds it under 2,050 bytes (the
+    their own, as in the official snippet. tests/test_snippet.py holds it within 2,060 bytes (the
     issue's 1.5 KB is not reached: docs/bundle.md, "First event", says where the bytes go)."""
     text = js_env().get_template("snippet.js.j2").render(
         origin=config.origin, write_key=write_key, bundle_path=config.bundle_path + "/", early=early,
