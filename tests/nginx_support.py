@@ -14,6 +14,8 @@ from pathlib import Path
 import brotli
 import httpx
 
+from server.cdn.publish import MARKER
+
 ROOT = Path(__file__).resolve().parent.parent
 # Headers each server sets its own way (ETag values are nginx's; a 304 to its own ETag is checked).
 IGNORED = {"date", "server", "connection", "keep-alive", "last-modified", "accept-ranges", "content-length", "etag"}
@@ -70,6 +72,15 @@ def decode(response: httpx.Response) -> bytes:
     return gzip.decompress(raw) if encoding == "gzip" else brotli.decompress(raw) if encoding == "br" else raw
 
 
+def published_hash(www: Path, key: str) -> str | None:
+    """The hash of the version published for ``key`` (from the publisher's marker, written last),
+    or None while nothing is published yet."""
+    try:
+        return (www / "analytics.js/v1" / key / MARKER).read_text().split()[1]
+    except FileNotFoundError:
+        return None
+
+
 def published_paths(key: str, digest: str) -> list[str]:
     """The four URLs a source has files for: bundle, hashed bundle, settings document, snippet."""
     return [f"/analytics.js/v1/{key}/analytics.min.js", f"/analytics.js/v1/{key}/analytics.{digest}.min.js",
@@ -94,10 +105,10 @@ def differences(origin: str, nginx: str, paths: list[str], encodings: list[str])
                 for name in sorted(a.keys() | b.keys()):
                     if a.get(name) != b.get(name):
                         found.append(f"{where}: {name}: origin {a.get(name)!r}, nginx {b.get(name)!r}")
-                tag = theirs.headers.get("etag")
                 if theirs.status_code != 200:
                     continue
-                again = client.get(nginx + path, headers={"Accept-Encoding": encoding, "If-None-Match": tag or ""})
+                tag = theirs.headers.get("etag") or ""
+                again = client.get(nginx + path, headers={"Accept-Encoding": encoding, "If-None-Match": tag})
                 if again.status_code != 304:
                     found.append(f"{where}: nginx answered {again.status_code} to its own ETag")
     return found

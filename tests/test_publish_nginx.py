@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from nginx_support import decode, differences, documented_config, fetch, published_paths, start_nginx
+from nginx_support import decode, differences, documented_config, fetch, published_hash, published_paths, start_nginx
 from pgserver import free_port, wait_for_port
 from test_publish import wait_for
 
@@ -35,7 +35,7 @@ def stack(tmp_path_factory):
     nginx = None
     try:
         key = source["write_key"]
-        assert wait_for(lambda: (www / "analytics.js/v1" / key / "analytics.min.js.br").exists())
+        assert wait_for(lambda: published_hash(www, key) is not None)
         port = free_port()
         nginx = start_nginx(directory, documented_config(www, port, origin.port))
         wait_for_port(port, 10)
@@ -48,14 +48,9 @@ def stack(tmp_path_factory):
         engine.dispose()
 
 
-def digest_of(origin: str, key: str) -> str:
-    """The hash in the versioned bundle's name (the origin's ETag starts with it)."""
-    return httpx.get(f"{origin}/analytics.js/v1/{key}/analytics.min.js").headers["etag"].strip('"').split("-")[0]
-
-
 def test_nginx_answers_as_the_origin_for_every_published_file_and_encoding(stack):
     origin, key = stack["origin"].url, stack["key"]
-    paths = published_paths(key, digest_of(origin, key))
+    paths = published_paths(key, published_hash(stack["www"], key))
     assert (stack["www"] / paths[1].lstrip("/")).exists()  # the hashed bundle is a published file too
     assert differences(origin, stack["nginx"], paths, ENCODINGS) == []
     with httpx.Client() as client:
@@ -88,7 +83,7 @@ def test_a_source_created_later_is_served_through_nginx(stack):
 def test_published_files_are_served_with_the_origin_down(stack):
     """Last: it stops the origin. nginx serves every file of the source in every encoding."""
     key = stack["key"]
-    paths = published_paths(key, digest_of(stack["origin"].url, key))
+    paths = published_paths(key, published_hash(stack["www"], key))
     with httpx.Client() as client:
         before = {(p, e): fetch(client, stack["nginx"] + p, e) for p in paths for e in ("identity", "gzip", "br")}
     stack["origin"].stop()
