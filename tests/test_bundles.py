@@ -7,6 +7,7 @@ import gzip
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import brotli
 import pytest
@@ -23,6 +24,7 @@ CATALOG = load_catalog()
 CORE_BUDGET = 8 * 1024
 CORE_TARGET = 6 * 1024  # issue 18: the served bundle of a source without destinations (bench/bundle.py)
 LOADER_BUDGET = 1024
+ROOT = Path(__file__).resolve().parent.parent
 NODE = shutil.which("node") or "node"  # Node 20 is part of the test toolchain (make node-deps)
 
 
@@ -88,14 +90,25 @@ def test_core_is_within_its_size_budget(device, filters):
     assert size <= CORE_BUDGET, f"core (device={device}, filters={filters}) is {size} bytes gzip, budget {CORE_BUDGET}"
 
 
-def test_what_a_visitor_of_a_source_without_destinations_downloads_is_at_most_6kb_gzip():
-    # Issue 18's target, measured on the served bytes (header, core, config object) of a source
-    # as a deployment has it: a generated write key, an https public URL, no destinations.
+def served_without_destinations():
+    """The served bytes (header, core, config object) of a source as a deployment has it: a
+    generated write key, an https public URL, no destinations (as bench/bundle.py measures it)."""
     source = {"write_key": "Xb4kQz9LmN2pR7sT1vW3yA5cE8gJ0hK6", "settings_version": 3, "enabled": True,
               "library_name": None, "destinations": []}
-    built = build_bundle(Config(public_url="https://analytics.example.com"), CATALOG, source)
+    return build_bundle(Config(public_url="https://analytics.example.com"), CATALOG, source)
+
+
+def test_what_a_visitor_of_a_source_without_destinations_downloads_is_at_most_6kb_gzip():
+    built = served_without_destinations()  # issue 18's target
     assert built.loaders == () and core_source() in built.body.decode()
     assert len(built.gzip) <= CORE_TARGET, f"the bundle without destinations is {len(built.gzip)} bytes gzip, target {CORE_TARGET}"
+
+
+def test_the_readme_and_the_bundle_doc_quote_what_a_visitor_downloads():
+    # The figure a site owner reads first: a core change that moves it must update both texts.
+    quoted = f"{len(served_without_destinations().gzip):,}"
+    assert f"({quoted} B gzip served" in (ROOT / "README.md").read_text()
+    assert f"downloads is **{quoted} bytes gzip**" in (ROOT / "docs" / "bundle.md").read_text()
 
 
 @pytest.mark.parametrize("slug", loader_slugs())
