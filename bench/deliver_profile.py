@@ -83,10 +83,11 @@ async def drain(engine, expected: int, concurrency: int) -> tuple[float, float, 
 
 
 THREAD_CPU: dict[str, float] = {}
+THREAD_CALLS: dict[str, int] = {}
 
 
 def _timed(module, name: str) -> None:
-    """Count the thread CPU of one store function (``--split``)."""
+    """Count the thread CPU and the calls of one store function (``--split``)."""
     original = getattr(module, name)
 
     def timed(*args, **kwargs):
@@ -95,6 +96,7 @@ def _timed(module, name: str) -> None:
             return original(*args, **kwargs)
         finally:
             THREAD_CPU[name] = THREAD_CPU.get(name, 0.0) + time.thread_time() - before
+            THREAD_CALLS[name] = THREAD_CALLS.get(name, 0) + 1
 
     setattr(module, name, timed)
 
@@ -135,7 +137,8 @@ def run(db_url: str, args) -> None:
               f"threads {(cpu - loop_cpu) / delivered * 1e6:.0f}){' (under cProfile)' if profile else ''}")
         if args.split:
             print("thread CPU per event, µs: " + ", ".join(
-                f"{name} {seconds / delivered * 1e6:.1f}" for name, seconds in sorted(THREAD_CPU.items())))
+                f"{name} {seconds / delivered * 1e6:.1f} ({delivered / THREAD_CALLS[name]:.1f} events a call)"
+                for name, seconds in sorted(THREAD_CPU.items())))
         if profile:
             stats = pstats.Stats(profile).strip_dirs()
             stats.sort_stats("tottime").print_stats(args.top)

@@ -204,7 +204,10 @@ def claim(engine: Engine, destination_id: int, owner: str, limit: int, lease_sec
 
 def lease(conn: Connection, ids: list[int], owner: str, lease_seconds: float, now: datetime) -> list[dict[str, Any]]:
     """Lease the picked jobs ``ids`` to ``owner``; return them with their event payloads, due
-    first. (The general claim path; ``server/store/claims.py`` uses it for many destinations.)"""
+    first. (``server/store/claims.py`` ends in it for many destinations; on SQLite it runs as
+    plain statements: ``delivery_sqlite.py``.)"""
+    if conn.dialect.name == "sqlite":
+        return _sqlite.lease(conn, ids, owner, lease_seconds, now)
     conn.execute(
         delivery_jobs.update().where(delivery_jobs.c.id.in_(ids))
         .values(lease_until=now + timedelta(seconds=lease_seconds), lease_owner=owner,

@@ -1,4 +1,5 @@
-"""SQLite's fast paths for delivery claims and results (``delivery.claim`` and ``delivery.finish``).
+"""SQLite's fast paths for delivery claims and results (``delivery.claim``, ``delivery.lease``
+— which ``claims.claim_many``, the workers' claim, ends in — and ``delivery.finish``).
 
 Why: on one worker delivering one request per event, SQLAlchemy's per-row work was the largest
 cost in the store's threads (issue #18, ``bench/deliver_profile.py --split``): claims went through
@@ -88,8 +89,12 @@ class SqliteDelivery:
         every column and their event's payload, times as aware datetimes."""
         at = stamp(now)
         ids = [row[0] for row in conn.exec_driver_sql(_CLAIM_IDS, (destination_id, *self.pending, at, at, limit))]
-        if not ids:
-            return []
+        return self.lease(conn, ids, owner, lease_seconds, now) if ids else []
+
+    def lease(self, conn: Connection, ids: list[int], owner: str, lease_seconds: float,
+              now: datetime) -> list[dict[str, Any]]:
+        """Lease the picked jobs ``ids`` (``delivery.lease``: the claims of many destinations come
+        this way too) and return them as ``claim`` does, due first."""
         listed = orjson.dumps(ids).decode()
         conn.exec_driver_sql(_CLAIM_LEASE, (stamp(now + timedelta(seconds=lease_seconds)), owner, listed))
         names = [*self.columns, "payload"]
