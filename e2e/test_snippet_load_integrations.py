@@ -21,7 +21,7 @@ from delivery_vendor import Vendor
 from differential_site import SITE, DiffSite, page_html
 
 from conftest import LiveServer  # noqa: E402  (e2e/conftest re-exports it)
-from server.store import open_store, tokens, workspace
+from server.store import notify, open_store, tokens, workspace
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +73,9 @@ def track_names(rows) -> list[str]:
 def test_a_destination_turned_off_at_load_gets_nothing_in_device_and_cloud_mode(browser, tmp_path):
     url = f"sqlite:///{tmp_path / 'snippet.db'}"
     engine = open_store(url)
+    # This process adds the destinations after the server's workers found nothing to route to:
+    # its bell tells them at once, as the web app's or the CLI's changes do (not their 30 s poll).
+    listener = notify.listen(engine)
     warehouse_file = tmp_path / "warehouse.db"
     live = LiveServer(url).start()
     try:
@@ -137,5 +140,6 @@ done();""")
             assert loaded.count("Lead") == 2   # visits 1 and 2; visit 3's Lead said Warehouse: false too
     finally:
         live.stop()
+        listener.stop()
         engine.dispose()
 

@@ -84,14 +84,19 @@ def config() -> Config:
 def engine(config: Config):
     from sqlalchemy.exc import SQLAlchemyError
 
-    from server.store import open_store
+    from server.store import bell, open_store
 
     try:
-        return open_store(config.database_url, busy_timeout=config.sqlite_busy_timeout)
+        engine = open_store(config.database_url, busy_timeout=config.sqlite_busy_timeout)
     except SQLAlchemyError as exc:
         # One line naming the variable, not a driver traceback.
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise CliError(f"cannot open SWITCHBOARD_DATABASE_URL: {reason}") from None
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        # A command's changes reach running servers and workers at once, as NOTIFY does on
+        # PostgreSQL (server/store/bell.py); `serve` and `worker` start a full bell over it.
+        bell.ring_only(engine.url.database)
+    return engine
 
 
 def catalog():

@@ -185,6 +185,41 @@ def test_a_destination_added_by_another_process_is_routed_at_once_on_sqlite(db_u
     assert request.at - began < 2.0, request.at - began  # not the 30 s safety poll
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_destination_added_with_the_cli_is_routed_at_once_on_sqlite(db_url):
+    """`switchboard destinations add` on the SQLite file a worker delivers from: the command rings
+    the bell as it exits (server/store/bell.py, ring_only), so the worker, which had nothing to
+    route to, delivers the next event within a second, not at its 30 s safety poll."""
+    engine = open_store(db_url)
+    listener = notify.listen(engine)  # this process appends the event, as `serve` would
+    try:
+        with Vendor() as vendor:
+            source, _ = source_with(engine, {"slug": "google_analytics_4", "mode": "device",
+                                             "settings": {"measurement_id": "G-TEST"}})
+            worker = start_worker(db_url)
+            try:
+                assert "delivering from" in worker.stdout.readline()
+                time.sleep(1.5)  # it has looked: nothing routable, asleep on the bus
+                env = {**os.environ, "SWITCHBOARD_DATABASE_URL": db_url}
+                added = subprocess.run(
+                    [sys.executable, "-m", "server.cli", "destinations", "add", str(source["id"]), "webhooks",
+                     "--mode", "cloud", "--set", f"url={vendor.url}/in", "--enable"],
+                    env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+                assert added.returncode == 0, added.stderr
+                time.sleep(0.5)
+                began = time.monotonic()
+                append(engine, source["id"], [make_event("track", event="After the CLI")])
+                (request,) = vendor.wait_for(1, timeout=40)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(20) == 0
+    finally:
+        listener.stop()
+        engine.dispose()
+    assert request.json()["event"] == "After the CLI"
+    assert request.at - began < 2.0, request.at - began  # not the 30 s safety poll
+
+
 def test_a_destination_added_without_telling_the_worker_is_found_at_its_safety_poll(engine, catalog):
     """A writer that tells nobody (the CLI on SQLite runs no bus): the worker, which found
     nothing to route to, looks again at its safety poll, and events from then on are delivered."""

@@ -12,6 +12,7 @@ from test_web import HTML, _csrf, sign_in, web  # noqa: F401
 from server.api.users import check_password, hash_password
 from server.store import tokens
 from server.store import web as web_store
+from server.web import views_debugger
 
 OPEN_TO_ALL = {("/sign-out", "POST"), ("/account/password", "POST")}
 OWNER_ONLY = ("/users", "/tokens")
@@ -27,7 +28,9 @@ def _concrete(path: str) -> str:
     return re.sub(r"{(\w+)(?::(\w+))?}", lambda m: "1" if m.group(2) in ("int", "float") else "admin", path)
 
 
-def test_every_web_route_by_role(web):  # noqa: F811
+def test_every_web_route_by_role(web, monkeypatch):  # noqa: F811
+    # The debugger's event stream would hold each request for its 15 s; the role is checked first.
+    monkeypatch.setattr(views_debugger, "STREAM_SECONDS", 0.1)
     routes = [r for r in web.app.routes if isinstance(r, Route) and r.endpoint.__module__.startswith("server.web")
               and r.path not in ("/sign-in",)]
     for username, role in (("vera", "viewer"), ("ed", "editor")):

@@ -12,6 +12,11 @@ change with the payload "0" ("something changed: read the store").
 Why files per process: a process never hears its own rings (it told its subscribers already,
 right after its commit), and two processes ringing at once never hide each other's ring. The
 watcher reads only directory entries — no database query, so an idle server stays idle.
+
+A command of the CLI changes the store and exits: it rings without watching (``ring_only``), on
+one file per channel shared by every such command (``cli.<channel>``), so that a destination
+added with ``switchboard destinations add`` reaches a running server's workers at once (they
+would otherwise find it at their 30 s safety poll) and no command leaves a file of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Callable
 log = logging.getLogger("switchboard.notify")
 
 WATCH_S = 0.05
+CLI_PREFIX = "cli."  # the one file per channel that every CLI command rings
 
 _active: "Bell | None" = None
 
@@ -38,14 +44,26 @@ def ring(channel: str) -> None:
         bell.ring(channel)
 
 
+def ring_only(database: str) -> None:
+    """Let this short-lived process (a CLI command on the SQLite file ``database``) ring the
+    other processes' bells; a bell this process starts later (``notify.listen``) replaces it.
+    Best effort: a directory that cannot be made leaves the workers to their safety poll."""
+    try:
+        Bell(database, (), lambda channel: None, prefix=CLI_PREFIX).ring_only()
+    except OSError:
+        log.warning("cannot ring beside %s: running servers see this command's changes at their next poll",
+                    database, exc_info=True)
+
+
 class Bell:
     """Ring and watch ``<database>-bell``; ``deliver(channel)`` is called for other processes' rings."""
 
-    def __init__(self, database: str, channels: tuple[str, ...], deliver: Callable[[str], None]):
+    def __init__(self, database: str, channels: tuple[str, ...], deliver: Callable[[str], None],
+                 prefix: str | None = None):
         self.directory = Path(f"{database}-bell")
         self.channels = set(channels)
         self.deliver = deliver
-        self.prefix = f"{os.getpid()}."
+        self.prefix = prefix or f"{os.getpid()}."
         self._seen: dict[str, int] = {}
         self._last_ring = 0
         self._stop = threading.Event()
@@ -58,6 +76,15 @@ class Bell:
         _active = self
         self._thread = threading.Thread(target=self._run, name="switchboard-bell", daemon=True)
         self._thread.start()
+        return self
+
+    def ring_only(self) -> "Bell":
+        """Ring from now on, without a watcher (and without removing the files at exit)."""
+        global _active
+        if _active is not None and _active._thread is not None:
+            return _active  # this process's watching bell rings already
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _active = self
         return self
 
     def stop(self) -> None:
