@@ -47,12 +47,8 @@ def ring(channel: str) -> None:
 def ring_only(database: str) -> None:
     """Let this short-lived process (a CLI command on the SQLite file ``database``) ring the
     other processes' bells; a bell this process starts later (``notify.listen``) replaces it.
-    Best effort: a directory that cannot be made leaves the workers to their safety poll."""
-    try:
-        Bell(database, (), lambda channel: None, prefix=CLI_PREFIX).ring_only()
-    except OSError:
-        log.warning("cannot ring beside %s: running servers see this command's changes at their next poll",
-                    database, exc_info=True)
+    The directory is made at the first ring: a command that changes nothing leaves no trace."""
+    Bell(database, (), lambda channel: None, prefix=CLI_PREFIX).ring_only()
 
 
 class Bell:
@@ -83,7 +79,6 @@ class Bell:
         global _active
         if _active is not None and _active._thread is not None:
             return _active  # this process's watching bell rings already
-        self.directory.mkdir(parents=True, exist_ok=True)
         _active = self
         return self
 
@@ -110,6 +105,7 @@ class Bell:
             try:
                 os.utime(path, ns=(stamp, stamp))
             except FileNotFoundError:
+                self.directory.mkdir(parents=True, exist_ok=True)  # a CLI command's first ring
                 path.touch()
                 os.utime(path, ns=(stamp, stamp))
         except OSError:  # a full or read-only disk must not fail the commit that rang
