@@ -218,23 +218,16 @@ def start(args: list[str], port: int, env: dict[str, str] | None = None) -> subp
 
 
 def nginx_ceiling(directory: Path, file_gz: Path, seconds: int, connections: int) -> Figure | None:
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if nginx is None:
+    from nginx_support import find, start_nginx  # tests/, on the path above
+
+    if find("nginx") is None:
         return None
     port = free_port()
-    conf = directory / "nginx.conf"
-    conf.write_text(textwrap.dedent(f"""
-        worker_processes 1; daemon off; pid {directory}/nginx.pid; error_log {directory}/error.log;
-        events {{ worker_connections 1024; }}
-        http {{
-          access_log off; client_body_temp_path {directory}; proxy_temp_path {directory};
-          fastcgi_temp_path {directory}; uwsgi_temp_path {directory}; scgi_temp_path {directory};
+    proc = start_nginx(directory, textwrap.dedent(f"""
           server {{ listen 127.0.0.1:{port};
             location = /bundle.js {{ alias {file_gz}; default_type application/javascript;
               add_header Content-Encoding gzip; add_header Vary Accept-Encoding;
-              add_header Cache-Control "public, max-age=60"; }} }}
-        }}"""))
-    proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(directory)], stderr=subprocess.DEVNULL)
+              add_header Cache-Control "public, max-age=60"; }} }}"""))
     try:
         wait_for_port(port, 10)
         return Figure([wrk(f"http://127.0.0.1:{port}/bundle.js", seconds, connections, {"Accept-Encoding": "gzip"})

@@ -92,10 +92,9 @@ def engine(config: Config):
         # One line naming the variable, not a driver traceback.
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise CliError(f"cannot open SWITCHBOARD_DATABASE_URL: {reason}") from None
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        # A command's changes reach running servers and workers at once, as NOTIFY does on
-        # PostgreSQL (server/store/bell.py); `serve` and `worker` start a full bell over it.
-        bell.ring_only(engine.url.database)
+    # On SQLite a command's changes reach running servers and workers at once, as NOTIFY does on
+    # PostgreSQL (server/store/bell.py); `serve` and `worker` start a full bell over it.
+    bell.ring_only(engine)
     return engine
 
 

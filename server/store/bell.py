@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from sqlalchemy import Engine
+
 log = logging.getLogger("switchboard.notify")
 
 WATCH_S = 0.05
@@ -44,11 +46,19 @@ def ring(channel: str) -> None:
         bell.ring(channel)
 
 
-def ring_only(database: str) -> None:
-    """Let this short-lived process (a CLI command on the SQLite file ``database``) ring the
-    other processes' bells; a bell this process starts later (``notify.listen``) replaces it.
+def database_file(engine: Engine) -> str | None:
+    """The SQLite file whose processes a bell joins, or None (PostgreSQL, an in-memory database)."""
+    database = engine.url.database
+    return database if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:") else None
+
+
+def ring_only(engine: Engine) -> None:
+    """Let this short-lived process (a CLI command) ring the bells of the other processes on
+    ``engine``'s SQLite file; a bell this process starts later (``notify.listen``) replaces it.
     The directory is made at the first ring: a command that changes nothing leaves no trace."""
-    Bell(database, (), lambda channel: None, prefix=CLI_PREFIX).ring_only()
+    database = database_file(engine)
+    if database is not None:
+        Bell(database, (), lambda channel: None, prefix=CLI_PREFIX).ring_only()
 
 
 class Bell:
@@ -105,7 +115,7 @@ class Bell:
             try:
                 os.utime(path, ns=(stamp, stamp))
             except FileNotFoundError:
-                self.directory.mkdir(parents=True, exist_ok=True)  # a CLI command's first ring
+                self.directory.mkdir(exist_ok=True)  # a CLI command's first ring (beside its database)
                 path.touch()
                 os.utime(path, ns=(stamp, stamp))
         except OSError:  # a full or read-only disk must not fail the commit that rang

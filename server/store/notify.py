@@ -354,7 +354,7 @@ def listen(engine: Engine) -> NotifyListener:
             listener.subscribe(topic.channel, topic.receive)
         listener.on_reconnect(lambda: resync(engine))
         listener.start()
-    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+    elif (database := bell.database_file(engine)) is not None:
         # Payload-less rings. A settings ring says only "some source changed": announce every
         # source at its current version (one read, only when another process changed settings;
         # subscribers keep what has not changed), as after a PostgreSQL reconnection.
@@ -366,5 +366,5 @@ def listen(engine: Engine) -> NotifyListener:
             else:
                 topics[channel].receive("")
 
-        listener.bell = bell.Bell(engine.url.database, (*topics, SETTINGS_CHANNEL), rang).start()
+        listener.bell = bell.Bell(database, (*topics, SETTINGS_CHANNEL), rang).start()
     return listener
