@@ -54,13 +54,20 @@ node-deps:
 js: node-deps
 	$(PY) tools/build_js.py
 
+# Test files run in parallel (pytest-xdist), one process per core and at most 4 (TEST_JOBS=1 runs
+# them one after another). Whole files go to a process (their module fixtures start servers once),
+# in collection order: e2e/conftest.py puts the browser tests last, because Playwright's session
+# leaves an event loop running that a later asyncio.run() in the same process would trip over.
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+PARALLEL := -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
+
 # Every test (type check and import rules included), with a coverage floor: 91% was the figure on
 # 2026-12-06 (tests/ + e2e/, rounded down); raise it as coverage grows.
 test: install-test
-	$(PY) -m pytest -q -p no:cacheprovider --cov=server --cov-report=term:skip-covered --cov-fail-under=88
+	$(PY) -m pytest -q -p no:cacheprovider $(PARALLEL) --cov=server --cov-report=term:skip-covered --cov-fail-under=88
 
 test-fast: install-test
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider $(PARALLEL) tests
 
 # Every command bench/README.md lists, i.e. every table the docs quote (about an hour: run it on a
 # quiet machine). bench-quick: the same commands, one short round each (a smoke run, not figures).

@@ -45,9 +45,21 @@ def browser_type_launch_args(browser_type_launch_args):
     return args
 
 
+E2E = Path(__file__).resolve().parent
+
+
 def pytest_collection_modifyitems(items):
+    """Mark the browser tests ``e2e`` and run them after every other test (a stable sort).
+
+    pytest-playwright's session keeps an event loop running in its process from the first browser
+    test on, so an ``asyncio.run()`` in a later test of the same process fails ("cannot be called
+    from a running event loop"). Last in the collection, they are also last in each process of
+    ``make test``'s parallel run, which hands out files in collection order (Makefile).
+    """
     for item in items:
-        item.add_marker(pytest.mark.e2e)
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: item.path.is_relative_to(E2E))
 
 
 @pytest.fixture(scope="session")
