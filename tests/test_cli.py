@@ -162,6 +162,19 @@ def test_help_works_for_every_command(cli):
         assert exited.value.code == 0, command
 
 
+def test_the_cli_adds_every_planes_commands_and_loads_only_those_planes():
+    from server.app import PLANES
+    from server.cli import COMMAND_PLANES
+
+    with_commands = ["server.worker"] + [p.__name__ for p in PLANES if hasattr(p, "add_commands")]
+    assert list(COMMAND_PLANES) == with_commands
+    # A command starts without the web app, the collector or the bundle plane (half its start-up).
+    probe = ("import sys; from server.cli import build_parser; build_parser(); "
+             "print(sorted(m for m in ('server.web', 'server.ingest', 'server.cdn', 'server.app') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", (done.stdout, done.stderr)
+
+
 def _read_until(stream, marker: str, timeout: float) -> str:
     """Read lines from a subprocess pipe until one contains ``marker``."""
     lines: queue.Queue = queue.Queue()

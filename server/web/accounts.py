@@ -8,6 +8,7 @@ CLI prints it once).
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from sqlalchemy import Engine
@@ -31,12 +32,16 @@ def authenticate(engine: Engine, username: str, password: str) -> bool:
     user = store.get_user(engine, username.strip())
     if user is None:
         # Spend the same time as a real check so a missing user is not faster to discover.
-        check_password(password, _DUMMY_HASH)
+        check_password(password, _dummy_hash())
         return False
     return check_password(password, user["password_hash"])
 
 
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(8))
+@functools.cache
+def _dummy_hash() -> str:
+    # Made at the first sign-in with an unknown name, not at import: a scrypt hash costs tens of
+    # milliseconds that every start of the server would pay.
+    return hash_password(secrets.token_urlsafe(8))
 
 
 def admin_lines(config: Config, engine: Engine) -> list[str]:
