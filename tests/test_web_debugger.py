@@ -98,3 +98,41 @@ def test_the_stream_shows_only_its_own_sources_events_after_its_position(engine)
             await reader.close()
 
     asyncio.run(scenario())
+
+
+def test_an_open_stream_does_not_hold_back_a_server_that_is_stopping(tmp_path):
+    """SIGTERM to ``switchboard serve`` with a debugger tab open: the stream ends at once and the
+    server exits, instead of uvicorn waiting out the stream's STREAM_SECONDS (15 s) first."""
+    import re
+    import signal
+    import time
+
+    import httpx
+
+    from edge_live import admin_server
+    from server.store import open_store
+
+    server = admin_server(tmp_path, "debugger-stop-password-1")
+    try:
+        engine = open_store(server.env["SWITCHBOARD_DATABASE_URL"])
+        source = workspace.create_source(engine, "Site")
+        engine.dispose()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/sign-in").text).group(1)
+            assert client.post("/sign-in", data={"csrf_token": token, "username": "admin",
+                                                 "password": "debugger-stop-password-1"}).status_code in (200, 303)
+            with client.stream("GET", f"/sources/{source['id']}/debugger/stream") as stream:
+                assert stream.status_code == 200
+                chunks = stream.iter_bytes()
+                assert next(chunks).startswith(b"retry:")  # the stream is open
+                started = time.monotonic()
+                server.process.send_signal(signal.SIGTERM)
+                assert list(chunks) is not None  # the server ends the stream: the read finishes
+                server.process.wait(views_debugger.STREAM_SECONDS - 5)
+                stopped = time.monotonic() - started
+        # uvicorn re-raises the SIGTERM it handled once it has shut down.
+        assert server.process.returncode in (0, -signal.SIGTERM), server.output()
+        assert stopped < views_debugger.STREAM_SECONDS - 5, stopped
+        assert "Traceback" not in server.output(), server.output()
+    finally:
+        server.stop()

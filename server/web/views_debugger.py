@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from typing import Any, AsyncIterator
 
 import orjson
@@ -19,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from server.api import service
+from server.api.edge.stopping import when_stopping
 from server.errors import ApiError, json_response
 from server.store import events, notify, rejections, workspace
 from server.store.suppression_lookup import suppression_of
@@ -30,9 +32,10 @@ from server.web.sessions import page, web_error
 POLL_SECONDS = 0.5  # fallback; appends in this process (or NOTIFY'd by others) wake streams at once
 BACKLOG = 20  # events shown when the debugger opens
 REFUSED_SHOWN = 20  # newest refused events listed under the stream
-# Each stream ends after this long and the browser reconnects at once, resuming by event id. Kept
-# short because uvicorn waits for open responses before it shuts down: an open debugger tab
-# delays a restart by at most this much.
+# Each stream ends after this long and the browser reconnects at once, resuming by event id.
+# `switchboard serve` ends every stream as soon as it starts to stop (_end_streams); under another
+# ASGI server, which waits for open responses before it shuts down, an open debugger tab delays a
+# restart by at most this much.
 STREAM_SECONDS = 15
 LATE_SECONDS = 2.0  # how long after a higher id a lower one may still commit (PostgreSQL)
 
@@ -83,6 +86,20 @@ events_after = events.events_after  # the stream's query lives in the store
 # Open streams, woken by the event log's append hook (called from any thread).
 _waiting: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 _subscribed = False
+# The event loops of servers that have started to stop: their streams end at once, so that an
+# open debugger tab does not hold a restart back (server/api/edge/stopping.py).
+_stopping: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _end_streams() -> None:
+    loop = asyncio.get_running_loop()
+    _stopping.add(loop)
+    for other, flag in list(_waiting):
+        if other is loop:
+            flag.set()
+
+
+when_stopping(_end_streams)
 
 
 def _wake(max_id: int) -> None:
@@ -110,7 +127,7 @@ async def _stream(request: Request, source_id: int, after: int) -> AsyncIterator
         # skips what it already sent, so a late commit still appears.
         positions: list[tuple[float, int]] = [(time.monotonic(), after)]
         sent: dict[int, float] = {}
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and me[0] not in _stopping:
             flag.clear()
             now = time.monotonic()
             while len(positions) > 1 and now - positions[1][0] > LATE_SECONDS:

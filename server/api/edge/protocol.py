@@ -44,6 +44,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from server.api.edge.one_write import attach
+from server.api.edge.stopping import stopping
 
 log = logging.getLogger("switchboard.edge")
 
@@ -119,6 +120,12 @@ class EdgeProtocol(HttpToolsProtocol):
             self._timer.cancel()
             self._timer = None
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        # uvicorn calls this on every open connection as it starts to stop, then waits for the
+        # responses in progress: long ones (the debugger's stream) end now (stopping.py).
+        stopping()
+        super().shutdown()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
