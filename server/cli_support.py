@@ -3,7 +3,7 @@
 one-line message instead of a traceback.
 
 A leaf module: it imports only the kernel, the store and the catalog, so a plane's commands can
-use it without importing ``server.cli`` (which imports every plane). ``main`` catches
+use it without importing ``server.cli`` (which imports the planes that add commands). ``main`` catches
 ``CliError`` from here, whichever module runs as ``__main__``.
 """
 
