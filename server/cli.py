@@ -409,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 # The modules that add subcommands: the worker and the planes of server.app.PLANES that have
 # ``add_commands`` (tests/test_cli.py checks the two lists agree). Named here rather than found
 # through server.app so that a command imports only the planes with commands: the web app, the
-# collector and the bundle plane stay unloaded, which halves a command's start-up time.
+# collector and the bundle plane stay unloaded (a command starts 0.1-0.4 s sooner, about a third).
 COMMAND_PLANES = ("server.worker", "server.admin", "server.delivery", "server.warehouse", "server.privacy")
 
 

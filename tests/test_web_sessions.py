@@ -151,3 +151,16 @@ def test_the_cookie_is_secure_over_https_and_not_over_http(sqlite_url):
     with web_app(sqlite_url) as web:
         cookie = sign_in(web).headers["set-cookie"].lower()
         assert "secure" not in cookie and "httponly" in cookie
+
+
+def test_an_unknown_name_is_checked_against_a_hash_made_before_the_first_sign_in(sqlite_url):
+    """A sign-in with an unknown user name spends a password check on a dummy hash, so that it
+    takes as long as a wrong password. The hash is made when the web app is built: made at that
+    first attempt, it would make the attempt twice as slow, and tell the name is unknown."""
+    accounts._dummy_hash.cache_clear()
+    with web_app(sqlite_url) as client:
+        assert accounts._dummy_hash.cache_info().currsize == 1  # ready before any request
+        token = _csrf(client.get("/sign-in").text)
+        response = client.post("/sign-in", data={"csrf_token": token, "username": "nobody", "password": "x"})
+        assert response.status_code == 401 and "do not match" in response.text
+        assert accounts._dummy_hash.cache_info().misses == 1 and accounts._dummy_hash.cache_info().hits >= 1

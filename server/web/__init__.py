@@ -23,6 +23,7 @@ from server.web import (
     views_filters, views_history, views_privacy, views_source_settings, views_sources, views_users,
 )
 from server.web.security_headers import NoSniff
+from server.web import accounts
 from server.web.accounts import admin_lines
 from server.web.sessions import page, redirect
 
@@ -47,6 +48,7 @@ async def home(request: Request) -> Response:
 
 
 def routes(config) -> list[BaseRoute]:
+    accounts.prepare()
     return [
         Route("/", home, methods=["GET"]),
         *views_auth.routes(),

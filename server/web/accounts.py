@@ -39,9 +39,15 @@ def authenticate(engine: Engine, username: str, password: str) -> bool:
 
 @functools.cache
 def _dummy_hash() -> str:
-    # Made at the first sign-in with an unknown name, not at import: a scrypt hash costs tens of
-    # milliseconds that every start of the server would pay.
+    # Made when the web app's routes are built (routes() below), not at import: a scrypt hash
+    # costs tens of milliseconds that every CLI command would pay. Not at the first sign-in
+    # either: that one unknown name would then take twice as long as a known one.
     return hash_password(secrets.token_urlsafe(8))
+
+
+def prepare() -> None:
+    """Make what sign-in checks need before the first request (the web plane's routes call it)."""
+    _dummy_hash()
 
 
 def admin_lines(config: Config, engine: Engine) -> list[str]:
