@@ -127,7 +127,8 @@ def test_an_open_stream_does_not_hold_back_a_server_that_is_stopping(tmp_path):
                 assert next(chunks).startswith(b"retry:")  # the stream is open
                 started = time.monotonic()
                 server.process.send_signal(signal.SIGTERM)
-                assert list(chunks) is not None  # the server ends the stream: the read finishes
+                for _ in chunks:  # read until the server ends the stream
+                    pass
                 server.process.wait(views_debugger.STREAM_SECONDS - 5)
                 stopped = time.monotonic() - started
         # uvicorn re-raises the SIGTERM it handled once it has shut down.

@@ -56,9 +56,11 @@ def ring_only(engine: Engine) -> None:
     """Let this short-lived process (a CLI command) ring the bells of the other processes on
     ``engine``'s SQLite file; a bell this process starts later (``notify.listen``) replaces it.
     The directory is made at the first ring: a command that changes nothing leaves no trace."""
+    global _active
     database = database_file(engine)
-    if database is not None:
-        Bell(database, (), lambda channel: None, prefix=CLI_PREFIX).ring_only()
+    if database is None or (_active is not None and _active._thread is not None):
+        return  # not an SQLite file, or this process's watching bell rings already
+    _active = Bell(database, (), lambda channel: None, prefix=CLI_PREFIX)
 
 
 class Bell:
@@ -82,14 +84,6 @@ class Bell:
         _active = self
         self._thread = threading.Thread(target=self._run, name="switchboard-bell", daemon=True)
         self._thread.start()
-        return self
-
-    def ring_only(self) -> "Bell":
-        """Ring from now on, without a watcher (and without removing the files at exit)."""
-        global _active
-        if _active is not None and _active._thread is not None:
-            return _active  # this process's watching bell rings already
-        _active = self
         return self
 
     def stop(self) -> None:

@@ -23,8 +23,7 @@ from server.web import (
     views_filters, views_history, views_privacy, views_source_settings, views_sources, views_users,
 )
 from server.web.security_headers import NoSniff
-from server.web import accounts
-from server.web.accounts import admin_lines
+from server.web.accounts import admin_lines, prepare as prepare_sign_in
 from server.web.sessions import page, redirect
 
 __all__ = ["routes", "admin_lines"]
@@ -48,7 +47,7 @@ async def home(request: Request) -> Response:
 
 
 def routes(config) -> list[BaseRoute]:
-    accounts.prepare()
+    prepare_sign_in()  # its dummy hash, before the first request
     return [
         Route("/", home, methods=["GET"]),
         *views_auth.routes(),
