@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import re
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
 from starlette.testclient import TestClient
 
 from delivery_flow import RunningService, all_finished, append, jobs, source_with, wait_until
 from delivery_vendor import Vendor, make_event
 from server.app import create_app
+from server.delivery import delivery_overview
+from server.delivery.masking import masked
 from server.cli import main
 from server.store import delivery as store
 from server.store import workspace
@@ -157,3 +162,39 @@ def test_old_finished_deliveries_are_pruned_but_dead_letters_stay(engine, catalo
     assert jobs(engine, good["id"]) == []
     [dead] = jobs(engine, bad["id"])
     assert len(store.get_job(engine, dead["id"])["attempts_log"]) == 1
+
+
+def echo_headers(record):
+    """A vendor whose error page quotes the request's headers back (some do)."""
+    return 400, {"Content-Type": "application/json"}, orjson.dumps({"your_headers": record.headers})
+
+
+def test_secret_headers_a_vendor_echoes_back_are_masked_where_they_are_kept_and_shown(engine, catalog, api):
+    with Vendor(echo_headers) as vendor:
+        source, (dest,) = source_with(engine, {"slug": "webhooks", "settings": {
+            "url": vendor.url + "/hook", "shared_secret": "k3y-secret",
+            "headers": {"X-Api-Key": "ECHOHDRKEY7", "Authorization": "Token ECHOAUTHTOK8"}}})
+        append(engine, source["id"], [make_event("track", event="E", userId="u")])
+        with RunningService(engine, catalog):
+            wait_until(lambda: all_finished(engine, dest["id"], 1, store.DEAD), what="a dead letter")
+        assert "ECHOHDRKEY7" in vendor.snapshot()[0].headers.values()  # it was sent, and echoed
+    (job,) = api.get(f"/api/v1/destinations/{dest['id']}/dead-letters").json()["dead_letters"]
+    shown = {
+        "stored": store.get_job(engine, job["id"])["attempts_log"],
+        "detail": api.get(f"/api/v1/destinations/{dest['id']}/dead-letters/{job['id']}").json(),
+        "stats": api.get(f"/api/v1/destinations/{dest['id']}/stats").json(),
+        "page": asyncio.run(delivery_overview(api.app, workspace.get_destination(engine, dest["id"]))),
+    }
+    for where, value in shown.items():
+        text = str(value)
+        assert "your_headers" in text, where  # the answer is there to read...
+        assert not {"ECHOHDRKEY7", "ECHOAUTHTOK8", "k3y-secret"} & set(re.findall(r"[\w-]+", text)), where
+    assert shown["detail"]["response"]["status"] == 400 and "********" in shown["detail"]["response"]["body"]
+    assert shown["stats"]["last_error"]["response"] == shown["detail"]["response"]["body"]
+
+
+def test_masking_replaces_secrets_inside_texts_and_leaves_numbers_alone(catalog):
+    dest = {"settings": {"url": "https://v.example/2024", "shared_secret": "2024"}}
+    shown = masked({"count": 2024, "latency_ms": 12.5, "body": "key=2024;", "list": ["x2024"]}, catalog.get("webhooks"),
+                   dest)
+    assert shown == {"count": 2024, "latency_ms": 12.5, "body": "key=********;", "list": ["x********"]}

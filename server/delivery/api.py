@@ -3,6 +3,7 @@
 - ``GET  /api/v1/destinations/{id}/stats`` — counts, p50/p99 latency, last error, 24 h series
 - ``GET  /api/v1/destinations/{id}/dead-letters?since=&until=&limit=&before=`` — newest first
 - ``GET  /api/v1/destinations/{id}/dead-letters/{job_id}`` — request, response and every attempt
+  (secret settings masked here and in stats: server/delivery/masking.py)
 - ``POST /api/v1/destinations/{id}/dead-letters/replay`` ``{since?, until?, ids?}`` — queue again;
   the worker re-translates with the destination's *current* settings.
 
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from server.api.auth import actor, admin_endpoint
 from server.api.body import read_json
 from server.delivery import stats
+from server.delivery.masking import masked
 from server.errors import ApiError, json_response
 from server.store import delivery as store
 from server.store import governance
@@ -86,7 +88,8 @@ def _attempt(row: dict[str, Any]) -> dict[str, Any]:
 async def destination_stats(request: Request) -> Response:
     """Delivery stats of one destination: delivered, retrying, dead, p50/p99 latency, last error, 24 h series."""
     destination = await _destination(request)
-    return json_response(await run_in_threadpool(stats.destination_stats, request.app.state.engine, destination))
+    figures = await run_in_threadpool(stats.destination_stats, request.app.state.engine, destination)
+    return json_response(masked(figures, request.app.state.catalog.get(destination["slug"]), destination))
 
 
 @admin_endpoint
@@ -114,14 +117,14 @@ async def dead_letter(request: Request) -> Response:
     if job is None or job["destination_id"] != destination["id"]:
         raise ApiError(404, "not_found", f"No delivery {request.path_params['job_id']} for this destination")
     attempts = [_attempt(a) for a in job["attempts_log"]]
-    return json_response({
+    return json_response(masked({
         **dead_letter_summary(job),
         "status": job["status"],
         "event": orjson.loads(job["payload"]) if job["payload"] else None,
         "request": attempts[-1]["request"] if attempts else None,
         "response": {"status": attempts[-1]["status"], "body": attempts[-1]["response"]} if attempts else None,
         "attempts_log": attempts,
-    })
+    }, request.app.state.catalog.get(destination["slug"]), destination))
 
 
 @admin_endpoint

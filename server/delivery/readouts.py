@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 
 from server.catalog import Manifest, effective_settings
 from server.delivery import router
-from server.delivery.sender import REDACTED, Sender
+from server.delivery.masking import masked
+from server.delivery.sender import Sender
 from server.delivery.stats import destination_stats
 from server.store import delivery as store
 from server.store import delivery_stats, governance
@@ -41,10 +42,10 @@ def latency_series(engine, destination_id: int, now=None) -> list[dict[str, Any]
     return points
 
 
-def _overview(engine, destination: dict[str, Any]) -> dict[str, Any]:
+def _overview(engine, manifest: Manifest, destination: dict[str, Any]) -> dict[str, Any]:
     stats = destination_stats(engine, destination)
     dead = store.list_dead(engine, destination["id"], limit=DEAD_LETTERS_SHOWN)
-    return {
+    return masked({
         "counts": {k: stats[k] for k in ("delivered", "retrying", "queued", "dead", "skipped")},
         "latency_ms": stats["latency_ms"],
         "series": stats["series"]["points"],
@@ -62,34 +63,13 @@ def _overview(engine, destination: dict[str, Any]) -> dict[str, Any]:
              "last_status": j["last_status"], "last_error": j["last_error"]}
             for j in dead
         ],
-    }
+    }, manifest, destination)
 
 
 async def delivery_overview(app, destination: dict[str, Any]) -> dict[str, Any]:
-    """Counts, 24 h hourly series, p50/p99, recent failures and dead letters."""
-    return await run_in_threadpool(_overview, app.state.engine, destination)
-
-
-def _mask(value: Any, secrets: list[str]) -> Any:
-    """``value`` with every secret setting's text replaced (the stored records are redacted when
-    sent; this also covers a secret that changed since)."""
-    text = orjson.dumps(value).decode()
-    for secret in secrets:
-        if len(secret) >= 4:
-            text = text.replace(orjson.dumps(secret).decode()[1:-1], REDACTED)
-    return orjson.loads(text)
-
-
-def _secret_texts(manifest: Manifest, destination: dict[str, Any]) -> list[str]:
-    texts: list[str] = []
-    for setting in manifest.settings:
-        value = destination["settings"].get(setting.key)
-        if setting.secret and value:
-            for v in (value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]):
-                texts.append(str(v))
-                # "Bearer <token>": a vendor may echo the token alone.
-                texts.extend(w for w in str(v).split()[1:] if len(w) >= 8)
-    return sorted(texts, key=len, reverse=True)
+    """Counts, 24 h hourly series, p50/p99, recent failures and dead letters (secrets masked)."""
+    manifest = app.state.catalog.get(destination["slug"])
+    return await run_in_threadpool(_overview, app.state.engine, manifest, destination)
 
 
 def _dead_letter(engine, manifest: Manifest, destination: dict[str, Any], job_id: int) -> dict[str, Any] | None:
@@ -108,7 +88,7 @@ def _dead_letter(engine, manifest: Manifest, destination: dict[str, Any], job_id
         "response": {"status": attempts[-1]["status"], "body": attempts[-1]["response"]} if attempts else None,
         "attempts_log": attempts,
     }
-    return _mask(detail, _secret_texts(manifest, destination))
+    return masked(detail, manifest, destination)
 
 
 async def dead_letter_detail(app, manifest: Manifest, destination: dict[str, Any], job_id: int) -> dict[str, Any] | None:

@@ -263,7 +263,7 @@ class Sender:
             return Attempt(RETRY, record, error=f"timeout after {self.timeout:g}s ({type(exc).__name__})",
                            latency_ms=_ms(started)), None
         except httpx.HTTPError as exc:
-            return Attempt(RETRY, record, error=f"network error: {type(exc).__name__}: {exc}",
+            return Attempt(RETRY, record, error=_redact(f"network error: {type(exc).__name__}: {exc}", request.secrets),
                            latency_ms=_ms(started)), None
         latency = _ms(started)
         if response is not None:
@@ -273,6 +273,8 @@ class Sender:
             # utf-8 (what httpx assumes without a charset); 4 bytes per character at most
             text = body[:EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS]
             retry_after = next((v.decode("latin-1") for k, v in raw if k.lower() == b"retry-after"), None)
+        # A vendor may echo a header or key back in its answer (an error page quoting the request).
+        text = _redact(text, request.secrets)
         if 200 <= status < 300:
             parsed = None
             if request.then is not None:
