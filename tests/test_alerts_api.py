@@ -135,3 +135,47 @@ def test_the_evaluator_runs_only_where_delivery_workers_run(engine, catalog, db_
         with TestClient(app):
             assert (app.state.alert_evaluator is not None) is workers
         assert app.state.alert_evaluator is None  # stopped on shutdown
+
+
+def test_deleting_what_rules_watch_deletes_them_and_deleting_their_channel_switches_them_off(alerts_client, ws,
+                                                                                              engine, catalog,
+                                                                                              db_url):
+    from server.store import audit, workspace
+
+    watching = alerts_client.post(API, json=body(ws)).json()
+    other = workspace.create_source(engine, "Other")
+    elsewhere = workspace.add_destination(engine, other["id"], slug="webhooks", mode="cloud", enabled=True,
+                                          settings={"url": "https://vendor.example/other"})
+    through_channel = alerts_client.post(API, json=body(ws, destination_id=elsewhere["id"])).json()
+
+    assert alerts_client.delete(f"/api/v1/destinations/{ws['watched']['id']}").status_code == 204
+    assert_error(alerts_client.get(f"{API}/{watching['id']}"), 404, "not_found")
+    attempts(engine, ws["watched"]["id"], ["dead"] * 5)  # the deleted destination's old records
+    config = Config(database_url=db_url, allow_private_egress=True)
+    assert asyncio.run(Evaluator(engine, catalog, config).run_once()) == []  # nothing fires about it
+
+    quiet_source = alerts_client.post(API, json=body(ws, kind="no_events", source_id=ws["source"]["id"],
+                                                     destination_id=None)).json()
+    assert alerts_client.delete(f"/api/v1/sources/{ws['source']['id']}").status_code == 204  # and the channel
+    assert_error(alerts_client.get(f"{API}/{quiet_source['id']}"), 404, "not_found")
+    kept = alerts_client.get(f"{API}/{through_channel['id']}").json()
+    assert kept["enabled"] is False and kept["destination_id"] == elsewhere["id"]
+    # Pointed at another channel, it can be switched on again.
+    alerts_client.patch(f"{API}/{through_channel['id']}", json={"notify": {"email": ["ops@example.com"]},
+                                                               "enabled": True}).raise_for_status()
+
+    entries = {(e["subject"], e["action"]): e for e in audit.list_entries(engine, action="alert")}
+    assert entries[(f"alert:{watching['id']}", "alert.delete")]["actor"] == "token:t"
+    assert entries[(f"alert:{quiet_source['id']}", "alert.delete")]["changes"]["summary"] == \
+        "Deleted 'Vendor failing' with what it watched"
+    switched_off = [e for e in audit.list_entries(engine, action="alert.update")
+                    if e["changes"].get("enabled") == {"before": True, "after": False}]
+    assert [e["subject"] for e in switched_off] == [f"alert:{through_channel['id']}"]
+
+
+def test_a_rollback_to_before_a_destination_existed_deletes_the_rules_that_watch_it(alerts_client, ws, engine):
+    from server.store import workspace
+
+    rule = alerts_client.post(API, json=body(ws)).json()
+    workspace.rollback(engine, ws["source"]["id"], 1)  # version 1: the source without destinations
+    assert_error(alerts_client.get(f"{API}/{rule['id']}"), 404, "not_found")

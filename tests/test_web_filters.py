@@ -104,3 +104,38 @@ def test_debugger_routed_to_names_the_filter_and_the_suppression(signed_in):
     assert "suppressed" not in spam["reason"]
     with signed_in.engine.connect() as conn:
         assert conn.execute(select(suppressions.c.user_id)).scalars().all() == ["u-2"]
+
+
+def test_a_move_or_delete_made_on_a_list_that_changed_meanwhile_changes_nothing(signed_in, monkeypatch):
+    from server.web import views_filters
+    dest_id = _hook(signed_in)
+    first, second = {"if": 'event = "A"', "action": "drop"}, {"if": 'event = "B"', "action": "drop"}
+    workspace.set_filters(signed_in.engine, dest_id, [first, second])
+    real = views_filters.filter_service.set_filters
+
+    def someone_else_first(*args, **kwargs):  # another tab deletes "A" just before this write
+        workspace.set_filters(signed_in.engine, dest_id, [second])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(views_filters.filter_service, "set_filters", someone_else_first)
+    moved = signed_in.post(f"/destinations/{dest_id}/filters/0", data={"csrf_token": signed_in.csrf, "move": "down"},
+                           follow_redirects=False)
+    assert moved.status_code == 303
+    assert workspace.get_destination(signed_in.engine, dest_id)["filters"] == [second]  # "A" did not come back
+    page = signed_in.get(moved.headers["location"], headers=HTML).text
+    assert "The filters changed meanwhile; nothing was moved." in page
+
+
+def test_settings_saved_for_a_destination_deleted_meanwhile_get_the_not_found_page(signed_in, monkeypatch):
+    from server.api import service
+    dest_id = _hook(signed_in)
+    real = service.merge_settings
+
+    def deleted_first(*args, **kwargs):
+        workspace.delete_destination(signed_in.engine, dest_id)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "merge_settings", deleted_first)
+    saved = signed_in.post(f"/destinations/{dest_id}/settings", headers=HTML, data={
+        "csrf_token": signed_in.csrf, "url": "https://example.com/other"})
+    assert saved.status_code == 404 and f"There is no destination {dest_id}." in saved.text

@@ -17,6 +17,10 @@ from server.errors import ApiError
 from server.store import workspace
 from server.store.workspace import NotFound
 
+# Tries of a read-merge-write that another edit overtook (update_destination); each lost try
+# means another edit was saved, so running out takes a burst of edits to one destination.
+MERGE_ATTEMPTS = 20
+
 
 def _not_found(exc: NotFound) -> ApiError:
     return ApiError(404, "not_found", f"No {exc.args[0]}")
@@ -178,25 +182,38 @@ def update_destination(
     if unknown:
         field = sorted(unknown)[0]
         raise ApiError(422, "validation_error", f"{field} cannot be changed here", field=field)
-    try:
-        current = workspace.get_destination(engine, destination_id)
-    except NotFound as exc:
-        raise _not_found(exc) from None
-    manifest = _manifest(catalog, current["slug"])
     patch = body.get("settings", {})
     if not isinstance(patch, dict):
         raise ApiError(422, "validation_error", "settings must be an object", field="settings")
-    mode = body.get("mode", current["mode"])
-    enabled = _bool(body["enabled"], "enabled") if "enabled" in body else current["enabled"]
-    merged = merge_settings(manifest, current["settings"], patch)
-    try:
-        settings = validate_settings(manifest, merged, mode, enabled=enabled, allow_private_egress=allow_private_egress)
-    except SettingsError as exc:
-        raise _settings_error(exc, manifest, merged) from None
-    dest = workspace.update_destination(
-        engine, destination_id, settings=settings, enabled=enabled, mode=mode, actor=actor, label=manifest.name
-    )
-    return destination_json(catalog, dest)
+    # Read, merge, write only if nothing changed in between; else merge again into what is there
+    # now, so that two edits of different settings at once both stay (workspace.Changed).
+    for _ in range(MERGE_ATTEMPTS):
+        try:
+            current = workspace.get_destination(engine, destination_id)
+            manifest = _manifest(catalog, current["slug"])
+            mode = body.get("mode", current["mode"])
+            enabled = _bool(body["enabled"], "enabled") if "enabled" in body else current["enabled"]
+            merged = merge_settings(manifest, current["settings"], patch)
+            try:
+                settings = validate_settings(manifest, merged, mode, enabled=enabled,
+                                             allow_private_egress=allow_private_egress)
+            except SettingsError as exc:
+                raise _settings_error(exc, manifest, merged) from None
+            dest = workspace.update_destination(
+                engine, destination_id, settings=settings, enabled=enabled, mode=mode, actor=actor,
+                label=manifest.name, expected=current,
+            )
+            return destination_json(catalog, dest)
+        except NotFound as exc:
+            raise _not_found(exc) from None
+        except workspace.Changed:
+            continue
+    raise busy_conflict(destination_id)
+
+
+def busy_conflict(destination_id: int) -> ApiError:
+    return ApiError(409, "conflict", f"Destination {destination_id} kept changing while this change was being "
+                                     "saved; nothing was saved: try again")
 
 
 def delete_destination(engine: Engine, catalog: Catalog, destination_id: int, actor: str) -> None:

@@ -5,6 +5,9 @@ the store is locked, full, read-only or unreachable (server/store/failures.py) b
 with ``Retry-After``: JSON ``{"code": "store_unavailable", "message": …}`` for programs, a short
 HTML page for browsers. Any other exception is still the generic 500 (a bug: logged with its
 traceback). Registered on the app (server/app.py), so no route has to catch it itself.
+
+Also the net under "deleted meanwhile": a ``workspace.NotFound`` that no route caught (an edit
+that read a row another request deleted before the write) is a 404 ``not_found``, not a 500.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from starlette.responses import HTMLResponse, Response
 
 from server.errors import error_response, server_error_handler
 from server.store.failures import RETRY_AFTER, category, describe, is_unavailable
+from server.store.workspace import NotFound
 
 log = logging.getLogger("switchboard")
 
@@ -42,6 +46,12 @@ async def store_unavailable_handler(request: Request, exc: Exception) -> Respons
     return error_response(503, "store_unavailable", message, headers=headers)
 
 
+async def row_gone_handler(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: %s was deleted meanwhile", request.method, request.url.path, exc)
+    return error_response(404, "not_found", f"No {exc.args[0] if exc.args else 'such row'}")
+
+
 # DBAPIError covers OperationalError, InternalError and the rest of the driver's errors; the
 # pool's TimeoutError is SQLAlchemy's own.
-STORE_HANDLERS = {DBAPIError: store_unavailable_handler, PoolTimeout: store_unavailable_handler}
+STORE_HANDLERS = {DBAPIError: store_unavailable_handler, PoolTimeout: store_unavailable_handler,
+                  NotFound: row_gone_handler}

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from sqlalchemy import (
-    JSON, Boolean, Column, Connection, Engine, Float, ForeignKey, String, Table, Text, case, func, select,
-    update,
+    JSON, Boolean, Column, Connection, Engine, Float, ForeignKey, String, Table, Text, case, func, or_,
+    select, update,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from server.store import audit
 from server.store.delivery import DEAD, DELIVERED, PENDING, delivery_attempts, delivery_jobs, write_transaction
@@ -101,7 +102,7 @@ def get_rule(engine: Engine, rule_id: int) -> dict[str, Any] | None:
 rules_changed: list[Callable[[], None]] = []
 
 
-def _announce() -> None:
+def announce() -> None:
     for callback in list(rules_changed):
         callback()
 
@@ -114,7 +115,7 @@ def create_rule(engine: Engine, values: dict[str, Any], *, actor: str) -> dict[s
         audit.record(conn, actor=actor, action="alert.create", subject=f"alert:{rule_id}",
                      changes={k: {"before": None, "after": v} for k, v in values.items()})
         made = _rule(conn.execute(select(alert_rules).where(alert_rules.c.id == rule_id)).one())
-    _announce()
+    announce()
     return made
 
 
@@ -131,7 +132,7 @@ def update_rule(engine: Engine, rule_id: int, values: dict[str, Any], *, actor: 
         audit.record(conn, actor=actor, action="alert.update", subject=f"alert:{rule_id}",
                      changes={k: {"before": before._mapping[k], "after": v} for k, v in values.items()})
         changed = _rule(conn.execute(select(alert_rules).where(alert_rules.c.id == rule_id)).one())
-    _announce()
+    announce()
     return changed
 
 
@@ -141,8 +142,32 @@ def delete_rule(engine: Engine, rule_id: int, *, actor: str) -> bool:
         gone = conn.execute(alert_rules.delete().where(alert_rules.c.id == rule_id)).rowcount > 0
         if gone:
             audit.record(conn, actor=actor, action="alert.delete", subject=f"alert:{rule_id}")
-    _announce()
+    announce()
     return gone
+
+
+def forget(conn: Connection, *, destination_ids: list[int], source_id: int | None = None, actor: str) -> None:
+    """In the transaction that deletes a source or destinations (server/store/workspace.py; the
+    caller announces after commit): rules that watch one of them are deleted, as there is
+    nothing left to measure, and enabled rules that notify through a deleted destination are
+    switched off (kept, to be pointed elsewhere), each with an audit entry saying why."""
+    r = alert_rules.c
+    watched: list[ColumnElement[bool]] = [r.destination_id.in_(destination_ids)]
+    if source_id is not None:  # (== None would be IS NULL: every destination's rule)
+        watched.append(r.source_id == source_id)
+    for rule_id, name in conn.execute(select(r.id, r.name).where(or_(*watched))).all():
+        conn.execute(alert_events.delete().where(alert_events.c.rule_id == rule_id))
+        conn.execute(alert_rules.delete().where(r.id == rule_id))
+        audit.record(conn, actor=actor, action="alert.delete", subject=f"alert:{rule_id}",
+                     changes={"summary": f"Deleted {name!r} with what it watched"})
+    # notify is JSON ({"destination_id": n} or {"email": [...]}): few rules, compared here.
+    for rule_id, name, notify in conn.execute(select(r.id, r.name, r.notify).where(r.enabled.is_(True))).all():
+        if (notify or {}).get("destination_id") in destination_ids:
+            conn.execute(update(alert_rules).where(r.id == rule_id).values(
+                enabled=False, state=OK, state_changed_at=utcnow(), last_value=None, updated_at=utcnow()))
+            audit.record(conn, actor=actor, action="alert.update", subject=f"alert:{rule_id}", changes={
+                "enabled": {"before": True, "after": False},
+                "summary": f"Switched off {name!r}: the destination it notified through was deleted"})
 
 
 # ---------------------------------------------------------------- transitions and history

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from server.store import alerts as alert_rules
 from server.store import audit, notify
 from server.store.bundle_builds import bump_sequence
 from server.catalog import SECRET_MASK
@@ -33,6 +34,11 @@ _SLUG_LOCK_ID = 0x5B0A_0003  # PostgreSQL advisory lock key (migrations use 0x5B
 
 class NotFound(LookupError):
     """No row with that id."""
+
+
+class Changed(RuntimeError):
+    """The row changed between the caller's read and its write (``expected``): the caller reads
+    again and merges its change into what is there now, so that no concurrent edit is lost."""
 
 
 def now() -> datetime:
@@ -294,10 +300,13 @@ def delete_source(engine: Engine, source_id: int, *, actor: str = "system") -> N
         row = conn.execute(select(sources.c.write_key, sources.c.name).where(sources.c.id == source_id)).one_or_none()
         if row is None:
             raise NotFound(f"source {source_id}")
+        dest_ids = list(conn.execute(select(destinations.c.id).where(destinations.c.source_id == source_id)).scalars())
         conn.execute(sources.delete().where(sources.c.id == source_id))
         _forget_key(conn, source_id, row.write_key)
         audit.record(conn, actor=actor, action="source.delete", subject=f"source:{source_id}",
                      changes={"summary": f"Deleted source {row.name!r}"})
+        alert_rules.forget(conn, destination_ids=dest_ids, source_id=source_id, actor=actor)
+    alert_rules.announce()
 
 
 # ---------------------------------------------------------------- destinations
@@ -369,12 +378,16 @@ def update_destination(
     mode: str | None = None,
     actor: str = "system",
     label: str | None = None,
+    expected: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Replace the settings (callers merge first) and/or change enabled and mode."""
+    """Replace the settings (callers merge first) and/or change enabled and mode.
+
+    ``expected``: the destination as the caller read it to merge; if its settings, enabled or
+    mode differ now, nothing is written and ``Changed`` is raised (the caller merges again)."""
     with _Tx(engine) as conn:
-        before = conn.execute(select(destinations).where(destinations.c.id == destination_id)).one_or_none()
-        if before is None:
-            raise NotFound(f"destination {destination_id}")
+        before = _locked_destination(conn, destination_id)
+        if expected is not None and _editable(_destination_dict(before)) != _editable(expected):
+            raise Changed(f"destination {destination_id}")
         values: dict[str, Any] = {"updated_at": now()}
         changes: list[str] = []
         if settings is not None and settings != dict(before.settings or {}):
@@ -399,14 +412,15 @@ def update_destination(
 
 def set_filters(
     engine: Engine, destination_id: int, filters: list[dict[str, Any]], *, actor: str = "system",
-    label: str | None = None,
+    label: str | None = None, expected: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Replace a destination's (already validated) filter list: a new settings version, so the
-    bundle and cloud routing pick it up (docs/filters.md)."""
+    bundle and cloud routing pick it up (docs/filters.md). ``expected``: the list the caller
+    changed; if the stored one differs now, ``Changed`` (nothing written)."""
     with _Tx(engine) as conn:
-        before = conn.execute(select(destinations).where(destinations.c.id == destination_id)).one_or_none()
-        if before is None:
-            raise NotFound(f"destination {destination_id}")
+        before = _locked_destination(conn, destination_id)
+        if expected is not None and list(before.filters or []) != expected:
+            raise Changed(f"destination {destination_id}")
         if list(before.filters or []) != filters:
             conn.execute(destinations.update().where(destinations.c.id == destination_id)
                          .values(filters=filters or None, updated_at=now()))
@@ -418,12 +432,28 @@ def set_filters(
 
 def delete_destination(engine: Engine, destination_id: int, *, actor: str = "system", label: str | None = None) -> None:
     with _Tx(engine) as conn:
-        before = conn.execute(select(destinations).where(destinations.c.id == destination_id)).one_or_none()
-        if before is None:
-            raise NotFound(f"destination {destination_id}")
+        before = _locked_destination(conn, destination_id)
         conn.execute(destinations.delete().where(destinations.c.id == destination_id))
         _bump(conn, before.source_id, actor, f"Removed {label or before.slug}", action="destination.delete",
               subject=f"destination:{destination_id}")
+        alert_rules.forget(conn, destination_ids=[destination_id], actor=actor)
+    alert_rules.announce()
+
+
+def _locked_destination(conn: Connection, destination_id: int):
+    """The destination's row, locked until commit on PostgreSQL (``FOR UPDATE``: a concurrent
+    edit waits, then reads what this one wrote); SQLite's write transactions are serial already
+    (``BEGIN IMMEDIATE``, server/store/engine.py)."""
+    row = conn.execute(
+        select(destinations).where(destinations.c.id == destination_id).with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"destination {destination_id}")
+    return row
+
+
+def _editable(dest: dict[str, Any]) -> tuple[Any, ...]:
+    return dest["settings"], dest["enabled"], dest["mode"]
 
 
 # ---------------------------------------------------------------- history
@@ -465,6 +495,9 @@ def rollback(engine: Engine, source_id: int, version: int, *, actor: str = "syst
     """Make version ``version``'s content current again, as a new version; return its number."""
     target = get_version(engine, source_id, version)["content"]
     with _Tx(engine) as conn:
+        # Deleted since it was read (a concurrent delete): nothing to roll back.
+        if conn.execute(select(sources.c.id).where(sources.c.id == source_id).with_for_update()).first() is None:
+            raise NotFound(f"source {source_id}")
         conn.execute(
             sources.update()
             .where(sources.c.id == source_id)
@@ -475,7 +508,8 @@ def rollback(engine: Engine, source_id: int, version: int, *, actor: str = "syst
         existing = set(
             conn.execute(select(destinations.c.id).where(destinations.c.source_id == source_id)).scalars()
         )
-        for dest_id in existing - set(wanted):
+        removed = sorted(existing - set(wanted))
+        for dest_id in removed:
             conn.execute(destinations.delete().where(destinations.c.id == dest_id))
         for dest_id, d in wanted.items():
             values = dict(slug=d["slug"], mode=d["mode"], enabled=d["enabled"], settings=d["settings"],
@@ -484,7 +518,10 @@ def rollback(engine: Engine, source_id: int, version: int, *, actor: str = "syst
                 conn.execute(destinations.update().where(destinations.c.id == dest_id).values(**values))
             else:
                 conn.execute(destinations.insert().values(id=dest_id, source_id=source_id, created_at=now(), **values))
-        return _bump(conn, source_id, actor, f"Rolled back to version {version}", action="source.rollback")
+        new_version = _bump(conn, source_id, actor, f"Rolled back to version {version}", action="source.rollback")
+        alert_rules.forget(conn, destination_ids=removed, actor=actor)
+    alert_rules.announce()
+    return new_version
 
 
 # ---------------------------------------------------------------- the bundle's query

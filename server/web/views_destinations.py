@@ -120,14 +120,19 @@ async def _update(request: Request, loaded: tuple[dict, Manifest, dict], body: d
             request.state.admin_user, allow_private_egress=request.app.state.config.allow_private_egress,
         )
     except ApiError as exc:
+        if exc.status == 404:  # deleted meanwhile
+            return _missing(request)
         errors = field_errors(exc.extra) or {"_form": exc.message}
         posted = body.get("settings", {})
         values = {**dest["settings"], **{k: v for k, v in posted.items() if v is not None}}
         # Secrets typed in this post are echoed back; stored ones (left empty) stay hidden.
         data = await _page_data(request, dest, manifest, source, values, errors, typed_secrets(manifest, posted))
         data["error"] = exc.message
-        return await render(request, "destination.html", data, status=422, title=f"{manifest.name} · {source['name']}")
-    updated = await run_in_threadpool(workspace.get_destination, request.app.state.engine, dest["id"])
+        return await render(request, "destination.html", data, status=exc.status, title=f"{manifest.name} · {source['name']}")
+    try:
+        updated = await run_in_threadpool(workspace.get_destination, request.app.state.engine, dest["id"])
+    except workspace.NotFound:  # deleted right after this change
+        return _missing(request)
     return await redirect(request, f"/destinations/{dest['id']}", done(updated, request.app.state.config.bundle_max_age))
 
 

@@ -17,10 +17,10 @@ from server.api import filters as filter_service
 from server.catalog import Manifest
 from server.errors import ApiError
 from server.rules import FILTER_ACTIONS, FilterError, apply_filters, check_filters
-from server.store import events
+from server.store import events, workspace
 from server.web.render import render
 from server.web.sessions import form_of, redirect
-from server.web.views_destinations import _page_data, destination_page
+from server.web.views_destinations import _missing, _page_data, destination_page
 
 PREVIEW_EVENTS = 50
 ACTION_LABELS = {
@@ -96,7 +96,10 @@ async def add_filter(request: Request, dest: dict, manifest: Manifest, source: d
         await run_in_threadpool(filter_service.add_filter, request.app.state.engine, request.app.state.catalog,
                                 dest["id"], item, request.state.admin_user)
     except ApiError as exc:
-        return await _page_with(request, dest, manifest, source, status=422, error=exc.message, form_values=values)
+        if exc.status == 404:  # deleted meanwhile
+            return _missing(request)
+        return await _page_with(request, dest, manifest, source, status=exc.status, error=exc.message,
+                                form_values=values)
     return await redirect(request, f"/destinations/{dest['id']}#filters", "Filter added. " + _effect(dest))
 
 
@@ -119,13 +122,23 @@ async def change_filter(request: Request, dest: dict, manifest: Manifest, source
     if not 0 <= index < len(filters):
         return await redirect(request, f"/destinations/{dest['id']}#filters", "No such filter.", "error")
     engine, catalog, actor = request.app.state.engine, request.app.state.catalog, request.state.admin_user
-    if form.get("delete"):
-        await run_in_threadpool(filter_service.delete_filter, engine, catalog, dest["id"], index, actor)
-        return await redirect(request, f"/destinations/{dest['id']}#filters", "Filter deleted. " + _effect(dest))
-    other = index - 1 if form.get("move") == "up" else index + 1
-    if 0 <= other < len(filters):
-        filters[index], filters[other] = filters[other], filters[index]
-        await run_in_threadpool(filter_service.set_filters, engine, catalog, dest["id"], filters, actor, "reordered")
+    # Both act on the list as read for this request: if it changed before the write, nothing
+    # is written (a move or delete by index could hit another filter by then).
+    try:
+        if form.get("delete"):
+            await run_in_threadpool(filter_service.delete_filter, engine, catalog, dest["id"], index, actor,
+                                    list(dest["filters"]))
+            return await redirect(request, f"/destinations/{dest['id']}#filters", "Filter deleted. " + _effect(dest))
+        other = index - 1 if form.get("move") == "up" else index + 1
+        if 0 <= other < len(filters):
+            filters[index], filters[other] = filters[other], filters[index]
+            await run_in_threadpool(filter_service.set_filters, engine, catalog, dest["id"], filters, actor,
+                                    "reordered", list(dest["filters"]))
+    except workspace.Changed:
+        return await redirect(request, f"/destinations/{dest['id']}#filters",
+                              "The filters changed meanwhile; nothing was moved. Look at them again.", "error")
+    except ApiError as exc:
+        return await redirect(request, f"/destinations/{dest['id']}#filters", exc.message, "error")
     return await redirect(request, f"/destinations/{dest['id']}#filters", "Filters reordered. " + _effect(dest))
 
 
