@@ -14,7 +14,7 @@ from test_warehouse_support import build_warehouse, make_event, wh  # noqa: F401
 
 from server.app import create_app
 from server.config import Config
-from server.store import tokens, workspace
+from server.store import audit, tokens, workspace
 from server.store import warehouse as store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,6 +47,10 @@ def test_sync_now_and_history_through_the_api(wh):
         assert [s["id"] for s in history["syncs"]] == [sync["id"]]
         assert history["cursor"] == 2 and history["waiting"] == 0
         assert client.get(f"/api/v1/destinations/{dest}/syncs?limit=abc").json()["code"] == "invalid_limit"
+    [entry] = audit.list_entries(wh.engine, action="warehouse.sync")
+    assert (entry["actor"], entry["subject"]) == ("token:test", f"destination:{dest}")
+    assert entry["changes"] == {"summary": "Synced the warehouse (api): loaded 2 events", "sync_id": sync["id"],
+                                "events": 2, "error": None}
 
 
 def test_sync_api_needs_a_token_and_a_warehouse(tmp_path):
@@ -131,6 +135,7 @@ def test_cli_sync_and_history(tmp_path):
     assert wh.query("SELECT id, email FROM users") == [("u1", "a@example.com")]
     listed = _cli("warehouse", "syncs", str(wh.destination["id"]), "--json", env=env)
     assert json.loads(listed.stdout)[0]["trigger"] == "cli"
+    assert [e["actor"] for e in audit.list_entries(wh.engine, action="warehouse.sync")] == ["cli"]
     missing = _cli("warehouse", "sync", "999", env=env)
     assert missing.returncode == 2 and "destination 999" in missing.stderr
 

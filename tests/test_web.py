@@ -350,6 +350,9 @@ def test_warehouse_destination_syncs_from_the_web_app(signed_in, tmp_path):
     syncs = signed_in.get(dest_url + "?format=json").json()["syncs"]
     assert syncs["syncs"][0]["status"] == "succeeded" and syncs["syncs"][0]["trigger"] == "web"
     assert str(tmp_path / "wh.db") not in signed_in.get(dest_url).text  # a secret setting
+    from server.store import audit
+    [entry] = audit.list_entries(signed_in.engine, action="warehouse.sync")
+    assert entry["actor"] == "admin" and entry["changes"]["summary"] == "Synced the warehouse (web): loaded 1 event"
 
 
 def test_delivery_chart_stacks_each_hour_on_a_whole_number_scale():

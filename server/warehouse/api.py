@@ -7,11 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.auth import admin_endpoint
+from server.api.auth import actor, admin_endpoint
 from server.errors import ApiError, json_response
 from server.store import warehouse as store
 from server.store import workspace
-from server.warehouse.sync import SLUG, sync_destination
+from server.warehouse.sync import SLUG, sync_on_request
 
 WAITING_CAP = 100_000  # "100000" reads as "at least that many": counting further costs a scan
 
@@ -72,9 +72,8 @@ async def sync_now(request: Request) -> Response:
     """Sync a warehouse destination now; answers with the finished sync's record."""
     destination = await _warehouse(request)
     state = request.app.state
-    sync = await run_in_threadpool(
-        sync_destination, state.engine, state.catalog, state.config, destination["id"], trigger="api"
-    )
+    sync = await run_in_threadpool(lambda: sync_on_request(
+        state.engine, state.catalog, state.config, destination["id"], trigger="api", actor=actor(request)))
     return json_response({"sync": _sync_json(sync)})
 
 

@@ -33,12 +33,13 @@ def _print_sync(sync: dict[str, Any]) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> None:
     from server.store import workspace
-    from server.warehouse.sync import NotAWarehouse, sync_destination
+    from server.cli_access import actor
+    from server.warehouse.sync import NotAWarehouse, sync_on_request
 
     config = _config()
     engine = _engine(config)
     try:
-        sync = sync_destination(engine, _catalog(), config, args.destination_id, trigger="cli")
+        sync = sync_on_request(engine, _catalog(), config, args.destination_id, trigger="cli", actor=actor())
     except workspace.NotFound as exc:
         _fail(f"no {exc} (see `switchboard destinations list SOURCE`)")
     except NotAWarehouse as exc:

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from server.store import warehouse as store
-from server.warehouse.sync import sync_destination
+from server.warehouse.sync import sync_on_request
 
 
 def _iso(value) -> str | None:
@@ -34,9 +34,9 @@ def sync_json(sync: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def sync_now(app, destination_id: int) -> dict[str, Any]:
+async def sync_now(app, destination_id: int, *, actor: str) -> dict[str, Any]:
     state = app.state
     sync = await run_in_threadpool(
-        lambda: sync_destination(state.engine, state.catalog, state.config, destination_id, trigger="web")
+        lambda: sync_on_request(state.engine, state.catalog, state.config, destination_id, trigger="web", actor=actor)
     )
     return sync_json(sync)

@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 
 from server.catalog import SECRET_MASK, Catalog, effective_settings
 from server.config import Config
-from server.store import notify
+from server.store import audit, notify
 from server.store import warehouse as store
 from server.store import workspace
 from server.warehouse.batch import load_tables, rows_by_table
@@ -134,6 +134,20 @@ def sync_destination(
     finally:
         target.close()
     return store.get_sync(engine, sync_id)
+
+
+def sync_on_request(engine: Engine, catalog: Catalog, config: Config, destination_id: int, *,
+                    trigger: str, actor: str) -> dict[str, Any]:
+    """A sync someone asked for (API, web app, CLI): ``sync_destination``, then an audit entry
+    ``warehouse.sync`` with who asked and what it loaded. Scheduled syncs are in the sync
+    history only (docs/warehouse.md)."""
+    sync = sync_destination(engine, catalog, config, destination_id, trigger=trigger)
+    assert sync is not None  # waited for the warehouse: always a record
+    outcome = f"failed: {sync['error']}" if sync["error"] else f"loaded {sync['events']} event{'s' if sync['events'] != 1 else ''}"
+    audit.record(engine, actor=actor, action="warehouse.sync", subject=f"destination:{destination_id}",
+                 changes={"summary": f"Synced the warehouse ({trigger}): {outcome}", "sync_id": sync["id"],
+                          "events": sync["events"], "error": sync["error"]})
+    return sync
 
 
 def _run(engine, catalog, target, destination, source, settings, sync_id, moved: bool) -> None:

@@ -209,7 +209,7 @@ async def dead_letter(request: Request, dest: dict, manifest: Manifest, source: 
 async def sync_now(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     if manifest.category != "Warehouses":
         return web_error(request, 409, "not_a_warehouse", "Only warehouse destinations sync.")
-    sync = await warehouse.sync_now(request.app, dest["id"])
+    sync = await warehouse.sync_now(request.app, dest["id"], actor=request.state.admin_user)
     text = (f"Sync failed: {sync['error']}" if sync["error"]
             else f"Synced {sync['events']} event{'s' if sync['events'] != 1 else ''}.")
     return await redirect(request, f"/destinations/{dest['id']}#syncs", text, "error" if sync["error"] else "ok")
