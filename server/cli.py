@@ -351,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "and print its URLs and an admin token")
     serve.set_defaults(func=cmd_serve)
 
-    init = sub.add_parser("init", help="create or migrate the database and print a new admin token")
+    init = sub.add_parser("init", help="create or migrate the database, print a new admin token and, on a "
+                          "database without one, create the web app's admin account (password printed once)")
     init.set_defaults(func=cmd_init)
 
     cat = sub.add_parser("catalog", help="list the destinations you can add (slug, name, modes, aliases), "

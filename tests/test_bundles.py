@@ -197,3 +197,22 @@ def test_the_filter_interpreter_ships_only_with_device_mode_filters():
     minified = build_bundle(config, CATALOG, plain).body.decode()
     subprocess.run([NODE, "--check", "-"], input=minified.encode(), check=True)
     assert gz(minify(with_filters)) - gz(minify(without)) < 1500  # the interpreter is small
+
+
+def test_the_build_fingerprint_is_the_same_for_every_install_of_one_release(tmp_path, monkeypatch):
+    from server.cdn import bundles
+
+    config, catalog = Config(), load_catalog()
+    copy = tmp_path / "js_templates"
+    shutil.copytree(bundles.JS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "*.md"))
+    monkeypatch.setattr(bundles, "JS_DIR", copy)
+    wheel_like = bundles.build_fingerprint(config, catalog)
+    # What an install or a checkout adds beside the templates: bytecode stamped with the install
+    # time, the contract notes. Neither renders, so neither may change the fingerprint.
+    (copy / "__pycache__").mkdir()
+    (copy / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"\xa7\r\r\n installed at 12:00")
+    (copy / "CONTRACT.md").write_text("notes")
+    assert bundles.build_fingerprint(config, catalog) == wheel_like
+    template = copy / "destinations" / "mixpanel.js.j2"
+    template.write_text(template.read_text() + "\n")
+    assert bundles.build_fingerprint(config, catalog) != wheel_like

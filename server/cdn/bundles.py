@@ -188,8 +188,11 @@ def build_fingerprint(config: Config, catalog: Catalog) -> str:
     from server.cdn import settings_document  # imports this module
 
     digest = hashlib.sha256(CORE_VERSION.encode())
+    # Only what renders (*.js, *.j2): a checkout's CONTRACT.md or the __pycache__ an install
+    # writes (its .pyc carries the install's time) would give each install of one release its
+    # own fingerprint, and servers sharing a store would keep replacing each other's builds.
     for path in sorted(JS_DIR.rglob("*")):
-        if path.is_file():
+        if path.is_file() and path.suffix in (".js", ".j2"):
             digest.update(path.relative_to(JS_DIR).as_posix().encode() + b"\0" + path.read_bytes())
     for module_file in (__file__, settings_document.__file__):
         digest.update(Path(module_file).read_bytes())
