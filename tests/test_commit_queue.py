@@ -44,3 +44,39 @@ def test_the_queue_is_bounded_by_events_and_bytes_and_drains(sqlite_url):
     writer.stop()
     assert events.count_events(engine, source["id"]) == 280
     engine.dispose()
+
+
+def test_while_the_store_is_failing_one_attempt_at_a_time_finds_out_and_the_rest_are_refused_at_once(tmp_path):
+    from test_store_health import Lock
+
+    path = tmp_path / "locked.db"
+    engine = open_store(f"sqlite:///{path}")
+    source = workspace.create_source(engine, "Locked")
+    engine.dispose()
+    # A busy timeout longer than the pause between attempts: an attempt outlasts it.
+    engine = open_store(f"sqlite:///{path}", busy_timeout=3.0)
+    writer = GroupCommitWriter(engine, dedupe_window=60, retry_every=0.2).start()
+    lock = Lock(path)
+
+    async def scenario():
+        with pytest.raises(Exception) as first:  # finds the lock: the store is failing from now on
+            await writer.append(_rows(source["id"], "a", 1))
+        assert not isinstance(first.value, StoreBusy) and writer.failing(within=60)
+        await asyncio.sleep(0.3)
+        probe = asyncio.ensure_future(writer.append(_rows(source["id"], "b", 1)))  # let in: waits on the lock
+        await asyncio.sleep(0.6)  # past retry_every, with the probe still waiting
+        assert not probe.done()
+        with pytest.raises(StoreBusy, match="the store is failing"):
+            await writer.append(_rows(source["id"], "c", 1))
+        assert not probe.done()  # refused at once, not after the probe's wait
+        lock.release()
+        assert await probe == [True]  # released within its busy wait: the probe finds the store back
+        assert not writer.failing(within=60)
+        assert await writer.append(_rows(source["id"], "d", 1)) == [True]  # and everyone is let in again
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        lock.release()
+        writer.stop()
+        engine.dispose()

@@ -17,7 +17,9 @@ keep up — a SQLite file another process holds locked, a slow disk — ``append
 ``StoreBusy`` at once instead of holding more (the collector answers 503 with Retry-After).
 While the store is failing (the last commit failed with a store error, see
 server/store/failures.py), requests are refused at once too, except one commit attempt at most
-every ``retry_every`` seconds, which finds out when the store is back. A failing group whose
+every ``retry_every`` seconds, which finds out when the store is back: one at a time, as an
+attempt may wait as long as the store's busy timeout (requests let in behind it, one a second,
+had waited in line for 20 s and more, past the SDKs' own timeouts, instead of a 503 at once). A failing group whose
 error is the store's (locked, disk full, connection lost) fails as a whole; only other errors
 are retried request by request.
 
@@ -100,6 +102,7 @@ class GroupCommitWriter:
         self.last_error = ""
         self.failed_at = 0.0
         self._last_attempt = 0.0
+        self._probing = False  # a request let in to find out whether the store is back is on its way
         # Observability: how many commits, and how many rows they carried.
         self.commits = 0
         self.rows_committed = 0
@@ -134,9 +137,10 @@ class GroupCommitWriter:
             raise WriterStopped("the server is shutting down")
         if self.failing_since is not None:
             now = time.monotonic()
-            if now - self._last_attempt < self.retry_every:
+            if self._probing or now - self._last_attempt < self.retry_every:
                 raise StoreBusy(f"the store is failing ({self.last_error}); retry shortly")
-            self._last_attempt = now  # this request's commit finds out whether it is back
+            # This request's commit finds out whether it is back (the writer clears the flag).
+            self._last_attempt, self._probing = now, True
         count = len(rows)
         with self._pending_lock:
             if self.pending_events + count > self.max_pending_events or self.pending_bytes + size > self.max_pending_bytes:
@@ -237,6 +241,12 @@ class GroupCommitWriter:
             self._conn = None
 
     def _commit(self, group: list[_Pending]) -> None:
+        try:
+            self._commit_group(group)
+        finally:
+            self._probing = False  # whichever group held the probe, it has its answer now
+
+    def _commit_group(self, group: list[_Pending]) -> None:
         rows = [row for item in group for row in item[0]]
         try:
             flags = events.append(self._connection(), rows, dedupe_window=self.dedupe_window)
@@ -256,7 +266,7 @@ class GroupCommitWriter:
                 return
             log.warning("a group commit of %d requests failed (%s); committing them one by one", len(group), exc)
             for item in group:
-                self._commit([item])
+                self._commit_group([item])
             return
         if self.failing_since is not None:
             log.warning("the store takes writes again after %.1f s", time.monotonic() - self.failing_since)
