@@ -268,10 +268,46 @@ def test_a_call_without_userId_or_anonymousId(tracking):
                    "no_user_anon_id", "needs a userId or an anonymousId")
 
 
+def assert_refused_alone(tracking, path: str, batch: list, index: int, code: str, words: str) -> dict:
+    """A batch with one item breaking a rule: 200, the others stored, that one refused on its
+    own and recorded with the code a single-event route would answer (SDKs drop a batch answered
+    400 whole: Segment stores the rest)."""
+    for i, item in enumerate(batch):
+        if i != index and isinstance(item, dict):
+            item.setdefault("messageId", f"kept-{i}")
+    assert_ok(tracking.post(path, {"batch": batch}))
+    assert sorted(e["messageId"] for e in tracking.stored()) == sorted(f"kept-{i}" for i in range(len(batch))
+                                                                      if i != index)
+    answer = tracking.client.get(f"/api/v1/sources/{tracking.source['id']}/rejected-events",
+                                 headers={"Authorization": f"Bearer {tracking.token}"}).json()
+    assert answer["counts"] == {code: 1}
+    [record] = answer["events"]
+    assert record["reason"] == code and record["message"].startswith(f"batch[{index}]: ")
+    assert words in record["message"], record["message"]
+    return record
+
+
 def test_a_batch_item_without_userId_or_anonymousId(tracking):
-    batch = [{"type": "track", "userId": "u", "event": "E"}, {"type": "page", "name": "Home", "anonymousId": None}]
-    assert_refused(tracking, tracking.post("/v1/b", {"batch": batch}), 400, "no_user_anon_id",
-                   "A page call needs a userId or an anonymousId", index=1)
+    batch = [{"type": "track", "userId": "u", "event": "E"}, {"type": "page", "name": "Home", "anonymousId": None},
+             {"type": "page", "name": "Next", "anonymousId": "a"}]
+    record = assert_refused_alone(tracking, "/v1/b", batch, 1, "no_user_anon_id",
+                                  "A page call needs a userId or an anonymousId")
+    assert (record["type"], record["event"]) == ("page", "Home")
+
+
+def test_batch_items_breaking_the_single_event_rules_are_refused_alone(tracking):
+    batch = [{"type": "track", "userId": "u", "event": "Fine", "messageId": "fine"},
+             {"type": "track", "userId": "u", "event": "", "messageId": "no-name"},
+             {"type": "track", "userId": "u", "event": "Long", "messageId": "m" * 101},
+             {"type": "track", "userId": "u", "event": "T", "messageId": "bad-time", "timestamp": "yesterday"},
+             {"type": "identify", "userId": "u", "traits": [1], "messageId": "bad-traits"}]
+    assert_ok(tracking.post("/v1/batch", {"batch": batch}))
+    assert [e["messageId"] for e in tracking.stored()] == ["fine"]
+    answer = tracking.client.get(f"/api/v1/sources/{tracking.source['id']}/rejected-events",
+                                 headers={"Authorization": f"Bearer {tracking.token}"}).json()
+    assert answer["counts"] == {"missing_event": 1, "message_id_too_long": 1, "invalid_timestamp": 1,
+                                "invalid_field": 1}
+    assert sorted(r["message"][:8] for r in answer["events"]) == ["batch[1]", "batch[2]", "batch[3]", "batch[4]"]
 
 
 def test_a_track_without_event(tracking):
@@ -286,13 +322,12 @@ def test_a_message_id_over_100_characters(tracking):
 
 def test_a_type_that_is_not_one_of_the_six(tracking):
     batch = [{"type": "track", "userId": "u", "event": "E"}, {"type": "purchase", "userId": "u"}]
-    assert_refused(tracking, tracking.post("/v1/batch", {"batch": batch}), 400, "invalid_type",
-                   "type 'purchase'; it must be one of identify, track, page, screen, group, alias", index=1)
+    assert_refused_alone(tracking, "/v1/batch", batch, 1, "invalid_type",
+                         "type 'purchase'; it must be one of identify, track, page, screen, group, alias")
 
 
 def test_a_batch_item_without_type(tracking):
-    assert_refused(tracking, tracking.post("/v1/batch", {"batch": [{"userId": "u"}]}), 400, "invalid_type",
-                   "no type", index=0)
+    assert_refused_alone(tracking, "/v1/batch", [{"userId": "u"}], 0, "invalid_type", "no type")
 
 
 def test_a_batch_that_is_not_an_array(tracking):
@@ -301,9 +336,9 @@ def test_a_batch_that_is_not_an_array(tracking):
 
 
 def test_a_batch_item_that_is_not_an_object(tracking):
-    assert_refused(tracking, tracking.post("/v1/batch", {"batch": [{"type": "track", "userId": "u", "event": "E"},
-                                                                   "oops"]}),
-                   400, "invalid_event", "must be a JSON object, not a string", index=1)
+    record = assert_refused_alone(tracking, "/v1/batch", [{"type": "track", "userId": "u", "event": "E"}, "oops"], 1,
+                                  "invalid_event", "must be a JSON object, not a string")
+    assert (record["message_id"], record["type"]) == (None, None)
 
 
 def test_a_field_of_the_wrong_type(tracking):

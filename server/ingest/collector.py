@@ -45,7 +45,7 @@ from server.ingest.early_sources import EarlySources
 from server.ingest.keys import WriteKeyCache
 from server.ingest.normalise import BatchDefaults, iso, normalise
 from server.ingest.ratelimit import RateLimiter
-from server.ingest.validate import check_batch, check_event, oversize, refusal
+from server.ingest.validate import check_batch, check_event, invalid_item, oversize, refusal
 from server.ingest.writer import GroupCommitWriter, StoreBusy
 from server.store import events, regulations
 from server.store.failures import describe, is_unavailable
@@ -213,10 +213,19 @@ def _rows(call: Call, collector: Collector, source_id: int, body: dict[str, Any]
                     kept.append((index, item))
         else:
             kept = list(enumerate(batch))
+        # An item that breaks a rule is refused on its own, like an oversize one: SDKs drop a
+        # batch answered 400 whole, and Segment stores the batch's other events.
+        items = []
         for index, item in kept:
-            check_event(item, index)
-        items = [normalise(item, index=index, route_type=None, received_at=received_at, received_iso=received_iso,
-                           ip=ip, batch=defaults) for index, item in kept]
+            try:
+                check_event(item, index)
+                items.append(normalise(item, index=index, route_type=None, received_at=received_at,
+                                       received_iso=received_iso, ip=ip, batch=defaults))
+            except ApiError as exc:
+                if exc.extra.get("index") != index:  # about the batch itself (none today): all of it
+                    raise
+                refused = refused or []
+                refused.append({**invalid_item(item, exc), "source_id": source_id, "received_at": received_at})
     if collector.suppressions.pairs:  # one set lookup per event, and only while some user is suppressed
         suppressed = collector.suppressions.suppressed
         kept_items = [item for item in items if not suppressed(source_id, item.get("userId"))]

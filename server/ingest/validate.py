@@ -1,11 +1,10 @@
 """The Tracking API's rules for one event, checked before anything is stored.
 
 Each broken rule is a 400 whose ``code`` names the rule and whose ``message`` says what to fix.
-Inside a batch the message starts with ``batch[i]: `` and the body carries ``index: i`` — the
-whole batch is refused, so that a client never has to guess which part was kept. One exception:
-an item over 32 KB is refused on its own (``oversize``) and the rest of the batch is stored,
-because SDKs drop a batch answered 400, and some (analytics-node, RudderStack) build batches
-holding such an item.
+Inside a batch the message starts with ``batch[i]: `` (and the error carries ``index: i``): the
+collector then refuses that item on its own, over 32 KB (``oversize``) or breaking a rule
+(``invalid_item``), and stores the rest of the batch, because SDKs drop a batch answered 400 and
+their own checks let such items through; Segment stores the rest too.
 
 Ids sent as numbers are kept as their exact decimal text. A JSON integer beyond 64 bits cannot
 be parsed exactly (orjson reads it as a float, like JavaScript would), so an id that arrives as
@@ -117,6 +116,25 @@ def refusal(item: Any, index: int, size: int) -> dict[str, Any]:
     return {
         "reason": "event_too_large",
         "message": f"batch[{index}]: the event is {size:,} bytes; the limit is 32 KB ({EVENT_LIMIT:,} bytes)",
+        "message_id": _text(fields.get("messageId"), 100),
+        "type": _text(fields.get("type"), 20),
+        "event": _text(fields.get("event") or fields.get("name"), 200),
+        "size": size,
+    }
+
+
+def invalid_item(item: Any, exc: ApiError) -> dict[str, Any]:
+    """What is kept of a batch item refused on its own for breaking a rule (``exc``, the 400 a
+    single-event route would answer): who and what it was, its size, and why — never its
+    properties (server/store/rejections.py stores this)."""
+    fields = item if type(item) is dict else {}
+    try:
+        size = len(orjson.dumps(item))
+    except orjson.JSONEncodeError:  # not reached for parsed JSON (depth is checked first)
+        size = 0
+    return {
+        "reason": exc.code,
+        "message": exc.message[:300],
         "message_id": _text(fields.get("messageId"), 100),
         "type": _text(fields.get("type"), 20),
         "event": _text(fields.get("event") or fields.get("name"), 200),

@@ -1,12 +1,13 @@
-"""Events the collector refused one by one inside an accepted batch (e.g. over 32 KB).
+"""Events the collector refused one by one inside an accepted batch (over 32 KB, or breaking
+one of the Tracking API's rules: server/ingest/validate.py).
 
-A batch with one oversize event is still answered 200 and its other events are stored; the
-oversize one is not. So that this is never silent, each refusal leaves:
+A batch with such an event is still answered 200 and its other events are stored; that one is
+not. So that this is never silent, each refusal leaves:
 
 - a count per (source, reason) in ``rejected_event_counts`` (for ``/metrics`` and the web app);
 - a small record in ``rejected_events``: messageId, type, event name, size, reason and message —
-  never the payload itself (it is the oversize part). Only the newest ``KEEP`` records per
-  source are kept, so a client that keeps sending oversize events cannot fill the disk.
+  never the payload itself. Only the newest ``KEEP`` records per source are kept, so a client
+  that keeps sending bad events cannot fill the disk.
 
 Both are written by the collector's group-commit writer, right after the batch's good events.
 """
