@@ -341,6 +341,15 @@ def test_an_unknown_write_key(tracking):
     assert_refused(tracking, response, 401, "invalid_write_key", "No source has this write key")
 
 
+@pytest.mark.parametrize("path", ["/v1/batch", "/v1/import", "/v1/t", "/v1/track", "/v1/identify", "/v1/e"])
+def test_a_basic_auth_value_that_is_not_ascii_is_a_missing_key_not_a_500(tracking, path):
+    # The header is read as latin-1: a byte over 0x7F is a str base64 refuses with a plain ValueError.
+    body = {"batch": [{"type": "track", "userId": "u", "event": "e"}]}
+    for value in (b"Basic \xe9", b"Basic \xc3\xa9==", "Basic ".encode() + base64.b64encode(b"\xff\xfe:")):
+        response = tracking.post(path, body, key=False, headers={"Authorization": value})
+        assert_refused(tracking, response, 401, "missing_write_key", "Basic auth user name")
+
+
 def test_a_disabled_source(tracking):
     workspace.update_source(tracking.engine, tracking.source["id"], enabled=False)
     assert_refused(tracking, tracking.post("/v1/t", {"userId": "u", "event": "E"}), 403, "source_disabled",

@@ -22,7 +22,6 @@ Every answer, errors included, carries CORS headers. See docs/collector.md.
 from __future__ import annotations
 
 import base64
-import binascii
 import gc
 import logging
 from datetime import datetime, timezone
@@ -146,7 +145,10 @@ def basic_auth_user(call: Call) -> str | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:
+        # binascii.Error (not base64), UnicodeDecodeError (not UTF-8) and, for a value with a
+        # byte over 0x7F (the header is read as latin-1), b64decode's own ValueError: all three
+        # are "no key here", answered like a missing key.
         return None
     return decoded.partition(":")[0] or None
 
