@@ -133,7 +133,7 @@ CODES: dict[str, str] = {
     "invalid_early_event": "a body posted to the collector's /e that is not the snippet's early-send array",
     "invalid_event": "an event nested too deep, with a number no double holds, or an id that lost precision",
     "invalid_filter": "a destination filter that does not parse or fit the rules (docs/filters.md); with position",
-    "invalid_gzip": "a gzip body that does not decompress",
+    "invalid_gzip": "a gzip body that does not decompress, or of more than 16 members",
     "invalid_http": "bytes on the connection that are not HTTP/1.1",
     "invalid_ids": "an ids parameter that is not a list of ids",
     "invalid_limit": "a limit parameter out of range",
