@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from server.errors import ApiError
 from server.ingest.asgi import Call
-from server.ingest.depth import check_depth, too_deep_error
+from server.ingest.depth import loads, too_deep_error
 
 EVENT_LIMIT = 32 * 1024  # one event (the body of /v1/track and friends; each item of a batch)
 # The whole body of /v1/batch and /v1/import: RudderStack's SDKs send batches up to 4 MB (Segment's
@@ -105,7 +105,7 @@ def parse_json(data: bytes, expected: str) -> Any:
     if not data.strip():
         raise ApiError(400, "malformed_json", f"The body is empty; send {expected}")
     try:
-        parsed = orjson.loads(data)
+        parsed = loads(data)
     except orjson.JSONDecodeError as exc:
         reason = str(exc)
         if reason.startswith("depth limit exceeded"):  # orjson stops at 1024 levels
@@ -114,7 +114,6 @@ def parse_json(data: bytes, expected: str) -> Any:
             raise ApiError(400, "invalid_event", f"A number in the body is too large to store ({reason}); "
                            "send it as a string") from None
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
-    check_depth(data, parsed)
     return parsed
 
 
