@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -255,6 +256,36 @@ def test_a_gzipped_batch_over_4_mb_once_decompressed(tracking):
     assert len(raw) < 20_000
     assert_refused(tracking, tracking.post("/v1/batch", None, raw=raw, headers={"Content-Encoding": "gzip"}),
                    400, "batch_too_large", "limit is 4 MB")
+
+
+def test_bodies_over_128_kb_get_the_same_answers_from_the_thread_that_parses_them(tracking):
+    # Over 128 KB, as sent or once decompressed, a body is gunzipped and parsed beside the event
+    # loop (server/ingest/off_loop.py): its answers, errors included, must not change.
+    zipped = {"Content-Encoding": "gzip"}
+
+    def batch(tag: str, blob) -> bytes:
+        items = [{"type": "track", "userId": "u", "event": tag, "messageId": f"{tag}-{n}", "properties": {"blob": blob()}}
+                 for n in range(100)]
+        return orjson.dumps({"writeKey": tracking.key, "batch": items})
+
+    plain, expanding = batch("plain", lambda: "p" * 3000), gzip.compress(batch("expanding", lambda: "e" * 3000))
+    incompressible = gzip.compress(batch("incompressible", lambda: os.urandom(1500).hex()))
+    assert len(plain) > 256 * 1024 and len(expanding) < 128 * 1024 < len(incompressible)
+    assert_ok(tracking.post("/v1/batch", None, raw=plain))
+    assert_ok(tracking.post("/v1/batch", None, raw=expanding, headers=zipped))
+    assert_ok(tracking.post("/v1/batch", None, raw=incompressible, headers=zipped))
+    assert [e["event"] for e in tracking.stored()] == ["plain"] * 100 + ["expanding"] * 100 + ["incompressible"] * 100
+    stored = events.count_events(tracking.engine)
+    for raw, headers, code, words in (
+        (plain[:-1], {}, "malformed_json", "not valid JSON"),
+        (gzip.compress(plain[:-1]), zipped, "malformed_json", "not valid JSON"),
+        (gzip.compress(plain[:-1] + b',"deep":' + b"[" * 70 + b"]" * 70 + b"}"), zipped, "invalid_event", "64 levels"),
+        (gzip.compress(plain)[:-8], zipped, "invalid_gzip", "truncated"),
+    ):
+        response = tracking.post("/v1/batch", None, raw=raw, headers=headers)
+        assert response.status_code == 400 and response.json()["code"] == code, response.text
+        assert words in response.json()["message"]
+    assert events.count_events(tracking.engine) == stored
 
 
 def test_a_batch_over_2500_events(tracking):

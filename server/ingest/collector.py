@@ -38,10 +38,13 @@ from server.config import Config
 from server.errors import ApiError
 from server.ingest import client_metrics, cors, events_api, rejected, stats
 from server.ingest.asgi import Answer, Call, encode_headers, error_answer
-from server.ingest.body import BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_json, parse_object, read_body
+from server.ingest.body import (
+    BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_json, parse_object, parse_object_off_loop, read_body,
+)
 from server.ingest.early import expand, write_key_of
 from server.ingest.early_sources import EarlySources
 from server.ingest.keys import WriteKeyCache
+from server.ingest.off_loop import OffLoop
 from server.ingest.normalise import BatchDefaults, iso, normalise
 from server.ingest.ratelimit import RateLimiter
 from server.ingest.validate import check_batch, check_event, oversize, refusal
@@ -66,7 +69,8 @@ _heap_frozen = False
 
 
 class Collector:
-    """What the routes share in one app: the writer, the key cache, the rate limiter."""
+    """What the routes share in one app: the writer, the key cache, the rate limiter, the thread
+    for large bodies."""
 
     def __init__(self, config: Config, engine, catalog: Catalog | None = None):
         self.config = config
@@ -77,6 +81,7 @@ class Collector:
         # Users under a suppress regulation: their events are acknowledged, never stored.
         self.suppressions = regulations.SuppressionList(engine)
         self.limiter = RateLimiter(config.rate_limit)
+        self.off_loop = OffLoop()  # gunzip and parse of large bodies, away from the event loop
         self.writer = GroupCommitWriter(
             engine, dedupe_window=config.dedupe_window, max_pending_events=config.commit_queue_events,
             max_pending_bytes=config.commit_queue_mb * 1024 * 1024)
@@ -93,6 +98,7 @@ class Collector:
         self.early.close()
         self.suppressions.stop()
         self.writer.stop()
+        self.off_loop.close()
 
 
 def _collector(app: Starlette) -> Collector:
@@ -330,8 +336,8 @@ def _single(route_type: str) -> Handler:
 
 
 async def _batch(call: Call, collector: Collector) -> Answer:
-    data = await read_body(call, BATCH_LIMIT, "batch_too_large", "batch")
-    body = parse_object(data)
+    data = await read_body(call, BATCH_LIMIT, "batch_too_large", "batch", collector.off_loop)
+    body = await parse_object_off_loop(data, collector.off_loop)
     source_id = await _source_id(collector, call, body)
     size = len(data)
     prepared = _rows(call, collector, source_id, body, None, size)
@@ -348,7 +354,8 @@ async def _early(call: Call, collector: Collector) -> Answer:
 
 
 async def _metrics(call: Call, collector: Collector) -> Answer:
-    body = parse_object(await read_body(call, METRICS_LIMIT, "batch_too_large", "metrics body"))
+    data = await read_body(call, METRICS_LIMIT, "batch_too_large", "metrics body", collector.off_loop)
+    body = await parse_object_off_loop(data, collector.off_loop)
     client_metrics.record(body)
     return Answer(200, SUCCESS, cors.cors_headers(call))
 
