@@ -164,13 +164,21 @@ def client_ip(call: Call, trust_proxy: bool) -> str | None:
     return client_address(call.client_host, call.header(b"x-forwarded-for"), trust_proxy)
 
 
-async def _source_id(collector: Collector, call: Call, body: dict[str, Any]) -> int:
-    write_key = body.get("writeKey")
-    if type(write_key) is not str or not write_key:
-        write_key = basic_auth_user(call)
-    if not write_key:
+def request_write_key(call: Call, in_body: Any) -> str:
+    """The request's write key: the one in the body when it is a non-empty string, else the Basic
+    auth user name (Segment's rule for every route, the early send's array included)."""
+    key = in_body if type(in_body) is str and in_body else basic_auth_user(call)
+    if not key:
         raise ApiError(401, "missing_write_key",
                        "Send the source's write key as writeKey in the body or as the Basic auth user name")
+    return key
+
+
+async def _source_id(collector: Collector, call: Call, body: dict[str, Any]) -> int:
+    return await _source_id_of(collector, request_write_key(call, body.get("writeKey")))
+
+
+async def _source_id_of(collector: Collector, write_key: str) -> int:
     hit, source = collector.keys.cached(write_key)
     if not hit:
         try:
@@ -348,8 +356,11 @@ async def _batch(call: Call, collector: Collector) -> Answer:
 async def _early(call: Call, collector: Collector) -> Answer:
     data = await read_body(call, EVENT_LIMIT, "event_too_large", "event")
     compact = parse_json(data, "the snippet's early-send array")
-    source_id = await _source_id(collector, call, {"writeKey": write_key_of(compact)})
-    body = expand(compact, await collector.early.facts(write_key_of(compact)))
+    # The source's early-send facts are those of the key that authenticated the request (the
+    # array's, or the Basic auth user's when the array's is empty), never of the array's alone.
+    key = request_write_key(call, write_key_of(compact))
+    source_id = await _source_id_of(collector, key)
+    body = expand(compact, await collector.early.facts(key))
     return await _store(call, collector, _rows(call, collector, source_id, body, body["type"]), len(data))
 
 
