@@ -4,9 +4,11 @@ invalidation through the admin API, and single flight."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import re
 import time
+import tracemalloc
 
 import brotli
 import httpx
@@ -190,6 +192,49 @@ def test_settings_document_is_segment_shaped_with_cors(site):
     assert script.status_code == 200 and b"switchboard_google_analytics_4" in script.content
     assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert client.get("/analytics.js/v1/plugins/google_analytics_4.0000000000000000.js").status_code == 404
+
+
+SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+@SQLITE
+@pytest.mark.parametrize("length", [250, 5000])
+def test_a_plugin_slug_too_long_for_a_file_name_is_a_404(site, length):
+    # Used to reach Path.is_file() with the slug as a file name: OSError (name too long), a 500.
+    client, _, _, _ = site
+    url = f"/analytics.js/v1/plugins/{'a' * length}.0123456789abcdef.js"
+    for method in ("GET", "HEAD"):
+        response = client.request(method, url)
+        assert response.status_code == 404 and response.headers["cache-control"] == "no-store"
+    assert "no such plugin" in client.get(url).text
+
+
+@SQLITE
+def test_unknown_plugin_slugs_are_not_remembered(site):
+    # Each distinct unknown slug used to be cached for ever (two lru_caches keyed by the URL's
+    # slug): a client could grow the server's memory without bound. Measured over 2,000 slugs of
+    # 250 characters: once kept they are at least 500 KB; a little room is left for what the
+    # test client itself allocates.
+    client, _, _, _ = site
+
+    def ask(prefix: str, count: int) -> None:
+        for n in range(count):
+            assert client.get(f"/analytics.js/v1/plugins/{prefix}{n}{'q' * 240}.0123456789abcdef.js").status_code == 404
+
+    ask("warm", 300)  # first-use allocations (routing, the test client) out of the figure
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        ask("probe", 2000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 2000 * 100, f"{grown:,} bytes kept after 2,000 unknown slugs"
+    # Known plugins are still served (and built once).
+    plugin = client.get(f"/v1/projects/{site[1]['write_key']}/settings").json()["remotePlugins"][0]
+    assert client.get(plugin["url"].removeprefix("http://127.0.0.1:8000")).status_code == 200
 
 
 def test_settings_document_carries_segments_consent_settings(site):

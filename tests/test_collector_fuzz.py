@@ -1,5 +1,5 @@
 """Property tests: whatever reaches the Tracking API — arbitrary bytes, arbitrary JSON, event-shaped
-JSON with arbitrary values — no route answers 5xx, every 4xx carries ``code`` and ``message``,
+JSON with arbitrary values, arbitrary Basic auth values — no route answers 5xx, every 4xx carries ``code`` and ``message``,
 and a 200 is exactly ``{"success": true}``."""
 
 from __future__ import annotations
@@ -83,6 +83,15 @@ def test_arbitrary_bytes_never_5xx(fuzz, route, data, zipped):
     if zipped:
         headers["Content-Encoding"] = "gzip"
     check_answer(client.post(route, content=data, headers=headers))
+
+
+@FUZZ
+@given(route=st.sampled_from([*ROUTES, "/v1/e"]),
+       value=st.binary(max_size=40).filter(lambda v: not any(b in v for b in b"\r\n\x00")))
+def test_arbitrary_basic_auth_values_never_5xx(fuzz, route, value):
+    client, _, _ = fuzz
+    body = b'{"batch":[{"type":"track","userId":"u","event":"e"}]}'
+    check_answer(client.post(route, content=body, headers={"Authorization": b"Basic " + value}))
 
 
 @FUZZ

@@ -4,6 +4,7 @@ code and a message, never a 500). In process (Starlette's TestClient, real SQLit
 
 from __future__ import annotations
 
+import base64
 import copy
 
 import orjson
@@ -100,6 +101,23 @@ def test_a_track_without_a_name_or_a_page_with_utm_parameters_is_refused(trackin
 @SQLITE
 def test_an_unknown_write_key_is_a_401(tracking):
     assert_refused(tracking, tracking.post("/v1/e", compact("nope")), 401, "invalid_write_key", "write key")
+
+
+@SQLITE
+def test_the_key_that_authenticates_is_the_one_whose_source_decides(tracking):
+    # As on every Tracking API route: the body's key when it has one, else the Basic auth user.
+    # The source's early-send facts used to be read for the array's key even when empty, so an
+    # early send authenticated by Basic auth was refused for "consent categories or filters"
+    # that its source did not have.
+    basic = {"Authorization": "Basic " + base64.b64encode(f"{tracking.key}:".encode()).decode()}
+    # A key in the array wins over the header: here an unknown one.
+    assert_refused(tracking, tracking.post("/v1/e", compact("nope"), headers=basic),
+                   401, "invalid_write_key", "No source has this write key")
+    assert_refused(tracking, tracking.post("/v1/e", compact("")), 401, "missing_write_key", "Basic auth")
+    assert_ok(tracking.post("/v1/e", compact(""), headers=basic))
+    assert_ok(tracking.post("/v1/e", compact(None, ids={**IDS, "messageId": "sb-null-key"}), headers=basic))
+    (first, second) = tracking.stored()
+    assert first["integrations"] == {"Hotjar": False} and second["messageId"] == "sb-null-key"
 
 
 @SQLITE

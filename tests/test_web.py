@@ -438,10 +438,3 @@ def test_the_event_tester_explains_an_unusable_proxy_instead_of_failing(signed_i
     answer = signed_in.post("/destinations/1/test", data={"csrf_token": signed_in.csrf, "type": "track"})
     assert answer.status_code == 200
     assert "Cannot send from this server" in answer.text and "socks" in answer.text
-
-
-def test_static_serves_assets_but_not_the_package_python(web):
-    assert web.get("/static/app.css").status_code == 200
-    for path in ("/static/__init__.py", "/static/__pycache__/__init__.cpython-311.pyc"):
-        answer = web.get(path)
-        assert answer.status_code == 404 and answer.json()["code"] == "not_found"

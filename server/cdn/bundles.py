@@ -101,15 +101,31 @@ def core_source(device: bool = False, filters: bool = False) -> str:
     return (JS_DIR / "dist" / CORE_VARIANTS[device or filters, filters]).read_text().strip()
 
 
+@lru_cache(maxsize=1)
+def known_loaders() -> frozenset[str]:
+    """The slugs that have a loader template, listed once: the templates ship with the package
+    and do not change while a server runs. A slug from a URL is looked up here before anything
+    else, so one that names no loader never reaches the filesystem (a 250-character name is an
+    OSError there) or a cache (each distinct unknown slug would be kept for ever)."""
+    return frozenset(p.name[: -len(".js.j2")] for p in (JS_DIR / "destinations").glob("*.js.j2"))
+
+
 def loader_slugs() -> list[str]:
-    return sorted(p.name[: -len(".js.j2")] for p in (JS_DIR / "destinations").glob("*.js.j2"))
+    return sorted(known_loaders())
 
 
-@lru_cache(maxsize=None)
+# Ceilings of the per-slug caches below. Only slugs in known_loaders() (a dozen) are ever keys,
+# so nothing is evicted in practice; the bound says so in code.
+_SLUGS_CACHED = 128
+
+
 def loader_source(slug: str) -> str | None:
     """A destination's loader, rendered (loaders take no template variables), or None."""
-    if not (JS_DIR / "destinations" / f"{slug}.js.j2").is_file():
-        return None
+    return _rendered_loader(slug) if slug in known_loaders() else None
+
+
+@lru_cache(maxsize=_SLUGS_CACHED)
+def _rendered_loader(slug: str) -> str:
     return js_env().get_template(f"destinations/{slug}.js.j2").render()
 
 
@@ -313,17 +329,19 @@ def extras_url(config: Config) -> str:
     return f"{config.origin}{config.bundle_path}/plugins/{EXTRAS}.{build_extras().hash}.js"
 
 
-@lru_cache(maxsize=None)
 def build_plugin(slug: str) -> Built | None:
     """A loader wrapped in analytics-next's plugin interface; settings arrive at run time, so one
-    file per slug serves every source. ``EXTRAS`` is the core's extras chunk instead."""
+    file per slug serves every source. ``EXTRAS`` is the core's extras chunk instead. None for a
+    slug that names no loader (decided before any cache: see known_loaders)."""
     if slug == EXTRAS:
         return build_extras()
-    loader = loader_source(slug)
-    if loader is None:
-        return None
+    return _built_plugin(slug) if slug in known_loaders() else None
+
+
+@lru_cache(maxsize=_SLUGS_CACHED)
+def _built_plugin(slug: str) -> Built:
     js = js_env().get_template("plugin.js.j2").render(
-        version=CORE_VERSION, slug=slug, library=plugin_library(slug), loader=loader,
+        version=CORE_VERSION, slug=slug, library=plugin_library(slug), loader=_rendered_loader(slug),
         util=core_part("00-util.js"), runtime=core_part("05-routed.js", "30-loaders.js"), facade=extras_source("10-facade.js"),
         filters=filters_source(),  # for filters the settings document cannot give analytics-next as routing rules
     )

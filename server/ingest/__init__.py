@@ -13,7 +13,8 @@
 - ``early``: expands the snippet's early send (``/v1/e``) into the event the bundle would build.
 - ``stats``: Prometheus counters for accepted, duplicate and refused events.
 - ``events_api``: the admin read API over stored events.
-- ``depth``: refuses bodies nested deeper than 64 levels, checked cheaply.
+- ``depth``: parses a body, refusing one nested deeper than 64 levels: exact, and cheap whatever its shape.
+- ``off_loop``: the thread that decompresses and parses large bodies, away from the event loop.
 - ``rejected``: refused batch items in the admin API and ``/metrics``.
 
 The door: ``routes``, ``startup`` and ``shutdown`` (from ``collector``).

@@ -4,6 +4,10 @@ Browsers send ``Content-Type: text/plain`` (no preflight for the classic library
 ``application/json``: the body is JSON whatever the Content-Type says. Sizes are checked on the
 bytes as they arrive and again after decompression, so neither a huge upload nor a gzip bomb
 is ever held in memory whole.
+
+A body over ``INLINE_LIMIT`` (before or after gzip) is decompressed and parsed on the
+collector's thread beside the event loop (``server/ingest/off_loop.py``); smaller ones, the
+common case, are handled on the loop, where they cost less than the hand-over would.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any
 import orjson
 from server.errors import ApiError
 from server.ingest.asgi import Call
-from server.ingest.depth import check_depth, too_deep_error
+from server.ingest.depth import loads, too_deep_error
+from server.ingest.off_loop import OffLoop
 
 EVENT_LIMIT = 32 * 1024  # one event (the body of /v1/track and friends; each item of a batch)
 # The whole body of /v1/batch and /v1/import: RudderStack's SDKs send batches up to 4 MB (Segment's
@@ -23,6 +28,16 @@ BATCH_LIMIT = 4 * 1024 * 1024
 METRICS_LIMIT = 500 * 1024  # the body of /v1/m (analytics-next's own metrics: a few hundred bytes)
 # A gzip stream of incompressible data is a little larger than the data itself.
 _GZIP_SLACK = 1024
+# RFC 1952 lets a gzip body be several members one after the other (what ``cat a.gz b.gz``
+# makes); every SDK we know of sends one. Each member after the first starts over on a copy of
+# what is left of the body (zlib's ``unused_data``), so without a bound a body of 200,000 empty
+# members (4 MB) cost 200,000 copies of up to 4 MB: seconds of CPU for one request. 16 keeps
+# concatenated files working and bounds that work to 16 copies of the body.
+MAX_GZIP_MEMBERS = 16
+# Bodies up to this size (compressed, and once decompressed) are gunzipped and parsed on the
+# event loop: at most a few ms whatever their shape, and a batch of 100 analytics.js events
+# (~60 KB) is well within it. Larger ones go to the collector's own thread.
+INLINE_LIMIT = 128 * 1024
 
 
 def _too_large(code: str, what: str, limit: int, size: int | None = None) -> ApiError:
@@ -31,8 +46,9 @@ def _too_large(code: str, what: str, limit: int, size: int | None = None) -> Api
     return ApiError(400, code, f"The {what} {measured}; the limit is {shown} ({limit:,} bytes)")
 
 
-async def read_body(call: Call, limit: int, code: str, what: str) -> bytes:
-    """The request body, decompressed, or a 400 ``code`` once it exceeds ``limit`` bytes."""
+async def read_body(call: Call, limit: int, code: str, what: str, off_loop: OffLoop | None = None) -> bytes:
+    """The request body, decompressed, or a 400 ``code`` once it exceeds ``limit`` bytes.
+    With ``off_loop``, a large gzip body is decompressed there."""
     encoding = call.header(b"content-encoding").strip().lower()
     if encoding not in ("", "identity", "gzip", "x-gzip"):
         raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; send gzip or nothing")
@@ -55,29 +71,57 @@ async def read_body(call: Call, limit: int, code: str, what: str) -> bytes:
         if not message.get("more_body", False):
             break
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if gzipped:
-        data = gunzip(data, limit, code, what)
-    elif len(data) > limit:
-        raise _too_large(code, what, limit, len(data))
-    return data
+    if not gzipped:
+        if len(data) > limit:
+            raise _too_large(code, what, limit, len(data))
+        return data
+    if off_loop is None or limit <= INLINE_LIMIT:
+        return gunzip(data, limit, code, what)
+    if len(data) <= INLINE_LIMIT:
+        # Small as sent, but it may expand: decompressed here as long as it stays small.
+        small = inflate(data, INLINE_LIMIT)
+        if small is not None:
+            return small
+    return await off_loop.run(gunzip, data, limit, code, what)
 
 
 def gunzip(data: bytes, limit: int, code: str, what: str) -> bytes:
-    """Decompress every gzip member of ``data``, never producing more than ``limit`` + 1 bytes."""
+    """Every gzip member of ``data`` decompressed, or a 400 ``code`` beyond ``limit`` bytes."""
+    out = inflate(data, limit)
+    if out is None:
+        raise _too_large(code, what, limit)
+    return out
+
+
+def inflate(data: bytes, limit: int) -> bytes | None:
+    """Every gzip member of ``data`` (at most MAX_GZIP_MEMBERS) decompressed, or None once that
+    is over ``limit`` bytes (never producing more than ``limit`` + 1). Broken gzip is a 400."""
     out = bytearray()
     rest = data
+    members = 0
     try:
         while rest:
+            members += 1
+            if members > MAX_GZIP_MEMBERS:
+                raise ApiError(400, "invalid_gzip", f"The gzip body has more than {MAX_GZIP_MEMBERS} members; "
+                               "send one (as gzip and every Segment library do)")
             stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
             out += stream.decompress(rest, limit + 1 - len(out))
             if len(out) > limit or stream.unconsumed_tail:
-                raise _too_large(code, what, limit)
+                return None
             if not stream.eof:
                 raise ApiError(400, "invalid_gzip", "The gzip body is truncated")
             rest = stream.unused_data
     except zlib.error as exc:
         raise ApiError(400, "invalid_gzip", f"The body is not valid gzip: {exc}") from None
     return bytes(out)
+
+
+async def parse_object_off_loop(data: bytes, off_loop: OffLoop) -> dict[str, Any]:
+    """``parse_object``, on the collector's thread when ``data`` is over INLINE_LIMIT."""
+    if len(data) <= INLINE_LIMIT:
+        return parse_object(data)
+    return await off_loop.run(parse_object, data)
 
 
 def parse_object(data: bytes) -> dict[str, Any]:
@@ -93,7 +137,7 @@ def parse_json(data: bytes, expected: str) -> Any:
     if not data.strip():
         raise ApiError(400, "malformed_json", f"The body is empty; send {expected}")
     try:
-        parsed = orjson.loads(data)
+        parsed = loads(data)
     except orjson.JSONDecodeError as exc:
         reason = str(exc)
         if reason.startswith("depth limit exceeded"):  # orjson stops at 1024 levels
@@ -102,7 +146,6 @@ def parse_json(data: bytes, expected: str) -> Any:
             raise ApiError(400, "invalid_event", f"A number in the body is too large to store ({reason}); "
                            "send it as a string") from None
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}") from None
-    check_depth(data, parsed)
     return parsed
 
 

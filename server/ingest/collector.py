@@ -22,7 +22,6 @@ Every answer, errors included, carries CORS headers. See docs/collector.md.
 from __future__ import annotations
 
 import base64
-import binascii
 import gc
 import logging
 from datetime import datetime, timezone
@@ -39,10 +38,13 @@ from server.config import Config
 from server.errors import ApiError
 from server.ingest import client_metrics, cors, events_api, rejected, stats
 from server.ingest.asgi import Answer, Call, encode_headers, error_answer
-from server.ingest.body import BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_json, parse_object, read_body
+from server.ingest.body import (
+    BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_json, parse_object, parse_object_off_loop, read_body,
+)
 from server.ingest.early import expand, write_key_of
 from server.ingest.early_sources import EarlySources
 from server.ingest.keys import WriteKeyCache
+from server.ingest.off_loop import OffLoop
 from server.ingest.normalise import BatchDefaults, iso, normalise
 from server.ingest.ratelimit import RateLimiter
 from server.ingest.validate import check_batch, check_event, invalid_item, oversize, refusal
@@ -67,7 +69,8 @@ _heap_frozen = False
 
 
 class Collector:
-    """What the routes share in one app: the writer, the key cache, the rate limiter."""
+    """What the routes share in one app: the writer, the key cache, the rate limiter, the thread
+    for large bodies."""
 
     def __init__(self, config: Config, engine, catalog: Catalog | None = None):
         self.config = config
@@ -78,6 +81,7 @@ class Collector:
         # Users under a suppress regulation: their events are acknowledged, never stored.
         self.suppressions = regulations.SuppressionList(engine)
         self.limiter = RateLimiter(config.rate_limit)
+        self.off_loop = OffLoop()  # gunzip and parse of large bodies, away from the event loop
         self.writer = GroupCommitWriter(
             engine, dedupe_window=config.dedupe_window, max_pending_events=config.commit_queue_events,
             max_pending_bytes=config.commit_queue_mb * 1024 * 1024)
@@ -94,6 +98,7 @@ class Collector:
         self.early.close()
         self.suppressions.stop()
         self.writer.stop()
+        self.off_loop.close()
 
 
 def _collector(app: Starlette) -> Collector:
@@ -146,7 +151,10 @@ def basic_auth_user(call: Call) -> str | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:
+        # binascii.Error (not base64), UnicodeDecodeError (not UTF-8) and, for a value with a
+        # byte over 0x7F (the header is read as latin-1), b64decode's own ValueError: all three
+        # are "no key here", answered like a missing key.
         return None
     return decoded.partition(":")[0] or None
 
@@ -156,13 +164,21 @@ def client_ip(call: Call, trust_proxy: bool) -> str | None:
     return client_address(call.client_host, call.header(b"x-forwarded-for"), trust_proxy)
 
 
-async def _source_id(collector: Collector, call: Call, body: dict[str, Any]) -> int:
-    write_key = body.get("writeKey")
-    if type(write_key) is not str or not write_key:
-        write_key = basic_auth_user(call)
-    if not write_key:
+def request_write_key(call: Call, in_body: Any) -> str:
+    """The request's write key: the one in the body when it is a non-empty string, else the Basic
+    auth user name (Segment's rule for every route, the early send's array included)."""
+    key = in_body if type(in_body) is str and in_body else basic_auth_user(call)
+    if not key:
         raise ApiError(401, "missing_write_key",
                        "Send the source's write key as writeKey in the body or as the Basic auth user name")
+    return key
+
+
+async def _source_id(collector: Collector, call: Call, body: dict[str, Any]) -> int:
+    return await _source_id_of(collector, request_write_key(call, body.get("writeKey")))
+
+
+async def _source_id_of(collector: Collector, write_key: str) -> int:
     hit, source = collector.keys.cached(write_key)
     if not hit:
         try:
@@ -337,8 +353,8 @@ def _single(route_type: str) -> Handler:
 
 
 async def _batch(call: Call, collector: Collector) -> Answer:
-    data = await read_body(call, BATCH_LIMIT, "batch_too_large", "batch")
-    body = parse_object(data)
+    data = await read_body(call, BATCH_LIMIT, "batch_too_large", "batch", collector.off_loop)
+    body = await parse_object_off_loop(data, collector.off_loop)
     source_id = await _source_id(collector, call, body)
     size = len(data)
     prepared = _rows(call, collector, source_id, body, None, size)
@@ -349,13 +365,17 @@ async def _batch(call: Call, collector: Collector) -> Answer:
 async def _early(call: Call, collector: Collector) -> Answer:
     data = await read_body(call, EVENT_LIMIT, "event_too_large", "event")
     compact = parse_json(data, "the snippet's early-send array")
-    source_id = await _source_id(collector, call, {"writeKey": write_key_of(compact)})
-    body = expand(compact, await collector.early.facts(write_key_of(compact)))
+    # The source's early-send facts are those of the key that authenticated the request (the
+    # array's, or the Basic auth user's when the array's is empty), never of the array's alone.
+    key = request_write_key(call, write_key_of(compact))
+    source_id = await _source_id_of(collector, key)
+    body = expand(compact, await collector.early.facts(key))
     return await _store(call, collector, _rows(call, collector, source_id, body, body["type"]), len(data))
 
 
 async def _metrics(call: Call, collector: Collector) -> Answer:
-    body = parse_object(await read_body(call, METRICS_LIMIT, "batch_too_large", "metrics body"))
+    data = await read_body(call, METRICS_LIMIT, "batch_too_large", "metrics body", collector.off_loop)
+    body = await parse_object_off_loop(data, collector.off_loop)
     client_metrics.record(body)
     return Answer(200, SUCCESS, cors.cors_headers(call))
 

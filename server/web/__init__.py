@@ -10,36 +10,20 @@ The door: ``routes`` and ``admin_lines`` (the web account's first-run lines the 
 
 from __future__ import annotations
 
-from importlib import resources
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.exceptions import HTTPException
-from starlette.staticfiles import StaticFiles
 
 from server.web import (
     views_alerts, views_api_docs, views_audit, views_auth, views_catalog, views_debugger, views_destinations,
     views_filters, views_history, views_privacy, views_source_settings, views_sources, views_users,
 )
+from server.web.assets import STATIC, Assets, JsonRangeErrors
 from server.web.security_headers import NoSniff
 from server.web.accounts import admin_lines, prepare as prepare_sign_in
 from server.web.sessions import page, redirect
 
 __all__ = ["routes", "admin_lines"]
-
-STATIC = str(resources.files("server.static"))  # static/ of the repository, installed with the package
-
-
-class Assets(StaticFiles):
-    """The web app's static files, but not the package's Python (``static/__init__.py`` makes the
-    folder the installable package ``server.static``; it is no asset to serve)."""
-
-    async def get_response(self, path: str, scope) -> Response:
-        if path.endswith((".py", ".pyc")) or "__pycache__" in path:
-            raise HTTPException(404)
-        return await super().get_response(path, scope)
-
 
 @page
 async def home(request: Request) -> Response:
@@ -63,5 +47,5 @@ def routes(config) -> list[BaseRoute]:
         *views_users.routes(),
         *views_alerts.routes(),
         *views_api_docs.routes(),
-        Mount("/static", app=NoSniff(Assets(directory=STATIC, check_dir=False)), name="static"),
+        Mount("/static", app=NoSniff(JsonRangeErrors(Assets(directory=STATIC, check_dir=False))), name="static"),
     ]
