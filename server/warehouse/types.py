@@ -41,11 +41,13 @@ def parse_timestamp(text: str) -> datetime | None:
         fixed = f"{head}.{tail[:min(digits, 6)]}{tail[digits:]}"
     try:
         value = datetime.fromisoformat(fixed)
-    except ValueError:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        # Near year 1 or 9999 the UTC time may not exist ("0001-01-01T00:00:00+01:00" is in
+        # year 0): then it is no timestamp the warehouse can store, like any other non-time.
+        return value.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 def infer(value: Any) -> str:
