@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from test_warehouse_support import make_event, wh  # noqa: F401
 
 from server.warehouse.naming import event_table, flatten, identifier, schema_name
 from server.warehouse.snakecase import snakecase
@@ -178,3 +179,22 @@ def test_page_properties_copying_the_page_name_are_not_reported():
     page["properties"]["name"] = "Other"
     rows = dict(rows_for_event(page, datetime(2024, 1, 1, tzinfo=timezone.utc), notices.append))
     assert rows["pages"]["name"] == "Home" and notices == ["pages.name: dropped a property/trait named like a standard column"]
+
+
+def test_event_tables_never_start_with_sqlite_():
+    assert event_table("SQLite Error") == "_sqlite_error"
+    assert event_table("sqlite_stats") == "_sqlite_stats"
+    assert event_table("sqlite") == "sqlite"  # only the prefix SQLite reserves
+    assert event_table("sqlite_" + "x" * 80) == "_sqlite_" + "x" * 55  # still 63 characters
+
+
+def test_events_named_like_sqlite_internals_load_and_do_not_hold_others_back(wh):
+    wh.emit(make_event("track", messageId="e1", event="SQLite Error", properties={"code": 5}),
+            make_event("track", messageId="e2", event="sqlite_stats"),
+            make_event("track", messageId="e3", event="Good"))
+    sync = wh.sync()
+    assert sync["error"] is None
+    assert sync["rows"] == {"tracks": 3, "_sqlite_error": 1, "_sqlite_stats": 1, "good": 1}
+    assert wh.query("SELECT id, code, event, event_text FROM _sqlite_error") == [
+        ("e1", 5, "_sqlite_error", "SQLite Error")]
+    assert wh.query("SELECT id FROM good") == [("e3",)]

@@ -6,6 +6,7 @@
   ``nested_a_nested_b``); arrays are kept whole, as JSON text;
 * a name that is an SQL reserved word or starts with a digit gets a ``_`` prefix (``open`` →
   ``_open``, ``3doctors`` → ``_3doctors``), as Segment does on Redshift;
+* an event table that would be a standard table or start with ``sqlite_`` gets a ``_`` prefix;
 * PostgreSQL cuts identifiers at 63 bytes; we cut them ourselves so both targets agree.
 """
 
@@ -49,10 +50,16 @@ def identifier(name: str) -> str:
 
 
 def event_table(event_name: str) -> str:
-    """The per-event table of a track call: ``Order Completed`` → ``order_completed``."""
+    """The per-event table of a track call: ``Order Completed`` → ``order_completed``.
+
+    A name that would be a standard table gets ``_`` (``Pages`` → ``_pages``), and so does one
+    starting with ``sqlite_`` (``SQLite Error`` → ``_sqlite_error``): SQLite refuses to create
+    such tables ("reserved for internal use"). One rule on both targets, so a warehouse moved
+    from one to the other keeps its table names.
+    """
     table = identifier(event_name)
-    if table in STANDARD_TABLES:
-        table = "_" + table
+    if table in STANDARD_TABLES or table.startswith("sqlite_"):
+        table = ("_" + table)[:MAX_IDENTIFIER]
     return table
 
 
