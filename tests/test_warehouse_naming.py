@@ -198,3 +198,18 @@ def test_events_named_like_sqlite_internals_load_and_do_not_hold_others_back(wh)
     assert wh.query("SELECT id, code, event, event_text FROM _sqlite_error") == [
         ("e1", 5, "_sqlite_error", "SQLite Error")]
     assert wh.query("SELECT id FROM good") == [("e3",)]
+
+
+def test_postgresql_system_column_names_get_an_underscore():
+    for name in ("tableoid", "xmin", "cmin", "xmax", "cmax", "ctid", "oid"):
+        assert identifier(name) == "_" + name
+    assert identifier("xminimum") == "xminimum"
+    assert dict(flatten({"a": {"xmin": 1}})) == {"a_xmin": 1}  # only a whole name is reserved
+
+
+def test_properties_named_like_system_columns_load_on_both_targets(wh):
+    wh.emit(make_event("track", messageId="e1", event="Clicked", properties={"xmin": 1, "ctid": "a", "oid": 7}),
+            make_event("track", messageId="e2", event="Other"))
+    sync = wh.sync()
+    assert sync["error"] is None and sync["rows"] == {"tracks": 2, "clicked": 1, "other": 1}
+    assert wh.query("SELECT id, _xmin, _ctid, _oid FROM clicked") == [("e1", 1, "a", 7)]

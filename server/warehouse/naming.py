@@ -4,8 +4,9 @@
 * nested objects are flattened: the key path is joined with ``_`` and the joined path is
   snake-cased (``context.app.version`` → ``context_app_version``; ``nestedA.nestedB`` →
   ``nested_a_nested_b``); arrays are kept whole, as JSON text;
-* a name that is an SQL reserved word or starts with a digit gets a ``_`` prefix (``open`` →
-  ``_open``, ``3doctors`` → ``_3doctors``), as Segment does on Redshift;
+* a name that is an SQL reserved word, a PostgreSQL system column (``xmin``, ``ctid``, …) or
+  starts with a digit gets a ``_`` prefix (``open`` → ``_open``, ``3doctors`` → ``_3doctors``),
+  as Segment does on Redshift;
 * an event table that would be a standard table or start with ``sqlite_`` gets a ``_`` prefix;
 * PostgreSQL cuts identifiers at 63 bytes; we cut them ourselves so both targets agree.
 """
@@ -32,7 +33,12 @@ RESERVED = frozenset("""
     references returning right select session_user similar some symmetric table tablesample then to
     trailing true union unique user using variadic verbose when where window with
     open new old off offline percent delta tag
-""".split())
+""".split()) | frozenset(
+    # PostgreSQL's system columns: a table cannot have a column of that name ("conflicts with a
+    # system column name"). oid is one only in tables made WITH OIDS (before PostgreSQL 12).
+    # Prefixed on SQLite too: one rule, so a warehouse moved between targets keeps its columns.
+    "tableoid xmin cmin xmax cmax ctid oid".split()
+)
 
 # The tables every warehouse has; an event whose name snake-cases to one of these gets "_".
 STANDARD_TABLES = frozenset(
