@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from test_warehouse_support import make_event, wh  # noqa: F401
+from test_warehouse_support import build_warehouse, make_event, wh  # noqa: F401
+
+from server.store import workspace
 
 from server.warehouse.naming import event_table, flatten, identifier, schema_name
 from server.warehouse.snakecase import snakecase
@@ -213,3 +215,28 @@ def test_properties_named_like_system_columns_load_on_both_targets(wh):
     sync = wh.sync()
     assert sync["error"] is None and sync["rows"] == {"tracks": 2, "clicked": 1, "other": 1}
     assert wh.query("SELECT id, _xmin, _ctid, _oid FROM clicked") == [("e1", 1, "a", 7)]
+
+
+def test_schemas_postgresql_reserves_get_an_underscore_others_keep_their_names():
+    assert schema_name("pg_shop") == "_pg_shop"
+    assert schema_name("pg_catalog") == "_pg_catalog"
+    assert schema_name("information_schema") == "_information_schema"
+    assert schema_name("pg") == "pg" and schema_name("pgshop") == "pgshop" and schema_name("my_pg_shop") == "my_pg_shop"
+    assert schema_name("pg_" + "x" * 80) == "_pg_" + "x" * 59
+
+
+@pytest.mark.postgres
+def test_a_source_whose_slug_starts_with_pg_loads_into_postgresql(tmp_path, pg):
+    import psycopg
+
+    wh = build_warehouse("postgres", tmp_path, pg)
+    wh.source = workspace.create_source(wh.engine, "PG Shop")
+    assert wh.source["slug"] == "pg_shop"
+    wh.destination = workspace.add_destination(wh.engine, wh.source["id"], slug="warehouse", mode="cloud",
+                                               enabled=True, settings=wh.destination["settings"])
+    wh.emit(make_event("page", messageId="p1"))
+    sync = wh.sync()
+    assert sync["error"] is None and sync["rows"] == {"pages": 1}
+    with psycopg.connect(wh.target_url.replace("+psycopg", "")) as db:
+        assert db.execute("SELECT id FROM _pg_shop.pages").fetchall() == [("p1",)]
+    wh.engine.dispose()

@@ -70,8 +70,16 @@ def event_table(event_name: str) -> str:
 
 
 def schema_name(source_slug: str) -> str:
-    """The PostgreSQL schema of a source (its slug, made a safe identifier)."""
-    return identifier(source_slug) or "source"
+    """The PostgreSQL schema of a source (its slug, made a safe identifier).
+
+    PostgreSQL reserves schema names starting with ``pg_`` (``unacceptable schema name``), and
+    ``information_schema`` is its own: those get a ``_`` prefix (``PG Shop`` → ``_pg_shop``).
+    Every other slug is its schema's name unchanged.
+    """
+    schema = identifier(source_slug) or "source"
+    if schema.startswith("pg_") or schema == "information_schema":
+        schema = ("_" + schema)[:MAX_IDENTIFIER]
+    return schema
 
 
 def flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
