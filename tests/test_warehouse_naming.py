@@ -9,7 +9,6 @@ import pytest
 from test_warehouse_support import build_warehouse, make_event, wh  # noqa: F401
 
 from server.store import workspace
-
 from server.warehouse.naming import event_table, flatten, identifier, schema_name
 from server.warehouse.snakecase import snakecase
 from server.warehouse.transform import rows_for_event
