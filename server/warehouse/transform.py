@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from server.warehouse.naming import event_table, flatten
-from server.warehouse.types import parse_timestamp
+from server.warehouse.types import call_time
 
 # Columns whose type is fixed by us rather than inferred from the first value.
 FIXED_TYPES = {
@@ -51,21 +51,28 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def _time(value: Any) -> datetime | None:
-    return parse_timestamp(value) if isinstance(value, str) else None
+def _time(event: dict[str, Any], key: str, notice: Notice) -> datetime | None:
+    """One of the call's own times, read as the collector read it (types.call_time)."""
+    value = event.get(key)
+    if value is None:
+        return None
+    moment = call_time(value) if isinstance(value, str) else None
+    if moment is None:  # the collector accepted it, but it is out of range in UTC, or older data
+        notice(f"an event's {key} {str(value)[:40]!r} is not a time the warehouse can store; left out")
+    return moment
 
 
-def _common(event: dict[str, Any], received_at: datetime) -> dict[str, Any]:
-    received = _time(event.get("receivedAt")) or received_at
-    timestamp = _time(event.get("timestamp")) or received
+def _common(event: dict[str, Any], received_at: datetime, notice: Notice) -> dict[str, Any]:
+    received = _time(event, "receivedAt", notice) or received_at
+    timestamp = _time(event, "timestamp", notice) or received
     row = {
         "id": _text(event.get("messageId")),
         "anonymous_id": _text(event.get("anonymousId")),
         "user_id": _text(event.get("userId")),
         "received_at": received,
-        "sent_at": _time(event.get("sentAt")),
+        "sent_at": _time(event, "sentAt", notice),
         "timestamp": timestamp,
-        "original_timestamp": _time(event.get("originalTimestamp")) or timestamp,
+        "original_timestamp": _time(event, "originalTimestamp", notice) or timestamp,
     }
     context = event.get("context")
     if isinstance(context, dict):
@@ -96,7 +103,7 @@ def rows_for_event(
 ) -> list[tuple[str, dict[str, Any]]]:
     """The (table, row) pairs one event produces; [] for a type the warehouse does not store."""
     kind = event.get("type")
-    common = _common(event, received_at)
+    common = _common(event, received_at, notice)
     if common["id"] is None:
         notice("an event without messageId was skipped")
         return []
