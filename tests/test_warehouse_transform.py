@@ -55,3 +55,34 @@ def test_a_call_time_that_cannot_be_stored_is_left_out_with_a_notice(wh, sent_at
     assert sync["error"] is None
     assert wh.query("SELECT id, sent_at FROM pages") == [("p1", None)]
     assert sync["notices"] == [f"an event's sentAt {sent_at!r} is not a time the warehouse can store; left out"]
+
+
+def test_a_property_whose_name_keeps_no_character_is_dropped_with_a_notice(wh):
+    wh.emit(make_event("track", messageId="t1", event="Signed Up", properties={"名前": "n", "plan": "pro"}),
+            make_event("identify", messageId="i1", userId="u1", traits={"地址": {"城市": "x"}, "email": "a@b.c"}))
+    sync = wh.sync()
+    assert sync["error"] is None
+    assert wh.query("SELECT id, plan FROM signed_up") == [("t1", "pro")]
+    assert wh.query("SELECT id, email FROM users") == [("u1", "a@b.c")]
+    assert sorted(sync["notices"]) == [
+        "identifies: dropped a property/trait whose name has no ASCII letter or digit ('地址.城市')",
+        "signed_up: dropped a property/trait whose name has no ASCII letter or digit ('名前')",
+        "users: dropped a property/trait whose name has no ASCII letter or digit ('地址.城市')",
+    ]
+
+
+def test_event_names_that_differ_only_after_63_characters_share_a_table_with_a_notice(wh):
+    prefix = "Checkout Step Completed For The Spring Campaign With A Long Name "  # 63 characters once cut
+    wh.emit(make_event("track", messageId="a", event=prefix + "Variant A"),
+            make_event("track", messageId="b", event=prefix + "Variant B"),
+            make_event("track", messageId="c", event="Short"))
+    sync = wh.sync()
+    assert sync["error"] is None
+    [table] = [t for t in sync["rows"] if t not in ("tracks", "short")]
+    assert len(table) == 63 and sync["rows"][table] == 2
+    assert sorted(wh.query(f"SELECT id, event_text FROM {table}")) == [
+        ("a", prefix + "Variant A"), ("b", prefix + "Variant B")]
+    assert sorted(sync["notices"]) == [
+        f"{table}: the event name {name!r} is longer than 63 characters once snake-cased and was cut; "
+        f"events whose names differ only after that share this table (event_text keeps each full name)"
+        for name in (prefix + "Variant A", prefix + "Variant B")]

@@ -49,10 +49,14 @@ STANDARD_TABLES = frozenset(
 @lru_cache(maxsize=65536)  # the same paths come back in every event
 def identifier(name: str) -> str:
     """A snake_case SQL name for ``name`` ('' when nothing of it survives)."""
+    return _whole_identifier(name)[:MAX_IDENTIFIER]
+
+
+def _whole_identifier(name: str) -> str:
     ident = snakecase(name)
     if ident and (ident in RESERVED or ident[0].isdigit()):
         ident = "_" + ident
-    return ident[:MAX_IDENTIFIER]
+    return ident
 
 
 def event_table(event_name: str) -> str:
@@ -63,9 +67,18 @@ def event_table(event_name: str) -> str:
     such tables ("reserved for internal use"). One rule on both targets, so a warehouse moved
     from one to the other keeps its table names.
     """
-    table = identifier(event_name)
+    return _whole_event_table(event_name)[:MAX_IDENTIFIER]
+
+
+def event_table_was_cut(event_name: str) -> bool:
+    """Whether the event's table name was cut at 63 bytes (names differing after that share it)."""
+    return len(_whole_event_table(event_name)) > MAX_IDENTIFIER
+
+
+def _whole_event_table(event_name: str) -> str:
+    table = _whole_identifier(event_name)
     if table in STANDARD_TABLES or table.startswith("sqlite_"):
-        table = ("_" + table)[:MAX_IDENTIFIER]
+        table = "_" + table
     return table
 
 
@@ -82,14 +95,16 @@ def schema_name(source_slug: str) -> str:
     return schema
 
 
-def flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+def flatten(obj: dict[str, Any], prefix: str = "", unnamed: list[str] | None = None) -> list[tuple[str, Any]]:
     """(column, value) for every non-null leaf of ``obj``; nested dicts joined with ``_``.
 
     Arrays become JSON text (Segment stringifies them). Values that are null produce no
-    column at all: Segment creates a column only when it sees a non-null value.
+    column at all: Segment creates a column only when it sees a non-null value. A leaf whose
+    path has no ASCII letter or digit (``名前``) has no column name: it is left out, and its
+    key is added to ``unnamed`` when given.
     """
     out: list[tuple[str, Any]] = []
-    _flatten(obj, prefix, out)
+    _flatten(obj, prefix, out, unnamed)
     return out
 
 
@@ -99,13 +114,13 @@ _COLUMNS: dict[tuple[str, str], str] = {}
 _COLUMNS_MAX = 100_000
 
 
-def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -> None:
+def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]], unnamed: list[str] | None) -> None:
     # A plain recursive append (not a generator): this runs for every leaf of every event.
     for key, value in obj.items():
         if value is None:
             continue
         if isinstance(value, dict):
-            _flatten(value, f"{prefix}_{key}" if prefix else str(key), out)
+            _flatten(value, f"{prefix}_{key}" if prefix else str(key), out, unnamed)
             continue
         column = _COLUMNS.get((prefix, key))
         if column is None:
@@ -114,6 +129,8 @@ def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -> No
             column = _COLUMNS[(prefix, key)] = identifier(f"{prefix}_{key}" if prefix else str(key))
         if column:
             out.append((column, orjson.dumps(value).decode() if isinstance(value, (list, tuple)) else value))
+        elif unnamed is not None:
+            unnamed.append(f"{prefix}.{key}" if prefix else str(key))
 
 
 def quote(name: str) -> str:

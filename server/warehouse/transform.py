@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
-from server.warehouse.naming import event_table, flatten
+from server.warehouse.naming import event_table, event_table_was_cut, flatten
 from server.warehouse.types import call_time
 
 # Columns whose type is fixed by us rather than inferred from the first value.
@@ -85,7 +85,8 @@ def _add_custom(row: dict[str, Any], table: str, data: Any, notice: Notice) -> d
     if not isinstance(data, dict):
         return row
     standard = set(row)
-    for column, value in flatten(data):
+    unnamed: list[str] = []
+    for column, value in flatten(data, unnamed=unnamed):
         if column in standard or column in COMMON or column.startswith("context_"):
             # analytics.js copies a page's name and category into its properties: a copy of
             # the call's own value is not worth a notice, a different value is.
@@ -95,6 +96,8 @@ def _add_custom(row: dict[str, Any], table: str, data: Any, notice: Notice) -> d
             notice(f"{table}.{column}: two properties/traits snake-case to this name; kept the first")
         else:
             row[column] = value
+    for key in unnamed:
+        notice(f"{table}: dropped a property/trait whose name has no ASCII letter or digit ({key[:40]!r})")
     return row
 
 
@@ -140,6 +143,10 @@ def rows_for_event(
         row = dict(common, event=table or None, event_text=name or None)
         rows = [("tracks", row)]
         if table:
+            if event_table_was_cut(name):
+                notice(f"{table}: the event name {name[:80]!r} is longer than 63 characters once snake-cased "
+                       f"and was cut; events whose names differ only after that share this table "
+                       f"(event_text keeps each full name)")
             rows.append((table, _add_custom(dict(row), table, event.get("properties"), notice)))
         else:
             notice(f"track {name!r} has no usable table name; stored in tracks only")
