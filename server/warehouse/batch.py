@@ -62,7 +62,7 @@ def load_tables(
             rows = merge_latest(rows)
         for row in rows:
             row["uuid_ts"] = loaded_at
-        plan = plan_table(table, rows, existing.get(table), column_limit, notice)
+        plan = plan_table(table, rows, existing.get(table), column_limit, notice, target.max_row_bytes)
         counts[table] = target.load(plan, upsert=table in UPSERT_TABLES)
         columns[table] = plan.types
     return counts, columns

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 from server.warehouse import indexes
 from server.warehouse.naming import quote
+from server.warehouse.row_width import PG_MAX_ROW_BYTES
 from server.warehouse.schema import TablePlan
 
 LOCK_CLASS = 0x5B0A0002  # first key of the two-key advisory lock; the second is the destination id
@@ -97,6 +98,7 @@ class SqliteTarget:
     """A SQLite file (WAL, so any SQLite tool can read it while we write)."""
 
     kind = "sqlite"
+    max_row_bytes: int | None = None  # SQLite rows may hold up to a gigabyte
 
     def __init__(self, path: str | Path, destination_id: int):
         self.path = Path(path)
@@ -185,6 +187,7 @@ class PostgresTarget:
     """A PostgreSQL database; the source's tables live in their own schema."""
 
     kind = "postgresql"
+    max_row_bytes: int | None = PG_MAX_ROW_BYTES  # one heap tuple (row_width.py)
 
     def __init__(self, url: str, schema: str, destination_id: int, *, allow_private_egress: bool = True,
                  resolver=None):
@@ -229,7 +232,9 @@ class PostgresTarget:
         # Called under the lock, so two loaders never race to create the schema.
         self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
         rows = self.conn.execute(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s",
+            # In table order: the row size limit (row_width.py) follows the order of the columns.
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
+            "ORDER BY table_name, ordinal_position",
             (self.schema,),
         ).fetchall()
         found: dict[str, dict[str, str]] = {}
