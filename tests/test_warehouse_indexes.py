@@ -74,21 +74,8 @@ def test_every_table_gets_its_received_at_index_even_with_a_long_shared_prefix(w
 
 
 def _prepare(wh, statements) -> None:
-    if wh.kind == "postgres":
-        import psycopg
-
-        with psycopg.connect(wh.target_url.replace("+psycopg", ""), autocommit=True) as db:
-            db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-            db.execute(f"SET search_path TO {SCHEMA}")
-            for statement in statements:
-                db.execute(statement)
-        return
-    import sqlite3
-
-    wh.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(wh.sqlite_path) as db:
-        for statement in statements:
-            db.execute(statement)
+    for statement in statements:
+        wh.execute(statement)
 
 
 def test_a_warehouse_loaded_by_an_older_version_keeps_working(wh):
