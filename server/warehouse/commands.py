@@ -84,6 +84,9 @@ def cmd_skipped(args: argparse.Namespace) -> None:
         where = e["table"] or "(no rows)"
         print(f"event #{e['event_id']} {e['message_id']} {where}: {e['error']} "
               f"(sync {e['sync_id']}, {e['skipped_at']:%Y-%m-%d %H:%M:%S})")
+    if not total:
+        print("no skipped events: the warehouse took every event")
+        return
     print(f"{total} skipped; `switchboard warehouse sync {args.destination_id} --reload-skipped` loads them "
           f"again once the cause is fixed")
 

@@ -14,15 +14,15 @@ About the data:
   access rule (a name, a type, a duplicate column — but not 42501, a missing privilege),
   54 program limit (row too big, too many columns), 09 / 27 / 2F / 38 / 39 / P0 errors raised by
   triggers and functions, 44 check option. Every other class (08 connection, 40 rollback,
-  53 resources, 55 lock, 57 operator intervention, 58 system, XX internal, …) and an error
-  without SQLSTATE (the connection is gone) is about the warehouse; psycopg's own ``DataError``
-  (a value it cannot send) is about the data.
+  53 resources, 55 lock, 57 operator intervention, 58 system, XX internal, …) is about the
+  warehouse. Of psycopg's own errors (no SQLSTATE), ``DataError`` and ``ProgrammingError`` (a
+  value it cannot send) are about the data, the rest (the connection is gone) are not.
 * SQLite, by primary result code: ERROR (schema problems), CONSTRAINT (CHECK, NOT NULL, a
   trigger's RAISE(ABORT)), MISMATCH, TOOBIG, RANGE. BUSY, LOCKED, IOERR, FULL, READONLY,
   CANTOPEN, CORRUPT, NOMEM, … are about the warehouse.
 * Python's own ``ValueError``, ``TypeError``, ``ArithmeticError`` (``OverflowError``),
-  ``LookupError`` and ``RecursionError`` raised while one event is turned into rows: a value our
-  code could not handle. ``OSError`` or ``MemoryError`` are about the machine.
+  ``LookupError`` and ``RecursionError`` raised by our code while it turns events into rows or
+  loads them: a value it could not handle. ``OSError`` or ``MemoryError`` are about the machine.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def is_data_error(exc: BaseException) -> bool:
     if isinstance(exc, psycopg.Error):
         state = getattr(exc, "sqlstate", None)
         if not state:
-            return isinstance(exc, psycopg.DataError)  # psycopg could not send a value
+            return isinstance(exc, (psycopg.DataError, psycopg.ProgrammingError))  # could not send a value
         return state[:2] in PG_DATA_CLASSES and state not in PG_NOT_DATA
     return isinstance(exc, PYTHON_DATA_ERRORS)
 
