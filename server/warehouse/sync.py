@@ -30,9 +30,8 @@ from sqlalchemy import Engine
 
 from server.catalog import SECRET_MASK, Catalog, effective_settings
 from server.config import Config
-from server.store import audit, notify
+from server.store import audit, notify, workspace
 from server.store import warehouse as store
-from server.store import workspace
 from server.warehouse.batch import load_tables, rows_by_table
 from server.warehouse.loader import Busy, PostgresTarget, SqliteTarget
 from server.warehouse.naming import schema_name
