@@ -112,9 +112,9 @@ def our_sync(store_url: str, settings: dict, items: list[dict]) -> tuple[float, 
 def plain_rows(items: list[dict]) -> list[tuple]:
     """The same warehouse rows the sync writes, as (id, table, received_at, JSON) tuples."""
     logged = [{"event": e, "received_at": datetime.now(timezone.utc)} for e in items]
-    tables, _ = rows_by_table(logged, ("Warehouse",), lambda m: None)
+    batch = rows_by_table(logged, ("Warehouse",), lambda m: None)
     out = []
-    for table, rows in tables.items():
+    for table, rows in batch.tables.items():
         for n, row in enumerate(rows):  # users repeat an id per identify: number the rows instead
             out.append((f"{table}:{n}", table, row["received_at"].isoformat(),
                         orjson.dumps(row, default=str).decode()))

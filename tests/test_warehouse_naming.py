@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from test_warehouse_support import build_warehouse, make_event, wh  # noqa: F401
 
+from server.store import workspace
 from server.warehouse.naming import event_table, flatten, identifier, schema_name
 from server.warehouse.snakecase import snakecase
 from server.warehouse.transform import rows_for_event
@@ -178,3 +180,62 @@ def test_page_properties_copying_the_page_name_are_not_reported():
     page["properties"]["name"] = "Other"
     rows = dict(rows_for_event(page, datetime(2024, 1, 1, tzinfo=timezone.utc), notices.append))
     assert rows["pages"]["name"] == "Home" and notices == ["pages.name: dropped a property/trait named like a standard column"]
+
+
+def test_event_tables_never_start_with_sqlite_():
+    assert event_table("SQLite Error") == "_sqlite_error"
+    assert event_table("sqlite_stats") == "_sqlite_stats"
+    assert event_table("sqlite") == "sqlite"  # only the prefix SQLite reserves
+    assert event_table("sqlite_" + "x" * 80) == "_sqlite_" + "x" * 55  # still 63 characters
+
+
+def test_events_named_like_sqlite_internals_load_and_do_not_hold_others_back(wh):
+    wh.emit(make_event("track", messageId="e1", event="SQLite Error", properties={"code": 5}),
+            make_event("track", messageId="e2", event="sqlite_stats"),
+            make_event("track", messageId="e3", event="Good"))
+    sync = wh.sync()
+    assert sync["error"] is None
+    assert sync["rows"] == {"tracks": 3, "_sqlite_error": 1, "_sqlite_stats": 1, "good": 1}
+    assert wh.query("SELECT id, code, event, event_text FROM _sqlite_error") == [
+        ("e1", 5, "_sqlite_error", "SQLite Error")]
+    assert wh.query("SELECT id FROM good") == [("e3",)]
+
+
+def test_postgresql_system_column_names_get_an_underscore():
+    for name in ("tableoid", "xmin", "cmin", "xmax", "cmax", "ctid", "oid"):
+        assert identifier(name) == "_" + name
+    assert identifier("xminimum") == "xminimum"
+    assert dict(flatten({"a": {"xmin": 1}})) == {"a_xmin": 1}  # only a whole name is reserved
+
+
+def test_properties_named_like_system_columns_load_on_both_targets(wh):
+    wh.emit(make_event("track", messageId="e1", event="Clicked", properties={"xmin": 1, "ctid": "a", "oid": 7}),
+            make_event("track", messageId="e2", event="Other"))
+    sync = wh.sync()
+    assert sync["error"] is None and sync["rows"] == {"tracks": 2, "clicked": 1, "other": 1}
+    assert wh.query("SELECT id, _xmin, _ctid, _oid FROM clicked") == [("e1", 1, "a", 7)]
+
+
+def test_schemas_postgresql_reserves_get_an_underscore_others_keep_their_names():
+    assert schema_name("pg_shop") == "_pg_shop"
+    assert schema_name("pg_catalog") == "_pg_catalog"
+    assert schema_name("information_schema") == "_information_schema"
+    assert schema_name("pg") == "pg" and schema_name("pgshop") == "pgshop" and schema_name("my_pg_shop") == "my_pg_shop"
+    assert schema_name("pg_" + "x" * 80) == "_pg_" + "x" * 59
+
+
+@pytest.mark.postgres
+def test_a_source_whose_slug_starts_with_pg_loads_into_postgresql(tmp_path, pg):
+    import psycopg
+
+    wh = build_warehouse("postgres", tmp_path, pg)
+    wh.source = workspace.create_source(wh.engine, "PG Shop")
+    assert wh.source["slug"] == "pg_shop"
+    wh.destination = workspace.add_destination(wh.engine, wh.source["id"], slug="warehouse", mode="cloud",
+                                               enabled=True, settings=wh.destination["settings"])
+    wh.emit(make_event("page", messageId="p1"))
+    sync = wh.sync()
+    assert sync["error"] is None and sync["rows"] == {"pages": 1}
+    with psycopg.connect(wh.target_url.replace("+psycopg", "")) as db:
+        assert db.execute("SELECT id FROM _pg_shop.pages").fetchall() == [("p1",)]
+    wh.engine.dispose()

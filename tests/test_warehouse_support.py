@@ -74,6 +74,21 @@ class Warehouse:
             db.execute(f"SET search_path TO {SCHEMA}")
             return db.execute(sql, params).fetchall()
 
+    def execute(self, sql: str) -> None:
+        """Run one statement that returns no rows on the target (DDL: a constraint, a trigger),
+        committed; on PostgreSQL inside the source's schema, created if need be."""
+        if self.kind == "sqlite":
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(self.sqlite_path) as db:
+                db.execute(sql)
+            return
+        import psycopg
+
+        with psycopg.connect(self.target_url.replace("+psycopg", ""), autocommit=True) as db:
+            db.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            db.execute(f"SET search_path TO {SCHEMA}")
+            db.execute(sql)
+
     def columns(self, table: str) -> list[str]:
         if self.kind == "sqlite":
             return [r[1] for r in self.query(f'PRAGMA table_info("{table}")')]

@@ -21,6 +21,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from server.api.client_time import parse_client_time
 from server.ingest.body import json_type
 from server.ingest.validate import fail, id_text
 
@@ -46,11 +47,11 @@ def iso(moment: datetime) -> str:
 
 
 def parse_time(value: str, name: str, index: int | None) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise fail("invalid_timestamp", f"{name} {value[:40]!r} is not an ISO 8601 time", index) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    # The warehouse reads stored times with the same function (server/api/client_time.py).
+    moment = parse_client_time(value)
+    if moment is None:
+        raise fail("invalid_timestamp", f"{name} {value[:40]!r} is not an ISO 8601 time", index)
+    return moment
 
 
 class BatchDefaults:

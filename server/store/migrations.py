@@ -123,6 +123,16 @@ def _delivery_jobs_fillfactor(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE delivery_jobs SET (fillfactor = 70)"))
 
 
+def _create_warehouse_skipped(conn: Connection) -> None:
+    # Events a warehouse refused, skipped so that the rest loads (server/store/warehouse_skipped.py),
+    # and how many each sync skipped. A database created after both were declared has them.
+    from server.store import warehouse_skipped
+
+    warehouse_skipped.create_tables(conn)
+    if "skipped" not in {c["name"] for c in inspect(conn).get_columns("warehouse_syncs")}:
+        conn.execute(text("ALTER TABLE warehouse_syncs ADD COLUMN skipped BIGINT NOT NULL DEFAULT 0"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
@@ -136,6 +146,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (10, "create audit_log", _create_audit_log),
     (11, "create alert_rules, alert_events", _create_alerts),
     (12, "delivery_jobs fillfactor 70 on PostgreSQL (HOT lease updates)", _delivery_jobs_fillfactor),
+    (13, "create warehouse_skipped; add warehouse_syncs.skipped", _create_warehouse_skipped),
 ]
 
 

@@ -17,9 +17,11 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, Column, Engine, ForeignKey, Index, String, Table, Text, func, select, text
 
+from server.store import warehouse_skipped
 from server.store.engine import read_only
 from server.store.events import events
 from server.store.schema import Id, UTCDateTime, metadata
+from server.store.warehouse_skipped import Skipped
 
 log = logging.getLogger("switchboard.warehouse")
 
@@ -43,6 +45,8 @@ warehouse_syncs = Table(
     Column("rows", JSON, nullable=False),
     Column("notices", JSON, nullable=False),
     Column("error", Text, nullable=True),
+    # Events the warehouse refused and the sync skipped (warehouse_skipped.py lists them).
+    Column("skipped", Id, nullable=False, default=0, server_default="0"),
 )
 Index("ix_warehouse_syncs_destination_id_id", warehouse_syncs.c.destination_id, warehouse_syncs.c.id)
 
@@ -148,9 +152,14 @@ def get_cursor(engine: Engine, destination_id: int) -> int:
     return value or 0
 
 
-def advance_cursor(engine: Engine, destination_id: int, last_event_id: int) -> None:
-    """Move the cursor to ``last_event_id`` unless it is already further."""
+def advance_cursor(engine: Engine, destination_id: int, last_event_id: int, *,
+                   skipped: list[Skipped] | None = None, sync_id: int | None = None) -> None:
+    """Move the cursor to ``last_event_id`` unless it is already further, and record the events
+    of the batch that were ``skipped``, in one transaction: an event passed by the cursor is
+    either in the warehouse or in the skipped list."""
     with engine.begin() as conn:
+        if skipped:
+            warehouse_skipped.record(conn, destination_id, sync_id, skipped)
         current = conn.execute(
             select(warehouse_cursors.c.last_event_id)
             .where(warehouse_cursors.c.destination_id == destination_id)
@@ -186,6 +195,7 @@ def use_target(engine: Engine, destination_id: int, fingerprint: str) -> bool:
                      .values(fingerprint=fingerprint, updated_at=_now()))
         conn.execute(warehouse_cursors.delete().where(warehouse_cursors.c.destination_id == destination_id))
         conn.execute(warehouse_columns.delete().where(warehouse_columns.c.destination_id == destination_id))
+        warehouse_skipped.forget_all(conn, destination_id)  # the new warehouse gets every event
         return True
 
 
@@ -202,13 +212,14 @@ def start_sync(engine: Engine, destination_id: int, trigger: str) -> int:
 
 
 def finish_sync(
-    engine: Engine, sync_id: int, *, events: int, rows: dict[str, int], notices: list[str], error: str | None
+    engine: Engine, sync_id: int, *, events: int, rows: dict[str, int], notices: list[str], error: str | None,
+    skipped: int = 0,
 ) -> None:
     with engine.begin() as conn:
         conn.execute(
             warehouse_syncs.update()
             .where(warehouse_syncs.c.id == sync_id)
-            .values(finished_at=_now(), events=events, rows=rows, notices=notices, error=error)
+            .values(finished_at=_now(), events=events, rows=rows, notices=notices, error=error, skipped=skipped)
         )
 
 

@@ -2,8 +2,11 @@
 
 Modules: ``snakecase`` (go-snakecase port) · ``naming`` (flattening, reserved words) ·
 ``types`` (inference and casts) · ``transform`` (event → rows) · ``schema`` (columns per
-batch) · ``loader`` (the two targets) · ``batch`` (one load) · ``sync`` (cursor, history,
-scheduler) · ``api`` · ``commands``. See docs/warehouse.md.
+batch) · ``row_width`` (PostgreSQL's row size limit) · ``loader`` (the two targets) ·
+``indexes`` (the loader's index and key names) · ``batch`` (one load) · ``data_errors`` and
+``isolation`` (an event the warehouse refuses is skipped, the rest loads) · ``reload`` (skipped
+events loaded again) · ``report`` (notices) · ``sync`` (cursor, history, scheduler) · ``api`` ·
+``commands``. See docs/warehouse.md.
 
 The scheduler runs inside ``switchboard serve`` (unless ``SWITCHBOARD_DELIVERY_WORKERS`` is off)
 and inside ``switchboard worker``.

@@ -1,4 +1,5 @@
-"""Admin API for warehouse destinations: sync history and "sync now"."""
+"""Admin API for warehouse destinations: sync history, "sync now", and the events a warehouse
+refused (listed, and re-loaded once their cause is fixed)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.routing import Route
 from server.api.auth import actor, admin_endpoint
 from server.errors import ApiError, json_response
 from server.store import warehouse as store
-from server.store import workspace
+from server.store import warehouse_skipped, workspace
 from server.warehouse.sync import SLUG, sync_on_request
 
 WAITING_CAP = 100_000  # "100000" reads as "at least that many": counting further costs a scan
@@ -28,6 +29,7 @@ def _sync_json(sync: dict) -> dict:
         "rows": sync["rows"],
         "notices": sync["notices"],
         "error": sync["error"],
+        "skipped": sync["skipped"],
     }
 
 
@@ -77,8 +79,32 @@ async def sync_now(request: Request) -> Response:
     return json_response({"sync": _sync_json(sync)})
 
 
+@admin_endpoint
+async def skipped_list(request: Request) -> Response:
+    """The events a warehouse destination refused and skipped, newest first, with the error."""
+    destination = await _warehouse(request)
+    engine = request.app.state.engine
+    entries, total = await run_in_threadpool(warehouse_skipped.list_skipped, engine, destination["id"],
+                                             _limit(request))
+    return json_response({"skipped": [dict(e, skipped_at=e["skipped_at"].isoformat()) for e in entries],
+                          "total": total})
+
+
+@admin_endpoint
+async def skipped_reload(request: Request) -> Response:
+    """Load the skipped events again (those still refused stay listed), then sync as usual."""
+    destination = await _warehouse(request)
+    state = request.app.state
+    sync = await run_in_threadpool(lambda: sync_on_request(
+        state.engine, state.catalog, state.config, destination["id"], trigger="api", actor=actor(request),
+        reload=True))
+    return json_response({"sync": _sync_json(sync)})
+
+
 def routes(config) -> list[Route]:
     return [
         Route("/api/v1/destinations/{id:int}/syncs", syncs_list, methods=["GET"]),
         Route("/api/v1/destinations/{id:int}/sync", sync_now, methods=["POST"]),
+        Route("/api/v1/destinations/{id:int}/skipped", skipped_list, methods=["GET"]),
+        Route("/api/v1/destinations/{id:int}/skipped/reload", skipped_reload, methods=["POST"]),
     ]

@@ -1,4 +1,4 @@
-"""``switchboard warehouse sync|syncs DESTINATION_ID`` and ``switchboard warehouse run``.
+"""``switchboard warehouse sync|syncs|skipped DESTINATION_ID`` and ``switchboard warehouse run``.
 
 ``run`` is the scheduler on its own, for installations whose servers run as edges
 (``SWITCHBOARD_ROLE=edge``) and load warehouses elsewhere.
@@ -25,8 +25,9 @@ def _fail(message: str) -> None:
 def _print_sync(sync: dict[str, Any]) -> None:
     rows = ", ".join(f"{t}={n}" for t, n in sorted(sync["rows"].items())) or "no rows"
     state = f"failed: {sync['error']}" if sync["error"] else "ok"
+    skipped = f"; {sync['skipped']} skipped" if sync["skipped"] else ""
     print(f"sync {sync['id']} ({sync['trigger']}) {sync['started_at']:%Y-%m-%d %H:%M:%S} "
-          f"{state}; {sync['events']} events; {rows}")
+          f"{state}; {sync['events']} events{skipped}; {rows}")
     for notice in sync["notices"]:
         print(f"  notice: {notice}")
 
@@ -39,7 +40,8 @@ def cmd_sync(args: argparse.Namespace) -> None:
     config = _config()
     engine = _engine(config)
     try:
-        sync = sync_on_request(engine, _catalog(), config, args.destination_id, trigger="cli", actor=actor())
+        sync = sync_on_request(engine, _catalog(), config, args.destination_id, trigger="cli", actor=actor(),
+                               reload=args.reload_skipped)
     except workspace.NotFound as exc:
         _fail(f"no {exc} (see `switchboard destinations list SOURCE`)")
     except NotAWarehouse as exc:
@@ -66,6 +68,29 @@ def cmd_syncs(args: argparse.Namespace) -> None:
         _print_sync(sync)
 
 
+def cmd_skipped(args: argparse.Namespace) -> None:
+    from server.store import warehouse_skipped, workspace
+
+    engine = _engine(_config())
+    try:
+        workspace.get_destination(engine, args.destination_id)
+    except workspace.NotFound as exc:
+        _fail(f"no {exc}")
+    entries, total = warehouse_skipped.list_skipped(engine, args.destination_id, args.limit)
+    if args.json:
+        print(json.dumps({"skipped": entries, "total": total}, default=str))
+        return
+    for e in entries:
+        where = e["table"] or "(no rows)"
+        print(f"event #{e['event_id']} {e['message_id']} {where}: {e['error']} "
+              f"(sync {e['sync_id']}, {e['skipped_at']:%Y-%m-%d %H:%M:%S})")
+    if not total:
+        print("no skipped events: the warehouse took every event")
+        return
+    print(f"{total} skipped; `switchboard warehouse sync {args.destination_id} --reload-skipped` loads them "
+          f"again once the cause is fixed")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     import asyncio
     import logging
@@ -84,16 +109,24 @@ def add_commands(subparsers) -> None:
     actions = parser.add_subparsers(dest="action", required=True, parser_class=type(parser), metavar="ACTION")
     sync = actions.add_parser("sync", help="load every waiting event into a warehouse destination now")
     sync.add_argument("destination_id", type=int, help="the warehouse destination's id")
+    sync.add_argument("--reload-skipped", action="store_true",
+                      help="first load the events the warehouse refused before again (see `warehouse skipped`)")
     sync.set_defaults(func=cmd_sync)
     history = actions.add_parser("syncs", help="a warehouse destination's recent syncs, newest first")
     history.add_argument("destination_id", type=int)
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--json", action="store_true", help="print JSON")
     history.set_defaults(func=cmd_syncs)
+    skipped = actions.add_parser("skipped", help="events a warehouse destination refused and skipped, newest first")
+    skipped.add_argument("destination_id", type=int)
+    skipped.add_argument("--limit", type=int, default=50)
+    skipped.add_argument("--json", action="store_true", help="print JSON")
+    skipped.set_defaults(func=cmd_skipped)
     run = actions.add_parser("run", help="run the warehouse scheduler alone (every warehouse, on its interval)")
     run.set_defaults(func=cmd_run)
     # With a token (checked in the CLI's main): history is a read, a sync a change; the scheduler
     # is a long-running process on the database, the operator's.
     needs("viewer", history)
+    needs("viewer", skipped)
     needs("editor", sync)
     needs(OPERATOR, run)

@@ -23,7 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from server.warehouse import indexes
 from server.warehouse.naming import quote
+from server.warehouse.row_width import PG_MAX_ROW_BYTES
 from server.warehouse.schema import TablePlan
 
 LOCK_CLASS = 0x5B0A0002  # first key of the two-key advisory lock; the second is the destination id
@@ -82,19 +84,21 @@ def _upsert_set(columns: list[str], alias: str = "cur") -> str:
     return ", ".join(parts)
 
 
-def _column_defs(plan: TablePlan, sql_types: dict[str, str]) -> str:
-    defs = [f"{quote(c)} {sql_types[k]}" + (" PRIMARY KEY" if c == "id" else "") for c, k in plan.add.items()]
+def _column_defs(plan: TablePlan, sql_types: dict[str, str], *, named_pkey: bool = False) -> str:
+    """Column definitions of a new table; ``id`` is the primary key. PostgreSQL would name the
+    key's index ``<table>_pkey``, a name a table could have: ``named_pkey`` names it (indexes.py)."""
+    inline = "" if named_pkey else " PRIMARY KEY"
+    defs = [f"{quote(c)} {sql_types[k]}" + (inline if c == "id" else "") for c, k in plan.add.items()]
+    if named_pkey:
+        defs.append(f"CONSTRAINT {quote(indexes.pkey_name(plan.table))} PRIMARY KEY (id)")
     return ", ".join(defs)
-
-
-def _index_name(table: str) -> str:
-    return quote(f"{table[:45]}_received_at_idx")
 
 
 class SqliteTarget:
     """A SQLite file (WAL, so any SQLite tool can read it while we write)."""
 
     kind = "sqlite"
+    max_row_bytes: int | None = None  # SQLite rows may hold up to a gigabyte
 
     def __init__(self, path: str | Path, destination_id: int):
         self.path = Path(path)
@@ -103,6 +107,7 @@ class SqliteTarget:
         self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
+        self._indexed: set[str] = set()  # tables known to have their received_at index
 
     def describe(self) -> str:
         return f"SQLite file {self.path}"
@@ -156,11 +161,14 @@ class SqliteTarget:
         cur.execute("BEGIN IMMEDIATE")
         try:
             if plan.create:
+                indexes.sqlite_free_name(cur, plan.table)
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({_column_defs(plan, SQLITE_TYPES)})")
-                cur.execute(f"CREATE INDEX IF NOT EXISTS {_index_name(plan.table)} ON {table} (received_at)")
             else:
                 for column, kind in plan.add.items():
                     cur.execute(f"ALTER TABLE {table} ADD COLUMN {quote(column)} {SQLITE_TYPES[kind]}")
+            if plan.table not in self._indexed and not indexes.sqlite_has_index(cur, plan.table):
+                cur.execute(f"CREATE INDEX IF NOT EXISTS {quote(indexes.index_name(plan.table))} "
+                            f"ON {table} (received_at)")
             cur.executemany(sql, rows)
             count = cur.rowcount
             cur.execute("COMMIT")
@@ -168,6 +176,7 @@ class SqliteTarget:
             if self.conn.in_transaction:
                 cur.execute("ROLLBACK")
             raise
+        self._indexed.add(plan.table)
         return count
 
     def close(self) -> None:
@@ -178,6 +187,7 @@ class PostgresTarget:
     """A PostgreSQL database; the source's tables live in their own schema."""
 
     kind = "postgresql"
+    max_row_bytes: int | None = PG_MAX_ROW_BYTES  # one heap tuple (row_width.py)
 
     def __init__(self, url: str, schema: str, destination_id: int, *, allow_private_egress: bool = True,
                  resolver=None):
@@ -196,6 +206,7 @@ class PostgresTarget:
         self.schema = schema
         self.destination_id = destination_id
         self._host = f"{self.conn.info.host}:{self.conn.info.port}/{self.conn.info.dbname}"
+        self._indexed: set[str] = set()  # tables known to have their received_at index
 
     def describe(self) -> str:
         return f"PostgreSQL {self._host} schema {self.schema}"
@@ -221,7 +232,9 @@ class PostgresTarget:
         # Called under the lock, so two loaders never race to create the schema.
         self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
         rows = self.conn.execute(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s",
+            # In table order: the row size limit (row_width.py) follows the order of the columns.
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
+            "ORDER BY table_name, ordinal_position",
             (self.schema,),
         ).fetchall()
         found: dict[str, dict[str, str]] = {}
@@ -240,18 +253,23 @@ class PostgresTarget:
             insert = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _stage ON CONFLICT (id) DO NOTHING"
         with self.conn.transaction(), self.conn.cursor() as cur:
             if plan.create:
-                cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({_column_defs(plan, PG_TYPES)})")
-                cur.execute(f"CREATE INDEX IF NOT EXISTS {_index_name(plan.table)} ON {table} (received_at)")
+                indexes.pg_free_name(cur, self.schema, plan.table)
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {table} ({_column_defs(plan, PG_TYPES, named_pkey=True)})")
             else:
                 for column, kind in plan.add.items():
                     cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(column)} {PG_TYPES[kind]}")
+            if plan.table not in self._indexed and not indexes.pg_has_index(cur, self.schema, plan.table):
+                cur.execute(f"CREATE INDEX IF NOT EXISTS {quote(indexes.index_name(plan.table))} "
+                            f"ON {table} (received_at)")
             # COPY into a temporary table, then one INSERT … SELECT: far faster than row inserts.
             cur.execute(f"CREATE TEMP TABLE _stage ({stage_defs}) ON COMMIT DROP")
             with cur.copy(f"COPY _stage ({cols}) FROM STDIN") as copy:
                 for row in plan.rows:
                     copy.write_row(row)
             cur.execute(insert)
-            return cur.rowcount
+            count = cur.rowcount
+        self._indexed.add(plan.table)
+        return count
 
     def close(self) -> None:
         self.conn.close()

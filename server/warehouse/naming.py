@@ -4,8 +4,10 @@
 * nested objects are flattened: the key path is joined with ``_`` and the joined path is
   snake-cased (``context.app.version`` → ``context_app_version``; ``nestedA.nestedB`` →
   ``nested_a_nested_b``); arrays are kept whole, as JSON text;
-* a name that is an SQL reserved word or starts with a digit gets a ``_`` prefix (``open`` →
-  ``_open``, ``3doctors`` → ``_3doctors``), as Segment does on Redshift;
+* a name that is an SQL reserved word, a PostgreSQL system column (``xmin``, ``ctid``, …) or
+  starts with a digit gets a ``_`` prefix (``open`` → ``_open``, ``3doctors`` → ``_3doctors``),
+  as Segment does on Redshift;
+* an event table that would be a standard table or start with ``sqlite_`` gets a ``_`` prefix;
 * PostgreSQL cuts identifiers at 63 bytes; we cut them ourselves so both targets agree.
 """
 
@@ -31,7 +33,12 @@ RESERVED = frozenset("""
     references returning right select session_user similar some symmetric table tablesample then to
     trailing true union unique user using variadic verbose when where window with
     open new old off offline percent delta tag
-""".split())
+""".split()) | frozenset(
+    # PostgreSQL's system columns: a table cannot have a column of that name ("conflicts with a
+    # system column name"). oid is one only in tables made WITH OIDS (before PostgreSQL 12).
+    # Prefixed on SQLite too: one rule, so a warehouse moved between targets keeps its columns.
+    "tableoid xmin cmin xmax cmax ctid oid".split()
+)
 
 # The tables every warehouse has; an event whose name snake-cases to one of these gets "_".
 STANDARD_TABLES = frozenset(
@@ -42,33 +49,62 @@ STANDARD_TABLES = frozenset(
 @lru_cache(maxsize=65536)  # the same paths come back in every event
 def identifier(name: str) -> str:
     """A snake_case SQL name for ``name`` ('' when nothing of it survives)."""
+    return _whole_identifier(name)[:MAX_IDENTIFIER]
+
+
+def _whole_identifier(name: str) -> str:
     ident = snakecase(name)
     if ident and (ident in RESERVED or ident[0].isdigit()):
         ident = "_" + ident
-    return ident[:MAX_IDENTIFIER]
+    return ident
 
 
 def event_table(event_name: str) -> str:
-    """The per-event table of a track call: ``Order Completed`` → ``order_completed``."""
-    table = identifier(event_name)
-    if table in STANDARD_TABLES:
+    """The per-event table of a track call: ``Order Completed`` → ``order_completed``.
+
+    A name that would be a standard table gets ``_`` (``Pages`` → ``_pages``), and so does one
+    starting with ``sqlite_`` (``SQLite Error`` → ``_sqlite_error``): SQLite refuses to create
+    such tables ("reserved for internal use"). One rule on both targets, so a warehouse moved
+    from one to the other keeps its table names.
+    """
+    return _whole_event_table(event_name)[:MAX_IDENTIFIER]
+
+
+def event_table_was_cut(event_name: str) -> bool:
+    """Whether the event's table name was cut at 63 bytes (names differing after that share it)."""
+    return len(_whole_event_table(event_name)) > MAX_IDENTIFIER
+
+
+def _whole_event_table(event_name: str) -> str:
+    table = _whole_identifier(event_name)
+    if table in STANDARD_TABLES or table.startswith("sqlite_"):
         table = "_" + table
     return table
 
 
 def schema_name(source_slug: str) -> str:
-    """The PostgreSQL schema of a source (its slug, made a safe identifier)."""
-    return identifier(source_slug) or "source"
+    """The PostgreSQL schema of a source (its slug, made a safe identifier).
+
+    PostgreSQL reserves schema names starting with ``pg_`` (``unacceptable schema name``), and
+    ``information_schema`` is its own: those get a ``_`` prefix (``PG Shop`` → ``_pg_shop``).
+    Every other slug is its schema's name unchanged.
+    """
+    schema = identifier(source_slug) or "source"
+    if schema.startswith("pg_") or schema == "information_schema":
+        schema = ("_" + schema)[:MAX_IDENTIFIER]
+    return schema
 
 
-def flatten(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+def flatten(obj: dict[str, Any], prefix: str = "", unnamed: list[str] | None = None) -> list[tuple[str, Any]]:
     """(column, value) for every non-null leaf of ``obj``; nested dicts joined with ``_``.
 
     Arrays become JSON text (Segment stringifies them). Values that are null produce no
-    column at all: Segment creates a column only when it sees a non-null value.
+    column at all: Segment creates a column only when it sees a non-null value. A leaf whose
+    path has no ASCII letter or digit (``名前``) has no column name: it is left out, and its
+    key is added to ``unnamed`` when given.
     """
     out: list[tuple[str, Any]] = []
-    _flatten(obj, prefix, out)
+    _flatten(obj, prefix, out, unnamed)
     return out
 
 
@@ -78,13 +114,13 @@ _COLUMNS: dict[tuple[str, str], str] = {}
 _COLUMNS_MAX = 100_000
 
 
-def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -> None:
+def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]], unnamed: list[str] | None) -> None:
     # A plain recursive append (not a generator): this runs for every leaf of every event.
     for key, value in obj.items():
         if value is None:
             continue
         if isinstance(value, dict):
-            _flatten(value, f"{prefix}_{key}" if prefix else str(key), out)
+            _flatten(value, f"{prefix}_{key}" if prefix else str(key), out, unnamed)
             continue
         column = _COLUMNS.get((prefix, key))
         if column is None:
@@ -93,6 +129,8 @@ def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -> No
             column = _COLUMNS[(prefix, key)] = identifier(f"{prefix}_{key}" if prefix else str(key))
         if column:
             out.append((column, orjson.dumps(value).decode() if isinstance(value, (list, tuple)) else value))
+        elif unnamed is not None:
+            unnamed.append(f"{prefix}.{key}" if prefix else str(key))
 
 
 def quote(name: str) -> str:

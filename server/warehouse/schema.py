@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
+from server.warehouse.row_width import trim_wide_rows
 from server.warehouse.transform import FIXED_TYPES
 from server.warehouse.types import Unfit, fit, infer
 
@@ -37,8 +38,12 @@ def plan_table(
     existing: dict[str, str] | None,
     column_limit: int,
     notice: Notice,
+    max_row_bytes: int | None = None,
 ) -> TablePlan:
-    """Decide the columns of ``table`` for these rows and convert every value."""
+    """Decide the columns of ``table`` for these rows and convert every value.
+
+    ``max_row_bytes`` (PostgreSQL's row size limit, row_width.py): values a row cannot hold are
+    left out, and a new column left without any value is not created."""
     known = dict(existing or {})
     order: dict[str, None] = {}  # every column in order of first appearance
     for row in rows:
@@ -74,7 +79,24 @@ def plan_table(
     plan.rows = [list(map(row.get, columns)) for row in rows]
     for index, column in enumerate(columns):
         _fit_column(plan, index, column, notice)
+    if max_row_bytes:
+        trimmed = trim_wide_rows(table, columns, types, plan.rows, FIXED_TYPES.keys() & types.keys(),
+                                 max_row_bytes, notice)
+        _drop_empty_new_columns(plan, trimmed)
     return plan
+
+
+def _drop_empty_new_columns(plan: TablePlan, candidates: set[str]) -> None:
+    """Columns to be created whose every value was left out: not created after all."""
+    index = {c: i for i, c in enumerate(plan.columns)}
+    empty = {c for c in candidates if c in plan.add and all(r[index[c]] is None for r in plan.rows)}
+    if not empty:
+        return
+    keep = [i for i, c in enumerate(plan.columns) if c not in empty]
+    plan.columns = [plan.columns[i] for i in keep]
+    plan.rows = [[row[i] for i in keep] for row in plan.rows]
+    plan.add = {c: k for c, k in plan.add.items() if c not in empty}
+    plan.types = {c: k for c, k in plan.types.items() if c not in empty}
 
 
 # The Python type a value of each column type already has when it needs no conversion.

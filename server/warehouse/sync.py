@@ -2,9 +2,11 @@
 move the cursor — only after the target committed.
 
 A crash between the target's commit and the cursor update only means the next sync loads
-those events again, and ``ON CONFLICT (id) DO NOTHING`` drops them. A failed load leaves the
-cursor where it was, so the next sync retries everything. Each sync is recorded (start, end,
-events read, rows per table, notices, error) in ``warehouse_syncs``.
+those events again, and ``ON CONFLICT (id) DO NOTHING`` drops them. A load failing because of
+the warehouse (connection, lock, disk) leaves the cursor, so the next sync retries everything;
+events refused because of their data are skipped, listed and reported, and the rest loads
+(isolation.py). Each sync is recorded (start, end, events, rows per table, notices, error,
+skipped) in ``warehouse_syncs``.
 
 ``run_loop`` is the background scheduler: a destination syncs every ``sync_interval_seconds``,
 or sooner once ``batch_rows`` events are waiting. It sleeps on the change bus: appended events
@@ -28,17 +30,17 @@ from sqlalchemy import Engine
 
 from server.catalog import SECRET_MASK, Catalog, effective_settings
 from server.config import Config
-from server.store import audit, notify
+from server.store import audit, notify, workspace
 from server.store import warehouse as store
-from server.store import workspace
 from server.warehouse.batch import load_tables, rows_by_table
 from server.warehouse.loader import Busy, PostgresTarget, SqliteTarget
 from server.warehouse.naming import schema_name
+from server.warehouse.reload import reload_skipped
+from server.warehouse.report import SyncReport
 
 log = logging.getLogger("switchboard.warehouse")
 
 SLUG = "warehouse"
-MAX_NOTICES = 100
 TICK_SECONDS = 1.0  # at most one scheduler pass a second, however often events are appended
 SAFETY_POLL_S = 30.0
 
@@ -94,11 +96,12 @@ def open_target(config: Config, destination: dict[str, Any], source: dict[str, A
 
 def sync_destination(
     engine: Engine, catalog: Catalog, config: Config, destination_id: int, *,
-    trigger: str = "manual", wait: bool = True,
+    trigger: str = "manual", wait: bool = True, reload: bool = False,
 ) -> dict[str, Any] | None:
     """Load everything waiting for one warehouse destination; return the sync's record.
 
     ``wait=False`` (the scheduler) returns None when another loader holds the warehouse.
+    ``reload=True`` first loads the events skipped before again (reload.py).
     Raises ``workspace.NotFound`` / ``NotAWarehouse`` for a wrong id.
     """
     destination = workspace.get_destination(engine, destination_id)
@@ -120,7 +123,7 @@ def sync_destination(
             store.close_interrupted(engine, destination_id)
             sync_id = store.start_sync(engine, destination_id, trigger)
             moved = store.use_target(engine, destination_id, target.fingerprint())
-            _run(engine, catalog, target, destination, source, settings, sync_id, moved)
+            _run(engine, catalog, target, destination, source, settings, sync_id, moved, reload)
     except Busy:
         if wait:
             raise
@@ -137,29 +140,28 @@ def sync_destination(
 
 
 def sync_on_request(engine: Engine, catalog: Catalog, config: Config, destination_id: int, *,
-                    trigger: str, actor: str) -> dict[str, Any]:
+                    trigger: str, actor: str, reload: bool = False) -> dict[str, Any]:
     """A sync someone asked for (API, web app, CLI): ``sync_destination``, then an audit entry
     ``warehouse.sync`` with who asked and what it loaded. Scheduled syncs are in the sync
     history only (docs/warehouse.md)."""
-    sync = sync_destination(engine, catalog, config, destination_id, trigger=trigger)
+    sync = sync_destination(engine, catalog, config, destination_id, trigger=trigger, reload=reload)
     assert sync is not None  # waited for the warehouse: always a record
     outcome = f"failed: {sync['error']}" if sync["error"] else f"loaded {sync['events']} event{'s' if sync['events'] != 1 else ''}"
+    if sync["skipped"]:
+        outcome += f", skipped {sync['skipped']} the warehouse refused"
+    if reload:
+        outcome = f"re-loaded skipped events and {outcome}"
     audit.record(engine, actor=actor, action="warehouse.sync", subject=f"destination:{destination_id}",
                  changes={"summary": f"Synced the warehouse ({trigger}): {outcome}", "sync_id": sync["id"],
                           "events": sync["events"], "error": sync["error"]})
     return sync
 
 
-def _run(engine, catalog, target, destination, source, settings, sync_id, moved: bool) -> None:
+def _run(engine, catalog, target, destination, source, settings, sync_id, moved: bool, reload: bool) -> None:
     names = catalog.get(SLUG).integration_names
     batch_rows, column_limit = settings["batch_rows"], settings["column_limit"]
-    notices: dict[str, None] = {}
-
-    def notice(message: str) -> None:
-        if message not in notices:
-            notices[message] = None
-            log.info("warehouse %s: %s", destination["id"], message)
-
+    report = SyncReport(destination["id"], lambda text: redact(text, settings))
+    notice = report.notice
     if moved:
         notice("the warehouse settings point to another database: loading every logged event into it")
 
@@ -167,6 +169,9 @@ def _run(engine, catalog, target, destination, source, settings, sync_id, moved:
     read = 0
     error = None
     try:
+        if reload:
+            totals = reload_skipped(engine, target, destination["id"], source["id"], names, batch_rows,
+                                    column_limit, sync_id, notice, report.skip)
         # What was logged when the sync started: under a steady stream a sync still ends.
         up_to = store.last_event_id(engine, source["id"], floor=store.get_cursor(engine, destination["id"]))
         while True:
@@ -175,12 +180,14 @@ def _run(engine, catalog, target, destination, source, settings, sync_id, moved:
                 logged = store.read_source_after(engine, source["id"], cursor, batch_rows, up_to)
                 if not logged:
                     break
-                tables, _ = rows_by_table(logged, names, notice)
-                counts, columns = load_tables(target, tables, column_limit, notice)
+                batch = rows_by_table(logged, names, notice)
+                counts, columns, refused = load_tables(target, batch, column_limit, notice)
+                skipped = report.skip(batch.skipped + refused)
                 last_id, count = logged[-1]["id"], len(logged)
-                del logged, tables  # freed before the collector resumes
+                del logged, batch  # freed before the collector resumes
             store.record_columns(engine, destination["id"], columns)
-            store.advance_cursor(engine, destination["id"], last_id)
+            # Past the batch, recording what it skipped in the same transaction.
+            store.advance_cursor(engine, destination["id"], last_id, skipped=skipped, sync_id=sync_id)
             read += count
             for table, n in counts.items():
                 totals[table] = totals.get(table, 0) + n
@@ -189,9 +196,8 @@ def _run(engine, catalog, target, destination, source, settings, sync_id, moved:
     except Exception as exc:  # the cursor did not move: everything is retried next time
         error = redact(f"{type(exc).__name__}: {exc}", settings)
         log.warning("warehouse %s: sync failed, will retry: %s", destination["id"], error)
-    store.finish_sync(
-        engine, sync_id, events=read, rows=totals, notices=list(notices)[:MAX_NOTICES], error=error
-    )
+    store.finish_sync(engine, sync_id, events=read, rows=totals, notices=report.shown_notices(), error=error,
+                      skipped=len(report.skipped_events))
 
 
 @contextlib.contextmanager

@@ -19,8 +19,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable
 
-from server.warehouse.naming import event_table, flatten
-from server.warehouse.types import parse_timestamp
+from server.warehouse.naming import event_table, event_table_was_cut, flatten
+from server.warehouse.types import call_time
 
 # Columns whose type is fixed by us rather than inferred from the first value.
 FIXED_TYPES = {
@@ -51,21 +51,28 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def _time(value: Any) -> datetime | None:
-    return parse_timestamp(value) if isinstance(value, str) else None
+def _time(event: dict[str, Any], key: str, notice: Notice) -> datetime | None:
+    """One of the call's own times, read as the collector read it (types.call_time)."""
+    value = event.get(key)
+    if value is None:
+        return None
+    moment = call_time(value) if isinstance(value, str) else None
+    if moment is None:  # the collector accepted it, but it is out of range in UTC, or older data
+        notice(f"an event's {key} {str(value)[:40]!r} is not a time the warehouse can store; left out")
+    return moment
 
 
-def _common(event: dict[str, Any], received_at: datetime) -> dict[str, Any]:
-    received = _time(event.get("receivedAt")) or received_at
-    timestamp = _time(event.get("timestamp")) or received
+def _common(event: dict[str, Any], received_at: datetime, notice: Notice) -> dict[str, Any]:
+    received = _time(event, "receivedAt", notice) or received_at
+    timestamp = _time(event, "timestamp", notice) or received
     row = {
         "id": _text(event.get("messageId")),
         "anonymous_id": _text(event.get("anonymousId")),
         "user_id": _text(event.get("userId")),
         "received_at": received,
-        "sent_at": _time(event.get("sentAt")),
+        "sent_at": _time(event, "sentAt", notice),
         "timestamp": timestamp,
-        "original_timestamp": _time(event.get("originalTimestamp")) or timestamp,
+        "original_timestamp": _time(event, "originalTimestamp", notice) or timestamp,
     }
     context = event.get("context")
     if isinstance(context, dict):
@@ -78,7 +85,8 @@ def _add_custom(row: dict[str, Any], table: str, data: Any, notice: Notice) -> d
     if not isinstance(data, dict):
         return row
     standard = set(row)
-    for column, value in flatten(data):
+    unnamed: list[str] = []
+    for column, value in flatten(data, unnamed=unnamed):
         if column in standard or column in COMMON or column.startswith("context_"):
             # analytics.js copies a page's name and category into its properties: a copy of
             # the call's own value is not worth a notice, a different value is.
@@ -88,6 +96,8 @@ def _add_custom(row: dict[str, Any], table: str, data: Any, notice: Notice) -> d
             notice(f"{table}.{column}: two properties/traits snake-case to this name; kept the first")
         else:
             row[column] = value
+    for key in unnamed:
+        notice(f"{table}: dropped a property/trait whose name has no ASCII letter or digit ({key[:40]!r})")
     return row
 
 
@@ -96,7 +106,7 @@ def rows_for_event(
 ) -> list[tuple[str, dict[str, Any]]]:
     """The (table, row) pairs one event produces; [] for a type the warehouse does not store."""
     kind = event.get("type")
-    common = _common(event, received_at)
+    common = _common(event, received_at, notice)
     if common["id"] is None:
         notice("an event without messageId was skipped")
         return []
@@ -133,6 +143,10 @@ def rows_for_event(
         row = dict(common, event=table or None, event_text=name or None)
         rows = [("tracks", row)]
         if table:
+            if event_table_was_cut(name):
+                notice(f"{table}: the event name {name[:80]!r} is longer than 63 characters once snake-cased "
+                       f"and was cut; events whose names differ only after that share this table "
+                       f"(event_text keeps each full name)")
             rows.append((table, _add_custom(dict(row), table, event.get("properties"), notice)))
         else:
             notice(f"track {name!r} has no usable table name; stored in tracks only")

@@ -15,13 +15,17 @@ from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Any
 
+from server.api.client_time import parse_client_time
+
 TYPES = ("boolean", "integer", "float", "timestamp", "text")
 INT64 = (-(2**63), 2**63 - 1)
 
 # Date, or date and time with optional seconds, fraction and zone ("2024-05-01",
-# "2024-05-01T12:30:00.123Z", "2024-05-01 12:30:00+02:00"). Checked before parsing: cheap.
+# "2024-05-01T12:30:00.123Z", "2024-05-01 12:30:00+02:00"): the forms that make a property a
+# timestamp. Stricter than the collector on purpose: a property "20240501" (ISO 8601's basic
+# form, or an order number) stays text. Checked before parsing: cheap.
 _ISO = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"
+    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"
 )
 
 
@@ -29,23 +33,24 @@ class Unfit(ValueError):
     """The value cannot be stored in a column of that type."""
 
 
-@lru_cache(maxsize=4096)  # a batch's events share receivedAt, and sentAt often equals timestamp
 def parse_timestamp(text: str) -> datetime | None:
-    """An aware UTC datetime for an ISO-8601 string, None when it is not one."""
-    if not _ISO.match(text):
+    """An aware UTC datetime for a property written as an ISO-8601 time, None when it is not one."""
+    return call_time(text) if _ISO.match(text) else None
+
+
+@lru_cache(maxsize=4096)  # a batch's events share receivedAt, and sentAt often equals timestamp
+def call_time(text: str) -> datetime | None:
+    """A call's own time (``timestamp``, ``sentAt``, …) in UTC, read as the collector read it
+    (server/api/client_time.py); None when it cannot be one."""
+    moment = parse_client_time(text)
+    if moment is None:
         return None
-    fixed = text
-    if "." in fixed:  # fromisoformat takes at most 6 fractional digits
-        head, _, tail = fixed.partition(".")
-        digits = len(tail) - len(tail.lstrip("0123456789"))
-        fixed = f"{head}.{tail[:min(digits, 6)]}{tail[digits:]}"
     try:
-        value = datetime.fromisoformat(fixed)
-    except ValueError:
+        # Near year 1 or 9999 the UTC time may not exist ("0001-01-01T00:00:00+01:00" is in
+        # year 0): then it is no timestamp the warehouse can store, like any other non-time.
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
         return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 def infer(value: Any) -> str:

@@ -209,9 +209,13 @@ async def dead_letter(request: Request, dest: dict, manifest: Manifest, source: 
 async def sync_now(request: Request, dest: dict, manifest: Manifest, source: dict) -> Response:
     if manifest.category != "Warehouses":
         return web_error(request, 409, "not_a_warehouse", "Only warehouse destinations sync.")
-    sync = await warehouse.sync_now(request.app, dest["id"], actor=request.state.admin_user)
+    reload = (await form_of(request)).get("reload_skipped") == "1"  # "Re-load skipped events"
+    sync = await warehouse.sync_now(request.app, dest["id"], actor=request.state.admin_user, reload=reload)
     text = (f"Sync failed: {sync['error']}" if sync["error"]
-            else f"Synced {sync['events']} event{'s' if sync['events'] != 1 else ''}.")
+            else f"Synced {sync['events']} event{'s' if sync['events'] != 1 else ''}."
+            + (f" Skipped {sync['skipped']} the warehouse refused." if sync["skipped"] else ""))
+    if reload and not sync["error"]:
+        text = "Re-loaded the skipped events. " + text
     return await redirect(request, f"/destinations/{dest['id']}#syncs", text, "error" if sync["error"] else "ok")
 
 
