@@ -179,7 +179,10 @@ def test_regulation_api_validation(db_url, engine, catalog, admin_token):
         assert body["status"] == "finished" and body["user_ids"] == ["a", "b"] and body["source_ids"] == [source["id"]]
         assert set(body) >= {"id", "type", "status", "created_at", "user_ids", "source_ids", "counts"}
         assert client.get("/api/v1/regulations").json()["regulations"][0]["id"] == body["id"]
-    assert governance.list_entries(engine, action="regulation")[0]["subject"] == f"regulation {body['id']}"
+        # Any userId the collector stores can be named, a blank one included (it refuses only "").
+        blank = client.post("/api/v1/regulations", json={"type": "suppress", "user_ids": [" ", "\t"]})
+        assert blank.status_code == 201 and blank.json()["user_ids"] == [" ", "\t"]
+    assert governance.list_entries(engine, action="regulation")[0]["subject"] == f"regulation {blank.json()['id']}"
 
 
 def test_cli_regulate(tmp_path):

@@ -18,13 +18,14 @@ def test_privacy_page_creates_and_lists_regulations(signed_in_any):  # noqa: F81
     assert "No regulations yet." in page.text
 
     made = web.post("/privacy", headers=HTML, data={"csrf_token": web.csrf, "type": "suppress",
-                                                   "user_ids": "ada\nbob, cy\n\n", "source": ""})
+                                                   "user_ids": "ada\r\nSmith, Ann\r\n \r\n", "source": ""})
     assert made.status_code == 200 and "Created regulation" in made.text  # followed to /privacy
     (regulation,) = regulations.list_regulations(web.engine)
-    assert regulation["type"] == "suppress" and regulation["user_ids"] == ["ada", "bob", "cy"]
+    # One id per line, as typed: "Smith, Ann" is one person, not "Smith" and "Ann".
+    assert regulation["type"] == "suppress" and regulation["user_ids"] == ["ada", "Smith, Ann"]
     assert regulation["status"] == "finished" and regulation["actor"] == "admin"
     listed = web.get("/privacy", headers=HTML).text
-    assert "ada, bob, cy" in listed and ">finished<" in listed
+    assert "<code>ada</code> <code>Smith, Ann</code>" in listed and ">finished<" in listed
 
     refused = web.post("/privacy", headers=HTML, data={"csrf_token": web.csrf, "type": "delete", "user_ids": " "})
     assert "Regulation not created: user_ids must be a non-empty list" in refused.text

@@ -37,7 +37,8 @@ def validate(engine: Engine, body: Any) -> tuple[str, list[str], list[int] | Non
     if len(user_ids) > MAX_USERS:
         raise _invalid(f"At most {MAX_USERS} user_ids per regulation; split the request", "user_ids")
     for value in user_ids:
-        if not isinstance(value, str) or not value.strip() or len(value) > MAX_USER_ID:
+        # Any id the collector stores may be named, " " included (it refuses only "" and null).
+        if not isinstance(value, str) or not value or len(value) > MAX_USER_ID:
             raise _invalid(f"Each user_id must be a non-empty string of at most {MAX_USER_ID} characters", "user_ids")
     source_ids = body.get("source_ids")
     if source_ids is not None:

@@ -17,8 +17,10 @@ from server.web.sessions import form_of, page, redirect
 
 
 def _user_ids(text: str) -> list[str]:
-    """One userId per line (commas also separate), blanks dropped."""
-    return [part.strip() for line in text.splitlines() for part in line.split(",") if part.strip()]
+    """One userId per line, exactly as typed (lines of only spaces dropped). Not split at commas
+    nor trimmed: "Smith, Ann" is one user, and erasing "Smith" and "Ann" instead would delete
+    two other people's data; the API and the CLI take ids as given too."""
+    return [line for line in text.splitlines() if line.strip()]
 
 
 @page
