@@ -51,15 +51,22 @@ def cmd_sync(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
-def cmd_syncs(args: argparse.Namespace) -> None:
-    from server.store import warehouse as store
+def _engine_with_destination(destination_id: int):
+    """The store's engine, once the destination is known to exist (else the CLI's error)."""
     from server.store import workspace
 
     engine = _engine(_config())
     try:
-        workspace.get_destination(engine, args.destination_id)
+        workspace.get_destination(engine, destination_id)
     except workspace.NotFound as exc:
         _fail(f"no {exc}")
+    return engine
+
+
+def cmd_syncs(args: argparse.Namespace) -> None:
+    from server.store import warehouse as store
+
+    engine = _engine_with_destination(args.destination_id)
     syncs = store.list_syncs(engine, args.destination_id, args.limit)
     if args.json:
         print(json.dumps(syncs, default=str))
@@ -69,13 +76,9 @@ def cmd_syncs(args: argparse.Namespace) -> None:
 
 
 def cmd_skipped(args: argparse.Namespace) -> None:
-    from server.store import warehouse_skipped, workspace
+    from server.store import warehouse_skipped
 
-    engine = _engine(_config())
-    try:
-        workspace.get_destination(engine, args.destination_id)
-    except workspace.NotFound as exc:
-        _fail(f"no {exc}")
+    engine = _engine_with_destination(args.destination_id)
     entries, total = warehouse_skipped.list_skipped(engine, args.destination_id, args.limit)
     if args.json:
         print(json.dumps({"skipped": entries, "total": total}, default=str))
