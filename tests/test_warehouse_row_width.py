@@ -85,3 +85,5 @@ def test_a_row_the_estimate_accepts_always_fits(pg):
                 db.execute(f"CREATE TABLE t ({', '.join(f'c{i} {kinds[k]}' for i, k in enumerate(types))})")
                 marks = ", ".join(["%s"] * len(values))
                 db.execute(f"INSERT INTO t VALUES ({marks})", values)  # raises if the estimate were short
+                # The row PostgreSQL took is the one written, whole.
+                assert types and db.execute("SELECT * FROM t", prepare=False).fetchall() == [tuple(values)], (pattern, length)
