@@ -12,9 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.catalog import Manifest
-from server.delivery.sender import REDACTED
-
-MIN_SECRET_CHARS = 4  # shorter values would mask ordinary text (and the sender keeps them too)
+from server.delivery.sender import redact
 
 
 def secret_texts(manifest: Manifest | None, destination: dict[str, Any]) -> list[str]:
@@ -27,19 +25,13 @@ def secret_texts(manifest: Manifest | None, destination: dict[str, Any]) -> list
                 texts.append(str(v))
                 # "Bearer <token>": a vendor may echo the token alone.
                 texts.extend(w for w in str(v).split()[1:] if len(w) >= 8)
-    return sorted((t for t in texts if len(t) >= MIN_SECRET_CHARS), key=len, reverse=True)
-
-
-def mask_text(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
-    return text
+    return sorted(texts, key=len, reverse=True)  # longest first: a secret inside another goes second
 
 
 def _walk(value: Any, secrets: list[str]) -> Any:
     # Only inside strings: a secret of digits must not turn a count or a time into "********".
     if isinstance(value, str):
-        return mask_text(value, secrets)
+        return redact(value, secrets)
     if isinstance(value, dict):
         return {k: _walk(v, secrets) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

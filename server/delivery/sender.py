@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]
 
@@ -90,7 +90,9 @@ class Outcome:
         return self.attempts[-1] if self.attempts else None
 
 
-def _redact(text: str, secrets: tuple[str, ...]) -> str:
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with each secret of 4 characters or more replaced by REDACTED (shorter ones would
+    mask ordinary text)."""
     for secret in secrets:
         if secret and len(str(secret)) >= 4:
             text = text.replace(str(secret), REDACTED)
@@ -105,16 +107,16 @@ def describe(request: OutgoingRequest, content: bytes | None = None) -> dict[str
         if name.lower() in ("authorization", "proxy-authorization"):
             scheme = str(value).split(" ", 1)[0]
             value = f"{scheme} {REDACTED}"
-        headers[name] = _redact(str(value), request.secrets)
+        headers[name] = redact(str(value), request.secrets)
     if content is None:
         content = request.content()
     body = None
     if content is not None:
-        body = _redact(content[:EXCERPT_CHARS * 2].decode("utf-8", "replace"), request.secrets)[:EXCERPT_CHARS]
+        body = redact(content[:EXCERPT_CHARS * 2].decode("utf-8", "replace"), request.secrets)[:EXCERPT_CHARS]
     elif request.form is not None:
-        body = _redact(orjson.dumps(request.form).decode(), request.secrets)[:EXCERPT_CHARS]
+        body = redact(orjson.dumps(request.form).decode(), request.secrets)[:EXCERPT_CHARS]
     return {
-        "method": request.method, "url": _redact(request.url, request.secrets), "headers": headers,
+        "method": request.method, "url": redact(request.url, request.secrets), "headers": headers,
         "body": body, "idempotency_key": request.idempotency_key,
     }
 
@@ -263,7 +265,7 @@ class Sender:
             return Attempt(RETRY, record, error=f"timeout after {self.timeout:g}s ({type(exc).__name__})",
                            latency_ms=_ms(started)), None
         except httpx.HTTPError as exc:
-            return Attempt(RETRY, record, error=_redact(f"network error: {type(exc).__name__}: {exc}", request.secrets),
+            return Attempt(RETRY, record, error=redact(f"network error: {type(exc).__name__}: {exc}", request.secrets),
                            latency_ms=_ms(started)), None
         latency = _ms(started)
         if response is not None:
@@ -274,7 +276,7 @@ class Sender:
             text = body[:EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS]
             retry_after = next((v.decode("latin-1") for k, v in raw if k.lower() == b"retry-after"), None)
         # A vendor may echo a header or key back in its answer (an error page quoting the request).
-        text = _redact(text, request.secrets)
+        text = redact(text, request.secrets)
         if 200 <= status < 300:
             parsed = None
             if request.then is not None:
