@@ -149,7 +149,15 @@ class Lane:
         else:
             service.live_first.begin()
         try:
+            # A delete regulation may have covered some of them since the claim: those are not
+            # sent, and once sent, not recorded (server/store/erasing.py).
+            if service.erasing.due():
+                await service.erasing.catch_up()
+            jobs = self._not_erased(jobs, claimed)
+            if not jobs:
+                return
             outcome, reason = await self._attempt(destination, jobs, self._pool_until(jobs))
+            jobs = self._not_erased(jobs, claimed)
             now = store.utcnow()
             results = [job_result(job, outcome, reason, service.policy, now) for job in jobs]
         except Exception:  # a bug here must not strand the jobs: their leases are released
@@ -161,6 +169,20 @@ class Lane:
         for job, result in zip(jobs, results):
             service._results.put(result)
             claimed.pop(job["id"], None)
+
+    def _not_erased(self, jobs: list[dict[str, Any]], claimed: dict) -> list[dict[str, Any]]:
+        """The jobs no delete regulation covers. The others are forgotten, not released: the
+        deletion removes them (had it failed, their leases run out and they are sent then)."""
+        erasing = self.service.erasing
+        if not erasing.bounds:
+            return jobs
+        kept = []
+        for job in jobs:
+            if erasing.erased(job):
+                claimed.pop(job["id"], None)
+            else:
+                kept.append(job)
+        return kept
 
     def _margin(self) -> timedelta:
         return timedelta(seconds=min(getattr(self.service.sender, "timeout", 5.0), self.service.lease_seconds / 2))

@@ -48,6 +48,7 @@ from server.delivery.router import route
 from server.delivery.sender import Sender
 from server.store import delivery as store
 from server.store import claims, fanout, notify
+from server.store.erasing import ErasingList
 
 log = logging.getLogger("switchboard.delivery")
 
@@ -97,6 +98,7 @@ class DeliveryService:
         self.heartbeat_interval, self.stale_after = heartbeat_interval, stale_after
         self.live_first = LiveFirst(rate=replay_rate)  # a replay's sends and queueing wait for a quiet moment
         self.replays = ReplayQueuer(engine, catalog, replay_rate, live_first=self.live_first)  # the rest of history replays
+        self.erasing = ErasingList(engine)  # users whose events a delete covers: never sent (started in start())
         self._replays_looked = 0.0  # monotonic time of its last look
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
@@ -133,6 +135,7 @@ class DeliveryService:
         self._heartbeat = await run_in_threadpool(Heartbeat(
             self.engine, self.owner, self._taken_over, interval=self.heartbeat_interval,
             stale_after=self.stale_after).start)
+        await run_in_threadpool(self.erasing.start)
         self._unsubscribe = [notify.EVENTS.subscribe(self.wake), notify.JOBS.subscribe(self._jobs_queued),
                              notify.SETTINGS.subscribe(self._settings_changed)]
         self._tasks = [
@@ -203,6 +206,7 @@ class DeliveryService:
         if self._own_sender:
             await self.sender.aclose()
         await run_in_threadpool(self._heartbeat.stop)  # last: it beat while in-flight sends finished
+        await run_in_threadpool(self.erasing.stop)
         if self._keeper is not None:
             self._keeper.close()
         log.info("delivery worker %s stopped", self.owner)

@@ -36,6 +36,7 @@ from sqlalchemy import Engine
 from server.catalog import Catalog
 from server.config import Config
 from server.store import audit, erasure, governance, notify, regulations
+from server.store.erasing import ErasingList
 
 log = logging.getLogger("switchboard.privacy")
 
@@ -43,6 +44,7 @@ LEASE_S = 10.0
 PAUSE_S = 0.02
 SAFETY_POLL_S = 30.0
 ORPHAN_WAIT_S = 1.0  # lets a send that was in flight record its attempt, so that it can be dropped
+PROPAGATE_S = ErasingList.CHECK_S + 1.0  # the longest a process's list of users being erased is stale
 RETENTION_FIRST_S = 60.0
 RETENTION_EVERY_S = 3600.0
 
@@ -60,6 +62,21 @@ def _add(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
     return out
 
 
+def _settled_at(regulation: dict[str, Any]) -> float:
+    """When (``time.time()``) every process has heard of this delete: its creation plus the
+    longest a process's copy may be stale."""
+    created = regulation.get("created")
+    return created.timestamp() + PROPAGATE_S if isinstance(created, datetime) else 0.0
+
+
+def _sleep(seconds: float, stop: threading.Event | None) -> bool:
+    """Sleep; True if the process is stopping meanwhile."""
+    if stop is None:
+        time.sleep(seconds)
+        return False
+    return stop.wait(seconds)
+
+
 def run_regulation(engine: Engine, catalog: Catalog, config: Config, regulation: dict[str, Any], owner: str,
                    erasers: list[Eraser], stop: threading.Event | None = None) -> dict[str, Any]:
     """Carry a claimed delete regulation to its end (from where it got to); return its counts."""
@@ -69,10 +86,10 @@ def run_regulation(engine: Engine, catalog: Catalog, config: Config, regulation:
     user_ids, source_ids = regulation["user_ids"], regulation["source_ids"]
     try:
         if not stage.startswith("warehouse"):
-            if stage.startswith("log:"):
+            if stage.startswith("log:"):  # the bound set at creation, or where a walk got to
                 _, after_text, up_text = stage.split(":")
                 after, up_to = int(after_text), int(up_text)
-            else:
+            else:  # stored before bounds were kept: the newest event now
                 after, up_to = 0, erasure.max_event_id(engine)
             while after < up_to:
                 if stop is not None and stop.is_set():
@@ -92,10 +109,16 @@ def run_regulation(engine: Engine, catalog: Catalog, config: Config, regulation:
                 counts = _add(counts, batch_counts)
                 time.sleep(PAUSE_S)
             with engine.begin() as conn:
-                if not regulations.save_progress(conn, regulation_id, owner, "warehouse", counts, LEASE_S):
+                if not regulations.save_progress(conn, regulation_id, owner, f"warehouse:{up_to}", counts, LEASE_S):
                     raise Stopped()
-        # A send that was in flight when its job went records its attempt afterwards: drop it.
-        time.sleep(ORPHAN_WAIT_S)
+        # Every process's delivery workers know of this delete by now (server/store/erasing.py:
+        # from then on they neither send nor record the jobs it covers). A send that was in
+        # flight before records its attempt when it ends, after its job went: wait, then drop it.
+        settled = _settled_at(regulation) - time.time()
+        if settled > 0 and _sleep(settled, stop):
+            raise Stopped()
+        if _sleep(ORPHAN_WAIT_S, stop):
+            raise Stopped()
         erasure.drop_orphan_attempts(engine)
         for eraser in erasers:
             counts = _add(counts, eraser(engine, catalog, config, user_ids, source_ids))

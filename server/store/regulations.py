@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from server.store import governance, notify
 from server.store.engine import read_only
-
+from server.store.events import events
 from server.store.schema import Id, UTCDateTime, metadata
 
 ALL_SOURCES = 0
@@ -114,6 +114,15 @@ def as_json(row: Any) -> dict[str, Any]:
     }
 
 
+def bound_of(stage: str | None) -> int | None:
+    """The id of the newest event a delete covers, from its stage (``log:<after>:<bound>``,
+    ``warehouse:<bound>``, ``done:<bound>``): the newest event in the log when the delete was
+    created. None for a delete stored before bounds were kept, until its walk starts (it then
+    takes the newest event as its bound)."""
+    tail = (stage or "").rsplit(":", 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else None
+
+
 def _bump(conn: Connection) -> int:
     """Move the suppression list's version on (atomically: concurrent writers each get their own
     number); announce it when the transaction commits."""
@@ -133,10 +142,13 @@ def create(engine: Engine, *, type: str, user_ids: list[str], source_ids: list[i
     scopes = source_ids if source_ids else [ALL_SOURCES]
     counts: dict[str, int] = {}
     with engine.connect() as conn, conn.begin():
+        # A delete covers the events acknowledged before it: the newest one now is its bound
+        # (delivery lanes skip the jobs of those events from now on: server/store/erasing.py).
+        stage = f"log:0:{conn.execute(select(func.max(events.c.id))).scalar() or 0}" if type in DELETES else None
         new_id = conn.execute(regulations.insert().values(
             type=type, status=PENDING if type in DELETES else FINISHED, actor=actor, user_ids=user_ids,
             source_ids=source_ids, counts={}, created_at=now, updated_at=now,
-            finished_at=None if type in DELETES else now,
+            finished_at=None if type in DELETES else now, stage=stage,
         )).inserted_primary_key[0]
         if type in SUPPRESSES:
             existing = {(r.user_id, r.source_id) for r in conn.execute(
@@ -203,7 +215,7 @@ def claim(engine: Engine, owner: str, lease_seconds: float) -> dict[str, Any] | 
         return None
     found = get(engine, row.id)
     assert found is not None
-    return {**found, "stage": row.stage}
+    return {**found, "stage": row.stage, "created": row.created_at}
 
 
 def next_lease_end(engine: Engine) -> float | None:
@@ -234,15 +246,21 @@ def release(engine: Engine, regulation_id: int, owner: str) -> None:
 
 
 def finish(engine: Engine, regulation_id: int, owner: str, counts: dict[str, int], error: str | None = None) -> None:
+    """Mark a delete finished (or failed). Its stage keeps the bound, and the version moves on,
+    so that every process's ``ErasingList`` sees when it ended."""
     now = _now()
-    with engine.begin() as conn:
+    with engine.connect() as conn, conn.begin():
         row = conn.execute(select(regulations).where(regulations.c.id == regulation_id)).one()
+        bound = bound_of(row.stage)
         conn.execute(update(regulations).where(regulations.c.id == regulation_id).values(
             status=FAILED if error else FINISHED, counts=counts, error=error, finished_at=now, updated_at=now,
-            lease_owner=None, lease_until=None, stage="done"))
+            lease_owner=None, lease_until=None, stage="done" if bound is None else f"done:{bound}"))
         governance.record(conn, actor=row.actor, action="regulation.failed" if error else "regulation.finished",
                           subject=f"regulation {regulation_id}",
                           details={"type": row.type, "users": len(row.user_ids), "error": error}, counts=counts)
+        _bump(conn)
+        published = notify.take_published(conn)
+    notify.deliver_committed(published)
 
 
 # ---------------------------------------------------------------- the suppression list, per process
