@@ -171,14 +171,32 @@ analytics.ready(function () { window.__ready = true; });
     assert later["event"] == "Later" and "Google Analytics 4" not in later["integrations"]
 
 
+# Records, in the site's localStorage, the events of every beacon the page queued (and whether
+# the browser took it): what our pagehide handler did, whatever the browser then does with it
+# (which of the two events is still unacknowledged at pagehide depends on timing).
+BEACON_SPY = """(() => { const send = navigator.sendBeacon.bind(navigator);
+  navigator.sendBeacon = (url, data) => {
+    const taken = send(url, data), names = JSON.parse(data).batch.map(e => e.event || e.type).join(",");
+    localStorage.setItem("spy_beacons", (localStorage.getItem("spy_beacons") || "") + "|" + taken + ":" + names);
+    return taken;
+  }; })()"""
+
+
 def test_track_then_immediate_navigation_still_arrives(browser, server):
     """A click on a link to another site right after track(): the events leave with the page
-    (keepalive fetch, then beacons on pagehide), and the visitor then closes the tab."""
+    (keepalive fetch, then beacons on pagehide), and the visitor then closes the tab.
+
+    Chromium driven over DevTools sometimes drops a beacon it took when the tab closes (about 1
+    run in 25 under load: the spy shows the unacknowledged event queued and taken, the collector
+    never got it; a direct concurrent test of the collector loses none). Events stay in the
+    outbox until acknowledged, so the visitor's next page sends them: the test then checks that."""
     live, engine = server
     source = make_source(engine, "Navigate", [])
     context = browser.new_context()
+    context.add_init_script(BEACON_SPY)
     page = context.new_page()
-    serve_site(page, live.url, {"/n.html": site_page(live.url, source["write_key"])})
+    pages = {"/n.html": site_page(live.url, source["write_key"])}
+    serve_site(page, live.url, pages)
     page.goto(f"{SITE}/n.html")
     page.wait_for_function("() => window.analytics && window.analytics.initialized")
     wait_for_events(engine, source["id"], 1, page=page)
@@ -191,10 +209,23 @@ def test_track_then_immediate_navigation_still_arrives(browser, server):
         location.href = "%s/elsewhere";
     }""" % live.url)
     page.wait_for_url(f"{live.url}/elsewhere")
-    # Chromium under DevTools sometimes holds a beacon of the page it left until the tab goes.
-    context.close()
-    stored = wait_for_events(engine, source["id"], 2, type="track", timeout=10)
-    assert sorted(e["event"] for e in stored) == ["Also Clicked", "Clicked Out"]
+    # Chromium under DevTools sometimes holds a beacon of the page it left until the tab goes:
+    # close the tab, as the visitor does (not the context: that drops its requests in flight).
+    page.close()
+    try:
+        stored = wait_for_events(engine, source["id"], 2, type="track", timeout=10)
+        later = context.new_page()
+        serve_site(later, live.url, pages)
+        later.goto(f"{SITE}/n.html")
+        beacons = later.evaluate("() => localStorage.getItem('spy_beacons')")
+        if len(stored) < 2:  # the beacons were dropped: the next page sends the outbox
+            later.wait_for_function("() => window.analytics && window.analytics.initialized")
+            stored = wait_for_events(engine, source["id"], 2, type="track", page=later)
+    finally:
+        context.close()
+    # Each stored exactly once (what was not acknowledged before the page went, it had queued
+    # in beacons: the spy's record says which, for a failure's message).
+    assert sorted(e["event"] for e in stored) == ["Also Clicked", "Clicked Out"], beacons
 
 
 def test_collector_503_for_a_while_then_events_arrive_also_across_a_reload(page, server):
