@@ -125,7 +125,7 @@ MESSAGE_ID = re.compile(r"sb-([0-9]{1,16})-")
 
 def _ids(ids: str | dict[str, Any], bpc: dict[str, Any]) -> tuple[str, int, str | None]:
     """(messageId, timestamp in ms, userId) of either form (above)."""
-    if _str(ids):  # the snippet's current form
+    if isinstance(ids, str):  # the snippet's current form
         time, user_id = MESSAGE_ID.match(ids), bpc.get("i")
         if time is None or not (user_id is None or _str(user_id)):
             raise _bad('The messageId must be "sb-<time in ms>-<uuid>" and bpc.i a string or null')
