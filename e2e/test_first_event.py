@@ -14,6 +14,7 @@ import re
 
 import pytest
 from loader_site import site_fixture
+from snippet_earlier import render_earlier
 from tests_conftest import LiveServer
 from vendor_stubs import SITE_PATH, LoaderSite, VendorRoutes, stored_rows
 
@@ -23,10 +24,12 @@ site = site_fixture("first_event", {"hotjar": {"site_id": "1234567"}})
 OWN = {"messageId", "timestamp", "sentAt", "receivedAt", "originalTimestamp", "id", "_stored_at"}
 
 
-@pytest.fixture(scope="module")
-def changed_site(tmp_path_factory):
-    """A third source, given consent categories by the test after its snippet was copied."""
+@pytest.fixture(scope="module", params=["current", "earlier"])
+def changed_site(tmp_path_factory, request):
+    """A third source, given consent categories by the test after its snippet was copied (in its
+    current form, or as pasted in the earlier one)."""
     s = LoaderSite(tmp_path_factory.mktemp("first_event_changed"), LiveServer)
+    s.form = request.param
     s.add("hotjar", {"site_id": "1234567"})
     yield s
     s.close()
@@ -46,7 +49,7 @@ class Held:
     the collector requests in order, ``log`` the order of posts and the release."""
 
     def __init__(self, browser, site: LoaderSite, edit=None, init_script: str | None = None, hold_early: bool = False,
-                 timezone: str | None = None):
+                 timezone: str | None = None, head: str = ""):
         self.context = browser.new_context(**({"timezone_id": timezone} if timezone else {}))
         if init_script:
             self.context.add_init_script(init_script)
@@ -59,7 +62,7 @@ class Held:
             edited = edit(snippet)
             assert edited != snippet, "the edit did not apply"
             snippet = edited
-        html = f"<!doctype html><html><head><title>First</title><script>{snippet}</script></head><body>site</body></html>"
+        html = f"<!doctype html><html><head><title>First</title>{head}<script>{snippet}</script></head><body>site</body></html>"
         page = self.page = self.context.new_page()
         base = site.workspace.url
         page.route(re.compile("^" + re.escape(base + SITE_PATH) + "/"), lambda r: r.fulfill(
@@ -75,7 +78,9 @@ class Held:
         if request.method == "POST" and re.search(r"/v1/[a-z]$", request.url):
             body = json.loads(request.post_data or "{}")
             if request.url.endswith("/e"):  # the snippet's compact early send (server/ingest/early.py)
-                body = {"type": body[1], "args": body[2], "messageId": body[4]["messageId"], "anonymousId": body[3]["a"]}
+                ids = body[4]  # the messageId; in the earlier form (a pasted copy), {messageId, timestamp, userId}
+                body = {"type": body[1], "args": body[2], "messageId": ids if isinstance(ids, str) else ids["messageId"],
+                        "anonymousId": body[3]["a"], "form": "current" if isinstance(ids, str) else "earlier"}
             self.posts.append(body)
             self.log.append("post")
 
@@ -107,12 +112,31 @@ def stored_pages(site: LoaderSite, n: int, page) -> list[dict]:
     return [r["event"] for r in rows if r["event"]["type"] == "page"]
 
 
-def test_snippet_sends_the_first_page_once_with_the_bundles_context(site, browser):
-    h = Held(browser, site)
+def earlier(snippet: str) -> str:
+    """The same site's snippet as pasted in its earlier form (tests/snippet_earlier.py): pasted
+    copies keep running for years."""
+    origin = re.search(r'a\._cdn=("[^"]*")', snippet).group(1)
+    key = re.search(r'analytics\.load\(("[^"]*")\)', snippet).group(1)
+    return render_earlier(json.loads(origin), json.loads(key), "/v1")
+
+
+# The page's canonical link as written, and the page the early event and a later one both name.
+CANONICAL = '<link rel="canonical" href="shop/1">'
+
+
+# A visitor the site identified on an earlier page (its ajs_user_id cookie).
+IDENTIFIED = 'document.cookie = "ajs_user_id=u-42; path=/";'
+
+
+@pytest.mark.parametrize("form", ["current", "earlier", "canonical", "identified", "identified-earlier"])
+def test_snippet_sends_the_first_page_once_with_the_bundles_context(site, browser, form):
+    h = Held(browser, site, edit=earlier if form.endswith("earlier") else None, head=CANONICAL if form == "canonical" else "",
+             init_script=IDENTIFIED if form.startswith("identified") else None)
     try:
         h.wait(500)
         # The page call left while the bundle was still held: request #2 after the HTML.
         assert h.log == ["post"] and h.posts[0]["type"] == "page", h.log
+        assert h.posts[0]["form"] == ("earlier" if form.endswith("earlier") else "current")
         early = h.posts[0]
         first_id = early["messageId"]
         h.release()
@@ -136,6 +160,10 @@ def test_snippet_sends_the_first_page_once_with_the_bundles_context(site, browse
         assert first["anonymousId"] == stored_id
         assert "ajs_anonymous_id=" + stored_id in h.page.evaluate("() => document.cookie")
         assert first["integrations"] == {"Hotjar": False} and first["_metadata"]["bundled"] == ["Hotjar"]
+        assert first["userId"] == ("u-42" if form.startswith("identified") else None)
+        if form == "canonical":
+            page = first["context"]["page"]
+            assert page["path"] == SITE_PATH + "/shop/1" and page["url"].endswith(SITE_PATH + "/shop/1?x=1"), page
     finally:
         h.close()
 
@@ -235,7 +263,9 @@ def test_a_copied_snippet_refused_after_the_bundle_replayed_its_call_is_sent_by_
     refuses it now (409). When that answer comes after the bundle has replayed the call, the
     bundle sends the event itself: stored once, with the consent context, nothing lost."""
     copied = changed_site.workspace.snippet(changed_site.write_key)
-    assert 'E="/v1"' in copied
+    assert 'E="/v1/e"' in copied
+    if changed_site.form == "earlier":
+        copied = earlier(copied)
     hotjar = changed_site.destinations["hotjar"]
     changed_site.workspace.update(hotjar["id"], {"site_id": "1234567", "consent_categories": ["Analytics"]})
     assert "E=null" in changed_site.workspace.snippet(changed_site.write_key)

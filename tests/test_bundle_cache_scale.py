@@ -93,7 +93,7 @@ def test_a_warm_snippet_request_runs_no_query_and_follows_a_settings_change(sqli
         serving = [t for t in log.threads if t not in ("bundle-freshness", "bundle-brotli_0", "bundle-save_0")]
         assert serving == [], f"{len(serving)} queries while serving 60 warm snippets"
         key = sources[0]["write_key"]
-        assert 'E="/v1"' in client.get(f"/snippet/{key}.js").text  # early send on
+        assert 'E="/v1/e"' in client.get(f"/snippet/{key}.js").text  # early send on
         workspace.add_destination(engine, sources[0]["id"], slug="google_analytics_4", mode="device", enabled=True,
                                   settings={"measurement_id": "G-CONSENT1", "consent_categories": ["Analytics"]})
         # Consent categories: calls wait for the bundle (E is 0 in the snippet), at once.

@@ -285,7 +285,7 @@ def test_snippet_bundle_and_collector_follow_renamed_paths_and_our_scheme(tmp_pa
         assert f'analytics.load("{source["write_key"]}");' in text
         assert 'SNIPPET_VERSION="5.2.0"' in text and '__t:"bpc"' in text and "analytics.page();" in text
         # The snippet sends the first events itself to the renamed collector path (early send).
-        assert 'E="/c"' in text and 'fetch(a._cdn+E+"/e"' in text
+        assert 'E="/c/e"' in text and 'fetch(a._cdn+E,' in text
         bundle = client.get(f"/t/js/{source['write_key']}/analytics.min.js", headers={"Accept-Encoding": "identity"})
         assert bundle.status_code == 200
         # Renamed paths: the bundle posts to {origin}{collector_prefix}/t, analytics-next too.

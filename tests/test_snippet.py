@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ OFFICIAL = Path(__file__).resolve().parent.parent / "e2e" / "node_modules" / "@s
 # Run the snippet with just enough DOM: record the inserted <script> and the queued calls.
 HARNESS = r"""
 const inserted = [];
-global.location = {pathname: "/p", href: "http://site.test/p?q=1", search: "?q=1"};
+// A Location stringifies to its href (the snippet relies on it).
+global.location = {pathname: "/p", href: "http://site.test/p?q=1", search: "?q=1", toString() { return this.href; }};
 global.document = {
   title: "T", referrer: "http://ref.test/",
   querySelector: () => ({getAttribute: () => "http://site.test/canonical"}),
@@ -54,12 +56,18 @@ def test_snippet_queues_calls_with_buffered_page_context_and_loads_our_bundle():
     assert out["queue"] == [["page", bpc], ["track", "Clicked", {"a": 1}, bpc]]
 
 
+def official_methods() -> list[str]:
+    """@segment/snippet's method list, plus the consent calls."""
+    block = re.search(r"analytics\.methods = \[(.*?)\]", OFFICIAL.read_text(), re.S).group(1)
+    return [a or b for a, b in re.findall(r'\\"(\w+)\\"|"(\w+)"', block)] + ["setConsent", "getConsent"]
+
+
 def test_methods_match_the_official_snippet_plus_the_consent_calls():
-    official = OFFICIAL.read_text()
-    block = re.search(r"analytics\.methods = \[(.*?)\]", official, re.S).group(1)
-    names = re.findall(r'\\"(\w+)\\"|"(\w+)"', block)
-    expected = [a or b for a, b in names] + ["setConsent", "getConsent"]
-    assert run(render_snippet(Config(), "K"))["methods"] == expected
+    """The same methods, each once; in the order the snippet's factory reads them by (which stop
+    early sending, which take the page context: the test below), not the official one."""
+    expected = official_methods()
+    methods = run(render_snippet(Config(), "K"))["methods"]
+    assert sorted(methods) == sorted(expected) and len(set(methods)) == len(methods)
 
 
 def test_https_origin_keeps_https_and_values_are_script_safe():
@@ -87,9 +95,10 @@ from server.cdn.snippet import early_send  # noqa: E402
 
 CATALOG = load_catalog()
 # What GET /snippet/{writeKey}.js serves (and the CLI and web app print), in bytes, for a 32-character
-# write key, with and without early send. The issue's target is 1.5 KB (1,536 bytes);
+# write key, with and without early send (1,895 and 1,892 bytes; 2,058 and 2,057 before the early
+# send took its current form). The issue's target is 1.5 KB (1,536 bytes);
 # docs/bundle.md ("First event") says where the bytes go and why the snippet is still above it.
-SNIPPET_BUDGET = 2060
+SNIPPET_BUDGET = 1900
 EARLY = "/v1"
 FACTS = ("switchboard.js", "1.0.0", ("Hotjar",), ("Hotjar",))
 
@@ -107,7 +116,7 @@ def test_early_send_names_the_destinations_the_bundle_serves_and_those_taking_th
     src = source(row("hotjar", {"site_id": "1"}), row("google_analytics_4", {"measurement_id": "G-1", "track_initial_page": False}))
     assert early_facts(CATALOG, src) == ("switchboard.js", CORE_VERSION, ("Google Analytics 4", "Hotjar"), ("Hotjar",))
     assert early_send(config, CATALOG, src) == "/c"
-    assert 'E="/c"' in render_snippet(config, "K", "/c")
+    assert 'E="/c/e"' in render_snippet(config, "K", "/c")
     # The same destinations the bundle serves in the browser (its loaders).
     assert {m.name for m, _ in device_destinations(CATALOG, src["destinations"])} == set(early_facts(CATALOG, src)[2])
 
@@ -172,11 +181,14 @@ def test_snippet_early_send_runs_in_node_and_the_collector_expands_it_into_the_b
     page = {"path": "/canonical", "referrer": "http://ref.test/", "search": "?q=1", "title": "T", "url": "http://site.test/canonical?q=1"}
     assert event["context"]["page"] == page and event["properties"] == page
     page_call, track_call = out["queue"]
-    ids = page_call[-1]["e"]
-    assert event["messageId"] == ids["messageId"] and event["anonymousId"] == page_call[-1]["a"] and event["userId"] is None
-    assert event["messageId"].startswith(f"sb-{ids['timestamp']}-") and ids["userId"] is None
+    message_id = page_call[-1]["e"]
+    assert event["messageId"] == message_id and event["anonymousId"] == page_call[-1]["a"] and event["userId"] is None
+    # The time is in the messageId ("sb-<ms>-<uuid>"): the event's timestamp, for the bundle too.
+    moment = int(message_id.split("-")[1])
+    assert event["timestamp"] == datetime.fromtimestamp(moment / 1000, timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+    assert not page_call[-1].get("i")
     track = expand(json.loads(second[1]["body"]), FACTS)
-    assert track["event"] == "Clicked" and track["properties"] == {"a": 1} and track_call[-1]["e"]["messageId"] == track["messageId"]
+    assert track["event"] == "Clicked" and track["properties"] == {"a": 1} and track_call[-1]["e"] == track["messageId"]
     assert track["anonymousId"] == event["anonymousId"]
 
 
@@ -185,3 +197,96 @@ def test_only_page_and_track_leave_early_and_anything_else_stops_it():
     assert [json.loads(p[1]["body"])[1] for p in out["posts"]] == ["page", "track"]
     assert "e" not in out["queue"][-1][-1] and "e" not in out["queue"][-2][-1]
     assert run_early(render_snippet(Config(), "K"))["posts"] == []
+
+
+# The methods that stopped early sending and those that took the page context, as the snippet's
+# two regular expressions said before it read them by their index in analytics.methods.
+ALLOWED = re.compile(r"^(page|track|ready|on|once|off|debug|getConsent)$")
+WITH_BPC = re.compile(r"^(track|screen|alias|group|page|identify)$")
+
+
+@pytest.mark.parametrize("method", official_methods() + ["custom"])
+def test_which_calls_stop_early_sending_and_which_carry_the_page_context(method):
+    """Queued before a track: any method but page, track, ready, on, once, off, debug and
+    getConsent (a method the site made with analytics.factory too) stops early sending."""
+    make = 'analytics.custom = analytics.factory("custom");' if method == "custom" else ""
+    out = run_early(render_snippet(Config(), "K", "/v1"), f'{make} analytics.{method}(); analytics.track("After");')
+    sent = [json.loads(p[1]["body"])[2][:1] for p in out["posts"]]
+    assert (["After"] in sent) == bool(ALLOWED.match(method)), sent
+    call = [c for c in out["queue"] if c[0] == method and all(isinstance(v, dict) for v in c[1:])][-1]
+    assert (len(call) == 2 and call[1]["__t"] == "bpc") == bool(WITH_BPC.match(method)), call
+
+
+def test_the_visitors_ids_come_from_the_cookie_else_local_storage_as_before():
+    cookie = 'document.cookie = "x=1; ajs_user_id=%22u%201%22; ajs_anonymous_id=anon-9";'
+    out = run_early(render_snippet(Config(), "K", "/v1"), prelude=cookie)
+    event = expand(json.loads(out["posts"][0][1]["body"]), FACTS)
+    assert (event["userId"], event["anonymousId"]) == ("u 1", "anon-9") and out["queue"][0][-1]["i"] == "u 1"
+    stored = 'global.localStorage = {ajs_user_id: "u2", ajs_anonymous_id: "\\"anon-2\\""};'
+    event = expand(json.loads(run_early(render_snippet(Config(), "K", "/v1"), prelude=stored)["posts"][0][1]["body"]), FACTS)
+    assert (event["userId"], event["anonymousId"]) == ("u2", "anon-2")
+    # An empty cookie is no user (the bundle: userId() || opts.userId || null).
+    out = run_early(render_snippet(Config(), "K", "/v1"), prelude='document.cookie = "ajs_user_id=";')
+    assert expand(json.loads(out["posts"][0][1]["body"]), FACTS)["userId"] is None
+
+
+def test_stored_consent_stops_early_sending_and_blocked_storage_too():
+    consent = 'global.localStorage = {sb_consent: "{}"};'
+    assert run_early(render_snippet(Config(), "K", "/v1"), prelude=consent)["posts"] == []
+    blocked = 'Object.defineProperty(global, "localStorage", {get() { throw new Error("SecurityError"); }});'
+    out = run_early(render_snippet(Config(), "K", "/v1"), prelude=blocked)
+    assert out["posts"] == [] and [c[0] for c in out["queue"]] == ["page", "track"]
+
+
+@pytest.mark.parametrize("canonical, url, path", [
+    ("../c/1", "http://site.test/c/1?q=1", "/c/1"),
+    ("https://other.test/x?y=2#h", "https://other.test/x?y=2#h", "/x"),  # as the bundle: a query, so as it is
+    ("", "http://site.test/p?q=1", "/p"),
+])
+def test_the_canonical_link_is_resolved_against_the_page_as_the_bundle_does(canonical, url, path):
+    prelude = f"document.querySelector = () => ({{getAttribute: () => {json.dumps(canonical)}}});"
+    out = run_early(render_snippet(Config(), "K", "/v1"), prelude=prelude)
+    event = expand(json.loads(out["posts"][0][1]["body"]), FACTS)
+    assert (event["context"]["page"]["url"], event["context"]["page"]["path"]) == (url, path)
+    assert out["queue"][0][-1]["c"] == canonical  # the bundle gets the link as written
+
+
+def test_a_canonical_link_that_does_not_resolve_or_arguments_json_cannot_write_stay_with_the_bundle():
+    prelude = 'document.querySelector = () => ({getAttribute: () => "http://[::1"});'
+    out = run_early(render_snippet(Config(), "K", "/v1"), prelude=prelude)
+    assert out["posts"] == [] and all("e" not in c[-1] for c in out["queue"])
+    calls = 'analytics.track("Big", {n: 1n}); analytics[analytics.length - 1][2] = null; analytics.track("After");'
+    out = run_early(render_snippet(Config(), "K", "/v1"), calls)
+    assert [json.loads(p[1]["body"])[2][:1] for p in out["posts"]] == [[], ["Clicked"]]
+    assert [c[1] for c in out["queue"][2:]] == ["Big", "After"] and all("e" not in c[-1] for c in out["queue"][2:])
+
+
+def test_a_snippet_pasted_in_its_earlier_form_is_expanded_into_the_same_event():
+    """Pasted copies of the earlier snippet keep posting the earlier array (ids as an object, the
+    collector's path without /e); the collector still takes it, and makes the same event."""
+    from snippet_earlier import render_earlier
+
+    cookie = 'document.cookie = "ajs_user_id=u7; ajs_anonymous_id=anon-9";'
+    now = run_early(render_snippet(Config(public_url="http://c.test"), "K", "/v1"), prelude=cookie)
+    then = run_early(render_earlier("http://c.test", "K", "/v1"), prelude=cookie)
+    assert then["posts"][0][0] == now["posts"][0][0] == "http://c.test/v1/e"
+    earlier = json.loads(then["posts"][0][1]["body"])
+    assert isinstance(earlier[4], dict) and then["queue"][0][-1]["e"] == earlier[4]
+    events = [[expand(json.loads(p[1]["body"]), FACTS) for p in out["posts"]] for out in (now, then)]
+    for current, old in zip(*events, strict=True):
+        assert old["messageId"] != current["messageId"] and old["userId"] == "u7"
+        assert {k: v for k, v in old.items() if k not in ("messageId", "timestamp", "sentAt")} == \
+            {k: v for k, v in current.items() if k not in ("messageId", "timestamp", "sentAt")}
+
+
+def test_the_snippet_is_es5_syntax():
+    """Pasted inline, a syntax error would break an old browser's page: esbuild lowering it to ES5
+    changes nothing (no arrow functions, let/const, template literals, spread or rest, optional
+    catch binding), with and without early send."""
+    esbuild = Path(__file__).resolve().parent.parent / "e2e" / "node_modules" / ".bin" / "esbuild"
+    for early in ("/v1", None):
+        js = render_snippet(Config(), "k" * 32, early)
+        out = {target: subprocess.run([str(esbuild), "--loader=js", "--minify-whitespace", "--log-level=error",
+                                       *(["--target=es5"] if target else [])], input=js, capture_output=True,
+                                      text=True, timeout=30, check=True).stdout for target in (False, True)}
+        assert out[True] == out[False]

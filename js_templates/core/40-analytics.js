@@ -33,14 +33,17 @@ var EK = "integrations context userId anonymousId timestamp messageId".split(" "
 // and messageId go on the event; context is the base of the event's context, with context.page
 // merged over the page as it is (and, for page(), its url/path/search/title/referrer properties);
 // any other option is written into context.
-// A call the snippet already sent (bpc.e = {messageId, timestamp, userId} and bpc.a, the
-// anonymousId; js_templates/snippet.js.j2, server/ingest/early.py) is rebuilt with those ids: it
-// goes through the pipeline but not to the collector again (SENT keeps its bpc, see deliver);
-// its anonymous id is stored unless the visitor has one by now (a queued setAnonymousId runs
-// first). A call with options never was.
+// A call the snippet already sent (js_templates/snippet.js.j2, server/ingest/early.py) is rebuilt
+// with its ids: bpc.e, the messageId ("sb-<time in ms>-<uuid>", whose time is the event's
+// timestamp), bpc.i the userId and bpc.a the anonymousId; the snippet's earlier form, which pasted
+// copies still run, wrote bpc.e = {messageId, timestamp, userId}. Such a call goes through the
+// pipeline but not to the collector again (SENT keeps its bpc, see deliver); its anonymous id is
+// stored unless the visitor has one by now (a queued setAnonymousId runs first). A call with
+// options never was.
 function make(type, fields, opts, bpc) {
   var s = !opts && bpc && bpc.e;
-  if (s) anonymousId(idGet("ajs_anonymous_id") || bpc.a), SENT[(opts = s).messageId] = bpc;
+  if (s) anonymousId(idGet("ajs_anonymous_id") || bpc.a),
+    SENT[(opts = str(s) ? { messageId: s, timestamp: +s.split("-")[1], userId: bpc.i } : s).messageId] = bpc;
   opts = opts || {};
   var page = pCtx(bpc), o = opts.context || {}, k, LI = LO.integrations || {}, I = {};
   var c = { library: { name: C.libraryName || "switchboard.js", version: VERSION }, locale: navigator.language,

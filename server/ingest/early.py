@@ -7,16 +7,22 @@ knows (the source's library name, the core version, its device-mode destinations
 ``server.api.early_send.early_facts``, the rule the snippet was rendered by), exactly the event the
 bundle's ``make()``/``deliver()`` (js_templates/core/40-analytics.js, 45-api.js) would have posted::
 
-    [writeKey, method, args, bpc, ids, initial, canonical, locale, userAgent, timezone,
+    [writeKey, method, args, bpc, messageId, initial, canonical, locale, userAgent, timezone,
      screenWidth, screenHeight, devicePixelRatio, userAgentData]
 
 - ``method``: "page" or "track"; ``args``: the call's arguments (JSON; a callback becomes null);
-- ``bpc``: the snippet's buffered page context ``{c, p, u, s, t, r}`` and ``a``, the anonymousId
-  (the bundle gets the same);
-- ``ids``: ``{messageId, timestamp (ms), userId}`` (the bundle rebuilds the event from the same
-  ids, ``bpc.e``, as the call's options);
+- ``bpc``: the snippet's buffered page context ``{c, p, u, s, t, r}`` with the visitor's ids:
+  ``a``, the anonymousId, and ``i``, the userId (absent, null or empty: none, as the bundle's
+  ``userId() || opts.userId || null``); the bundle gets the same;
+- ``messageId``: ``"sb-<time in ms>-<uuid>"``; the event's timestamp is the time in it (the
+  bundle rebuilds the event from the same messageId, ``bpc.e``, and ``bpc.i``);
 - ``initial``: the page's first page call (destinations with ``track_initial_page: false`` skip it);
-- ``canonical``: the canonical link resolved by the browser (``new URL(c, u).href``), or null.
+- ``canonical``: the canonical link resolved by the browser against the page's URL
+  (``new URL(c, location)``), or null.
+
+Snippets pasted before that form keep running on sites for years, so the earlier array is
+accepted too: the same 14 items but for the fifth, ``ids``: ``{messageId, timestamp (ms),
+userId}`` (``bpc.e`` in the bundle), and its userId taken as it is.
 
 The result is a normal Segment event; it then takes the collector's ordinary path (validation,
 dedupe on messageId, the group-commit writer, the same 200). ``early_send_refused`` (409): a call
@@ -27,6 +33,7 @@ Any other malformed body is ``invalid_early_event``. Segment's own libraries nev
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -113,27 +120,42 @@ def fields_of(method: str, args: list) -> dict[str, Any]:
     return fields
 
 
+MESSAGE_ID = re.compile(r"sb-([0-9]{1,16})-")
+
+
+def _ids(ids: str | dict[str, Any], bpc: dict[str, Any]) -> tuple[str, int, str | None]:
+    """(messageId, timestamp in ms, userId) of either form (above)."""
+    if isinstance(ids, str):  # the snippet's current form
+        time, user_id = MESSAGE_ID.match(ids), bpc.get("i")
+        if time is None or not (user_id is None or _str(user_id)):
+            raise _bad('The messageId must be "sb-<time in ms>-<uuid>" and bpc.i a string or null')
+        return ids, int(time.group(1)), user_id or None
+    message_id, moment, user_id = ids.get("messageId"), ids.get("timestamp"), ids.get("userId")
+    if not _str(message_id) or not (user_id is None or _str(user_id)) or type(moment) is not int:
+        raise _bad("ids must be {messageId, timestamp: time in ms, userId: a string or null}")
+    return message_id, moment, user_id
+
+
 def expand(body: Any, facts: Facts | None) -> dict[str, Any]:
     """The snippet's compact array → the Segment event the bundle would have posted, with the
     source's early-send facts (None: the source's events must wait for the bundle)."""
     if type(body) is not list or len(body) != FIELDS:
         raise _bad(f"Send the snippet's {FIELDS}-item array")
     key, method, args, bpc, ids, initial, canonical, locale, agent, zone, width, height, density, uad = body
-    if method not in ("page", "track") or type(args) is not list or not _obj(bpc) or not _obj(ids):
-        raise _bad("Send a page or track call with its arguments, page context and ids")
+    if method not in ("page", "track") or type(args) is not list or not _obj(bpc) or not (_str(ids) or _obj(ids)):
+        raise _bad("Send a page or track call with its arguments, page context and messageId")
     if facts is None:
         raise ApiError(409, "early_send_refused", "This source's events wait for the bundle (a destination has "
                        "consent categories or filters); copy the snippet again")
     library, version, device, initial_names = facts
-    message_id, moment, user_id, anonymous_id = ids.get("messageId"), ids.get("timestamp"), ids.get("userId"), bpc.get("a")
-    if not _str(message_id) or not (user_id is None or _str(user_id)) or type(moment) is not int:
-        raise _bad("ids must be {messageId, timestamp: time in ms, userId: a string or null}")
+    message_id, moment, user_id = _ids(ids, bpc)
+    anonymous_id = bpc.get("a")
     if not _str(anonymous_id):
         raise _bad("bpc.a must be the anonymousId")
     try:
         timestamp = iso(EPOCH + timedelta(milliseconds=moment))
     except OverflowError:
-        raise _bad("ids.timestamp is out of range") from None
+        raise _bad("The time in ms is out of range") from None
     page = page_context(bpc, canonical)
     if any(k.startswith("utm_") and len(k) > 4 for k, _ in parse_qsl(page["search"].lstrip("?"), keep_blank_values=True)):
         raise _bad("A page with utm_ parameters is sent by the bundle (context.campaign)")
