@@ -114,10 +114,7 @@ def run_regulation(engine: Engine, catalog: Catalog, config: Config, regulation:
         # Every process's delivery workers know of this delete by now (server/store/erasing.py:
         # from then on they neither send nor record the jobs it covers). A send that was in
         # flight before records its attempt when it ends, after its job went: wait, then drop it.
-        settled = _settled_at(regulation) - time.time()
-        if settled > 0 and _sleep(settled, stop):
-            raise Stopped()
-        if _sleep(ORPHAN_WAIT_S, stop):
+        if _sleep(max(0.0, _settled_at(regulation) - time.time()) + ORPHAN_WAIT_S, stop):
             raise Stopped()
         erasure.drop_orphan_attempts(engine)
         for eraser in erasers:

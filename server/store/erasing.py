@@ -41,23 +41,22 @@ from sqlalchemy import Engine, or_, select
 from server.store import notify
 from server.store.engine import read_only
 from server.store.regulations import (
-    ALL_SOURCES, DELETES, FAILED, FINISHED, PENDING, RUNNING, bound_of, regulations, suppression_sequence, suppression_version,
+    ALL_SOURCES, DELETES, PENDING, RUNNING, bound_of, regulations, suppression_sequence, suppression_version,
 )
 
 RECENT_S = 300.0
 UNBOUNDED = sys.maxsize  # a delete stored before bounds were kept, whose walk has not started
 
 
-def read_erasing(engine: Engine, now: datetime | None = None) -> tuple[int, dict[tuple[str, int], int]]:
+def read_erasing(engine: Engine) -> tuple[int, dict[tuple[str, int], int]]:
     """(the suppression list's version, {(user_id, source_id or 0): newest event id covered})."""
-    since = (now or datetime.now(timezone.utc)) - timedelta(seconds=RECENT_S)
+    since = datetime.now(timezone.utc) - timedelta(seconds=RECENT_S)
     bounds: dict[tuple[str, int], int] = {}
     with read_only(engine) as conn:
         version = conn.execute(select(suppression_sequence.c.version)).scalar() or 0
         rows = conn.execute(select(regulations.c.user_ids, regulations.c.source_ids, regulations.c.stage).where(
             regulations.c.type.in_(DELETES),
-            or_(regulations.c.status.in_((PENDING, RUNNING)),
-                (regulations.c.status.in_((FINISHED, FAILED)) & (regulations.c.finished_at >= since))),
+            or_(regulations.c.status.in_((PENDING, RUNNING)), regulations.c.finished_at >= since),
         ))
         for row in rows:
             bound = bound_of(row.stage)
