@@ -57,7 +57,7 @@ from pgserver import free_port, wait_for_port  # noqa: E402
 from rounds import Figure, count as round_count, header, load  # noqa: E402
 
 from server.cdn.bundle_cache import BundleCache  # noqa: E402
-from server.cdn.bundles import build_bundle, build_extras, core_source, loader_slugs, loader_source, minify  # noqa: E402
+from server.cdn.bundles import build_bundle, build_extras, core_source, loader_slugs, loader_source, minify, polish  # noqa: E402
 from server.catalog import load_catalog  # noqa: E402
 from server.config import Config  # noqa: E402
 from server.store import open_store, workspace  # noqa: E402
@@ -75,9 +75,11 @@ def sizes(js: str) -> tuple[int, int, int]:
     return len(data), len(gzip.compress(data, 9)), len(brotli.compress(data, quality=11))
 
 
-def served(source: dict) -> bytes:
-    """The gzip bytes a visitor downloads for ``source`` (as the bundle route serves them)."""
-    return build_bundle(Config(public_url="https://analytics.example.com"), load_catalog(), source).gzip
+def served(source: dict) -> tuple[int, int]:
+    """The gzip bytes a visitor downloads for ``source``: from a cold build (zlib -9), and polished
+    (Zopfli: what published files carry, and the origin once the version has had warm requests)."""
+    built = build_bundle(Config(public_url="https://analytics.example.com"), load_catalog(), source)
+    return len(built.gzip), len(polish(built).gzip)
 
 
 def print_sizes() -> None:
@@ -101,10 +103,10 @@ def print_sizes() -> None:
         print(f"{'  ' + slug:32} {raw:9} {gz:7} {br:7} {added:12}   budget 1024 added")
     extras = build_extras()
     print(f"{'extras chunk (lazy)':32} {extras.size:9} {len(extras.gzip):7} {len(extras.br):7}")
-    plain, with_ga4 = len(served(base)), len(served(ga4))
+    (cold, plain), (cold_ga4, with_ga4) = served(base), served(ga4)
     print(f"{'served: no destinations':32} {'':9} {plain:7} {'':7}   target {CORE_TARGET}: served/target"
-          f" {plain / CORE_TARGET:.2f} ({'met' if plain <= CORE_TARGET else 'not met'})")
-    print(f"{'served: with GA4':32} {'':9} {with_ga4:7}")
+          f" {plain / CORE_TARGET:.2f} ({'met' if plain <= CORE_TARGET else 'not met'}; {cold} from a cold build)")
+    print(f"{'served: with GA4':32} {'':9} {with_ga4:7} {'':7}   ({cold_ga4} from a cold build)")
     every = dict(base, destinations=[{"id": n, "slug": slug, "mode": "device", "enabled": True, "settings": {}}
                                      for n, slug in enumerate(loader_slugs(), 1)])
     everything = build_bundle(Config(public_url="https://analytics.example.com"), load_catalog(), every)

@@ -16,8 +16,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.app import create_app
+from server.cdn.bundle_keeping import POLISH_SAMPLE
 from server.config import Config
-from server.store import notify, open_store, tokens, workspace
+from server.store import bundle_builds, notify, open_store, tokens, workspace
 
 PLANES = ["server.health", "server.admin", "server.cdn"]
 
@@ -128,6 +129,41 @@ def test_admin_change_gives_next_request_a_new_etag_and_loader_set(site):
     app.state.bundle_cache._entries.clear()  # evicted: served from the build kept in the store
     pinned = client.get(bundle_url(source, f"analytics.{old}.min.js"), headers={"Accept-Encoding": "identity"})
     assert pinned.status_code == 200 and pinned.content == first.content
+
+
+def raw_get(client, url, encoding, inm=None):
+    headers = {"Accept-Encoding": encoding, **({"If-None-Match": inm} if inm else {})}
+    with client.stream("GET", url, headers=headers) as r:
+        return r.status_code, r.headers["etag"], b"".join(r.iter_raw())
+
+
+def test_a_served_version_is_polished_once_and_the_store_keeps_it(site):
+    """Warm requests hand their version to the polisher: the origin then answers with brotli
+    quality 11 and Zopfli's gzip (the same content, smaller), an ETag a client got before still
+    earns a 304, and the store keeps the polished bytes for the next process."""
+    client, source, engine, app = site
+    cache, url = app.state.bundle_cache, bundle_url(source)
+    plain = client.get(url, headers={"Accept-Encoding": "identity"})
+    fast = {encoding: raw_get(client, url, encoding) for encoding in ("gzip", "br")}
+    assert fast["gzip"][1].endswith('-gzip"') and fast["br"][1].endswith('-br5"')
+    for _ in range(POLISH_SAMPLE):  # one warm request in POLISH_SAMPLE offers its version
+        client.get(url, headers={"Accept-Encoding": "identity"})
+    deadline = time.monotonic() + 10
+    while raw_get(client, url, "gzip")[1] == fast["gzip"][1] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    polished = {encoding: raw_get(client, url, encoding) for encoding in ("gzip", "br")}
+    assert polished["gzip"][1].endswith('-gzip-zopfli"') and polished["br"][1].endswith('-br11"')
+    assert gzip.decompress(polished["gzip"][2]) == plain.content == brotli.decompress(polished["br"][2])
+    assert len(polished["gzip"][2]) < len(fast["gzip"][2]) and len(polished["br"][2]) < len(fast["br"][2])
+    for encoding in ("gzip", "br"):  # the fast bytes a browser cached are the same content
+        status, tag, body = raw_get(client, url, encoding, fast[encoding][1])
+        assert status == 304 and tag == fast[encoding][1] and body == b""
+    digest = plain.headers["etag"].strip('"')
+    row = bundle_builds.find_hash(engine, source["id"], digest, cache.fingerprint)
+    assert row["br_quality"] == 11 and row["gzip"] == polished["gzip"][2] and row["br"] == polished["br"][2]
+    cache._entries.clear()  # as a restarted process: read back from the store, already polished
+    reads = cache.reads
+    assert raw_get(client, url, "gzip")[1:] == polished["gzip"][1:] and cache.reads == reads + 1
 
 
 def test_change_made_by_another_process_is_seen_within_a_second(site):

@@ -14,8 +14,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from server.app import create_app
+from server.cdn.bundle_directory import Known
+from server.cdn.bundles import gzip_best
+from server.cdn.publish import MARKER
 from server.config import Config
-from server.store import open_store, workspace
+from server.store import bundle_builds, open_store, workspace
 
 PLANES = ["server.health", "server.cdn"]
 
@@ -62,8 +65,10 @@ def files_of(www: Path, key: str, digest: str) -> dict[str, Path]:
 
 
 def test_published_files_are_the_origins_bytes(published):
-    client, _, source, _, www, marker, _ = published
+    client, _, source, _, www, marker, app = published
     key = source["write_key"]
+    # Once the background polish is done (the next test): then the origin serves those bytes too.
+    assert wait_for(lambda: not app.state.publisher.unpolished)
     digest = client.get(f"/analytics.js/v1/{key}/analytics.min.js").headers["etag"].strip('"').split("-")[0]
     for url, path in files_of(www, key, digest).items():
         origin = raw(client, url)
@@ -92,6 +97,49 @@ def test_a_change_is_published_within_a_second_and_runs_the_command(published):
     assert wait_for(lambda: marker.read_text().count("\n") > before)
     line = marker.read_text().splitlines()[-1]
     assert line == f"{key}|{key}"  # the changed keys as arguments and in SWITCHBOARD_PUBLISHED_KEYS
+
+
+def polished_files(folder: Path, name: str) -> bool:
+    """Whether ``name``'s .gz and .br are the polished encodings of it (Zopfli, brotli 11)."""
+    body = (folder / name).read_bytes()
+    return ((folder / f"{name}.gz").read_bytes() == gzip_best(body)
+            and (folder / f"{name}.br").read_bytes() == brotli.compress(body, mode=brotli.MODE_TEXT, quality=11))
+
+
+def test_published_bundles_are_polished_in_the_background_and_changes_do_not_wait(published):
+    """A version goes out at once with the fast build's encodings, then its .gz and .br are
+    re-written with the polished ones (smaller, the same content), which the cache and the
+    store keep too."""
+    client, engine, source, dest, www, _, app = published
+    key, publisher, cache = source["write_key"], app.state.publisher, app.state.bundle_cache
+    folder = www / "analytics.js/v1" / key
+    digest = (folder / MARKER).read_text().split()[1]
+    names = ("analytics.min.js", f"analytics.{digest}.min.js")
+    assert wait_for(lambda: all(polished_files(folder, name) for name in names))
+    assert not publisher.unpolished
+    row = bundle_builds.find_hash(engine, source["id"], digest, cache.fingerprint)
+    assert row["br_quality"] == 11 and row["gzip"] == (folder / "analytics.min.js.gz").read_bytes()
+    assert raw(client, f"/analytics.js/v1/{key}/analytics.min.js", "gzip") == row["gzip"]
+
+    # A change is published as fast as before; its version is then polished in turn.
+    workspace.update_destination(engine, dest["id"], settings={"measurement_id": "G-POLISH", "api_secret": "x"})
+    assert wait_for(lambda: b"G-POLISH" in (folder / "analytics.min.js").read_bytes(), 1.0)
+    assert wait_for(lambda: polished_files(folder, "analytics.min.js"))
+    assert gzip.decompress((folder / "analytics.min.js.gz").read_bytes()) == (folder / "analytics.min.js").read_bytes()
+
+
+def test_a_version_that_moved_on_is_not_polished_over_the_newer_one(published):
+    _, engine, source, dest, www, _, app = published
+    key, publisher = source["write_key"], app.state.publisher
+    folder = www / "analytics.js/v1" / key
+    assert wait_for(lambda: not publisher.unpolished)
+    version = int((folder / MARKER).read_text().split()[0])
+    old = publisher.published[key]
+    before = {name: (folder / name).read_bytes() for name in ("analytics.min.js.gz", "analytics.min.js.br")}
+    # An entry left from an older version (published meanwhile at a newer one) is dropped unwritten.
+    publisher.unpolished[key] = Known(source["id"], version - 1, True)
+    assert publisher.polish() == 0 and not publisher.unpolished and publisher.published[key] == old
+    assert {name: (folder / name).read_bytes() for name in before} == before
 
 
 def test_disabled_deleted_and_rotated_keys_are_removed(published):

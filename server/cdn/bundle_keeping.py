@@ -1,13 +1,13 @@
 """Keeping built bundles: each build saved to the store after its answer has gone, and the
-versions that are actually served re-compressed with brotli quality 11.
+versions that are actually served polished (brotli quality 11 and Zopfli's gzip: ``bundles.polish``).
 
 Both run on background threads of their own, so that neither a write transaction (an fsync on
-SQLite) nor ~50 ms of brotli (which holds the GIL) sits on a request's path:
+SQLite) nor the ~100 ms of CPU that polishing takes sits on a request's path:
 
 - **Saving.** One thread, in order. Past ``SAVE_BACKLOG`` waiting saves (a restart under traffic
   over thousands of keys), the miss saves its build itself: backpressure instead of an unbounded
   queue of bundles in memory.
-- **Polishing.** A build compresses brotli at quality 5 (a few ms). One warm request in
+- **Polishing.** A build compresses brotli at quality 5 and gzip with zlib (a few ms). One warm request in
   ``POLISH_SAMPLE`` offers its bundle; at most one is re-compressed per ``POLISH_SPACING``
   seconds, so busy versions are polished first and the CPU spent on it stays bounded. The result
   is saved, so each version is polished once, cluster-wide.
@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from sqlalchemy import Engine
 
-from server.cdn.bundles import BR_BEST, with_best_brotli
+from server.cdn.bundles import polish
 from server.store import bundle_builds
 
 log = logging.getLogger("switchboard.bundles")
@@ -76,23 +76,32 @@ class Keeper:
             with self._lock:
                 self._unsaved -= 1
 
-    # -------------------------------------------------------------- brotli quality 11
+    # -------------------------------------------------------------- polishing
 
     def offer(self, write_key: str, entry) -> None:
         """A sampled warm request's bundle: polish it unless done or another one was just now."""
         now = time.monotonic()
-        if entry.bundle.br_quality >= BR_BEST or now - self._polished_at < POLISH_SPACING:
+        if entry.bundle.polished or now - self._polished_at < POLISH_SPACING:
             return
         self._polished_at = now
         self._polisher.submit(self._polish, (write_key, entry.bundle.version))
 
     def _polish(self, key: tuple[str, int]) -> None:
         entry = self._lookup(key)
-        if entry is None or entry.bundle.br_quality >= BR_BEST:
-            return
-        better = dataclasses.replace(entry, bundle=with_best_brotli(entry.bundle))
+        if entry is not None and not entry.bundle.polished:
+            self.polished(key, entry)
+
+    def polished(self, key: tuple[str, int], entry):
+        """``entry`` polished, in the cache (if still there) and the store: each version is
+        polished once, cluster-wide. Runs on the calling thread (the polisher's, the publisher's)."""
+        if entry.bundle.polished:
+            return entry
+        better = dataclasses.replace(entry, bundle=polish(entry.bundle))
         self._replace(key, better)
+        built = better.bundle
         try:
-            bundle_builds.polish(self.engine, entry.source_id, key[1], self.fingerprint, better.bundle.br, BR_BEST)
+            bundle_builds.polish(self.engine, entry.source_id, key[1], self.fingerprint, built.gzip, built.br,
+                                 built.br_quality)
         except Exception:
             log.warning("could not save a polished bundle", exc_info=True)
+        return better

@@ -46,7 +46,7 @@ bundle_builds = Table(
     Column("size", Integer, nullable=False),  # identity length: identity is derived from gzip
     Column("gzip", LargeBinary, nullable=False),
     Column("br", LargeBinary, nullable=False),
-    Column("br_quality", Integer, nullable=False),
+    Column("br_quality", Integer, nullable=False),  # 11: polished (and gzip is Zopfli's): cdn/bundles.py
     Column("loaders", String(2000), nullable=False),  # space-separated slugs
     Column("settings", LargeBinary, nullable=False),  # the settings document, JSON
     Column("built_at", UTCDateTime(), nullable=False),
@@ -136,9 +136,11 @@ def save(engine: Engine, source_id: int, version: int, fingerprint: str, build: 
                | ((bundle_builds.c.fingerprint != fingerprint) & (bundle_builds.c.version <= version)))))
 
 
-def polish(engine: Engine, source_id: int, version: int, fingerprint: str, br: bytes, quality: int) -> None:
-    """Keep a better brotli encoding of a build (same content, same hash)."""
+def polish(engine: Engine, source_id: int, version: int, fingerprint: str, gzip: bytes, br: bytes,
+           quality: int) -> None:
+    """Keep better encodings of a build (same content, same hash; ``quality``: the brotli
+    quality, which also says which gzip encoder: server/cdn/bundles.py)."""
     with engine.begin() as conn:
         conn.execute(update(bundle_builds).where(
             bundle_builds.c.source_id == source_id, bundle_builds.c.version == version,
-            bundle_builds.c.fingerprint == fingerprint).values(br=br, br_quality=quality))
+            bundle_builds.c.fingerprint == fingerprint).values(gzip=gzip, br=br, br_quality=quality))
