@@ -87,3 +87,37 @@ def test_delivery_jobs_leave_room_for_lease_updates_on_postgres(db_url):
                 assert "delivery_jobs" in inspect(conn).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_a_suppression_list_keyed_by_the_id_is_rebuilt_keyed_by_its_digest(db_url):
+    """Migration 14: the suppression list of the previous release (the userId in a VARCHAR(400) as
+    the key) becomes one keyed by the id's SHA-256, with every row kept and found."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import Column, MetaData, String, Table
+
+    from server.store import regulations, schema
+    from server.store.suppression_lookup import suppression_of
+
+    migrations._import_table_modules()
+    engine = make_engine(db_url)
+    old = Table("suppressions", MetaData(), Column("user_id", String(400), primary_key=True),
+                Column("source_id", schema.Id, primary_key=True), Column("regulation_id", schema.Id, nullable=False),
+                Column("created_at", schema.UTCDateTime(), nullable=False))
+    now = datetime.now(timezone.utc)
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t.name != "suppressions"])
+            old.create(conn)
+            conn.execute(old.insert(), [{"user_id": "ada", "source_id": 0, "regulation_id": 1, "created_at": now},
+                                        {"user_id": "bob", "source_id": 5, "regulation_id": 2, "created_at": now}])
+            conn.execute(migrations.schema_migrations.insert(), [
+                {"version": n, "description": d, "applied_at": now} for n, d, _ in migrations.MIGRATIONS if n < 14])
+        assert migrations.migrate(engine) == [14]
+        assert {"user_key", "user_id"} <= {c["name"] for c in inspect(engine).get_columns("suppressions")}
+        assert regulations.read_suppressions(engine)[1] == {("ada", 0), ("bob", 5)}
+        assert suppression_of(engine, "ada", 9)["regulation_id"] == 1  # every source
+        assert suppression_of(engine, "bob", 5)["regulation_id"] == 2 and suppression_of(engine, "bob", 6) is None
+        assert migrations.migrate(engine) == []
+    finally:
+        engine.dispose()

@@ -226,3 +226,64 @@ def test_concurrent_suppressions_of_one_user_all_succeed(engine):
     assert errors == []
     version, pairs = regulations.read_suppressions(engine)
     assert version == 6 and pairs == {("same", 0), *((f"u{i}", 0) for i in range(6))}
+
+
+# A userId near the event's 32 KB whose LIKE pattern would be over SQLite's 50,000 bytes (each "%"
+# is escaped), with characters JSON escapes, and a second one that differs in its last character.
+LONG = "ü" * 1500 + '"\\%_\x01' + "%" * 26_000 + "x"
+TWIN = LONG[:-1] + "y"
+
+
+def test_a_user_with_a_long_id_is_deleted_suppressed_and_lifted(db_url, engine, catalog, admin_token):
+    from server.store.suppression_lookup import suppression_of
+
+    app = create_app(Config(database_url=db_url, delivery_workers=True), engine=engine, catalog=catalog)
+    source = workspace.create_source(engine, "Site")
+    key = source["write_key"]
+
+    def batch(user: str, n: int, tag: str) -> dict:  # messageIds at most 100 characters
+        mark = f"{tag}-{[LONG, TWIN, 'short'].index(user)}"
+        return {"batch": [*({"type": "track", "event": "Order Completed", "userId": user, "messageId": f"{mark}-t{i}"}
+                            for i in range(n)),
+                          {"type": "identify", "userId": user, "messageId": f"{mark}-i", "traits": {"plan": "pro"}},
+                          {"type": "page", "userId": user, "messageId": f"{mark}-p", "name": "Home"}]}
+
+    def users() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for event in logged(engine):
+            found[event.get("userId")] = found.get(event.get("userId"), 0) + 1
+        return found
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {admin_token}"
+        for user in (LONG, TWIN, "short"):
+            assert client.post("/v1/batch", json={**batch(user, 2, "before"), "writeKey": key}).status_code == 200
+        wait_until(lambda: users() == {LONG: 4, TWIN: 4, "short": 4}, what="the events stored")
+
+        created = client.post("/api/v1/regulations", json={"type": "suppress_with_delete", "user_ids": [LONG]})
+        assert created.status_code == 201, created.text
+        regulation = created.json()
+        assert regulation["user_ids"] == [LONG] and regulation["counts"]["suppressed_users"] == 1
+        done = wait_until(lambda: (r := client.get(f"/api/v1/regulations/{regulation['id']}").json())["status"]
+                          in ("finished", "failed") and r, what="the deletion")
+        assert done["status"] == "finished" and done["counts"]["events"] == 4, done
+        assert users() == {TWIN: 4, "short": 4}
+
+        # Suppressed from now on (the collector and the debugger's lookup alike); the twin is not.
+        assert suppression_of(engine, LONG, source["id"])["regulation_id"] == regulation["id"]
+        assert suppression_of(engine, TWIN, source["id"]) is None
+        for user in (LONG, TWIN):
+            assert client.post("/v1/batch", json={**batch(user, 1, "after"), "writeKey": key}).status_code == 200
+        wait_until(lambda: users().get(TWIN) == 7, what="the twin's later events")
+        time.sleep(0.3)
+        assert LONG not in users()
+
+        lifted = client.post("/api/v1/regulations", json={"type": "unsuppress", "user_ids": [LONG]})
+        assert lifted.status_code == 201 and lifted.json()["counts"]["unsuppressed"] == 1
+        assert client.post("/v1/track", json={"event": "Back", "userId": LONG, "writeKey": key}).status_code == 200
+        wait_until(lambda: users().get(LONG) == 1, what="the long id stored again")
+        assert suppression_of(engine, LONG, source["id"]) is None
+
+        # The limit is the event's: an id no event can carry is refused.
+        too_long = client.post("/api/v1/regulations", json={"type": "delete", "user_ids": ["u" * (32 * 1024 + 1)]})
+        assert too_long.status_code == 422 and too_long.json()["field"] == "user_ids"

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from server.store import governance, workspace
-from server.store.regulations import suppressions
+from server.store.regulations import suppressions, user_key
 from test_web import signed_in, web  # noqa: F401  (fixtures)
 
 HTML = {"accept": "text/html"}
@@ -88,7 +88,7 @@ def test_debugger_routed_to_names_the_filter_and_the_suppression(signed_in):
     _track(signed_in, "Spam", userId="u-1")
     _track(signed_in, "Bought", userId="u-2", properties={"email": "x@y.z"})
     with signed_in.engine.begin() as conn:
-        conn.execute(suppressions.insert().values(user_id="u-2", source_id=0, regulation_id=7,
+        conn.execute(suppressions.insert().values(user_key=user_key("u-2"), user_id="u-2", source_id=0, regulation_id=7,
                                                   created_at=datetime.now(timezone.utc)))
     rows = {e["name"]: e["id"] for e in signed_in.get("/sources/1/debugger?format=json").json()["events"]}
 

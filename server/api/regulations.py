@@ -15,7 +15,8 @@ from server.errors import ApiError
 from server.store import regulations, workspace
 
 MAX_USERS = 1000  # per regulation: each one is a LIKE in the deletion's scan
-MAX_USER_ID = 400  # the suppression list's column
+# Any userId an event can carry: an event is at most 32 KB (server/ingest/body.py EVENT_LIMIT).
+MAX_USER_ID = 32 * 1024
 
 
 def _invalid(message: str, field: str) -> ApiError:

@@ -34,8 +34,15 @@ from server.store.warehouse import warehouse_cursors
 KEEPING = (QUEUED, RETRYING, DEAD)  # an event with such a job stays in the log
 
 
+# Characters of a userId's JSON text that go into its LIKE pattern. SQLite refuses patterns over
+# 50,000 bytes (SQLITE_MAX_LIKE_PATTERN_LENGTH), and a userId may be 32 KB: a longer text is
+# narrowed by its start only (any prefix of it is in the payload too); the check on the parsed
+# payload decides either way.
+LIKE_CHARS = 2000
+
+
 def _like_pattern(user_id: str) -> str:
-    text = '"userId":' + orjson.dumps(user_id).decode()
+    text = ('"userId":' + orjson.dumps(user_id).decode())[:LIKE_CHARS]
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 

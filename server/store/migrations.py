@@ -14,7 +14,7 @@ import pkgutil
 from datetime import datetime, timezone
 from typing import Callable
 
-from sqlalchemy import Column, Connection, Engine, Integer, String, Table, inspect, select, text
+from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, insert, inspect, select, text
 
 from server.store import schema
 
@@ -133,6 +133,24 @@ def _create_warehouse_skipped(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE warehouse_syncs ADD COLUMN skipped BIGINT NOT NULL DEFAULT 0"))
 
 
+def _key_suppressions_by_digest(conn: Connection) -> None:
+    # suppressions keyed by the userId's SHA-256 instead of the id in a VARCHAR(400), so that a
+    # regulation can name any userId an event carries (server/store/regulations.py). The table
+    # is small (one row per suppressed user and scope): it is rebuilt with its rows. A database
+    # created after the new definition already has it from migration 1 or 7.
+    from server.store import regulations
+
+    if "user_key" in {c["name"] for c in inspect(conn).get_columns("suppressions")}:
+        return
+    old = Table("suppressions", MetaData(), Column("user_id", String(400)), Column("source_id", schema.Id),
+                Column("regulation_id", schema.Id), Column("created_at", schema.UTCDateTime()))
+    rows = [r._asdict() for r in conn.execute(select(old))]
+    old.drop(conn)
+    regulations.suppressions.create(conn)
+    if rows:
+        conn.execute(insert(regulations.suppressions), [{**r, "user_key": regulations.user_key(r["user_id"])} for r in rows])
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "create tables", _create_all),
     (2, "create web_sessions", _create_web_sessions),
@@ -147,6 +165,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "create alert_rules, alert_events", _create_alerts),
     (12, "delivery_jobs fillfactor 70 on PostgreSQL (HOT lease updates)", _delivery_jobs_fillfactor),
     (13, "create warehouse_skipped; add warehouse_syncs.skipped", _create_warehouse_skipped),
+    (14, "suppressions keyed by a digest of the userId (ids of any length)", _key_suppressions_by_digest),
 ]
 
 

@@ -6,12 +6,15 @@ dies mid-way leaves a ``running`` row whose lease runs out, and the next process
 (the runner: ``server/privacy/runner.py``; the batches: ``server/store/erasure.py``).
 
 ``suppressions`` is the list the collector consults: one row per (user_id, source_id), with
-source_id 0 meaning every source. ``suppression_sequence`` is bumped on every change, so each
+source_id 0 meaning every source, keyed by the userId's SHA-256 (``user_key``) so that a userId
+of any length an event can carry (up to its 32 KB) can be suppressed: an index on the id itself
+would refuse long ones (PostgreSQL's B-tree entries stop near 2.7 KB). ``suppression_sequence`` is bumped on every change, so each
 process can tell cheaply whether its cached copy is stale.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -54,8 +57,9 @@ Index("ix_regulations_status", regulations.c.status)
 suppressions = Table(
     "suppressions",
     metadata,
-    Column("user_id", String(400), primary_key=True),
+    Column("user_key", String(64), primary_key=True),  # user_key(user_id)
     Column("source_id", Id, primary_key=True),  # ALL_SOURCES (0) = every source
+    Column("user_id", Text, nullable=False),
     Column("regulation_id", Id, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )
@@ -75,6 +79,11 @@ suppressed_event_counts = Table(
     Column("source_id", Id, primary_key=True),
     Column("count", BigInteger, nullable=False),
 )
+
+
+def user_key(user_id: str) -> str:
+    """The suppression list's key for a userId: its SHA-256 (UTF-8; surrogates kept as they came)."""
+    return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def create_tables(conn: Connection) -> None:
@@ -150,11 +159,12 @@ def create(engine: Engine, *, type: str, user_ids: list[str], source_ids: list[i
             source_ids=source_ids, counts={}, created_at=now, updated_at=now,
             finished_at=None if type in DELETES else now, stage=stage,
         )).inserted_primary_key[0]
+        keys = {user_key(u): u for u in user_ids}
         if type in SUPPRESSES:
-            existing = {(r.user_id, r.source_id) for r in conn.execute(
-                select(suppressions.c.user_id, suppressions.c.source_id).where(suppressions.c.user_id.in_(user_ids)))}
-            fresh = [{"user_id": u, "source_id": s, "regulation_id": new_id, "created_at": now}
-                     for u in user_ids for s in scopes if (u, s) not in existing]
+            existing = {(r.user_key, r.source_id) for r in conn.execute(
+                select(suppressions.c.user_key, suppressions.c.source_id).where(suppressions.c.user_key.in_(keys)))}
+            fresh = [{"user_key": k, "user_id": u, "source_id": s, "regulation_id": new_id, "created_at": now}
+                     for k, u in keys.items() for s in scopes if (k, s) not in existing]
             if fresh:  # a concurrent regulation may insert the same pair: the first one stays
                 insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(suppressions)
                 conn.execute(insert.on_conflict_do_nothing(), fresh)
@@ -162,7 +172,7 @@ def create(engine: Engine, *, type: str, user_ids: list[str], source_ids: list[i
             _bump(conn)
         elif type == "unsuppress":
             # Lifts the suppressions of these users for these sources (all of them: every source).
-            query = delete(suppressions).where(suppressions.c.user_id.in_(user_ids))
+            query = delete(suppressions).where(suppressions.c.user_key.in_(keys))
             if source_ids:
                 query = query.where(suppressions.c.source_id.in_(source_ids))
             counts["unsuppressed"] = conn.execute(query).rowcount

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from server.store.engine import read_only
-from server.store.regulations import ALL_SOURCES, suppressions
+from server.store.regulations import ALL_SOURCES, suppressions, user_key
 
 
 def suppression_of(engine: Engine, user_id: Any, source_id: int) -> dict[str, Any] | None:
@@ -19,7 +19,7 @@ def suppression_of(engine: Engine, user_id: Any, source_id: int) -> dict[str, An
     with read_only(engine) as conn:
         row = conn.execute(
             select(suppressions.c.regulation_id, suppressions.c.created_at)
-            .where(suppressions.c.user_id == user_id, suppressions.c.source_id.in_((source_id, ALL_SOURCES)))
+            .where(suppressions.c.user_key == user_key(user_id), suppressions.c.source_id.in_((source_id, ALL_SOURCES)))
             .order_by(suppressions.c.created_at).limit(1)
         ).one_or_none()
     return None if row is None else {"regulation_id": row.regulation_id, "created_at": row.created_at}
