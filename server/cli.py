@@ -180,8 +180,16 @@ def cmd_sources_set(args: argparse.Namespace) -> None:
 
     engine = _engine(_config())
     source = _resolve_source(engine, args.source)
-    updated = service.update_source(engine, source["id"], {"library_name": args.library_name}, actor=actor())
-    print(f"{updated['name']}: library name {updated['library_name']} (settings version {updated['settings_version']})")
+    body: dict[str, Any] = {}
+    if args.library_name is not None:
+        body["library_name"] = args.library_name
+    if args.server_cookies is not None:
+        body["server_cookies"] = args.server_cookies == "on"
+    if not body:
+        raise CliError("say what to change: --library-name, --server-cookies or both")
+    updated = service.update_source(engine, source["id"], body, actor=actor())
+    print(f"{updated['name']}: library name {updated['library_name']}, server-set cookies "
+          f"{'on' if updated['server_cookies'] else 'off'} (settings version {updated['settings_version']})")
 
 
 def _resolve_source(engine, ref: str) -> dict[str, Any]:
@@ -372,9 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=cmd_sources_list)
     setter = sources.add_parser("set", help="change a source's settings")
     setter.add_argument("source", help="source id, name, slug or write key")
-    setter.add_argument("--library-name", required=True, metavar="NAME",
+    setter.add_argument("--library-name", metavar="NAME",
                         help="context.library.name its bundle sends (analytics.js for sites moving from Segment; "
                              "switchboard.js, the default, or \"\" to go back)")
+    setter.add_argument("--server-cookies", choices=["on", "off"],
+                        help="whether its bundle has the collector set the visitor's id cookies again once a day "
+                             "(Safari's 7-day cap; the collector must share the site's domain: docs/bundle.md)")
     setter.set_defaults(func=cmd_sources_set)
 
     dests = sub.add_parser("destinations", help="manage a source's destinations").add_subparsers(

@@ -113,11 +113,33 @@ def test_a_suppression_list_keyed_by_the_id_is_rebuilt_keyed_by_its_digest(db_ur
                                         {"user_id": "bob", "source_id": 5, "regulation_id": 2, "created_at": now}])
             conn.execute(migrations.schema_migrations.insert(), [
                 {"version": n, "description": d, "applied_at": now} for n, d, _ in migrations.MIGRATIONS if n < 14])
-        assert migrations.migrate(engine) == [14]
+        assert migrations.migrate(engine) == [n for n, _, _ in migrations.MIGRATIONS if n >= 14]
         assert {"user_key", "user_id"} <= {c["name"] for c in inspect(engine).get_columns("suppressions")}
         assert regulations.read_suppressions(engine)[1] == {("ada", 0), ("bob", 5)}
         assert suppression_of(engine, "ada", 9)["regulation_id"] == 1  # every source
         assert suppression_of(engine, "bob", 5)["regulation_id"] == 2 and suppression_of(engine, "bob", 6) is None
+        assert migrations.migrate(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_migration_15_adds_server_cookies_off_to_existing_sources(db_url):
+    from sqlalchemy import text
+
+    from server.store import workspace
+
+    migrations._import_table_modules()
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:  # what the previous release left: no sources.server_cookies
+            metadata.create_all(conn)
+            conn.execute(text("ALTER TABLE sources DROP COLUMN server_cookies"))
+            conn.execute(migrations.schema_migrations.insert(), [
+                {"version": n, "description": d, "applied_at": workspace.now()} for n, d, _ in migrations.MIGRATIONS if n < 15])
+            conn.execute(text("INSERT INTO sources (name, slug, write_key, enabled, settings_version, created_at, "
+                              "updated_at) VALUES ('Old', 'old', 'wk_old', true, 1, '2026-01-01', '2026-01-01')"))
+        assert migrations.migrate(engine) == [15]
+        assert workspace.source_by_write_key(engine, "wk_old")["server_cookies"] is False
         assert migrations.migrate(engine) == []
     finally:
         engine.dispose()

@@ -70,8 +70,9 @@ async def source_get(request: Request) -> Response:
 
 @admin_endpoint
 async def source_patch(request: Request) -> Response:
-    """Rename, enable or disable a source, or set the library name its bundle reports:
-    {"name"?, "enabled"?, "library_name"? (text, or null for "switchboard.js")}."""
+    """Rename, enable or disable a source, set the library name its bundle reports, or turn
+    server-set cookies on or off: {"name"?, "enabled"?, "library_name"? (text, or null for
+    "switchboard.js"), "server_cookies"? (true/false)}."""
     body = await read_json(request)
     engine = request.app.state.engine
     return json_response(await run_in_threadpool(service.update_source, engine, request.path_params["id"], body, actor(request)))

@@ -63,6 +63,7 @@ def source_json(source: dict[str, Any]) -> dict[str, Any]:
         "enabled": source["enabled"],
         "settings_version": source["settings_version"],
         "library_name": library_name.effective(source.get("library_name")),
+        "server_cookies": bool(source.get("server_cookies")),
         "created_at": source["created_at"].isoformat(),
         "updated_at": source["updated_at"].isoformat(),
     }
@@ -121,13 +122,15 @@ def get_source(engine: Engine, source_id: int) -> dict[str, Any]:
 
 
 def update_source(engine: Engine, source_id: int, body: dict[str, Any], actor: str) -> dict[str, Any]:
-    unknown = set(body) - {"name", "enabled", "library_name"}
+    unknown = set(body) - {"name", "enabled", "library_name", "server_cookies"}
     if unknown:
         field = sorted(unknown)[0]
         raise ApiError(422, "validation_error", f"{field} cannot be changed here", field=field)
     name = _text(body["name"], "name") if "name" in body else None
     enabled = _bool(body["enabled"], "enabled") if "enabled" in body else None
     extra: dict[str, Any] = {}
+    if "server_cookies" in body:
+        extra["server_cookies"] = _bool(body["server_cookies"], "server_cookies")
     if "library_name" in body:
         try:
             extra["library_name"] = library_name.clean(body["library_name"])

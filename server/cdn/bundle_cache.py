@@ -249,7 +249,8 @@ class BundleCache:
             if source is None:
                 return UNKNOWN
             known = Known(source["source_id"], source["settings_version"], source["enabled"])
-            content = {"destinations": source["destinations"], "source": {"library_name": source.get("library_name")}}
+            content = {"destinations": source["destinations"],
+                       "source": {"library_name": source.get("library_name"), "server_cookies": source.get("server_cookies")}}
         if not known.enabled:
             return DISABLED
         return self._entry(write_key, known, content) or UNKNOWN
@@ -279,7 +280,8 @@ class BundleCache:
             source = {"source_id": known.source_id, "write_key": write_key, "enabled": True,
                       "settings_version": known.version, "destinations": content["destinations"],
                       # context.library.name of this version (a source setting, part of the snapshot)
-                      "library_name": (content.get("source") or {}).get("library_name")}
+                      "library_name": (content.get("source") or {}).get("library_name"),
+                      "server_cookies": (content.get("source") or {}).get("server_cookies")}
             entry = self._build(source)
         self._keep(write_key, entry)
         return entry

@@ -52,7 +52,7 @@ from server.rules import compiled_filters
 # server.js_templates: see setup.py), never a path relative to a source checkout.
 JS_DIR = Path(str(resources.files("server.js_templates")))
 REQUIRED = (
-    "bundle.js.j2", "plugin.js.j2", "snippet.js.j2", "filters.js", "extras.js.j2",
+    "bundle.js.j2", "plugin.js.j2", "snippet.js.j2", "filters.js", "extras.js.j2", "server_cookies.js",
     "dist/core.js", "dist/core-device.js", "dist/core-device-filters.js",
 )
 
@@ -306,10 +306,18 @@ def render_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> s
     data = bundle_config(config, catalog, source)
     slugs = sorted({d["slug"] for d in data.get("destinations", ())})
     filtered = any("filters" in d for d in data.get("destinations", ()))
+    keep = source.get("server_cookies")  # server-set cookies: only these bundles pay for them
     return js_env().get_template("bundle.js.j2").render(
         version=CORE_VERSION, config=data, core=core_source(bool(slugs), filtered),
         loaders=[loader_source(s) for s in slugs],
+        keep=server_cookies_source() if keep else None, keep_url=collector_url(config) + "/keep",
     )
+
+
+@lru_cache(maxsize=1)
+def server_cookies_source() -> str:
+    """js_templates/server_cookies.js: the function a bundle with server-set cookies calls."""
+    return (JS_DIR / "server_cookies.js").read_text().strip()
 
 
 def build_bundle(config: Config, catalog: Catalog, source: dict[str, Any]) -> Built:

@@ -7,6 +7,8 @@ Routes (under ``/v1`` and, when it differs, under ``config.collector_prefix``):
 - ``POST m``: analytics-next's client metrics — counted, never stored as events;
 - ``POST e``: the snippet's early send, expanded into one event (server/ingest/early.py) and then
   stored as ``p``/``t`` are;
+- ``POST keep``: server-set cookies, the bundle's daily request to set the visitor's id cookies
+  again (server/ingest/kept_cookies.py); never an event;
 - ``OPTIONS`` on all of them: the CORS preflight.
 
 A request goes: body within its size limit (gzip ok) → JSON object → write key (body
@@ -27,6 +29,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
+import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
@@ -36,7 +39,7 @@ from server.api.client_address import client_address
 from server.catalog import Catalog, load_catalog
 from server.config import Config
 from server.errors import ApiError
-from server.ingest import client_metrics, cors, events_api, rejected, stats
+from server.ingest import client_metrics, cors, events_api, kept_cookies, rejected, stats
 from server.ingest.asgi import Answer, Call, encode_headers, error_answer
 from server.ingest.body import (
     BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_json, parse_object, parse_object_off_loop, read_body,
@@ -78,6 +81,7 @@ class Collector:
         self.keys = WriteKeyCache(engine)
         # The snippet's early sends (/e) only: the source's device-mode marks, read once per change.
         self.early = EarlySources(engine, catalog if catalog is not None else load_catalog())
+        self.kept = kept_cookies.KeepSources(engine)  # /keep only: whether server-set cookies are on
         # Users under a suppress regulation: their events are acknowledged, never stored.
         self.suppressions = regulations.SuppressionList(engine)
         self.limiter = RateLimiter(config.rate_limit)
@@ -89,6 +93,7 @@ class Collector:
     def start(self) -> "Collector":
         self.keys.subscribe()
         self.early.subscribe()
+        self.kept.subscribe()
         self.suppressions.start()
         self.writer.start()
         return self
@@ -96,6 +101,7 @@ class Collector:
     def stop(self) -> None:
         self.keys.close()
         self.early.close()
+        self.kept.close()
         self.suppressions.stop()
         self.writer.stop()
         self.off_loop.close()
@@ -299,7 +305,7 @@ class TrackingEndpoint:
 class _CallConvertor(Convertor):
     """``{call:tracking_call}``: exactly the Tracking API's path names, nothing else."""
 
-    regex = "|".join(sorted([*SINGLE, *BATCH, "m", "e"], key=len, reverse=True))
+    regex = "|".join(sorted([*SINGLE, *BATCH, "m", "e", "keep"], key=len, reverse=True))
 
     def convert(self, value: str) -> str:
         return value
@@ -373,6 +379,19 @@ async def _early(call: Call, collector: Collector) -> Answer:
     return await _store(call, collector, _rows(call, collector, source_id, body, body["type"]), len(data))
 
 
+async def _keep(call: Call, collector: Collector) -> Answer:
+    data = await read_body(call, kept_cookies.BODY_LIMIT, "payload_too_large", "request")
+    body = parse_object(data)
+    key = request_write_key(call, body.get("writeKey"))
+    await _source_id_of(collector, key)  # an unknown or disabled key, a rate limit: as for events
+    if not await collector.kept.enabled(key):
+        raise ApiError(403, "server_cookies_off", "This source does not have server-set cookies on "
+                       "(its page in the web app, or PATCH /api/v1/sources/{id} {\"server_cookies\": true})")
+    kept, cookies = kept_cookies.set_cookies(body, call.header(b"origin"), kept_cookies.host_of(call.header(b"host")),
+                                             call.header(b"cookie"))
+    return Answer(200, orjson.dumps({"kept": kept}), [*cookies, (b"cache-control", b"no-store"), *cors.cors_headers(call)])
+
+
 async def _metrics(call: Call, collector: Collector) -> Answer:
     data = await read_body(call, METRICS_LIMIT, "batch_too_large", "metrics body", collector.off_loop)
     body = await parse_object_off_loop(data, collector.off_loop)
@@ -385,6 +404,7 @@ def routes(config: Config) -> list[Route]:
     handlers.update({name: _batch for name in BATCH})
     handlers["m"] = _metrics
     handlers["e"] = _early
+    handlers["keep"] = _keep
     endpoint = TrackingEndpoint(handlers)
     prefixes = list(dict.fromkeys(["/v1", config.collector_prefix]))
     found = []

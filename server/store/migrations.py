@@ -133,6 +133,14 @@ def _create_warehouse_skipped(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE warehouse_syncs ADD COLUMN skipped BIGINT NOT NULL DEFAULT 0"))
 
 
+def _add_source_server_cookies(conn: Connection) -> None:
+    # sources.server_cookies (server/ingest/kept_cookies.py). A database created after the column
+    # was declared already has it from migration 1.
+    if "server_cookies" not in {c["name"] for c in inspect(conn).get_columns("sources")}:
+        false = "false" if conn.dialect.name == "postgresql" else "0"
+        conn.execute(text(f"ALTER TABLE sources ADD COLUMN server_cookies BOOLEAN NOT NULL DEFAULT {false}"))
+
+
 def _key_suppressions_by_digest(conn: Connection) -> None:
     # suppressions keyed by the userId's SHA-256 instead of the id in a VARCHAR(400), so that a
     # regulation can name any userId an event carries (server/store/regulations.py). The table
@@ -166,6 +174,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (12, "delivery_jobs fillfactor 70 on PostgreSQL (HOT lease updates)", _delivery_jobs_fillfactor),
     (13, "create warehouse_skipped; add warehouse_syncs.skipped", _create_warehouse_skipped),
     (14, "suppressions keyed by a digest of the userId (ids of any length)", _key_suppressions_by_digest),
+    (15, "add sources.server_cookies", _add_source_server_cookies),
 ]
 
 

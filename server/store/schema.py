@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
@@ -70,6 +71,9 @@ sources = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     # context.library.name in this source's bundle; NULL = "switchboard.js" (server/api/library_name.py).
     Column("library_name", String(40), nullable=True),
+    # The bundle asks the collector to set the visitor's id cookies again, once a day (server-set
+    # cookies outlive Safari's 7-day cap on cookies written by scripts): docs/bundle.md. Migration 15.
+    Column("server_cookies", Boolean, nullable=False, default=False, server_default=false()),
     # AUTOINCREMENT: SQLite would otherwise hand a deleted row's id to the next insert, and ids
     # are remembered elsewhere (URLs, settings snapshots that a rollback brings back).
     sqlite_autoincrement=True,

@@ -67,6 +67,7 @@ def _row(row) -> dict[str, Any]:
 def _source_dict(row) -> dict[str, Any]:
     data = _row(row)
     data["enabled"] = bool(data["enabled"])
+    data["server_cookies"] = bool(data.get("server_cookies"))
     return data
 
 
@@ -89,6 +90,8 @@ def _snapshot(conn: Connection, source_id: int) -> dict[str, Any]:
     head = {"name": source.name, "enabled": bool(source.enabled)}
     if source.library_name:  # only when set: older snapshots (and most sources) have no such key
         head["library_name"] = source.library_name
+    if source.server_cookies:  # the same
+        head["server_cookies"] = True
     return {
         "source": head,
         "destinations": [
@@ -253,10 +256,11 @@ _KEEP: Any = object()
 
 def update_source(
     engine: Engine, source_id: int, *, name: str | None = None, enabled: bool | None = None,
-    library_name: str | None = _KEEP, actor: str = "system",
+    library_name: str | None = _KEEP, server_cookies: bool | None = None, actor: str = "system",
 ) -> dict[str, Any]:
     """``library_name``: a name checked by server.library_name.clean, or None for the default;
-    left out, it stays as it is."""
+    left out, it stays as it is. ``server_cookies``: whether the bundle has the collector set the
+    visitor's id cookies (None: unchanged)."""
     values: dict[str, Any] = {}
     if name is not None:
         values["name"] = name
@@ -264,6 +268,8 @@ def update_source(
         values["enabled"] = enabled
     if library_name is not _KEEP:
         values["library_name"] = library_name
+    if server_cookies is not None:
+        values["server_cookies"] = server_cookies
     with _Tx(engine) as conn:
         before = conn.execute(select(sources).where(sources.c.id == source_id)).one_or_none()
         if before is None:
@@ -275,6 +281,8 @@ def update_source(
             changes.append("enabled" if enabled else "disabled")
         if library_name is not _KEEP and library_name != before.library_name:
             changes.append(f"library name {library_name or 'switchboard.js'!r}")
+        if server_cookies is not None and server_cookies != bool(before.server_cookies):
+            changes.append("server-set cookies " + ("on" if server_cookies else "off"))
         # Saving unchanged is not a new version (it would only invalidate every cached bundle).
         if changes:
             conn.execute(sources.update().where(sources.c.id == source_id).values(**values))
@@ -502,7 +510,8 @@ def rollback(engine: Engine, source_id: int, version: int, *, actor: str = "syst
             sources.update()
             .where(sources.c.id == source_id)
             .values(name=target["source"]["name"], enabled=target["source"]["enabled"],
-                    library_name=target["source"].get("library_name"))
+                    library_name=target["source"].get("library_name"),
+                    server_cookies=bool(target["source"].get("server_cookies")))
         )
         wanted = {d["id"]: d for d in target["destinations"]}
         existing = set(
@@ -562,6 +571,7 @@ def public_config(engine: Engine, write_key: str) -> dict[str, Any] | None:
         "version_created_at": row.created_at,
         "destinations": row.content["destinations"],
         "library_name": row.content["source"].get("library_name"),
+        "server_cookies": bool(row.content["source"].get("server_cookies")),
     }
 
 

@@ -120,10 +120,30 @@ async def source_library_name(request: Request) -> Response:
                           f"Events from this source's bundle now say context.library.name = {updated['library_name']}.")
 
 
+@page
+async def source_server_cookies(request: Request) -> Response:
+    """The "Server-set cookies" form: whether this source's bundle has the collector set the
+    visitor's id cookies (server/ingest/kept_cookies.py)."""
+    source_id = request.path_params["id"]
+    form = await form_of(request)
+    on = form.get("server_cookies") == "on"
+    try:
+        await run_in_threadpool(service.update_source, request.app.state.engine, source_id,
+                                {"server_cookies": on}, request.state.admin_user)
+    except ApiError as exc:
+        if exc.status == 404:
+            return web_error(request, 404, "not_found", f"There is no source {source_id}.")
+        return await redirect(request, f"/sources/{source_id}", f"Not saved: {exc.message}", "error")
+    return await redirect(request, f"/sources/{source_id}",
+                          "The bundle now has the collector set the visitor's id cookies once a day." if on
+                          else "The bundle no longer asks the collector to set cookies.")
+
+
 def routes() -> list[Route]:
     return [
         Route("/sources", sources_list, methods=["GET"]),
         Route("/sources", sources_create, methods=["POST"]),
         Route("/sources/{id:int}", source_page, methods=["GET"]),
         Route("/sources/{id:int}/library-name", source_library_name, methods=["POST"]),
+        Route("/sources/{id:int}/server-cookies", source_server_cookies, methods=["POST"]),
     ]
