@@ -11,6 +11,7 @@
 - ``asgi``: the request and answer objects of the hot path (raw headers, prepared bytes).
 - ``client_metrics``: counts what browsers post to ``/v1/m``.
 - ``early``: expands the snippet's early send (``/v1/e``) into the event the bundle would build.
+- ``kept_cookies``: server-set cookies (``/v1/keep``): sets the visitor's id cookies again.
 - ``stats``: Prometheus counters for accepted, duplicate and refused events.
 - ``events_api``: the admin read API over stored events.
 - ``depth``: parses a body, refusing one nested deeper than 64 levels: exact, and cheap whatever its shape.
