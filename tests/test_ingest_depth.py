@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.errors import ApiError
-from server.ingest.depth import MAX_DEPTH, ORJSON_MAX_DEPTH, loads
+from server.ingest.depth import MAX_DEPTH, ORJSON_MAX_DEPTH, deep_batch, loads, too_deep
 
 
 def nested(levels: int, leaf: object = 1, shape: str = "mixed") -> object:
@@ -131,3 +131,31 @@ def test_the_check_costs_no_python_work_per_container(body):
     # here (and ~1 s of event loop for 4 MB of them). Now: the unwrapping loop, whatever the body.
     assert not refused(body)
     assert python_lines_run(lambda: loads(body)) < 20_000
+
+
+def item(levels: int, message_id: str) -> dict:
+    """A track whose properties are ``levels`` containers deep: the item is one level more."""
+    return {"type": "track", "userId": "u", "event": "E", "messageId": message_id, "properties": nested(levels)}
+
+
+def test_a_batch_item_too_deep_is_named_exactly_and_anything_else_too_deep_refuses_the_body():
+    # Level 3 of the body is the item: it may have MAX_DEPTH - 2 levels of its own.
+    at_limit = {"batch": [item(MAX_DEPTH - 3, "a")]}
+    assert depth_of(at_limit) == MAX_DEPTH and not refused(orjson.dumps(at_limit))
+    assert not too_deep(at_limit["batch"][0], MAX_DEPTH - 2) and too_deep(item(MAX_DEPTH - 2, "b"), MAX_DEPTH - 2)
+    over = {"batch": [item(MAX_DEPTH - 3, "a"), item(MAX_DEPTH - 2, "b"), item(300, "c"), item(1, "d")]}
+    data = json.dumps(over).encode()  # orjson does not write 300 levels
+    assert refused(data)
+    body, deep = deep_batch(data)
+    assert deep == {1, 2} and [i["messageId"] for i in body["batch"]] == ["a", "b", "c", "d"]
+    # Too deep at the top (its own level 2 may hold MAX_DEPTH - 1), or past what orjson parses: all of it.
+    assert deep_batch(json.dumps({"batch": [item(MAX_DEPTH - 2, "b")], "context": nested(MAX_DEPTH - 1)}).encode())[1] == {0}
+    for whole in ({"batch": [item(1, "a")], "context": nested(MAX_DEPTH)},
+                  {"batch": [item(1, "a")], "integrations": {"x": nested(MAX_DEPTH - 1)}}):
+        data = json.dumps(whole).encode()
+        assert refused(data)
+        with pytest.raises(ApiError) as whole_body:
+            deep_batch(data)
+        assert whole_body.value.code == "invalid_event"
+    with pytest.raises(orjson.JSONDecodeError):  # the collector answers it as too deep (server/ingest/body.py)
+        deep_batch(b'{"batch":[' + nested_text(ORJSON_MAX_DEPTH + 10, "[", "]") + b"]}")

@@ -88,11 +88,20 @@ def test_deep_nesting_is_a_400_naming_the_limit_not_a_500(site):
     # 400 levels: orjson parses it, but could not write it back (its limit is 254): used to be a 500.
     deep = {"userId": "u", "event": "Deep", "properties": _nested(400)}
     _assert_invalid_event(site.post("/v1/track", deep), "nested more than 64 levels")
-    _assert_invalid_event(site.post("/v1/batch", {"batch": [{"type": "track", **deep}]}), "64 levels")
+    # In a batch, the deep item is refused alone (as an oversize one): SDKs drop a batch answered 400.
+    good = {"type": "track", "userId": "u", "event": "Shallow", "messageId": "beside-deep"}
+    assert site.post("/v1/batch", {"batch": [{"type": "track", **deep, "messageId": "deep"}, good]}).status_code == 200
+    [record] = site.admin(f"/api/v1/sources/{site.source['id']}/rejected-events").json()["events"]
+    assert record["message_id"] == "deep" and record["reason"] == "invalid_event"
+    assert record["message"].startswith("batch[0]: ") and "62 levels" in record["message"]
+    # Too deep anywhere else in a batch body (its context here), the whole body is refused.
+    _assert_invalid_event(site.post("/v1/batch", {"batch": [good], "context": _nested(70)}), "64 levels")
     # Beyond what orjson parses at all (1024): the same answer, not "malformed JSON".
     raw = b'{"writeKey":"%s","userId":"u","event":"E","properties":' % site.source["write_key"].encode()
     raw += b"[" * 1100 + b"]" * 1100 + b"}"
     _assert_invalid_event(site.post("/v1/track", raw), "64 levels")
+    raw = b'{"writeKey":"%s","batch":[%s]}' % (site.source["write_key"].encode(), b"[" * 1100 + b"]" * 1100)
+    _assert_invalid_event(site.post("/v1/batch", raw), "64 levels")  # a batch too: nothing to tell apart
     # Arrays count like objects; the limit is exact: the body object is level 1.
     assert site.post("/v1/track", {"userId": "u", "event": "Ok", "messageId": "at-limit",
                                    "properties": _nested(63)}).status_code == 200
@@ -101,7 +110,7 @@ def test_deep_nesting_is_a_400_naming_the_limit_not_a_500(site):
     assert site.post("/v1/track", {"userId": "u", "event": "Brackets", "messageId": "brackets",
                                    "properties": {"s": "[" * 500 + "{" * 500}}).status_code == 200
     stored = site.stored()
-    assert set(stored) == {"at-limit", "brackets"}
+    assert set(stored) == {"at-limit", "brackets", "beside-deep"}
     assert stored["brackets"]["properties"]["s"] == "[" * 500 + "{" * 500
 
 

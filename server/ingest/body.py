@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from server.errors import ApiError
 from server.ingest.asgi import Call
-from server.ingest.depth import loads, too_deep_error
+from server.ingest.depth import deep_batch, loads, too_deep_error
 from server.ingest.off_loop import OffLoop
 
 EVENT_LIMIT = 32 * 1024  # one event (the body of /v1/track and friends; each item of a batch)
@@ -122,6 +122,21 @@ async def parse_object_off_loop(data: bytes, off_loop: OffLoop) -> dict[str, Any
     if len(data) <= INLINE_LIMIT:
         return parse_object(data)
     return await off_loop.run(parse_object, data)
+
+
+async def parse_deep_batch_off_loop(data: bytes, off_loop: OffLoop) -> tuple[Any, set[int]]:
+    """``depth.deep_batch`` for a batch body the depth check refused (on the collector's thread
+    when large): the body, and the indexes of its items too deep to keep."""
+    if len(data) <= INLINE_LIMIT:
+        return _deep_batch(data)
+    return await off_loop.run(_deep_batch, data)
+
+
+def _deep_batch(data: bytes) -> tuple[Any, set[int]]:
+    try:
+        return deep_batch(data)
+    except orjson.JSONDecodeError:  # past orjson's 1024 levels (the depth check parsed the rest)
+        raise too_deep_error() from None
 
 
 def parse_object(data: bytes) -> dict[str, Any]:

@@ -15,8 +15,8 @@ A request goes: body within its size limit (gzip ok) → JSON object → write k
 ``writeKey`` or Basic auth user) → source (cached) → rate limit → every event checked (the
 first broken rule is a 400, and nothing of the request is stored) → normalised → handed to the
 group-commit writer → ``200 {"success": true}`` once the transaction holding it has committed.
-A batch item over 32 KB is the exception to "the first broken rule is a 400": it alone is
-refused (recorded, counted) and the rest stored. When the store can't keep up or can't write,
+In a batch, an item that breaks a rule, is over 32 KB or is nested too deep is the exception to
+"the first broken rule is a 400": it alone is refused (recorded, counted) and the rest stored. When the store can't keep up or can't write,
 the answer is a 503 with Retry-After (server/ingest/writer.py bounds what may wait).
 Every answer, errors included, carries CORS headers. See docs/collector.md.
 """
@@ -42,7 +42,8 @@ from server.errors import ApiError
 from server.ingest import client_metrics, cors, events_api, kept_cookies, rejected, stats
 from server.ingest.asgi import Answer, Call, encode_headers, error_answer
 from server.ingest.body import (
-    BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_json, parse_object, parse_object_off_loop, read_body,
+    BATCH_LIMIT, EVENT_LIMIT, METRICS_LIMIT, parse_deep_batch_off_loop, parse_json, parse_object, parse_object_off_loop,
+    read_body,
 )
 from server.ingest.early import expand, write_key_of
 from server.ingest.early_sources import EarlySources
@@ -50,7 +51,8 @@ from server.ingest.keys import WriteKeyCache
 from server.ingest.off_loop import OffLoop
 from server.ingest.normalise import BatchDefaults, iso, normalise
 from server.ingest.ratelimit import RateLimiter
-from server.ingest.validate import check_batch, check_event, invalid_item, oversize, refusal
+from server.ingest.depth import TooDeep
+from server.ingest.validate import check_batch, check_event, invalid_item, oversize, refusal, too_deep_item
 from server.ingest.writer import GroupCommitWriter, StoreBusy
 from server.store import events, regulations
 from server.store.failures import describe, is_unavailable
@@ -210,8 +212,10 @@ Refused = list[dict[str, Any]]
 
 
 def _rows(call: Call, collector: Collector, source_id: int, body: dict[str, Any],
-          route_type: str | None, body_size: int = 0) -> tuple[list[dict[str, Any]], Refused | None]:
-    """The rows to store, and records of the batch items refused on their own (None: none)."""
+          route_type: str | None, body_size: int = 0, deep: set[int] | frozenset[int] = frozenset(),
+          ) -> tuple[list[dict[str, Any]], Refused | None]:
+    """The rows to store, and records of the batch items refused on their own (None: none);
+    ``deep``: the indexes of batch items nested too deep (server/ingest/depth.py, deep_batch)."""
     received_at = datetime.now(timezone.utc)
     received_iso = iso(received_at)
     ip = client_ip(call, collector.config.trust_proxy)
@@ -224,10 +228,15 @@ def _rows(call: Call, collector: Collector, source_id: int, body: dict[str, Any]
         batch = check_batch(body.get("batch"))
         defaults = BatchDefaults(body)
         # A body within 32 KB cannot hold an item over 32 KB: skip measuring each one.
-        if body_size > EVENT_LIMIT:
+        if body_size > EVENT_LIMIT or deep:
             kept = []
             for index, item in enumerate(batch):
-                size = oversize(item)
+                if index in deep:
+                    refused = refused or []
+                    refused.append({**invalid_item(item, too_deep_item(index)), "source_id": source_id,
+                                    "received_at": received_at})
+                    continue
+                size = oversize(item) if body_size > EVENT_LIMIT else 0
                 if size:
                     refused = refused or []
                     refused.append({**refusal(item, index, size), "source_id": source_id, "received_at": received_at})
@@ -360,10 +369,14 @@ def _single(route_type: str) -> Handler:
 
 async def _batch(call: Call, collector: Collector) -> Answer:
     data = await read_body(call, BATCH_LIMIT, "batch_too_large", "batch", collector.off_loop)
-    body = await parse_object_off_loop(data, collector.off_loop)
+    deep: set[int] = set()
+    try:
+        body = await parse_object_off_loop(data, collector.off_loop)
+    except TooDeep:  # an item too deep is refused alone; anything else too deep, the whole body
+        body, deep = await parse_deep_batch_off_loop(data, collector.off_loop)
     source_id = await _source_id(collector, call, body)
     size = len(data)
-    prepared = _rows(call, collector, source_id, body, None, size)
+    prepared = _rows(call, collector, source_id, body, None, size, deep)
     del body, data
     return await _store(call, collector, prepared, size)
 

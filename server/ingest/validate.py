@@ -20,6 +20,7 @@ import orjson
 
 from server.errors import ApiError
 from server.ingest.body import EVENT_LIMIT, json_type
+from server.ingest.depth import MAX_DEPTH
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 MAX_MESSAGE_ID = 100
@@ -123,6 +124,12 @@ def refusal(item: Any, index: int, size: int) -> dict[str, Any]:
     }
 
 
+def too_deep_item(index: int) -> ApiError:
+    """The reason a batch item nested too deep is refused alone (server/ingest/depth.py)."""
+    return fail("invalid_event", f"the event is nested more than {MAX_DEPTH - 2} levels deep (the batch's body "
+                f"object is level 1, the item level 3); flatten its properties", index)
+
+
 def invalid_item(item: Any, exc: ApiError) -> dict[str, Any]:
     """What is kept of a batch item refused on its own for breaking a rule (``exc``, the 400 a
     single-event route would answer): who and what it was, its size, and why — never its
@@ -130,7 +137,7 @@ def invalid_item(item: Any, exc: ApiError) -> dict[str, Any]:
     fields = item if type(item) is dict else {}
     try:
         size = len(orjson.dumps(item))
-    except orjson.JSONEncodeError:  # not reached for parsed JSON (depth is checked first)
+    except orjson.JSONEncodeError:  # an item nested deeper than orjson writes (254 levels): refused for it
         size = 0
     return {
         "reason": exc.code,
