@@ -42,6 +42,8 @@ def test_the_cookies_sent_are_set_again_with_the_cores_attributes():
 @pytest.mark.parametrize("body, origin, host, code", [
     (ASK, "", "t.example.com", "origin_required"),
     (ASK, "null", "t.example.com", "origin_required"),
+    (ASK, "http://[::1", "t.example.com", "invalid_keep_request"),
+    (ASK, "http://[zz]", "t.example.com", "invalid_keep_request"),
     (ASK, "https://www.example.org", "t.example.com", "invalid_keep_request"),  # the page is elsewhere
     (ASK, "https://www.example.com", "collector.other.net", "invalid_keep_request"),  # the browser would drop it
     (ASK, "https://notexample.com", "t.example.com", "invalid_keep_request"),  # a suffix is not a domain
@@ -161,3 +163,21 @@ def test_the_cli_turns_it_on_and_off(tmp_path):
     assert "server-set cookies off" in cli("sources", "set", "Shop", "--server-cookies", "off").stdout
     nothing = cli("sources", "set", "Shop", expect=2)  # a usage mistake (server/cli_support.py)
     assert "--server-cookies" in nothing.stderr and "Traceback" not in nothing.stderr
+
+
+def test_no_header_or_body_makes_it_fail_on_our_side(collector):
+    """Whatever a client sends, the answer is ours: a 200 or a 4xx with a code, never a 500."""
+    client, source, engine = collector
+    workspace.update_source(engine, source["id"], server_cookies=True)
+    origins = ["https://www.example.com", "http://[::1", "http://[zz]", "null", "https://a b", "x" * 5000, "https://www.example.com:99999"]
+    hosts = ["t.example.com", "[::1]:80", "", "a:b:c", "T.EXAMPLE.COM:99999"]
+    bodies = [{**ASK, "writeKey": source["write_key"]}, {"writeKey": source["write_key"], "domain": 7},
+              {"writeKey": source["write_key"], **ASK, "maxage": True}, {"writeKey": source["write_key"], **ASK, "maxage": 1e300},
+              {"writeKey": source["write_key"], **ASK, "names": [None]}, {"writeKey": source["write_key"], **ASK, "path": "/é"}]
+    for origin in origins:
+        for host in hosts:
+            for body in bodies:
+                headers = {"Origin": origin.encode(), "Host": host, "Cookie": (SENT + "; é=ü").encode()}
+                answer = client.post("/v1/keep", json=body, headers=headers)
+                assert answer.status_code in (200, 400), (origin, host, body, answer.text)
+                assert answer.status_code == 200 or answer.json()["code"], answer.text

@@ -97,7 +97,10 @@ def set_cookies(body: Any, origin: str, host: str, cookie_header: str) -> tuple[
     """The names kept and their ``Set-Cookie`` headers for a valid request (else a 400)."""
     if type(body) is not dict:
         raise _bad("Send a JSON object: {writeKey, domain, names, path, sameSite, secure, maxage}")
-    origin_host = (urlsplit(origin).hostname or "") if origin else ""
+    try:
+        origin_host = (urlsplit(origin).hostname or "") if origin else ""
+    except ValueError:  # e.g. "http://[::1": not a URL a browser sends
+        raise _bad("The Origin header is not an origin") from None
     if not origin_host:
         raise ApiError(400, "origin_required", "Only a page may ask for its cookies: send the Origin header")
     domain, names = body.get("domain", ""), body.get("names")
