@@ -77,7 +77,7 @@ def sizes(js: str) -> tuple[int, int, int]:
 
 def served(source: dict) -> tuple[int, int]:
     """The gzip bytes a visitor downloads for ``source``: from a cold build (zlib -9), and polished
-    (Zopfli: what published files carry, and the origin once the version has had warm requests)."""
+    (Zopfli: what published files carry, and the origin a moment after the version's first request)."""
     built = build_bundle(Config(public_url="https://analytics.example.com"), load_catalog(), source)
     return len(built.gzip), len(polish(built).gzip)
 

@@ -102,7 +102,7 @@ def test_what_a_visitor_of_a_source_without_destinations_downloads_is_at_most_6k
     built = served_without_destinations()
     assert built.loaders == () and core_source() in built.body.decode()
     # Issue 18's target, on the polished encodings: what published files carry, and what the
-    # origin serves once a version has had its first warm requests (server/cdn/bundle_keeping.py).
+    # origin serves a moment after a version's first request (server/cdn/bundle_keeping.py).
     served = polish(built)
     assert len(served.gzip) <= CORE_TARGET, f"the bundle without destinations is {len(served.gzip)} bytes gzip, target {CORE_TARGET}"
     # The first requests of a new version at the origin get the fast build: within the budget.

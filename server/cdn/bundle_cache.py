@@ -13,8 +13,9 @@
 - **Single flight, bounded:** concurrent misses for one key share one load (50 cold requests, one
   build), and at most ``BUILD_CONCURRENCY`` loads run at once, so a restart under traffic over
   thousands of keys leaves the event loop and the thread pool free for everything else.
-- **Keeping** (server/cdn/bundle_keeping.py): builds are saved after the answer, and served versions
-  get brotli quality 11, both on background threads.
+- **Keeping** (server/cdn/bundle_keeping.py): builds are saved after the answer, and versions are
+  polished (brotli quality 11, Zopfli's gzip): a new one right after its first build, busy ones
+  as their warm requests offer them; both on background threads.
 """
 
 from __future__ import annotations
@@ -284,6 +285,8 @@ class BundleCache:
                       "server_cookies": (content.get("source") or {}).get("server_cookies")}
             entry = self._build(source)
         self._keep(write_key, entry)
+        if not entry.bundle.polished:  # new (or read back unpolished): its next visitors get smaller bytes
+            self.keeper.offer(write_key, entry)
         return entry
 
     def _keep(self, write_key: str, entry: Entry) -> None:
