@@ -7,7 +7,7 @@ SQLite) nor the ~100 ms of CPU that polishing takes sits on a request's path:
 - **Saving.** One thread, in order. Past ``SAVE_BACKLOG`` waiting saves (a restart under traffic
   over thousands of keys), the miss saves its build itself: backpressure instead of an unbounded
   queue of bundles in memory.
-- **Polishing.** A build compresses brotli at quality 5 and gzip with zlib (a few ms). A new
+- **Polishing.** A build compresses brotli at quality 5 and gzip with zlib -9 (a few ms). A new
   build offers itself at once (a settings change is polished within a moment of its first
   request), and one warm request in ``POLISH_SAMPLE`` offers its bundle; at most one is
   re-compressed per ``POLISH_SPACING`` seconds, so the CPU spent on it stays bounded (a restart

@@ -14,9 +14,10 @@ origin answers with), so a file served by nginx and one served by us decode to t
 - **Polished:** a version is published at once with the fast build's encodings (when the cache has
   not polished it yet), then, in the background, re-written with the polished ones (brotli quality
   11 and Zopfli's gzip, ``bundles.polish``; the cache and the store keep them too), since every
-  visitor of a published version downloads those bytes for as long as it lasts. Polishing takes at most ``interval``
-  seconds per pass, between checks for changes, so it delays no publish by more than that (and
-  uses about half a core: a 10k-key first publish is polished in 20 to 30 minutes).
+  visitor of a published version downloads those bytes for as long as it lasts. Polishing takes
+  at most ``interval`` seconds per pass, between checks for changes, so it delays no publish by
+  more than that (and uses about half a core: a 10k-key first publish is polished in 20 to 30
+  minutes).
 
 - **Atomic:** each file is written to a temporary file in its own directory, fsynced, then
   ``os.replace``d over the old one. A reader opens either the old file or the new one, never a

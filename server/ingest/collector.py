@@ -16,8 +16,9 @@ A request goes: body within its size limit (gzip ok) → JSON object → write k
 first broken rule is a 400, and nothing of the request is stored) → normalised → handed to the
 group-commit writer → ``200 {"success": true}`` once the transaction holding it has committed.
 In a batch, an item that breaks a rule, is over 32 KB or is nested too deep is the exception to
-"the first broken rule is a 400": it alone is refused (recorded, counted) and the rest stored. When the store can't keep up or can't write,
-the answer is a 503 with Retry-After (server/ingest/writer.py bounds what may wait).
+"the first broken rule is a 400": it alone is refused (recorded, counted) and the rest stored.
+When the store can't keep up or can't write, the answer is a 503 with Retry-After
+(server/ingest/writer.py bounds what may wait).
 Every answer, errors included, carries CORS headers. See docs/collector.md.
 """
 
