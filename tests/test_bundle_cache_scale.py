@@ -171,6 +171,11 @@ def test_a_restart_serves_the_stored_build_without_rendering(sqlite_url):
     config = Config(database_url=sqlite_url, delivery_workers=False)
     url = bundle_path(source["write_key"])
     with TestClient(create_app(config, engine=engine, planes=["server.cdn"])) as client:
+        # Once the new version is polished (right after its first build) and so stored.
+        deadline = time.monotonic() + 10
+        while not client.get(url, headers={"Accept-Encoding": "br"}).headers["etag"].endswith('-br11"'):
+            assert time.monotonic() < deadline, "the new version was never polished"
+            time.sleep(0.02)
         first = {enc: client.get(url, headers={"Accept-Encoding": enc}) for enc in ("br", "gzip", "identity")}
         settings_before = client.get(f"/v1/projects/{source['write_key']}/settings").content
     engine.dispose()

@@ -90,7 +90,7 @@ class Keeper:
 
     def _polish(self, key: tuple[str, int]) -> None:
         entry = self._lookup(key)
-        if entry is not None and not entry.bundle.polished:
+        if entry is not None:
             self.polished(key, entry)
 
     def polished(self, key: tuple[str, int], entry):
@@ -99,11 +99,15 @@ class Keeper:
         if entry.bundle.polished:
             return entry
         better = dataclasses.replace(entry, bundle=polish(entry.bundle))
-        self._replace(key, better)
         built = better.bundle
+        # Stored first, then served: the build's own save (queued on the saver just before a new
+        # build is offered) must be in the store to be updated, and a process that starts after
+        # this one served the polished bytes finds them there.
         try:
+            self.flush()
             bundle_builds.polish(self.engine, entry.source_id, key[1], self.fingerprint, built.gzip, built.br,
                                  built.br_quality)
         except Exception:
             log.warning("could not save a polished bundle", exc_info=True)
+        self._replace(key, better)
         return better
