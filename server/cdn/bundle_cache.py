@@ -44,6 +44,9 @@ from server.store import bundle_builds, workspace
 log = logging.getLogger("switchboard.bundles")
 PINNED_HISTORY = bundle_builds.KEEP_VERSIONS  # versions an immutable URL may be served from
 BUILD_CONCURRENCY = 4
+# The source's own settings a bundle depends on (context.library.name, server-set cookies): part of
+# each version's snapshot (store/workspace.py), handed to the build with its destinations.
+SOURCE_SETTINGS = ("library_name", "server_cookies")
 # What an entry costs the process, not just its payload: ~800 bytes of Python objects around it
 # (measured with tracemalloc), and the allocator's share under churn (evicted 8 KB blocks leave
 # holes that new ones only partly fill). With these, RSS at 10,000 keys stays near the bound
@@ -250,8 +253,7 @@ class BundleCache:
             if source is None:
                 return UNKNOWN
             known = Known(source["source_id"], source["settings_version"], source["enabled"])
-            content = {"destinations": source["destinations"],
-                       "source": {"library_name": source.get("library_name"), "server_cookies": source.get("server_cookies")}}
+            content = {"destinations": source["destinations"], "source": {k: source.get(k) for k in SOURCE_SETTINGS}}
         if not known.enabled:
             return DISABLED
         return self._entry(write_key, known, content) or UNKNOWN
@@ -280,9 +282,7 @@ class BundleCache:
                     return None
             source = {"source_id": known.source_id, "write_key": write_key, "enabled": True,
                       "settings_version": known.version, "destinations": content["destinations"],
-                      # context.library.name of this version (a source setting, part of the snapshot)
-                      "library_name": (content.get("source") or {}).get("library_name"),
-                      "server_cookies": (content.get("source") or {}).get("server_cookies")}
+                      **{k: (content.get("source") or {}).get(k) for k in SOURCE_SETTINGS}}
             entry = self._build(source)
         self._keep(write_key, entry)
         if not entry.bundle.polished:  # new (or read back unpolished): its next visitors get smaller bytes

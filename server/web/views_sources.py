@@ -102,41 +102,38 @@ async def source_page(request: Request) -> Response:
     return await render(request, "source.html", data, title=source["name"])
 
 
-@page
-async def source_library_name(request: Request) -> Response:
-    """The "Library name" form: context.library.name of this source's bundle (server/api/library_name.py)."""
+async def _update_source(request: Request, change: dict, refused: str, done) -> Response:
+    """One source setting from a form of the source's page: saved through the API's service (its
+    checks), then back to the page with ``done(updated source)``, or ``refused`` and why."""
     source_id = request.path_params["id"]
-    form = await form_of(request)
     try:
-        updated = await run_in_threadpool(
-            service.update_source, request.app.state.engine, source_id,
-            {"library_name": str(form.get("library_name", ""))}, request.state.admin_user,
-        )
+        updated = await run_in_threadpool(service.update_source, request.app.state.engine, source_id, change,
+                                          request.state.admin_user)
     except ApiError as exc:
         if exc.status == 404:
             return web_error(request, 404, "not_found", f"There is no source {source_id}.")
-        return await redirect(request, f"/sources/{source_id}", f"Library name not saved: {exc.message}", "error")
-    return await redirect(request, f"/sources/{source_id}",
-                          f"Events from this source's bundle now say context.library.name = {updated['library_name']}.")
+        return await redirect(request, f"/sources/{source_id}", f"{refused}: {exc.message}", "error")
+    return await redirect(request, f"/sources/{source_id}", done(updated))
+
+
+@page
+async def source_library_name(request: Request) -> Response:
+    """The "Library name" form: context.library.name of this source's bundle (server/api/library_name.py)."""
+    form = await form_of(request)
+    return await _update_source(
+        request, {"library_name": str(form.get("library_name", ""))}, "Library name not saved",
+        lambda s: f"Events from this source's bundle now say context.library.name = {s['library_name']}.")
 
 
 @page
 async def source_server_cookies(request: Request) -> Response:
     """The "Server-set cookies" form: whether this source's bundle has the collector set the
     visitor's id cookies (server/ingest/kept_cookies.py)."""
-    source_id = request.path_params["id"]
     form = await form_of(request)
-    on = form.get("server_cookies") == "on"
-    try:
-        await run_in_threadpool(service.update_source, request.app.state.engine, source_id,
-                                {"server_cookies": on}, request.state.admin_user)
-    except ApiError as exc:
-        if exc.status == 404:
-            return web_error(request, 404, "not_found", f"There is no source {source_id}.")
-        return await redirect(request, f"/sources/{source_id}", f"Not saved: {exc.message}", "error")
-    return await redirect(request, f"/sources/{source_id}",
-                          "The bundle now has the collector set the visitor's id cookies once a day." if on
-                          else "The bundle no longer asks the collector to set cookies.")
+    return await _update_source(
+        request, {"server_cookies": form.get("server_cookies") == "on"}, "Not saved",
+        lambda s: "The bundle now has the collector set the visitor's id cookies once a day." if s["server_cookies"]
+        else "The bundle no longer asks the collector to set cookies.")
 
 
 def routes() -> list[Route]:
